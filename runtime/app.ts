@@ -1,0 +1,74 @@
+/**
+ * The Hono app of one function: the protocol routes, `/predict`, the function's own routes,
+ * metrics, logs, limits and JSON errors.
+ */
+import { Hono } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
+import { HTTPException } from 'hono/http-exception';
+import { methodNotAllowed } from 'hono/method-not-allowed';
+import { requestId } from 'hono/request-id';
+import { timeout } from 'hono/timeout';
+import type { RuntimeConfig } from './config.ts';
+import { errorResponse, handleError, handleNotFound } from './errors.ts';
+import type { FunctionHost } from './host.ts';
+import { accessLog, createLogger, type Logger } from './log.ts';
+import { createMetrics, type Metrics } from './metrics.ts';
+import { predictRoute } from './predict.ts';
+import { modelRoutes, serverRoutes } from './protocol.ts';
+import { VERSION } from './version.ts';
+
+export interface FunctionAppOptions {
+  config: Pick<RuntimeConfig, 'maxElements' | 'accessLog' | 'logLevel'>;
+  logger?: Logger;
+  metrics?: Metrics;
+}
+
+function jsonException(status: 504, message: string): HTTPException {
+  return new HTTPException(status, {
+    res: new Response(JSON.stringify({ error: message }), { status, headers: { 'Content-Type': 'application/json' } }),
+  });
+}
+
+/**
+ * Builds the app serving one function at `/`. The model may still be loading: routes that
+ * need it answer 503 until it is ready.
+ *
+ * @example
+ * const { app } = createFunctionApp(host, { config: readConfig() });
+ * await app.request('/v2/health/ready');
+ */
+export function createFunctionApp(host: FunctionHost, options: FunctionAppOptions): { app: Hono; metrics: Metrics; logger: Logger } {
+  const { config } = options;
+  const fn = host.fn;
+  const logger = options.logger ?? createLogger(config.logLevel);
+  const metrics = options.metrics ?? createMetrics();
+  const app = new Hono();
+
+  app.use(requestId({ headerName: 'X-Request-Id', limitLength: 200 }));
+  if (config.accessLog) app.use(accessLog(logger, { fn: fn.name }));
+  app.use(...metrics.middleware);
+  app.use(methodNotAllowed({
+    app,
+    onMethodNotAllowed: (c, methods) => errorResponse(c, 405, `${c.req.method} is not allowed on ${c.req.path}; use ${methods.join(', ')}`, { Allow: methods.join(', ') }),
+  }));
+  app.use(bodyLimit({
+    maxSize: fn.limits.bodySize,
+    onError: (c) => errorResponse(c, 413, `request body is larger than the limit of ${fn.limits.bodySize} bytes for '${fn.name}'`),
+  }));
+  app.use(timeout(fn.limits.timeoutMs, () => jsonException(504, `request to '${fn.name}' timed out after ${fn.limits.timeoutMs} ms`)));
+  app.onError(handleError((err, c) => logger.log('error', 'unhandled error', {
+    fn: fn.name,
+    request_id: c.get('requestId'),
+    error: err instanceof Error ? err.stack : String(err),
+  })));
+  app.notFound(handleNotFound);
+
+  const protocol = { maxElements: config.maxElements, serverName: 'modelfn', serverVersion: VERSION };
+  serverRoutes(app, () => (host.isReady ? undefined : host.notReadyReason()), protocol);
+  modelRoutes(app, host, protocol);
+  app.get('/metrics', metrics.handler);
+  // The function's own routes come before the default /predict, so a function may replace it.
+  fn.routes?.(app, host);
+  predictRoute(app, host, config.maxElements);
+  return { app, metrics, logger };
+}

@@ -1,0 +1,132 @@
+/**
+ * Every runtime setting, read from the environment in this one place.
+ *
+ * Each setting has a documented default; `SETTINGS` is the table the README and
+ * `--help` print, so documentation and behaviour cannot drift apart.
+ */
+import { availableParallelism } from 'node:os';
+
+export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
+
+export interface RuntimeConfig {
+  /** Address the server binds. */
+  host: string;
+  /** Port the server listens on. */
+  port: number;
+  /** Default request body limit in bytes, for functions that declare none. */
+  bodyLimit: number;
+  /** Default request timeout in milliseconds, for functions that declare none. */
+  timeoutMs: number;
+  /** How long in-flight requests may take to finish after SIGTERM/SIGINT. */
+  shutdownTimeoutMs: number;
+  /** Largest number of elements one tensor may declare. */
+  maxElements: number;
+  /** Write one JSON log line per request. */
+  accessLog: boolean;
+  logLevel: LogLevel;
+  /** onnxruntime threads inside one operator (0: let onnxruntime choose). */
+  intraOpThreads: number;
+  /** onnxruntime threads across operators (0: let onnxruntime choose). */
+  interOpThreads: number;
+}
+
+interface Setting {
+  env: string;
+  default: string;
+  description: string;
+}
+
+/** The settings table: variable, default, meaning. */
+export const SETTINGS: readonly Setting[] = [
+  { env: 'MODELFN_HOST', default: '127.0.0.1', description: 'address to bind (images set 0.0.0.0)' },
+  { env: 'PORT', default: '8080', description: 'port to listen on (`--port` wins)' },
+  { env: 'MODELFN_BODY_LIMIT', default: '10mb', description: 'request body limit when a function declares none (bytes, or kb/mb)' },
+  { env: 'MODELFN_TIMEOUT_MS', default: '30000', description: 'request timeout when a function declares none' },
+  { env: 'MODELFN_SHUTDOWN_TIMEOUT_MS', default: '30000', description: 'time in-flight requests get to finish on SIGTERM/SIGINT' },
+  { env: 'MODELFN_MAX_ELEMENTS', default: '16777216', description: 'most elements one tensor may declare; larger shapes are refused before allocation' },
+  { env: 'MODELFN_ACCESS_LOG', default: 'true', description: 'one JSON log line per request' },
+  { env: 'MODELFN_LOG_LEVEL', default: 'info', description: 'debug, info, warn or error' },
+  { env: 'MODELFN_INTRA_OP_THREADS', default: '0', description: "onnxruntime intra-op threads; 0 lets onnxruntime use every core" },
+  { env: 'MODELFN_INTER_OP_THREADS', default: '0', description: 'onnxruntime inter-op threads; 0 lets onnxruntime choose' },
+];
+
+/** A setting that cannot be used; the message names the variable and the problem. */
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+const UNITS: Record<string, number> = { '': 1, b: 1, kb: 1024, k: 1024, mb: 1024 ** 2, m: 1024 ** 2, gb: 1024 ** 3, g: 1024 ** 3 };
+
+/**
+ * Parses a byte size such as `1048576`, `512kb` or `10mb` (binary units).
+ *
+ * @example parseByteSize('10mb') // 10485760
+ */
+export function parseByteSize(value: string | number): number | undefined {
+  if (typeof value === 'number') return Number.isSafeInteger(value) && value > 0 ? value : undefined;
+  const match = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(value);
+  if (!match) return undefined;
+  const unit = UNITS[match[2].toLowerCase()];
+  if (unit === undefined) return undefined;
+  const bytes = Math.floor(Number(match[1]) * unit);
+  return bytes > 0 && Number.isSafeInteger(bytes) ? bytes : undefined;
+}
+
+function defaultOf(env: string): string {
+  const setting = SETTINGS.find((s) => s.env === env);
+  if (!setting) throw new Error(`unknown setting ${env}`);
+  return setting.default;
+}
+
+function raw(env: NodeJS.ProcessEnv, name: string): string {
+  const value = env[name];
+  return value === undefined || value === '' ? defaultOf(name) : value;
+}
+
+function integer(env: NodeJS.ProcessEnv, name: string, min: number, max = Number.MAX_SAFE_INTEGER): number {
+  const text = raw(env, name);
+  const value = Number(text);
+  if (!Number.isSafeInteger(value) || value < min || value > max) {
+    throw new ConfigError(`${name}=${JSON.stringify(text)}: expected an integer from ${min} to ${max}`);
+  }
+  return value;
+}
+
+function boolean(env: NodeJS.ProcessEnv, name: string): boolean {
+  const text = raw(env, name).toLowerCase();
+  if (['1', 'true', 'yes', 'on'].includes(text)) return true;
+  if (['0', 'false', 'no', 'off'].includes(text)) return false;
+  throw new ConfigError(`${name}=${JSON.stringify(text)}: expected true or false`);
+}
+
+/**
+ * Reads the runtime configuration from the environment.
+ *
+ * @example
+ * const config = readConfig({ PORT: '9000' });
+ * config.port; // 9000
+ */
+export function readConfig(env: NodeJS.ProcessEnv = process.env): RuntimeConfig {
+  const bodyText = raw(env, 'MODELFN_BODY_LIMIT');
+  const bodyLimit = parseByteSize(bodyText);
+  if (bodyLimit === undefined) {
+    throw new ConfigError(`MODELFN_BODY_LIMIT=${JSON.stringify(bodyText)}: expected a size such as 1048576, 512kb or 10mb`);
+  }
+  const logLevel = raw(env, 'MODELFN_LOG_LEVEL') as LogLevel;
+  if (!['debug', 'info', 'warn', 'error'].includes(logLevel)) {
+    throw new ConfigError(`MODELFN_LOG_LEVEL=${JSON.stringify(logLevel)}: expected debug, info, warn or error`);
+  }
+  const cores = availableParallelism();
+  return {
+    host: raw(env, 'MODELFN_HOST'),
+    port: integer(env, 'PORT', 0, 65535),
+    bodyLimit,
+    timeoutMs: integer(env, 'MODELFN_TIMEOUT_MS', 1),
+    shutdownTimeoutMs: integer(env, 'MODELFN_SHUTDOWN_TIMEOUT_MS', 0),
+    maxElements: integer(env, 'MODELFN_MAX_ELEMENTS', 1),
+    accessLog: boolean(env, 'MODELFN_ACCESS_LOG'),
+    logLevel,
+    intraOpThreads: integer(env, 'MODELFN_INTRA_OP_THREADS', 0, cores * 4),
+    interOpThreads: integer(env, 'MODELFN_INTER_OP_THREADS', 0, cores * 4),
+  };
+}

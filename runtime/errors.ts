@@ -1,0 +1,61 @@
+/**
+ * Errors a client may see, and the handlers that turn every failure into `{"error": "..."}`.
+ */
+import type { Context, ErrorHandler, NotFoundHandler } from 'hono';
+import { HTTPException } from 'hono/http-exception';
+import type { ContentfulStatusCode } from 'hono/utils/http-status';
+
+/**
+ * An error whose message is meant for the client.
+ *
+ * @example throw new HttpError(400, "input 'x': expected FP32, received INT64")
+ */
+export class HttpError extends Error {
+  override name = 'HttpError';
+  constructor(
+    readonly status: ContentfulStatusCode,
+    message: string,
+    readonly headers: Record<string, string> = {},
+  ) {
+    super(message);
+  }
+}
+
+/** A JSON error response. */
+export function errorResponse(c: Context, status: ContentfulStatusCode, message: string, headers?: Record<string, string>): Response {
+  return c.json({ error: message }, status, headers);
+}
+
+/** Logs server-side failures; the client only ever sees a generic message. */
+export type ErrorLogger = (err: unknown, c: Context) => void;
+
+/**
+ * The app's `onError`: client errors keep their message, anything unexpected becomes a 500
+ * without details (the stack goes to the log, never to the client).
+ */
+export function handleError(log: ErrorLogger): ErrorHandler {
+  return function handleError(err, c) {
+    if (err instanceof HttpError) return errorResponse(c, err.status, err.message, err.headers);
+    if (err instanceof HTTPException) {
+      if (err.res && err.res.headers.get('content-type')?.includes('application/json')) return err.res;
+      const status = err.status as ContentfulStatusCode;
+      return errorResponse(c, status, err.message || defaultMessage(status));
+    }
+    log(err, c);
+    return errorResponse(c, 500, 'internal server error');
+  };
+}
+
+/** The app's `notFound`: a JSON 404 naming the path. */
+export const handleNotFound: NotFoundHandler = (c) =>
+  errorResponse(c, 404, `no route for ${c.req.method} ${c.req.path}`);
+
+function defaultMessage(status: number): string {
+  switch (status) {
+    case 400: return 'bad request';
+    case 401: return 'unauthorized';
+    case 413: return 'request body too large';
+    case 504: return 'request timed out';
+    default: return `request failed with status ${status}`;
+  }
+}

@@ -1,0 +1,47 @@
+/**
+ * Structured JSON logs: one line per event, one line per request.
+ */
+import type { MiddlewareHandler } from 'hono';
+import type { LogLevel } from './config.ts';
+
+const RANK: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
+
+export type LogSink = (line: string) => void;
+
+export interface Logger {
+  log(level: LogLevel, msg: string, fields?: Record<string, unknown>): void;
+}
+
+/**
+ * A logger writing one JSON object per line.
+ *
+ * @example createLogger('info').log('info', 'listening', { port: 8080 })
+ */
+export function createLogger(level: LogLevel, sink: LogSink = (line) => process.stdout.write(line)): Logger {
+  const min = RANK[level];
+  return {
+    log(lvl, msg, fields) {
+      if (RANK[lvl] < min) return;
+      sink(`${JSON.stringify({ time: new Date().toISOString(), level: lvl, msg, ...fields })}\n`);
+    },
+  };
+}
+
+/**
+ * One line per request: id, method, path, status, duration. The request id is the incoming
+ * `X-Request-Id` when a client or the gateway sent one (see hono/request-id).
+ */
+export const accessLog = (logger: Logger, fields: Record<string, unknown> = {}): MiddlewareHandler =>
+  async function accessLog(c, next) {
+    const started = performance.now();
+    await next();
+    const status = c.res.status;
+    logger.log(status >= 500 ? 'error' : 'info', 'request', {
+      ...fields,
+      request_id: c.get('requestId'),
+      method: c.req.method,
+      path: c.req.path,
+      status,
+      duration_ms: Math.round((performance.now() - started) * 1000) / 1000,
+    });
+  };

@@ -1,0 +1,95 @@
+/**
+ * Loading an ONNX model with onnxruntime and describing its inputs and outputs.
+ */
+import { readFile } from 'node:fs/promises';
+import ort from 'onnxruntime-node';
+import { datatypeOfOrtType, type DatatypeInfo } from './datatypes.ts';
+
+/** One input or output of a model, as the protocol's metadata reports it. */
+export interface TensorSpec {
+  name: string;
+  datatype: DatatypeInfo['datatype'];
+  /** -1 for a dynamic dimension. */
+  shape: number[];
+  info: DatatypeInfo;
+}
+
+export type Feeds = Record<string, ort.Tensor>;
+export type Fetches = Record<string, ort.Tensor>;
+
+/** A loaded model: what functions and the protocol routes run inference with. */
+export interface Model {
+  readonly session: ort.InferenceSession;
+  readonly inputs: readonly TensorSpec[];
+  readonly outputs: readonly TensorSpec[];
+  /** Milliseconds spent loading the model. */
+  readonly loadMs: number;
+  /**
+   * Runs inference. `outputNames` limits the outputs computed (all by default).
+   *
+   * @example const { probabilities } = await model.run({ input: new ort.Tensor('float32', data, [1, 4]) });
+   */
+  run(feeds: Feeds, outputNames?: readonly string[]): Promise<Fetches>;
+}
+
+/** A model file that is missing, unreadable, or not a model onnxruntime can serve. */
+export class ModelLoadError extends Error {
+  override name = 'ModelLoadError';
+}
+
+export interface LoadModelOptions {
+  intraOpThreads?: number;
+  interOpThreads?: number;
+  /** Called with the seconds each run took. */
+  observeInference?: (seconds: number) => void;
+}
+
+function specOf(meta: ort.InferenceSession.ValueMetadata, path: string, role: string): TensorSpec {
+  if (!meta.isTensor) throw new ModelLoadError(`${path}: ${role} '${meta.name}' is not a tensor (sequences and maps are not supported)`);
+  const info = datatypeOfOrtType(meta.type);
+  if (!info) throw new ModelLoadError(`${path}: ${role} '${meta.name}' has type ${meta.type}, which the protocol cannot carry`);
+  const shape = meta.shape.map((d) => (typeof d === 'number' && d >= 0 ? d : -1));
+  return { name: meta.name, datatype: info.datatype, shape, info };
+}
+
+/**
+ * Loads a model file; throws ModelLoadError with one line naming the file and the problem.
+ *
+ * @example const model = await loadModel('functions/iris/model.onnx');
+ */
+export async function loadModel(path: string, options: LoadModelOptions = {}): Promise<Model> {
+  const started = performance.now();
+  let bytes: Buffer;
+  try {
+    bytes = await readFile(path);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new ModelLoadError(code === 'ENOENT' ? `${path}: model file not found` : `${path}: cannot read the model (${code ?? String(err)})`);
+  }
+  let session: ort.InferenceSession;
+  try {
+    const sessionOptions: ort.InferenceSession.SessionOptions = { graphOptimizationLevel: 'all' };
+    if (options.intraOpThreads) sessionOptions.intraOpNumThreads = options.intraOpThreads;
+    if (options.interOpThreads) sessionOptions.interOpNumThreads = options.interOpThreads;
+    session = await ort.InferenceSession.create(bytes, sessionOptions);
+  } catch (err) {
+    const reason = String((err as Error)?.message ?? err).split('\n')[0];
+    throw new ModelLoadError(`${path}: not a valid ONNX model (onnxruntime: ${reason})`);
+  }
+  const inputs = session.inputMetadata.map((m) => specOf(m, path, 'input'));
+  const outputs = session.outputMetadata.map((m) => specOf(m, path, 'output'));
+  const loadMs = performance.now() - started;
+  const observe = options.observeInference;
+  return {
+    session,
+    inputs,
+    outputs,
+    loadMs,
+    async run(feeds, outputNames) {
+      const t0 = performance.now();
+      const result = outputNames ? await session.run(feeds, outputNames as string[]) : await session.run(feeds);
+      observe?.((performance.now() - t0) / 1000);
+      return result;
+    },
+  };
+}

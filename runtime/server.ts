@@ -1,0 +1,80 @@
+/**
+ * Running one function as one server process: load the model, listen, drain on SIGTERM/SIGINT.
+ * This is exactly what each container runs.
+ */
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { serve } from '@hono/node-server';
+import type { RuntimeConfig } from './config.ts';
+import { createFunctionApp } from './app.ts';
+import type { ResolvedFunction } from './define.ts';
+import { FunctionHost } from './host.ts';
+import { createLogger, type Logger } from './log.ts';
+import { createMetrics } from './metrics.ts';
+import { loadModel } from './model.ts';
+
+export interface RunningFunction {
+  host: FunctionHost;
+  server: Server;
+  /** The address actually bound (port 0 picks a free one). */
+  port: number;
+  url: string;
+  /** Readiness turns false, no new connections, in-flight requests finish (within the shutdown timeout). */
+  shutdown(): Promise<{ drained: boolean }>;
+}
+
+/**
+ * Loads the function's model, then listens. Throws ModelLoadError when the model cannot load.
+ *
+ * @example const running = await startFunction(fn, readConfig()); await running.shutdown();
+ */
+export async function startFunction(fn: ResolvedFunction, config: RuntimeConfig, logger: Logger = createLogger(config.logLevel)): Promise<RunningFunction> {
+  const host = new FunctionHost(fn);
+  const metrics = createMetrics();
+  const { app } = createFunctionApp(host, { config, logger, metrics });
+  const model = await loadModel(fn.modelPath, {
+    intraOpThreads: config.intraOpThreads,
+    interOpThreads: config.interOpThreads,
+    observeInference: (s) => metrics.inferenceSeconds.observe({ model: fn.name }, s),
+  });
+  host.setModel(model);
+  metrics.modelLoadSeconds.set({ model: fn.name }, model.loadMs / 1000);
+  logger.log('info', 'model loaded', { fn: fn.name, model: fn.modelFile, load_ms: Math.round(model.loadMs * 10) / 10 });
+
+  const server = await new Promise<Server>((resolve, reject) => {
+    const s = serve({ fetch: app.fetch, port: config.port, hostname: config.host }, () => resolve(s as Server)) as Server;
+    s.once('error', reject);
+  });
+  const port = (server.address() as AddressInfo).port;
+  logger.log('info', 'listening', { fn: fn.name, host: config.host, port, prefix: fn.prefix });
+
+  let closing: Promise<{ drained: boolean }> | undefined;
+  const shutdown = () => (closing ??= new Promise<{ drained: boolean }>((resolve) => {
+    host.state = 'draining';
+    logger.log('info', 'shutting down', { fn: fn.name, timeout_ms: config.shutdownTimeoutMs });
+    const timer = setTimeout(() => {
+      logger.log('warn', 'shutdown timeout: closing connections with requests still in flight', { fn: fn.name });
+      server.closeAllConnections();
+      resolve({ drained: false });
+    }, config.shutdownTimeoutMs);
+    server.close(() => {
+      clearTimeout(timer);
+      resolve({ drained: true });
+    });
+    server.closeIdleConnections();
+  }).then(async (result) => {
+    await model.session.release().catch(() => {});
+    return result;
+  }));
+  return { host, server, port, url: `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`, shutdown };
+}
+
+/** Exits 0 once drained after SIGTERM or SIGINT (1 when the shutdown timeout cut requests off). */
+export function exitOnSignals(running: Pick<RunningFunction, 'shutdown'>, logger: Logger): void {
+  const onSignal = (signal: NodeJS.Signals) => {
+    logger.log('info', 'signal received', { signal });
+    void running.shutdown().then(({ drained }) => process.exit(drained ? 0 : 1));
+  };
+  process.once('SIGTERM', onSignal);
+  process.once('SIGINT', onSignal);
+}

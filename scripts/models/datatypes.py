@@ -1,0 +1,54 @@
+"""Build a pass-through model with one input/output pair per ONNX tensor type.
+
+Regenerate (from the repo root):  /usr/bin/python3 scripts/models/datatypes.py
+Writes runtime/test/fixtures/datatypes.onnx: inputs `in_<type>`, outputs
+`out_<type>`, each shape ["batch", 3], joined by one Identity node per type.
+"""
+import os
+
+import onnx
+from onnx import TensorProto, helper
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+OUT = os.path.join(ROOT, "runtime", "test", "fixtures", "datatypes.onnx")
+
+TYPES = {
+    "bool": TensorProto.BOOL,
+    "int8": TensorProto.INT8,
+    "int16": TensorProto.INT16,
+    "int32": TensorProto.INT32,
+    "int64": TensorProto.INT64,
+    "uint8": TensorProto.UINT8,
+    "uint16": TensorProto.UINT16,
+    "uint32": TensorProto.UINT32,
+    "uint64": TensorProto.UINT64,
+    "float16": TensorProto.FLOAT16,
+    "float32": TensorProto.FLOAT,
+    "float64": TensorProto.DOUBLE,
+    "string": TensorProto.STRING,
+}
+
+
+def main():
+    shape = ["batch", 3]
+    inputs, outputs, nodes = [], [], []
+    for name, elem_type in TYPES.items():
+        inputs.append(helper.make_tensor_value_info(f"in_{name}", elem_type, shape))
+        outputs.append(helper.make_tensor_value_info(f"out_{name}", elem_type, shape))
+        nodes.append(
+            helper.make_node("Identity", [f"in_{name}"], [f"out_{name}"], name=f"identity_{name}")
+        )
+
+    graph = helper.make_graph(nodes, "datatypes", inputs, outputs)
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="modelfn-scripts"
+    )
+    model.ir_version = 8
+    onnx.checker.check_model(model, full_check=True)
+    os.makedirs(os.path.dirname(OUT), exist_ok=True)
+    onnx.save(model, OUT)
+    print(f"wrote {OUT}")
+
+
+if __name__ == "__main__":
+    main()
