@@ -45,7 +45,14 @@ export interface FunctionDeclaration {
   replicas?: number;
   /** Class labels, for every output (a list) or per output name. */
   labels?: readonly string[] | Readonly<Record<string, readonly string[]>>;
+  /** An example inference request (protocol JSON form), for docs and conformance tests. */
+  example?: ExampleRequest;
   routes?: RoutesHook;
+}
+
+/** An inference request in the protocol's JSON form. */
+export interface ExampleRequest {
+  inputs: { name: string; datatype: string; shape: number[]; data: unknown[] }[];
 }
 
 /** A declaration with every default filled in. */
@@ -67,6 +74,7 @@ export interface ResolvedFunction {
   labels: Readonly<Record<string, readonly string[]>>;
   /** Labels for outputs the `labels` map does not name. */
   defaultLabels?: readonly string[];
+  example?: ExampleRequest;
   routes?: RoutesHook;
 }
 
@@ -108,6 +116,14 @@ const declarationSchema = z.strictObject({
   }).optional(),
   replicas: positiveInt.max(64).optional(),
   labels: z.union([z.array(z.string()), z.record(z.string(), z.array(z.string()))]).optional(),
+  example: z.strictObject({
+    inputs: z.array(z.strictObject({
+      name: z.string(),
+      datatype: z.string(),
+      shape: z.array(z.number().int().min(0)),
+      data: z.array(z.unknown()),
+    })).min(1),
+  }).optional(),
   routes: z.function().optional(),
 });
 
@@ -164,6 +180,7 @@ export function resolveDeclaration(
     replicas: d.replicas ?? 1,
     labels,
     defaultLabels: Array.isArray(d.labels) ? (d.labels as readonly string[]) : undefined,
+    example: d.example,
     routes: d.routes,
   };
 }

@@ -41,6 +41,8 @@ export function handleError(log: ErrorLogger): ErrorHandler {
       const status = err.status as ContentfulStatusCode;
       return errorResponse(c, status, err.message || defaultMessage(status));
     }
+    // c.req.json() in a function's own route throws SyntaxError on a malformed body.
+    if (err instanceof SyntaxError) return errorResponse(c, 400, `malformed JSON: ${err.message}`);
     log(err, c);
     return errorResponse(c, 500, 'internal server error');
   };

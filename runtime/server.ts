@@ -10,8 +10,9 @@ import { createFunctionApp } from './app.ts';
 import type { ResolvedFunction } from './define.ts';
 import { FunctionHost } from './host.ts';
 import { createLogger, type Logger } from './log.ts';
-import { createMetrics } from './metrics.ts';
-import { loadModel } from './model.ts';
+import { createMetrics, type Metrics } from './metrics.ts';
+import { loadModel, type Model } from './model.ts';
+import type { Hono } from 'hono';
 
 export interface RunningFunction {
   host: FunctionHost;
@@ -28,7 +29,20 @@ export interface RunningFunction {
  *
  * @example const running = await startFunction(fn, readConfig()); await running.shutdown();
  */
-export async function startFunction(fn: ResolvedFunction, config: RuntimeConfig, logger: Logger = createLogger(config.logLevel)): Promise<RunningFunction> {
+export interface PreparedFunction {
+  host: FunctionHost;
+  app: Hono;
+  metrics: Metrics;
+  model: Model;
+}
+
+/**
+ * Loads a function's model and builds its app, without listening.
+ * Throws ModelLoadError when the model cannot load.
+ *
+ * @example const { app } = await prepareFunction(fn, readConfig()); await app.request('/v2');
+ */
+export async function prepareFunction(fn: ResolvedFunction, config: RuntimeConfig, logger: Logger = createLogger(config.logLevel)): Promise<PreparedFunction> {
   const host = new FunctionHost(fn);
   const metrics = createMetrics();
   const { app } = createFunctionApp(host, { config, logger, metrics });
@@ -40,7 +54,16 @@ export async function startFunction(fn: ResolvedFunction, config: RuntimeConfig,
   host.setModel(model);
   metrics.modelLoadSeconds.set({ model: fn.name }, model.loadMs / 1000);
   logger.log('info', 'model loaded', { fn: fn.name, model: fn.modelFile, load_ms: Math.round(model.loadMs * 10) / 10 });
+  return { host, app, metrics, model };
+}
 
+/**
+ * Loads the function's model, then listens. Throws ModelLoadError when the model cannot load.
+ *
+ * @example const running = await startFunction(fn, readConfig()); await running.shutdown();
+ */
+export async function startFunction(fn: ResolvedFunction, config: RuntimeConfig, logger: Logger = createLogger(config.logLevel)): Promise<RunningFunction> {
+  const { host, app, model } = await prepareFunction(fn, config, logger);
   const server = await new Promise<Server>((resolve, reject) => {
     const s = serve({ fetch: app.fetch, port: config.port, hostname: config.host }, () => resolve(s as Server)) as Server;
     s.once('error', reject);
@@ -73,7 +96,10 @@ export async function startFunction(fn: ResolvedFunction, config: RuntimeConfig,
 export function exitOnSignals(running: Pick<RunningFunction, 'shutdown'>, logger: Logger): void {
   const onSignal = (signal: NodeJS.Signals) => {
     logger.log('info', 'signal received', { signal });
-    void running.shutdown().then(({ drained }) => process.exit(drained ? 0 : 1));
+    void running.shutdown().then(({ drained }) => {
+      logger.log(drained ? 'info' : 'warn', 'stopped', { drained });
+      process.exit(drained ? 0 : 1);
+    });
   };
   process.once('SIGTERM', onSignal);
   process.once('SIGINT', onSignal);

@@ -1,0 +1,318 @@
+#!/usr/bin/env bash
+# base-images.sh [--force-standin]
+#
+# Makes sure the upstream base images our Dockerfiles name exist in the local
+# engine. An image already present is left as it is; a missing one is pulled.
+# Only when the pull fails (machines and CI without registry access) is a
+# LOCAL STAND-IN built under the same name from this machine's own files:
+#
+#   node:20-bookworm-slim  this machine's node 20 binary at /usr/local/bin/node,
+#                          the libraries ldd lists for it plus the rest of
+#                          glibc's (librt, ...), a `node` user (1000)
+#   nginx:stable-bookworm  Debian's nginx, its libraries, mime.types and a
+#                          default nginx.conf; `nginx` user (101), logs to
+#                          stdout/stderr, conf.d/ empty
+#
+# Stand-ins carry the label org.modelfn.standin=true, use Debian's merged-/usr
+# layout (/lib -> usr/lib, ...) and hold no shell or package manager: they
+# serve as COPY --from sources and to run node / nginx, not for RUN steps.
+# --force-standin rebuilds the stand-ins even when the images exist.
+# Needs a running engine (scripts/docker-engine.sh start).
+set -euo pipefail
+umask 022
+
+node_image="node:20-bookworm-slim"
+nginx_image="nginx:stable-bookworm"
+pull_timeout="${MODELFN_PULL_TIMEOUT:-20}"
+standin_label="org.modelfn.standin=true"
+
+force=0
+for arg in "$@"; do
+  case "$arg" in
+    --force-standin) force=1 ;;
+    -h | --help)
+      awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"
+      exit 0
+      ;;
+    *)
+      echo "base-images.sh: unknown argument: $arg (try --help)" >&2
+      exit 2
+      ;;
+  esac
+done
+
+die() {
+  echo "base-images.sh: $*" >&2
+  exit 1
+}
+
+work=""
+test_container=""
+cleanup() {
+  if [[ -n $test_container ]]; then
+    docker rm -f "$test_container" >/dev/null 2>&1 || true
+  fi
+  if [[ -n $work ]]; then
+    rm -rf "$work"
+  fi
+}
+trap cleanup EXIT
+
+timeout 15 docker info >/dev/null 2>&1 ||
+  die "no Docker engine answers; start one first (scripts/docker-engine.sh start)"
+
+# Absolute paths of the shared objects (and the loader) a binary needs, as
+# ldd resolves them on this machine, one a line.
+needed_libs() {
+  local out
+  out="$(ldd "$1" 2>&1)" || die "ldd failed for $1: $out"
+  if grep -q 'not found' <<<"$out"; then
+    die "$1 needs libraries this machine lacks: $(grep 'not found' <<<"$out" | tr -s ' \t' ' ')"
+  fi
+  awk '$2 == "=>" && $3 ~ /^\// { print $3; next } $1 ~ /^\// { print $1 }' <<<"$out"
+}
+
+# Root file system skeleton that mirrors this machine's merged-/usr links
+# (bin, sbin, lib, lib64, ... -> usr/...) the way Debian images have them.
+make_skeleton() {
+  local root="$1" d
+  mkdir -p "$root"/{etc,root,run,tmp,usr/bin,usr/sbin,usr/lib,var/tmp}
+  chmod 0755 "$root"
+  chmod 0700 "$root/root"
+  chmod 1777 "$root/tmp" "$root/var/tmp"
+  ln -s ../run "$root/var/run"
+  for d in bin sbin lib lib32 lib64 libx32; do
+    if [[ -L /$d && "$(readlink "/$d")" == "usr/$d" ]]; then
+      mkdir -p "$root/usr/$d"
+      ln -s "usr/$d" "$root/$d"
+    fi
+  done
+  cat >"$root/etc/nsswitch.conf" <<'EOF'
+passwd:   files
+group:    files
+shadow:   files
+hosts:    files dns
+EOF
+}
+
+# Copies a binary to DEST inside ROOT and every library it needs to the path
+# ldd names, as real files (symlinks resolved, names kept: libstdc++.so.6).
+add_binary() {
+  local root="$1" bin="$2" dest="$3" lib
+  mkdir -p "$root$(dirname "$dest")"
+  cp -L --preserve=mode "$bin" "$root$dest"
+  while IFS= read -r lib; do
+    mkdir -p "$root$(dirname "$lib")"
+    cp -L --preserve=mode "$lib" "$root$lib"
+  done < <(needed_libs "$bin")
+}
+
+# Imports ROOT as image NAME; extra arguments are `docker import` options.
+# Settings import cannot apply (STOPSIGNAL on engine 20.10) go in $post_build,
+# Dockerfile lines applied by a metadata-only build on top of the import.
+# A stand-in replaced by a rebuild is deleted once nothing tags it.
+post_build=""
+import_rootfs() {
+  local root="$1" name="$2" old_id new_id imported out
+  shift 2
+  local -a tar_opts=(--numeric-owner)
+  if [[ $EUID -ne 0 ]]; then
+    tar_opts+=(--owner=0 --group=0)
+  fi
+  old_id="$(docker image inspect -f '{{.Id}}' "$name" 2>/dev/null || true)"
+  imported="$(tar -C "$root" "${tar_opts[@]}" -cf - . |
+    docker import "$@" --change "LABEL $standin_label" -)"
+  if [[ -n $post_build ]]; then
+    out="$(printf 'FROM %s\n%s\n' "$imported" "$post_build" | docker build -q -t "$name" - 2>&1)" ||
+      die "could not finish stand-in $name: $out"
+  else
+    docker tag "$imported" "$name"
+  fi
+  new_id="$(docker image inspect -f '{{.Id}}' "$name")"
+  if [[ -n $old_id && $old_id != "$new_id" &&
+    "$(docker image inspect -f '{{len .RepoTags}}' "$old_id" 2>/dev/null)" == 0 ]]; then
+    docker image rm "$old_id" >/dev/null 2>&1 || true
+  fi
+}
+
+build_node_standin() {
+  local name="$1" root="$work/node" node_bin version want
+  node_bin="$(command -v node)" || die "no node on this machine to build a stand-in for $name"
+  version="$("$node_bin" -p 'process.versions.node')"
+  want="${name#*:}"
+  want="${want%%-*}"
+  [[ ${version%%.*} == "$want" ]] ||
+    die "this machine's node is v$version, not v$want; cannot stand in for $name"
+
+  make_skeleton "$root"
+  add_binary "$root" "$node_bin" /usr/local/bin/node
+  # The upstream image holds all of glibc, and native addons such as
+  # onnxruntime-node need parts node does not (librt.so.1): add those too.
+  local libc_dir lib
+  libc_dir="$(dirname "$(needed_libs "$node_bin" | grep -m 1 '/libc\.so\.')")"
+  for lib in librt.so.1 libresolv.so.2 libutil.so.1 libanl.so.1 libnss_files.so.2 libnss_dns.so.2; do
+    if [[ -e $libc_dir/$lib ]]; then
+      cp -L --preserve=mode "$libc_dir/$lib" "$root$libc_dir/$lib"
+    fi
+  done
+  mkdir -p "$root/home/node"
+  if [[ $EUID -eq 0 ]]; then
+    chown 1000:1000 "$root/home/node"
+  fi
+  cat >"$root/etc/passwd" <<'EOF'
+root:x:0:0:root:/root:/bin/sh
+node:x:1000:1000::/home/node:/bin/sh
+EOF
+  cat >"$root/etc/group" <<'EOF'
+root:x:0:
+node:x:1000:
+EOF
+  import_rootfs "$root" "$name" \
+    --change 'ENV PATH=/usr/local/bin:/usr/bin:/bin' \
+    --change "ENV NODE_VERSION=$version" \
+    --change 'CMD ["node"]'
+
+  local out
+  out="$(docker run --rm --network none "$name" node -e 'console.log(process.version)' 2>&1)" ||
+    die "stand-in $name does not run node: $out"
+  [[ $out == "v$version" ]] || die "stand-in $name printed '$out', expected v$version"
+}
+
+# Options nginx was configured with, e.g. nginx_opt --pid-path
+nginx_opt() {
+  nginx -V 2>&1 | tr ' ' '\n' | sed -n "s|^$1=||p" | head -n 1
+}
+
+build_nginx_standin() {
+  local name="$1" root="$work/nginx" opt path
+  if [[ ! -x /usr/sbin/nginx ]]; then
+    [[ $EUID -eq 0 ]] || die "Debian's nginx is not installed and installing it needs root"
+    echo "base image $name: installing Debian's nginx package on this machine"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >/dev/null
+    apt-get install -y -qq nginx >/dev/null
+  fi
+
+  make_skeleton "$root"
+  add_binary "$root" /usr/sbin/nginx /usr/sbin/nginx
+
+  # Directories compiled into this nginx build: temp paths are created
+  # themselves; pid, lock and log files need their parent directory.
+  for opt in --http-client-body-temp-path --http-proxy-temp-path \
+    --http-fastcgi-temp-path --http-uwsgi-temp-path --http-scgi-temp-path; do
+    path="$(nginx_opt "$opt")"
+    if [[ $path == /* ]]; then
+      mkdir -p "$root$path"
+    fi
+  done
+  for opt in --pid-path --lock-path --http-log-path --error-log-path; do
+    path="$(nginx_opt "$opt")"
+    if [[ $path == /* ]]; then
+      mkdir -p "$root$(dirname "$path")"
+    fi
+  done
+  path="$(nginx_opt --prefix)"
+  mkdir -p "$root${path:-/usr/share/nginx}/html" "$root/var/cache/nginx" "$root/var/log/nginx" \
+    "$root/etc/nginx/conf.d" "$root/run/lock"
+  [[ -e $root/var/lock ]] || ln -s ../run/lock "$root/var/lock"
+  ln -sf /dev/stdout "$root/var/log/nginx/access.log"
+  ln -sf /dev/stderr "$root/var/log/nginx/error.log"
+
+  cp /etc/nginx/mime.types "$root/etc/nginx/mime.types"
+  for f in fastcgi_params scgi_params uwsgi_params; do
+    if [[ -f /etc/nginx/$f ]]; then
+      cp "/etc/nginx/$f" "$root/etc/nginx/$f"
+    fi
+  done
+  cat >"$root${path:-/usr/share/nginx}/html/index.html" <<'EOF'
+<!doctype html>
+<title>nginx stand-in</title>
+<p>nginx is running (modelfn local stand-in image).</p>
+EOF
+  # Our own default configuration: no dynamic modules, servers come from conf.d.
+  cat >"$root/etc/nginx/nginx.conf" <<'EOF'
+user nginx;
+worker_processes auto;
+
+error_log /var/log/nginx/error.log notice;
+pid /run/nginx.pid;
+
+events {
+    worker_connections 1024;
+}
+
+http {
+    include /etc/nginx/mime.types;
+    default_type application/octet-stream;
+
+    log_format main '$remote_addr - $remote_user [$time_local] "$request" '
+                    '$status $body_bytes_sent "$http_referer" '
+                    '"$http_user_agent" "$http_x_forwarded_for"';
+    access_log /var/log/nginx/access.log main;
+
+    sendfile on;
+    keepalive_timeout 65;
+
+    include /etc/nginx/conf.d/*.conf;
+}
+EOF
+  cat >"$root/etc/passwd" <<'EOF'
+root:x:0:0:root:/root:/bin/sh
+www-data:x:33:33:www-data:/var/www:/usr/sbin/nologin
+nginx:x:101:101:nginx user:/nonexistent:/bin/false
+nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin
+EOF
+  cat >"$root/etc/group" <<'EOF'
+root:x:0:
+www-data:x:33:
+nginx:x:101:
+nogroup:x:65534:
+EOF
+  post_build="STOPSIGNAL SIGQUIT" import_rootfs "$root" "$name" \
+    --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+    --change 'EXPOSE 80' \
+    --change 'CMD ["nginx","-g","daemon off;"]'
+
+  local out
+  out="$(docker run --rm --network none "$name" nginx -t 2>&1)" ||
+    die "stand-in $name fails 'nginx -t': $out"
+
+  # Serve a trivial config on a loopback port and ask it for a page.
+  printf 'server {\n    listen 80;\n    location / { return 200 "stand-in ok\\n"; }\n}\n' \
+    >"$work/check.conf"
+  test_container="$(docker run -d -p 127.0.0.1::80 \
+    -v "$work/check.conf:/etc/nginx/conf.d/default.conf:ro" "$name")"
+  local port tries=0
+  port="$(docker port "$test_container" 80/tcp | sed -n 's/^127\.0\.0\.1://p' | head -n 1)"
+  until out="$(curl -fsS --max-time 2 "http://127.0.0.1:$port/" 2>&1)" && [[ $out == "stand-in ok" ]]; do
+    if ((tries >= 20)); then
+      die "stand-in $name does not serve HTTP: $out; $(docker logs "$test_container" 2>&1 | tail -n 5)"
+    fi
+    sleep 0.5
+    tries=$((tries + 1))
+  done
+  docker rm -f "$test_container" >/dev/null
+  test_container=""
+}
+
+ensure_image() {
+  local name="$1" builder="$2"
+  if ((force)); then
+    "$builder" "$name"
+    echo "base image $name: rebuilt a local stand-in from this machine's files (--force-standin)"
+    return 0
+  fi
+  if docker image inspect "$name" >/dev/null 2>&1; then
+    return 0
+  fi
+  if timeout "$pull_timeout" docker pull -q "$name" >/dev/null 2>&1; then
+    echo "base image $name: pulled from the registry"
+    return 0
+  fi
+  "$builder" "$name"
+  echo "base image $name: registry unreachable, built a local stand-in from this machine's files"
+}
+
+work="$(mktemp -d "${TMPDIR:-/tmp}/modelfn-base-images.XXXXXX")"
+ensure_image "$node_image" build_node_standin
+ensure_image "$nginx_image" build_nginx_standin
