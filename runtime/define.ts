@@ -149,7 +149,8 @@ export function resolveDeclaration(
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
     const path = issue.path.join('.') || 'declaration';
-    throw new DeclarationError(file, `${path} ${issue.message.replace(/^Invalid input: /, '')}`);
+    const message = issue.message.replace(/^Invalid input: /, '');
+    throw new DeclarationError(file, `${path}: ${message.charAt(0).toLowerCase()}${message.slice(1)}`);
   }
   const d = parsed.data as FunctionDeclaration;
   const name = d.name ?? where.folderName;

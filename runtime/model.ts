@@ -68,7 +68,8 @@ export async function loadModel(path: string, options: LoadModelOptions = {}): P
   }
   let session: ort.InferenceSession;
   try {
-    const sessionOptions: ort.InferenceSession.SessionOptions = { graphOptimizationLevel: 'all' };
+    // Kernel failures become 400s for the client; onnxruntime's own error lines would only duplicate them.
+    const sessionOptions: ort.InferenceSession.SessionOptions = { graphOptimizationLevel: 'all', logSeverityLevel: 4 };
     if (options.intraOpThreads) sessionOptions.intraOpNumThreads = options.intraOpThreads;
     if (options.interOpThreads) sessionOptions.interOpNumThreads = options.interOpThreads;
     session = await ort.InferenceSession.create(bytes, sessionOptions);

@@ -75,13 +75,17 @@ export async function startFunction(fn: ResolvedFunction, config: RuntimeConfig,
   const shutdown = () => (closing ??= new Promise<{ drained: boolean }>((resolve) => {
     host.state = 'draining';
     logger.log('info', 'shutting down', { fn: fn.name, timeout_ms: config.shutdownTimeoutMs });
+    // Keep-alive connections become idle as their last response goes out: close them as they do.
+    const idle = setInterval(() => server.closeIdleConnections(), 50);
     const timer = setTimeout(() => {
       logger.log('warn', 'shutdown timeout: closing connections with requests still in flight', { fn: fn.name });
+      clearInterval(idle);
       server.closeAllConnections();
       resolve({ drained: false });
     }, config.shutdownTimeoutMs);
     server.close(() => {
       clearTimeout(timer);
+      clearInterval(idle);
       resolve({ drained: true });
     });
     server.closeIdleConnections();

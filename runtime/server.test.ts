@@ -1,0 +1,133 @@
+import { copyFileSync, mkdtempSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
+import { request as httpRequest } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { ROOT, postJson } from './test/helpers.ts';
+import { runServe, startServerProcess, type ServerProcess } from './test/process.ts';
+
+const IRIS_MODEL = resolve(ROOT, 'functions/iris/model.onnx');
+const scratch = mkdtempSync(join(tmpdir(), 'modelfn-server-'));
+afterAll(() => rmSync(scratch, { recursive: true, force: true }));
+
+function functionDir(name: string, files: Record<string, string>, model: string | null = IRIS_MODEL): string {
+  const dir = join(scratch, name);
+  mkdirSync(dir, { recursive: true });
+  if (model) copyFileSync(model, join(dir, 'model.onnx'));
+  for (const [file, text] of Object.entries(files)) writeFileSync(join(dir, file), text);
+  return dir;
+}
+
+/** A request on a fresh connection (no pooled keep-alive), resolving to its error code on failure. */
+function freshConnection(url: string): Promise<number | string> {
+  return new Promise((done) => {
+    const req = httpRequest(`${url}/v2/health/live`, { agent: false }, (res) => {
+      res.resume();
+      done(res.statusCode!);
+    });
+    req.on('error', (err: NodeJS.ErrnoException) => done(err.code ?? 'error'));
+    req.end();
+  });
+}
+
+describe('the server process', () => {
+  let server: ServerProcess | undefined;
+  afterAll(() => {
+    if (server && server.child.exitCode === null) server.child.kill('SIGKILL');
+  });
+
+  it('serves a function over real HTTP on a loopback port', async () => {
+    server = await startServerProcess('functions/iris');
+    const live = await fetch(`${server.url}/v2/health/live`);
+    expect(live.status).toBe(200);
+    const res = await fetch(`${server.url}/species`, postJson({ flowers: [{ sepal_length: 6.7, sepal_width: 3.0, petal_length: 5.2, petal_width: 2.3 }] }));
+    expect(res.status).toBe(200);
+    expect(((await res.json()) as { predictions: { species: string }[] }).predictions[0].species).toBe('virginica');
+    const infer = await fetch(`${server.url}/v2/models/iris/infer`, postJson({ id: 'x', inputs: [{ name: 'input', datatype: 'FP32', shape: [1, 4], data: [5.1, 3.5, 1.4, 0.2] }] }, { 'X-Request-Id': 'proc-1' }));
+    expect(infer.headers.get('x-request-id')).toBe('proc-1');
+    expect(((await infer.json()) as { id: string }).id).toBe('x');
+    server.child.kill('SIGTERM');
+    expect((await server.exited).code).toBe(0);
+    expect(server.lines.some((l) => l.msg === 'request' && l.request_id === 'proc-1' && l.status === 200)).toBe(true);
+  });
+
+  it('drains on SIGTERM: in-flight requests finish, new connections are refused, exit 0', async () => {
+    const dir = functionDir('slow', {
+      'function.ts': `export default { routes(app) { app.get('/slow', async (c) => { await new Promise((r) => setTimeout(r, 800)); return c.json({ finished: true }); }); } };\n`,
+    });
+    server = await startServerProcess(dir);
+    const inFlight = fetch(`${server.url}/slow`);
+    await new Promise((r) => setTimeout(r, 200));
+    server.child.kill('SIGTERM');
+    await new Promise((r) => setTimeout(r, 200));
+    expect(await freshConnection(server.url)).toBe('ECONNREFUSED');
+    const res = await inFlight;
+    expect(res.status).toBe(200);
+    expect(await res.json()).toEqual({ finished: true });
+    expect((await server.exited).code).toBe(0);
+    expect(server.lines.find((l) => l.msg === 'stopped')).toMatchObject({ drained: true });
+  });
+
+  it('gives up on requests that outlast MODELFN_SHUTDOWN_TIMEOUT_MS and exits 1', async () => {
+    const dir = functionDir('stuck', {
+      'function.ts': `export default { routes(app) { app.get('/stuck', async (c) => { await new Promise((r) => setTimeout(r, 10000)); return c.json({}); }); } };\n`,
+    });
+    server = await startServerProcess(dir, { MODELFN_SHUTDOWN_TIMEOUT_MS: '300' });
+    const inFlight = fetch(`${server.url}/stuck`).catch((err: Error) => err);
+    await new Promise((r) => setTimeout(r, 200));
+    server.child.kill('SIGINT');
+    expect((await server.exited).code).toBe(1);
+    expect(await inFlight).toBeInstanceOf(Error);
+  });
+});
+
+describe('start-up failures exit non-zero with one line naming the file', () => {
+  it('a missing function folder', async () => {
+    const { code, stderr } = await runServe([join(scratch, 'nowhere')]);
+    expect(code).toBe(1);
+    expect(stderr.trim()).toMatch(/^modelfn: .*nowhere: function folder not found$/);
+  });
+
+  it('a missing model', async () => {
+    const dir = functionDir('nomodel', { 'function.ts': 'export default {};\n' }, null);
+    const { code, stderr } = await runServe([dir]);
+    expect(code).toBe(1);
+    expect(stderr.trim()).toMatch(/^modelfn: .*nomodel\/model.onnx: model file not found$/);
+  });
+
+  it('a corrupt model', async () => {
+    const dir = functionDir('corrupt', {}, null);
+    writeFileSync(join(dir, 'model.onnx'), 'this is not a protobuf');
+    const { code, stderr } = await runServe([dir]);
+    expect(code).toBe(1);
+    expect(stderr.trim().split('\n')).toHaveLength(1);
+    expect(stderr).toMatch(/corrupt\/model.onnx: not a valid ONNX model/);
+  });
+
+  it('a bad declaration', async () => {
+    const dir = functionDir('baddecl', { 'function.ts': "export default { replicas: 0, colour: 'red' };\n" });
+    const { code, stderr } = await runServe([dir]);
+    expect(code).toBe(1);
+    expect(stderr.trim()).toMatch(/^modelfn: .*baddecl\/function.ts: /);
+    expect(stderr.trim().split('\n')).toHaveLength(1);
+  });
+
+  it('a declaration without a default export', async () => {
+    const dir = functionDir('noexport', { 'function.ts': 'export const x = 1;\n' });
+    const { code, stderr } = await runServe([dir]);
+    expect(code).toBe(1);
+    expect(stderr).toMatch(/noexport\/function.ts: has no default export/);
+  });
+
+  it('a bad setting', async () => {
+    const { code, stderr } = await runServe(['functions/iris', '--port', 'seventy']);
+    expect(code).toBe(1);
+    expect(stderr.trim()).toBe('modelfn: PORT="seventy": expected an integer from 0 to 65535');
+  });
+
+  it('a usage error exits 2', async () => {
+    const { code, stderr } = await runServe([]);
+    expect(code).toBe(2);
+    expect(stderr).toMatch(/expected one function folder/);
+  });
+});
