@@ -34,11 +34,12 @@ export function resolveFunction(
   declaration: unknown,
   declarationFile: string | undefined,
   config: Pick<RuntimeConfig, 'bodyLimit' | 'timeoutMs'>,
+  folderName = basename(resolve(dir)),
 ): ResolvedFunction {
   const absDir = resolve(dir);
   const fn = resolveDeclaration(declaration, {
     dir: absDir,
-    folderName: basename(absDir),
+    folderName,
     declarationFile: declarationFile && displayPath(declarationFile),
   }, config);
   if (!existsSync(fn.modelPath)) {

@@ -36,7 +36,9 @@ export const accessLog = (logger: Logger, fields: Record<string, unknown> = {}):
     const started = performance.now();
     await next();
     const status = c.res.status;
-    logger.log(status >= 500 ? 'error' : 'info', 'request', {
+    // Health probes arrive every few seconds from the engine: keep them out of the info log.
+    const probe = status === 200 && c.req.path.startsWith('/v2/health/');
+    logger.log(status >= 500 ? 'error' : probe ? 'debug' : 'info', 'request', {
       ...fields,
       request_id: c.get('requestId'),
       method: c.req.method,

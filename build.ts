@@ -1,0 +1,134 @@
+/**
+ * `npm run build`: discovers every function, validates all declarations at once, bundles each
+ * with esbuild into dist/<name>/, and writes the generated nginx config and docker-compose.yml.
+ *
+ *   npm run build                      bundles and generated files
+ *   npm run build -- --images          also the container images (runtime, functions, gateway)
+ *   npm run build -- --check           fails when a generated file is out of date
+ *   --functions DIR  --out DIR  --root DIR (where nginx/ and docker-compose.yml go)
+ */
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, relative, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { bundleFunction, type BundleResult } from './build/bundle.ts';
+import { composeFile } from './build/compose.ts';
+import { discoverFunctions } from './build/functions.ts';
+import { buildFunctionImage, buildGatewayImage, buildRuntimeImage, ensureBaseImages, imageTag } from './build/images.ts';
+import { nginxConfig } from './build/nginx.ts';
+import { ConfigError, readConfig } from './runtime/config.ts';
+import type { ResolvedFunction } from './runtime/define.ts';
+
+export interface BuildOptions {
+  functionsDir: string;
+  outDir: string;
+  /** Folder receiving nginx/nginx.conf and docker-compose.yml. */
+  root: string;
+  images: boolean;
+  check: boolean;
+  log: (line: string) => void;
+}
+
+/** The generated files, by path relative to the root. */
+export function generatedFiles(functions: readonly ResolvedFunction[], tag = 'latest'): Record<string, string> {
+  return {
+    'nginx/nginx.conf': nginxConfig(functions, { mode: 'dns' }),
+    'docker-compose.yml': composeFile(functions, { tag }),
+  };
+}
+
+function size(bytes: number): string {
+  if (bytes < 1024) return `${bytes} B`;
+  if (bytes < 1024 ** 2) return `${(bytes / 1024).toFixed(1)} KiB`;
+  return `${(bytes / 1024 ** 2).toFixed(1)} MiB`;
+}
+
+function table(rows: BundleResult[]): string {
+  const header = ['function', 'bundle', 'source map', 'model', 'output'];
+  const body = rows.map((r) => [r.name, size(r.bundleBytes), size(r.mapBytes), size(r.modelBytes), r.outDir]);
+  const widths = header.map((h, i) => Math.max(h.length, ...body.map((b) => b[i].length)));
+  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd();
+  return [line(header), line(widths.map((w) => '-'.repeat(w))), ...body.map(line)].join('\n');
+}
+
+/** Runs the build; resolves to the process exit code. */
+export async function runBuild(options: BuildOptions): Promise<number> {
+  const { log } = options;
+  const config = readConfig();
+  const { functions, problems } = await discoverFunctions(options.functionsDir, config);
+  if (problems.length) {
+    log(`modelfn build: ${problems.length} problem${problems.length > 1 ? 's' : ''}:`);
+    for (const p of problems) log(`  - ${p}`);
+    return 1;
+  }
+  const files = generatedFiles(functions, imageTag());
+  if (options.check) {
+    const stale = Object.entries(files).filter(([path, text]) => {
+      const file = join(options.root, path);
+      return !existsSync(file) || readFileSync(file, 'utf8') !== text;
+    });
+    for (const [path] of stale) log(`modelfn build: ${path} is out of date with functions/; run npm run build`);
+    return stale.length ? 1 : 0;
+  }
+  log(`modelfn build: ${functions.length} function${functions.length > 1 ? 's' : ''}`);
+  const results: BundleResult[] = [];
+  for (const fn of functions) {
+    const started = performance.now();
+    const result = await bundleFunction(fn, options.outDir);
+    results.push(result);
+    log(`  ✓ ${fn.name.padEnd(16)} ${fn.prefix.padEnd(18)} bundled in ${Math.round(performance.now() - started)} ms`);
+  }
+  for (const [path, text] of Object.entries(files)) {
+    const file = join(options.root, path);
+    mkdirSync(join(file, '..'), { recursive: true });
+    writeFileSync(file, text);
+    log(`  ✓ wrote ${relative(process.cwd(), file) || file}`);
+  }
+  log('');
+  log(table(results));
+  if (options.images) {
+    log('');
+    const standins = (await ensureBaseImages()).trim();
+    if (standins) log(standins);
+    const timed = async (label: string, work: () => Promise<string>) => {
+      const started = performance.now();
+      const tag = await work();
+      log(`  ✓ image ${tag.padEnd(28)} ${label} (${Math.round(performance.now() - started)} ms)`);
+    };
+    await timed('runtime base', () => buildRuntimeImage(options.outDir));
+    for (const fn of functions) await timed(`function ${fn.name}`, () => buildFunctionImage(fn.name, options.outDir));
+    await timed('gateway', () => buildGatewayImage(join(options.root, 'nginx')));
+  }
+  return 0;
+}
+
+const isMain = process.argv[1] && resolve(process.argv[1]) === resolve(import.meta.filename);
+if (isMain) {
+  const { values } = parseArgs({
+    options: {
+      functions: { type: 'string', default: 'functions' },
+      out: { type: 'string', default: 'dist' },
+      root: { type: 'string', default: '.' },
+      images: { type: 'boolean', default: false },
+      check: { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) {
+    process.stdout.write('usage: npm run build -- [--images] [--check] [--functions DIR] [--out DIR] [--root DIR]\n');
+    process.exit(0);
+  }
+  try {
+    process.exitCode = await runBuild({
+      functionsDir: resolve(values.functions!),
+      outDir: resolve(values.out!),
+      root: resolve(values.root!),
+      images: values.images!,
+      check: values.check!,
+      log: (line) => process.stdout.write(`${line}\n`),
+    });
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    process.stderr.write(`modelfn build: ${err.message}\n`);
+    process.exitCode = 1;
+  }
+}

@@ -1,0 +1,68 @@
+/**
+ * Bundling one function with esbuild: one minified ESM file and its source map, onnxruntime-node
+ * kept external (it is native, and lives in the shared runtime image), the model copied beside it.
+ */
+import { copyFileSync, mkdirSync, rmSync, statSync } from 'node:fs';
+import { dirname, join, relative, resolve } from 'node:path';
+import { build } from 'esbuild';
+import type { ResolvedFunction } from '../runtime/define.ts';
+import { folderOf } from './functions.ts';
+
+export const ROOT = join(import.meta.dirname, '..');
+
+export interface BundleResult {
+  name: string;
+  outDir: string;
+  bundleBytes: number;
+  mapBytes: number;
+  modelBytes: number;
+}
+
+/** The entry esbuild compiles: the declaration (when there is one) handed to the runtime's main. */
+function entrySource(fn: ResolvedFunction): string {
+  const main = JSON.stringify(join(ROOT, 'runtime/main.ts'));
+  const info = JSON.stringify({ folder: folderOf(fn), declarationFile: fn.declarationFile });
+  const declaration = fn.declarationFile ? JSON.stringify(resolve(ROOT, fn.declarationFile)) : undefined;
+  return [
+    `import { runBundled } from ${main};`,
+    declaration ? `import declaration from ${declaration};` : 'const declaration = undefined;',
+    `await runBundled(declaration, { ...${info}, dir: import.meta.dirname });`,
+  ].join('\n');
+}
+
+/**
+ * Writes `<outRoot>/<name>/main.mjs`, `main.mjs.map` and the model.
+ *
+ * @example await bundleFunction(fn, 'dist');
+ */
+export async function bundleFunction(fn: ResolvedFunction, outRoot: string): Promise<BundleResult> {
+  const outDir = join(outRoot, fn.name);
+  rmSync(outDir, { recursive: true, force: true });
+  mkdirSync(outDir, { recursive: true });
+  const outfile = join(outDir, 'main.mjs');
+  await build({
+    stdin: { contents: entrySource(fn), resolveDir: ROOT, sourcefile: `functions/${folderOf(fn)}/entry.ts`, loader: 'ts' },
+    bundle: true,
+    platform: 'node',
+    format: 'esm',
+    target: 'node20',
+    minify: true,
+    sourcemap: 'linked',
+    legalComments: 'none',
+    external: ['onnxruntime-node'],
+    // CommonJS dependencies inside an ESM bundle still call require() for Node's built-ins.
+    banner: { js: "import { createRequire as __modelfnRequire } from 'node:module'; const require = __modelfnRequire(import.meta.url);" },
+    outfile,
+    logLevel: 'silent',
+  });
+  const model = join(outDir, fn.modelFile);
+  mkdirSync(dirname(model), { recursive: true });
+  copyFileSync(fn.modelPath, model);
+  return {
+    name: fn.name,
+    outDir: relative(process.cwd(), outDir) || '.',
+    bundleBytes: statSync(outfile).size,
+    mapBytes: statSync(`${outfile}.map`).size,
+    modelBytes: statSync(model).size,
+  };
+}

@@ -1,0 +1,87 @@
+/**
+ * The compose stack: up (bundles, images, containers, then waiting until every function answers
+ * through the gateway) and down (containers, networks and volumes removed).
+ */
+import { execFileSync } from 'node:child_process';
+import { join } from 'node:path';
+import { run } from './images.ts';
+
+export interface StackOptions {
+  /** Folder holding docker-compose.yml. */
+  root: string;
+  /** Compose project name; MODELFN_PROJECT, default "modelfn". */
+  project?: string;
+  env?: NodeJS.ProcessEnv;
+}
+
+let composeCommand: string[] | undefined;
+
+/** `docker compose` when the plugin works, else `docker-compose`. */
+export function compose(): string[] {
+  if (composeCommand) return composeCommand;
+  try {
+    execFileSync('docker', ['compose', 'version'], { stdio: 'ignore' });
+    composeCommand = ['docker', 'compose'];
+  } catch {
+    try {
+      execFileSync('docker-compose', ['version'], { stdio: 'ignore' });
+      composeCommand = ['docker-compose'];
+    } catch {
+      throw new Error("neither 'docker compose' nor 'docker-compose' is available: install Docker Compose");
+    }
+  }
+  return composeCommand;
+}
+
+export function projectName(options: StackOptions): string {
+  return options.project ?? options.env?.MODELFN_PROJECT ?? process.env.MODELFN_PROJECT ?? 'modelfn';
+}
+
+/** Runs a compose command for the stack. */
+export function composeRun(options: StackOptions, args: string[]): Promise<string> {
+  const [command, ...pre] = compose();
+  return run(command, [...pre, '-p', projectName(options), '-f', join(options.root, 'docker-compose.yml'), ...args], {
+    cwd: options.root,
+    env: { ...process.env, ...options.env },
+  });
+}
+
+/** The gateway's address on this machine. */
+export function gatewayUrl(env: NodeJS.ProcessEnv = process.env): string {
+  const host = env.MODELFN_HOST || '127.0.0.1';
+  return `http://${host === '0.0.0.0' ? '127.0.0.1' : host}:${env.MODELFN_PORT || '8080'}`;
+}
+
+/** Polls until `check` resolves true, or fails after `timeoutMs` with the last reason. */
+export async function waitFor(what: string, check: () => Promise<true | string>, timeoutMs = 120_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let last = 'no answer yet';
+  while (Date.now() < deadline) {
+    try {
+      const result = await check();
+      if (result === true) return;
+      last = result;
+    } catch (err) {
+      last = (err as Error).message;
+    }
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  throw new Error(`timed out waiting for ${what}: ${last}`);
+}
+
+/** Starts the stack and waits until every listed function is ready through the gateway. */
+export async function stackUp(options: StackOptions, functions: string[]): Promise<string> {
+  await composeRun(options, ['up', '-d', '--remove-orphans']);
+  const url = gatewayUrl({ ...process.env, ...options.env });
+  for (const name of functions) {
+    await waitFor(`${name} through ${url}`, async () => {
+      const res = await fetch(`${url}/v2/models/${name}/ready`, { signal: AbortSignal.timeout(3000) });
+      return res.ok || `status ${res.status}`;
+    });
+  }
+  return url;
+}
+
+export async function stackDown(options: StackOptions): Promise<void> {
+  await composeRun(options, ['down', '--volumes', '--remove-orphans', '--timeout', '20']);
+}

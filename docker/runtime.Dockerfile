@@ -1,0 +1,30 @@
+# The shared runtime base of every function image: Node 20 and onnxruntime's native library for
+# one platform, on an empty file system. Function images add only their bundle and model.
+#
+# Built by build.ts with the context dist/_runtime (onnxruntime-node pruned to the target platform).
+ARG NODE_IMAGE=node:20-bookworm-slim
+FROM ${NODE_IMAGE} AS node
+
+FROM scratch
+ARG LIBDIR=x86_64-linux-gnu
+ARG LOADER=/lib64/ld-linux-x86-64.so.2
+# Node and the C/C++ libraries it and onnxruntime link against (see `ldd`), from the upstream image.
+COPY --from=node /usr/local/bin/node /usr/local/bin/node
+COPY --from=node ${LOADER} ${LOADER}
+COPY --from=node /lib/${LIBDIR}/libc.so.6 /lib/${LIBDIR}/libm.so.6 /lib/${LIBDIR}/libstdc++.so.6 \
+     /lib/${LIBDIR}/libgcc_s.so.1 /lib/${LIBDIR}/libdl.so.2 /lib/${LIBDIR}/libpthread.so.0 \
+     /lib/${LIBDIR}/librt.so.1 /lib/${LIBDIR}/
+COPY node_modules /app/node_modules
+COPY healthcheck.mjs /app/healthcheck.mjs
+ENV NODE_ENV=production \
+    MODELFN_HOST=0.0.0.0 \
+    PORT=8080 \
+    HOME=/tmp \
+    ORT_DISABLE_TELEMETRY=1
+# distroless's "nonroot" user; nothing is written outside /tmp, so the root file system can be read-only.
+USER 65532:65532
+WORKDIR /app/function
+EXPOSE 8080
+HEALTHCHECK --interval=5s --timeout=3s --start-period=10s --retries=3 \
+    CMD ["/usr/local/bin/node", "/app/healthcheck.mjs"]
+ENTRYPOINT ["/usr/local/bin/node", "/app/function/main.mjs"]

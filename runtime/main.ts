@@ -1,0 +1,40 @@
+/**
+ * The entry point of a bundled function: what each container runs. build.ts generates a tiny
+ * entry that imports the function's declaration and calls `runBundled`.
+ */
+import { ConfigError, readConfig } from './config.ts';
+import { DeclarationError } from './define.ts';
+import { resolveFunction } from './discover.ts';
+import { createLogger } from './log.ts';
+import { ModelLoadError } from './model.ts';
+import { exitOnSignals, startFunction } from './server.ts';
+
+export interface BundleInfo {
+  /** The function's folder name in the source tree (the default name). */
+  folder: string;
+  /** Where the bundle and its model are at run time. */
+  dir: string;
+  /** The declaration file in the source tree, for messages. */
+  declarationFile?: string;
+}
+
+/**
+ * Serves a bundled function; exits 1 with one line on stderr when it cannot start.
+ *
+ * @example await runBundled(declaration, { folder: 'iris', dir: import.meta.dirname });
+ */
+export async function runBundled(declaration: unknown, info: BundleInfo): Promise<void> {
+  try {
+    const config = readConfig();
+    const logger = createLogger(config.logLevel);
+    const fn = resolveFunction(info.dir, declaration, info.declarationFile, config, info.folder);
+    const running = await startFunction(fn, config, logger);
+    exitOnSignals(running, logger);
+  } catch (err) {
+    if (err instanceof ConfigError || err instanceof DeclarationError || err instanceof ModelLoadError) {
+      process.stderr.write(`modelfn: ${err.message}\n`);
+      process.exit(1);
+    }
+    throw err;
+  }
+}

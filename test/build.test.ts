@@ -1,0 +1,124 @@
+import { execFileSync, spawnSync } from 'node:child_process';
+import { closeSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
+import { generatedFiles, runBuild } from '../build.ts';
+import { discoverFunctions } from '../build/functions.ts';
+import { TIMEOUT_GRACE_MS } from '../build/nginx.ts';
+import { readConfig } from '../runtime/config.ts';
+import { ROOT } from '../runtime/test/helpers.ts';
+
+const scratch = mkdtempSync(join(tmpdir(), 'modelfn-build-'));
+afterAll(() => rmSync(scratch, { recursive: true, force: true }));
+const MODEL = join(ROOT, 'functions/iris/model.onnx');
+
+function fnDir(root: string, name: string, declaration?: string, model = true): void {
+  mkdirSync(join(root, name), { recursive: true });
+  if (model) copyFileSync(MODEL, join(root, name, 'model.onnx'));
+  if (declaration) writeFileSync(join(root, name, 'function.ts'), declaration);
+}
+
+describe('npm run build', () => {
+  it('reports every problem of every declaration in one list and exits 1', async () => {
+    const root = join(scratch, 'bad');
+    fnDir(root, 'alpha', "export default { prefix: '/shared' };\n");
+    fnDir(root, 'beta', "export default { prefix: '/shared' };\n");
+    fnDir(root, 'gamma', "export default { name: 'alpha' };\n");
+    fnDir(root, 'Bad_Name');
+    fnDir(root, 'nomodel', 'export default {};\n', false);
+    fnDir(root, 'reserved', "export default { prefix: '/v2/x' };\n");
+    fnDir(root, 'limits', "export default { limits: { bodySize: 'lots' } };\n");
+    const log: string[] = [];
+    const code = await runBuild({ functionsDir: root, outDir: join(scratch, 'bad-dist'), root: join(scratch, 'bad-out'), images: false, check: false, log: (l) => log.push(l) });
+    expect(code).toBe(1);
+    const text = log.join('\n');
+    expect(log[0]).toBe('modelfn build: 6 problems:');
+    expect(text).toMatch(/Bad_Name: the folder name 'Bad_Name' is not a valid function name/);
+    expect(text).toMatch(/nomodel\/model.onnx: model file not found/);
+    expect(text).toMatch(/limits\/function.ts: limits.bodySize: must be bytes or a size/);
+    expect(text).toMatch(/beta\/function.ts: prefix '\/shared' is also the prefix of .*alpha\/function.ts/);
+    expect(text).toMatch(/gamma\/function.ts: name 'alpha' is also the name of .*alpha\/function.ts/);
+    expect(text).toMatch(/reserved\/function.ts: prefix '\/v2\/x' is reserved for the gateway/);
+    expect(existsSync(join(scratch, 'bad-dist'))).toBe(false);
+  });
+
+  it('bundles each function into one minified ESM file with its source map and model', async () => {
+    const root = join(scratch, 'good');
+    fnDir(root, 'plain');
+    const log: string[] = [];
+    const out = join(scratch, 'good-dist');
+    expect(await runBuild({ functionsDir: root, outDir: out, root: join(scratch, 'good-out'), images: false, check: false, log: (l) => log.push(l) })).toBe(0);
+    const bundle = readFileSync(join(out, 'plain/main.mjs'), 'utf8');
+    // Minified: a few very long lines.
+    expect(bundle.length / bundle.split('\n').length).toBeGreaterThan(2000);
+    expect(bundle).toContain('sourceMappingURL=main.mjs.map');
+    expect(bundle).toMatch(/from\s*"onnxruntime-node"/);
+    expect(readFileSync(join(out, 'plain/model.onnx'))).toEqual(readFileSync(MODEL));
+    expect(JSON.parse(readFileSync(join(out, 'plain/main.mjs.map'), 'utf8')).version).toBe(3);
+    expect(log.join('\n')).toMatch(/plain\s+\d+(\.\d)? KiB\s+\d+(\.\d)? MiB\s+372 B/);
+    // The bundle runs on its own, away from the source tree.
+    const env = { ...process.env, PORT: '0', MODELFN_HOST: '127.0.0.1' };
+    const broken = join(scratch, 'good-dist-broken');
+    mkdirSync(broken);
+    symlinkSync(join(ROOT, 'node_modules'), join(scratch, 'node_modules'));
+    copyFileSync(join(out, 'plain/main.mjs'), join(broken, 'main.mjs'));
+    writeFileSync(join(broken, 'model.onnx'), 'garbage');
+    let stderr = '';
+    try {
+      execFileSync(process.execPath, [join(broken, 'main.mjs')], { env, cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], timeout: 20_000 });
+    } catch (err) {
+      stderr = String((err as { stderr: Buffer }).stderr);
+      expect((err as { status: number }).status).toBe(1);
+    }
+    expect(stderr).toMatch(/model.onnx: not a valid ONNX model/);
+  });
+});
+
+describe('generated files', () => {
+  it('are up to date with functions/ (npm run build regenerates them)', async () => {
+    const { functions, problems } = await discoverFunctions(join(ROOT, 'functions'), readConfig({}));
+    expect(problems).toEqual([]);
+    for (const [path, text] of Object.entries(generatedFiles(functions))) {
+      expect(readFileSync(join(ROOT, path), 'utf8'), `${path} is out of date: run npm run build`).toBe(text);
+      expect(text.split('\n')[0]).toMatch(/^# Generated by build.ts/);
+    }
+  });
+
+  it('take limits and replicas from the declarations: nginx and the app agree', async () => {
+    const { functions } = await discoverFunctions(join(ROOT, 'functions'), readConfig({}));
+    const { 'nginx/nginx.conf': conf, 'docker-compose.yml': yml } = generatedFiles(functions);
+    const compose = parse(yml) as { services: Record<string, any> };
+    for (const fn of functions) {
+      const block = conf.slice(conf.indexOf(`location ^~ ${fn.prefix}/ {`));
+      expect(block).toMatch(new RegExp(`client_max_body_size ${fn.limits.bodySize};`));
+      expect(block).toMatch(new RegExp(`proxy_read_timeout ${Math.ceil((fn.limits.timeoutMs + TIMEOUT_GRACE_MS) / 1000)}s;`));
+      const service = compose.services[fn.name];
+      expect(service.environment).toEqual({ MODELFN_BODY_LIMIT: String(fn.limits.bodySize), MODELFN_TIMEOUT_MS: String(fn.limits.timeoutMs) });
+      expect(service.deploy.replicas).toBe(fn.replicas);
+      expect(service).toMatchObject({ read_only: true, cap_drop: ['ALL'], security_opt: ['no-new-privileges:true'], user: '65532:65532', init: true });
+      expect(service.healthcheck.test).toEqual(['CMD', '/usr/local/bin/node', '/app/healthcheck.mjs']);
+      expect(compose.services.gateway.depends_on[fn.name]).toEqual({ condition: 'service_healthy' });
+    }
+    expect(compose.services.gateway.ports).toEqual(['${MODELFN_HOST:-127.0.0.1}:${MODELFN_PORT:-8080}:8080']);
+    expect(conf).toContain('server_tokens off;');
+  });
+
+  it('nginx.conf passes nginx -t', () => {
+    const nginx = ['/usr/sbin/nginx', '/usr/bin/nginx'].find(existsSync);
+    if (!nginx) {
+      if (process.env.CI === 'true') throw new Error('CI=true but nginx is not installed (.ci/run installs it)');
+      process.stdout.write('\n[skipped] nginx -t: nginx is not installed on this machine\n');
+      return;
+    }
+    // nginx opens /dev/stderr itself, which a socket cannot provide: give it a file.
+    const log = join(scratch, 'nginx-t.log');
+    const fd = openSync(log, 'w');
+    const result = spawnSync(nginx, ['-t', '-p', scratch, '-c', join(ROOT, 'nginx/nginx.conf')], { stdio: ['ignore', fd, fd] });
+    closeSync(fd);
+    const output = readFileSync(log, 'utf8');
+    expect(result.status, output).toBe(0);
+    expect(output).toContain('test is successful');
+  });
+});

@@ -1,0 +1,39 @@
+/**
+ * Tests that need the real Docker engine: skipped with a printed reason on a machine without
+ * one, but never in CI (CI=true), where a missing engine fails the run.
+ */
+import { execFileSync } from 'node:child_process';
+import { createServer } from 'node:net';
+
+function engineAnswers(): boolean {
+  try {
+    execFileSync('docker', ['info', '--format', '{{.ServerVersion}}'], { stdio: 'ignore', timeout: 15_000 });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** True when the tests may use Docker; throws in CI when no engine answers. */
+export function dockerAvailable(suite: string): boolean {
+  if (engineAnswers()) return true;
+  if (process.env.CI === 'true') throw new Error(`${suite}: CI=true but no Docker engine answers (.ci/run starts one)`);
+  process.stdout.write(`\n[skipped] ${suite}: no Docker engine answers on this machine (start one with scripts/docker-engine.sh start)\n`);
+  return false;
+}
+
+/** A free TCP port on 127.0.0.1. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+    server.on('error', reject);
+  });
+}
+
+export function docker(args: string[]): string {
+  return execFileSync('docker', args, { encoding: 'utf8', timeout: 120_000 });
+}

@@ -1,0 +1,169 @@
+/**
+ * The whole stack on the real Docker engine: build, images, compose up, every function through
+ * nginx on 127.0.0.1, replicas, a killed replica, a broken model, and down.
+ */
+import { execFileSync } from 'node:child_process';
+import { cpSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runBuild } from '../../build.ts';
+import { buildFunctionImage, functionImage, gatewayImage } from '../../build/images.ts';
+import { compose, composeRun, stackDown, stackUp, waitFor } from '../../build/stack.ts';
+import { conformanceSuite } from '../../runtime/test/conformance.ts';
+import { ROOT, errorOf, postJson } from '../../runtime/test/helpers.ts';
+import { docker, dockerAvailable, freePort } from '../docker.ts';
+
+const available = dockerAvailable('compose stack (test/e2e/compose.test.ts)');
+const FUNCTIONS = ['digits', 'iris', 'vad'];
+
+describe.runIf(available)('the compose stack on the real Docker engine', () => {
+  const tag = `e2e-${process.pid}`;
+  const project = `modelfn-e2e-${process.pid}`;
+  const root = mkdtempSync(join(tmpdir(), 'modelfn-e2e-'));
+  const buildLog: string[] = [];
+  let url = '';
+  let env: Record<string, string> = {};
+  let down = false;
+  const stack = () => ({ root, project, env });
+  const containers = (service: string) =>
+    docker(['ps', '-q', '--filter', `label=com.docker.compose.project=${project}`, '--filter', `label=com.docker.compose.service=${service}`]).trim().split('\n').filter(Boolean);
+
+  beforeAll(async () => {
+    // The repository's functions, with digits declared at two replicas.
+    cpSync(join(ROOT, 'functions'), join(root, 'functions'), { recursive: true });
+    symlinkSync(join(ROOT, 'runtime'), join(root, 'runtime'));
+    writeFileSync(join(root, 'functions/digits/function.ts'), 'export default { replicas: 2 };\n');
+    env = { MODELFN_IMAGE_TAG: tag, MODELFN_PORT: String(await freePort()), MODELFN_PROJECT: project };
+    Object.assign(process.env, env);
+    const code = await runBuild({ functionsDir: join(root, 'functions'), outDir: join(root, 'dist'), root, images: true, check: false, log: (l) => buildLog.push(l) });
+    expect(code, buildLog.join('\n')).toBe(0);
+    url = await stackUp(stack(), FUNCTIONS);
+  }, 600_000);
+
+  afterAll(async () => {
+    if (!down) await stackDown(stack()).catch(() => {});
+    for (const image of [...FUNCTIONS.map((f) => functionImage(f, tag)), gatewayImage(tag)]) {
+      try {
+        docker(['rmi', '-f', image]);
+      } catch {
+        // already gone
+      }
+    }
+    rmSync(root, { recursive: true, force: true });
+  }, 120_000);
+
+  it('shows build progress per function and a size table', () => {
+    const text = buildLog.join('\n');
+    for (const f of FUNCTIONS) expect(text).toMatch(new RegExp(`✓ ${f}\\s+/${f}\\s+bundled`));
+    expect(text).toMatch(/function\s+bundle\s+source map\s+model/);
+    expect(text).toContain(`image ${gatewayImage(tag)}`);
+  });
+
+  it('generates an nginx config that passes nginx -t and a compose file that passes config validation', async () => {
+    const out = execFileSync('docker', ['run', '--rm', '--entrypoint', 'nginx', gatewayImage(tag), '-t'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    expect(out).toBe('');
+    await expect(composeRun(stack(), ['config', '-q'])).resolves.toBeDefined();
+    expect(compose().length).toBeGreaterThan(0);
+  });
+
+  it('answers the gateway routes itself: health, server metadata and the function list', async () => {
+    expect(await (await fetch(`${url}/v2/health/live`)).json()).toEqual({ live: true });
+    expect((await fetch(`${url}/v2/health/ready`)).status).toBe(200);
+    const index = (await (await fetch(`${url}/`)).json()) as { functions: { name: string; prefix: string; replicas: number }[] };
+    expect(index.functions.map((f) => f.name)).toEqual(FUNCTIONS);
+    expect(index.functions.find((f) => f.name === 'digits')!.replicas).toBe(2);
+    const missing = await fetch(`${url}/nowhere`);
+    expect(missing.headers.get('server')).toBe('nginx');
+    expect((await errorOf(missing)).status).toBe(404);
+  });
+
+  for (const name of FUNCTIONS) {
+    conformanceSuite(`${name} through nginx`, async () => ({
+      name,
+      // The gateway has no /metrics of its own: each function's is under its prefix.
+      request: (path, init) => fetch(path === '/metrics' ? `${url}/${name}/metrics` : `${url}${path}`, init),
+      example: name === 'vad' ? { inputs: [
+        { name: 'input', datatype: 'FP32', shape: [1, 576], data: new Array(576).fill(0) },
+        { name: 'state', datatype: 'FP32', shape: [2, 1, 128], data: new Array(256).fill(0) },
+        { name: 'sr', datatype: 'INT64', shape: [], data: [16000] },
+      ] } : undefined,
+    }));
+  }
+
+  it('serves the custom routes under their prefixes, passing the request id through', async () => {
+    const species = await fetch(`${url}/iris/species`, postJson({ flowers: [[6.7, 3.0, 5.2, 2.3]] }, { 'X-Request-Id': 'e2e-trace' }));
+    expect(species.headers.get('x-request-id')).toBe('e2e-trace');
+    expect(((await species.json()) as { predictions: { species: string }[] }).predictions[0].species).toBe('virginica');
+    const wav = (await import('node:fs')).readFileSync(join(ROOT, 'functions/vad/test/speech.wav'));
+    const segments = await fetch(`${url}/vad/segments`, { method: 'POST', headers: { 'Content-Type': 'audio/wav' }, body: wav });
+    expect(((await segments.json()) as { segments: unknown[] }).segments).toHaveLength(2);
+    const digits = await fetch(`${url}/digits/predict`, postJson({ instances: [new Array(64).fill(0)] }));
+    expect(digits.status).toBe(200);
+    expect((await fetch(`${url}/iris`, { redirect: 'manual' })).status).toBe(308);
+  });
+
+  it('enforces the declared body limit at nginx with a JSON 413', async () => {
+    const tooBig = await fetch(`${url}/iris/predict`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: 'x'.repeat(10 * 1024 * 1024 + 1) });
+    const err = await errorOf(tooBig);
+    expect(err.status).toBe(413);
+    expect(tooBig.headers.get('server')).toBe('nginx');
+  });
+
+  it('spreads requests over both replicas of a function', async () => {
+    const replicas = containers('digits');
+    expect(replicas).toHaveLength(2);
+    for (let i = 0; i < 40; i++) expect((await fetch(`${url}/digits/v2/models/digits/ready`, { headers: { 'X-Request-Id': `spread-${i}` } })).status).toBe(200);
+    for (const id of replicas) {
+      const logs = execFileSync('docker', ['logs', id], { encoding: 'utf8' });
+      expect((logs.match(/"request_id":"spread-\d+"/g) ?? []).length).toBeGreaterThan(5);
+    }
+  });
+
+  it('keeps answering when a replica is killed (kill -9) under load', async () => {
+    const [victim] = containers('digits');
+    const pid = docker(['inspect', '--format', '{{.State.Pid}}', victim]).trim();
+    const statuses: number[] = [];
+    let killed = false;
+    const worker = async () => {
+      for (let i = 0; i < 60; i++) {
+        const res = await fetch(`${url}/digits/predict`, postJson({ instances: [new Array(64).fill(1)] }));
+        statuses.push(res.status);
+        await res.arrayBuffer();
+        if (statuses.length === 40 && !killed) {
+          killed = true;
+          process.kill(Number(pid), 'SIGKILL');
+        }
+      }
+    };
+    await Promise.all([worker(), worker(), worker(), worker()]);
+    expect(killed).toBe(true);
+    expect(statuses.filter((s) => s !== 200)).toEqual([]);
+    expect(statuses).toHaveLength(240);
+    // The restart policy brings the replica back.
+    await waitFor('the killed replica to be back', async () => containers('digits').length === 2 || 'one replica', 60_000);
+  });
+
+  it('leaves a broken function answering 503 JSON while the others keep working', async () => {
+    writeFileSync(join(root, 'dist/digits/model.onnx'), 'not a model any more');
+    await buildFunctionImage('digits', join(root, 'dist'));
+    await composeRun(stack(), ['up', '-d', '--no-deps', 'digits']);
+    await waitFor('digits to answer 503', async () => {
+      const res = await fetch(`${url}/digits/predict`, postJson({ instances: [new Array(64).fill(0)] }));
+      return res.status === 503 || `status ${res.status}`;
+    }, 60_000);
+    const err = await errorOf(await fetch(`${url}/digits/predict`, postJson({ instances: [new Array(64).fill(0)] })));
+    expect(err).toEqual({ status: 503, error: "function 'digits' is unavailable: no replica is answering" });
+    expect((await fetch(`${url}/iris/predict`, postJson({ instances: [[5.1, 3.5, 1.4, 0.2]] }))).status).toBe(200);
+    expect((await fetch(`${url}/v2/models/vad/ready`)).status).toBe(200);
+  });
+
+  it('goes down leaving no containers, networks or volumes behind', async () => {
+    await stackDown(stack());
+    down = true;
+    const label = `label=com.docker.compose.project=${project}`;
+    expect(docker(['ps', '-aq', '--filter', label]).trim()).toBe('');
+    expect(docker(['network', 'ls', '-q', '--filter', label]).trim()).toBe('');
+    expect(docker(['volume', 'ls', '-q', '--filter', label]).trim()).toBe('');
+  });
+});
