@@ -2,14 +2,16 @@
 # one platform, on an empty file system. Function images add only their bundle and model.
 #
 # Built by build.ts with the context dist/_runtime (onnxruntime-node pruned to the target platform).
-ARG NODE_IMAGE=node:20-bookworm-slim
+# The full node image carries binutils: strip the debug symbols off node (99 MB -> 86 MB).
+ARG NODE_IMAGE=node:20-bookworm
 FROM ${NODE_IMAGE} AS node
+RUN strip -o /tmp/node /usr/local/bin/node && /tmp/node -e 0
 
 FROM scratch
 ARG LIBDIR=x86_64-linux-gnu
 ARG LOADER=/lib64/ld-linux-x86-64.so.2
 # Node and the C/C++ libraries it and onnxruntime link against (see `ldd`), from the upstream image.
-COPY --from=node /usr/local/bin/node /usr/local/bin/node
+COPY --from=node /tmp/node /usr/local/bin/node
 COPY --from=node ${LOADER} ${LOADER}
 COPY --from=node /lib/${LIBDIR}/libc.so.6 /lib/${LIBDIR}/libm.so.6 /lib/${LIBDIR}/libstdc++.so.6 \
      /lib/${LIBDIR}/libgcc_s.so.1 /lib/${LIBDIR}/libdl.so.2 /lib/${LIBDIR}/libpthread.so.0 \

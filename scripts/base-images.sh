@@ -9,6 +9,10 @@
 #   node:20-bookworm-slim  this machine's node 20 binary at /usr/local/bin/node,
 #                          the libraries ldd lists for it plus the rest of
 #                          glibc's (librt, ...), a `node` user (1000)
+#   node:20-bookworm       the same plus a shell (dash as /bin/sh) and binutils'
+#                          strip: the build stage of the runtime image strips
+#                          the node binary, as the upstream image (which
+#                          carries binutils) can
 #   nginx:stable-bookworm  Debian's nginx, its libraries, mime.types and a
 #                          default nginx.conf; `nginx` user (101), logs to
 #                          stdout/stderr, conf.d/ empty
@@ -22,6 +26,7 @@ set -euo pipefail
 umask 022
 
 node_image="node:20-bookworm-slim"
+node_build_image="node:20-bookworm"
 nginx_image="nginx:stable-bookworm"
 pull_timeout="${MODELFN_PULL_TIMEOUT:-20}"
 standin_label="org.modelfn.standin=true"
@@ -167,6 +172,16 @@ EOF
 root:x:0:
 node:x:1000:
 EOF
+  if [[ ${name#*:} != *slim* ]]; then
+    # The full image: a shell for RUN steps, and strip.
+    add_binary "$root" "$(readlink -f /bin/sh)" /usr/bin/dash
+    ln -sf dash "$root/usr/bin/sh"
+    if ! command -v strip >/dev/null 2>&1 && [[ $EUID -eq 0 ]]; then
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq binutils >/dev/null
+    fi
+    command -v strip >/dev/null 2>&1 || die "no strip on this machine (install binutils) to build a stand-in for $name"
+    add_binary "$root" "$(command -v strip)" /usr/bin/strip
+  fi
   import_rootfs "$root" "$name" \
     --change 'ENV PATH=/usr/local/bin:/usr/bin:/bin' \
     --change "ENV NODE_VERSION=$version" \
@@ -315,4 +330,5 @@ ensure_image() {
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/modelfn-base-images.XXXXXX")"
 ensure_image "$node_image" build_node_standin
+ensure_image "$node_build_image" build_node_standin
 ensure_image "$nginx_image" build_nginx_standin

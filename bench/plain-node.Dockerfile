@@ -1,0 +1,8 @@
+# For comparison only: what a plain Node image with `npm install` weighs. The context holds the
+# project as `npm ci --omit=dev` leaves it (every platform's onnxruntime binaries included).
+ARG NODE_IMAGE=node:20-bookworm-slim
+FROM ${NODE_IMAGE}
+WORKDIR /app
+COPY . .
+ENV NODE_ENV=production
+CMD ["node", "--import", "tsx", "runtime/cli/serve.ts", "functions/iris"]
