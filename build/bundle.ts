@@ -49,7 +49,8 @@ export async function bundleFunction(fn: ResolvedFunction, outRoot: string): Pro
     minify: true,
     sourcemap: 'linked',
     legalComments: 'none',
-    external: ['onnxruntime-node'],
+    // tsx is only imported by watch mode, from source; containers never load it.
+    external: ['onnxruntime-node', 'tsx', 'tsx/*'],
     // CommonJS dependencies inside an ESM bundle still call require() for Node's built-ins.
     banner: { js: "import { createRequire as __modelfnRequire } from 'node:module'; const require = __modelfnRequire(import.meta.url);" },
     outfile,

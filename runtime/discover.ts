@@ -56,7 +56,7 @@ export function resolveFunction(
  *
  * @example const fn = await loadFunctionDir('functions/iris', readConfig());
  */
-export async function loadFunctionDir(dir: string, config: Pick<RuntimeConfig, 'bodyLimit' | 'timeoutMs'>): Promise<ResolvedFunction> {
+export async function loadFunctionDir(dir: string, config: Pick<RuntimeConfig, 'bodyLimit' | 'timeoutMs'>, fresh = false): Promise<ResolvedFunction> {
   const absDir = resolve(dir);
   if (!existsSync(absDir) || !statSync(absDir).isDirectory()) {
     throw new DeclarationError(displayPath(absDir), 'function folder not found');
@@ -66,7 +66,9 @@ export async function loadFunctionDir(dir: string, config: Pick<RuntimeConfig, '
   if (declarationFile) {
     let mod: { default?: unknown };
     try {
-      mod = (await import(pathToFileURL(declarationFile).href)) as { default?: unknown };
+      const url = pathToFileURL(declarationFile).href;
+      // A fresh load (watch mode) imports the declaration and everything it imports anew.
+      mod = (fresh ? await (await import('tsx/esm/api')).tsImport(url, import.meta.url) : await import(url)) as { default?: unknown };
     } catch (err) {
       const reason = String((err as Error)?.message ?? err).split('\n')[0];
       throw new DeclarationError(displayPath(declarationFile), `cannot be loaded: ${reason}`);
@@ -75,6 +77,10 @@ export async function loadFunctionDir(dir: string, config: Pick<RuntimeConfig, '
       throw new DeclarationError(displayPath(declarationFile), 'has no default export; export default defineFunction({...})');
     }
     declaration = mod.default;
+    // tsImport loads a .ts file outside an ESM package as CommonJS: its exports arrive wrapped once more.
+    if (fresh && declaration && typeof declaration === 'object' && Object.keys(declaration).join() === 'default') {
+      declaration = (declaration as { default: unknown }).default;
+    }
   }
   return resolveFunction(absDir, declaration, declarationFile, config);
 }
