@@ -17,7 +17,7 @@ import { errorResponse } from './errors.ts';
 import { GATEWAY_ERRORS, SERVER_METADATA, forwardedPath, functionIndex, gatewayRoutes, matchRoute, unknownModel, type GatewayRoute } from './gateway.ts';
 import { FunctionHost } from './host.ts';
 import type { Logger } from './log.ts';
-import { createMetrics } from './metrics.ts';
+import { createMetrics, modelMetricsOptions } from './metrics.ts';
 import { loadModel, type Model } from './model.ts';
 
 /** One function slot: its app, or why it could not load. */
@@ -67,7 +67,8 @@ async function loadSlot(dir: string, config: RuntimeConfig, logger: Logger, fres
     const model = await loadModel(fn.modelPath, {
       intraOpThreads: config.intraOpThreads,
       interOpThreads: config.interOpThreads,
-      observeInference: (s) => metrics.inferenceSeconds.observe({ model: fn.name }, s),
+      batching: { ...fn.batching, timeoutMs: fn.limits.timeoutMs },
+      ...modelMetricsOptions(metrics, fn.name),
     });
     host.setModel(model);
     metrics.modelLoadSeconds.set({ model: fn.name }, model.loadMs / 1000);

@@ -19,6 +19,21 @@ export interface Metrics {
   handler: MiddlewareHandler;
   inferenceSeconds: Histogram<'model'>;
   modelLoadSeconds: Gauge<'model'>;
+  batchSize: Histogram<'model'>;
+  batchQueueSeconds: Histogram<'model'>;
+  batchQueueDepth: Gauge<'model'>;
+}
+
+/** Options for loadModel that feed a function's metrics. */
+export function modelMetricsOptions(metrics: Metrics, model: string) {
+  return {
+    observeInference: (s: number) => metrics.inferenceSeconds.observe({ model }, s),
+    batchObserver: {
+      batchRows: (rows: number) => metrics.batchSize.observe({ model }, rows),
+      queuedSeconds: (s: number) => metrics.batchQueueSeconds.observe({ model }, s),
+      queueDepth: (n: number) => metrics.batchQueueDepth.set({ model }, n),
+    },
+  };
 }
 
 /**
@@ -58,6 +73,26 @@ export function createMetrics(): Metrics {
     modelLoadSeconds: new Gauge({
       name: 'modelfn_model_load_seconds',
       help: 'Time it took to load the model',
+      labelNames: ['model'],
+      registers: [registry],
+    }),
+    batchSize: new Histogram({
+      name: 'modelfn_batch_size',
+      help: 'Rows in each batch run by the dynamic batcher',
+      labelNames: ['model'],
+      buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256],
+      registers: [registry],
+    }),
+    batchQueueSeconds: new Histogram({
+      name: 'modelfn_batch_queue_seconds',
+      help: 'Time requests waited in the batch queue',
+      labelNames: ['model'],
+      buckets: BUCKETS,
+      registers: [registry],
+    }),
+    batchQueueDepth: new Gauge({
+      name: 'modelfn_batch_queue_depth',
+      help: 'Requests waiting in the batch queue',
       labelNames: ['model'],
       registers: [registry],
     }),

@@ -3,6 +3,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import ort from 'onnxruntime-node';
+import { BatchQueue, canBatch, type BatchObserver, type BatchOptions } from './batch.ts';
 import { datatypeOfOrtType, type DatatypeInfo } from './datatypes.ts';
 
 /** One input or output of a model, as the protocol's metadata reports it. */
@@ -24,6 +25,8 @@ export interface Model {
   readonly outputs: readonly TensorSpec[];
   /** Milliseconds spent loading the model. */
   readonly loadMs: number;
+  /** Whether requests are joined into batches (asked for, and the model has a batch dimension). */
+  readonly batching: boolean;
   /**
    * Runs inference. `outputNames` limits the outputs computed (all by default).
    *
@@ -42,6 +45,9 @@ export interface LoadModelOptions {
   interOpThreads?: number;
   /** Called with the seconds each run took. */
   observeInference?: (seconds: number) => void;
+  /** Dynamic batching, when enabled and the model has a batch dimension. */
+  batching?: BatchOptions & { enabled: boolean };
+  batchObserver?: BatchObserver;
 }
 
 function specOf(meta: ort.InferenceSession.ValueMetadata, path: string, role: string): TensorSpec {
@@ -81,16 +87,22 @@ export async function loadModel(path: string, options: LoadModelOptions = {}): P
   const outputs = session.outputMetadata.map((m) => specOf(m, path, 'output'));
   const loadMs = performance.now() - started;
   const observe = options.observeInference;
+  const runSession = async (feeds: Feeds, outputNames?: readonly string[]): Promise<Fetches> => {
+    const t0 = performance.now();
+    const result = outputNames ? await session.run(feeds, outputNames as string[]) : await session.run(feeds);
+    observe?.((performance.now() - t0) / 1000);
+    return result;
+  };
+  const outputNames = outputs.map((o) => o.name);
+  const queue = options.batching?.enabled && canBatch(inputs, outputs)
+    ? new BatchQueue(runSession, outputNames, options.batching, options.batchObserver)
+    : undefined;
   return {
     session,
     inputs,
     outputs,
     loadMs,
-    async run(feeds, outputNames) {
-      const t0 = performance.now();
-      const result = outputNames ? await session.run(feeds, outputNames as string[]) : await session.run(feeds);
-      observe?.((performance.now() - t0) / 1000);
-      return result;
-    },
+    batching: queue !== undefined,
+    run: queue ? (feeds, names) => queue.run(feeds, names) : runSession,
   };
 }

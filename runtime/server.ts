@@ -10,7 +10,7 @@ import { createFunctionApp } from './app.ts';
 import type { ResolvedFunction } from './define.ts';
 import { FunctionHost } from './host.ts';
 import { createLogger, type Logger } from './log.ts';
-import { createMetrics, type Metrics } from './metrics.ts';
+import { createMetrics, modelMetricsOptions, type Metrics } from './metrics.ts';
 import { loadModel, type Model } from './model.ts';
 import type { Hono } from 'hono';
 
@@ -49,7 +49,8 @@ export async function prepareFunction(fn: ResolvedFunction, config: RuntimeConfi
   const model = await loadModel(fn.modelPath, {
     intraOpThreads: config.intraOpThreads,
     interOpThreads: config.interOpThreads,
-    observeInference: (s) => metrics.inferenceSeconds.observe({ model: fn.name }, s),
+    batching: { ...fn.batching, timeoutMs: fn.limits.timeoutMs },
+    ...modelMetricsOptions(metrics, fn.name),
   });
   host.setModel(model);
   metrics.modelLoadSeconds.set({ model: fn.name }, model.loadMs / 1000);
