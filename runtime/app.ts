@@ -3,11 +3,11 @@
  * metrics, logs, limits and JSON errors.
  */
 import { Hono } from 'hono';
-import { bodyLimit } from 'hono/body-limit';
 import { HTTPException } from 'hono/http-exception';
 import { methodNotAllowed } from 'hono/method-not-allowed';
 import { requestId } from 'hono/request-id';
 import { timeout } from 'hono/timeout';
+import { limitBody } from './body-limit.ts';
 import type { RuntimeConfig } from './config.ts';
 import { errorResponse, handleError, handleNotFound } from './errors.ts';
 import type { FunctionHost } from './host.ts';
@@ -51,7 +51,7 @@ export function createFunctionApp(host: FunctionHost, options: FunctionAppOption
     app,
     onMethodNotAllowed: (c, methods) => errorResponse(c, 405, `${c.req.method} is not allowed on ${c.req.path}; use ${methods.join(', ')}`, { Allow: methods.join(', ') }),
   }));
-  app.use(bodyLimit({
+  app.use(limitBody({
     maxSize: fn.limits.bodySize,
     onError: (c) => errorResponse(c, 413, `request body is larger than the limit of ${fn.limits.bodySize} bytes for '${fn.name}'`),
   }));

@@ -28,6 +28,10 @@ export interface RuntimeConfig {
   intraOpThreads: number;
   /** onnxruntime threads across operators (0: let onnxruntime choose). */
   interOpThreads: number;
+  /** Let onnxruntime's pool threads spin while idle. */
+  ortSpinning: boolean;
+  /** Server processes per function (one container). */
+  workers: number;
 }
 
 interface Setting {
@@ -48,6 +52,8 @@ export const SETTINGS: readonly Setting[] = [
   { env: 'MODELFN_LOG_LEVEL', default: 'info', description: 'debug, info, warn or error' },
   { env: 'MODELFN_INTRA_OP_THREADS', default: '0', description: "onnxruntime intra-op threads; 0 lets onnxruntime use every core" },
   { env: 'MODELFN_INTER_OP_THREADS', default: '0', description: 'onnxruntime inter-op threads; 0 lets onnxruntime choose' },
+  { env: 'MODELFN_WORKERS', default: '1', description: 'server processes per function, sharing its port; auto = one per core' },
+  { env: 'MODELFN_ORT_SPINNING', default: 'false', description: "let onnxruntime's threads spin while idle (lower latency, busier cores)" },
 ];
 
 /** A setting that cannot be used; the message names the variable and the problem. */
@@ -128,5 +134,16 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env): RuntimeConfig 
     logLevel,
     intraOpThreads: integer(env, 'MODELFN_INTRA_OP_THREADS', 0, cores * 4),
     interOpThreads: integer(env, 'MODELFN_INTER_OP_THREADS', 0, cores * 4),
+    ortSpinning: boolean(env, 'MODELFN_ORT_SPINNING'),
+    workers: raw(env, 'MODELFN_WORKERS') === 'auto' ? cores : integer(env, 'MODELFN_WORKERS', 1, cores * 4),
   };
+}
+
+/**
+ * onnxruntime's intra-op threads for one process: the setting when given, else the cores shared
+ * out between the workers (0 with one worker: onnxruntime then uses every core itself).
+ */
+export function intraOpThreadsFor(config: Pick<RuntimeConfig, 'intraOpThreads' | 'workers'>): number {
+  if (config.intraOpThreads || config.workers <= 1) return config.intraOpThreads;
+  return Math.max(1, Math.floor(availableParallelism() / config.workers));
 }

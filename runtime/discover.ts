@@ -89,8 +89,10 @@ export async function loadFunctionDir(dir: string, config: Pick<RuntimeConfig, '
 export function listFunctionDirs(root: string): string[] {
   if (!existsSync(root)) return [];
   return readdirSync(root, { withFileTypes: true })
-    .filter((e) => e.isDirectory() && !e.name.startsWith('.') && !e.name.startsWith('_'))
+    .filter((e) => !e.name.startsWith('.') && !e.name.startsWith('_'))
     .map((e) => join(root, e.name))
+    // Symbolic links to function folders count as folders.
+    .filter((d) => statSync(d, { throwIfNoEntry: false })?.isDirectory())
     .filter((d) => findDeclarationFile(d) || readdirSync(d).some((f) => f.endsWith('.onnx')))
     .sort();
 }

@@ -10,7 +10,7 @@ import { basename, join, relative, resolve, sep } from 'node:path';
 import { serve } from '@hono/node-server';
 import { Hono } from 'hono';
 import { createFunctionApp } from './app.ts';
-import type { RuntimeConfig } from './config.ts';
+import { intraOpThreadsFor, type RuntimeConfig } from './config.ts';
 import type { ResolvedFunction } from './define.ts';
 import { listFunctionDirs, loadFunctionDir } from './discover.ts';
 import { errorResponse } from './errors.ts';
@@ -65,8 +65,9 @@ async function loadSlot(dir: string, config: RuntimeConfig, logger: Logger, fres
   const { app } = createFunctionApp(host, { config, logger, metrics });
   try {
     const model = await loadModel(fn.modelPath, {
-      intraOpThreads: config.intraOpThreads,
+      intraOpThreads: intraOpThreadsFor(config),
       interOpThreads: config.interOpThreads,
+      spinning: config.ortSpinning,
       batching: { ...fn.batching, timeoutMs: fn.limits.timeoutMs },
       ...modelMetricsOptions(metrics, fn.name),
     });

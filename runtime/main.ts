@@ -8,6 +8,7 @@ import { resolveFunction } from './discover.ts';
 import { createLogger } from './log.ts';
 import { ModelLoadError } from './model.ts';
 import { exitOnSignals, startFunction } from './server.ts';
+import { serveWithWorkers } from './workers.ts';
 
 export interface BundleInfo {
   /** The function's folder name in the source tree (the default name). */
@@ -28,8 +29,10 @@ export async function runBundled(declaration: unknown, info: BundleInfo): Promis
     const config = readConfig();
     const logger = createLogger(config.logLevel);
     const fn = resolveFunction(info.dir, declaration, info.declarationFile, config, info.folder);
-    const running = await startFunction(fn, config, logger);
-    exitOnSignals(running, logger);
+    await serveWithWorkers(config.workers, async () => {
+      const running = await startFunction(fn, config, logger);
+      exitOnSignals(running, logger);
+    }, logger);
   } catch (err) {
     if (err instanceof ConfigError || err instanceof DeclarationError || err instanceof ModelLoadError) {
       process.stderr.write(`modelfn: ${err.message}\n`);

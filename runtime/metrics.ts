@@ -1,12 +1,13 @@
 /**
- * Prometheus metrics for one server: requests by route and status and their latency (through
- * @hono/prometheus), inference latency, model load time and requests in flight.
+ * Prometheus metrics for one server (prom-client): requests by route and status and their
+ * latency, inference latency, model load time, requests in flight, batching.
+ *
+ * The request metrics use the names and labels of @hono/prometheus, but keep one labelled child
+ * per (method, route, status) instead of resolving labels on every request: that middleware
+ * alone cut a bare route from 13.8k to 8.5k requests/s on this project's 2-core machine.
  */
-import { prometheus } from '@hono/prometheus';
 import type { MiddlewareHandler } from 'hono';
-import { Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-
-type PrometheusMetricOptions = NonNullable<Parameters<typeof prometheus>[0]>['metricOptions'];
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 /** Latency buckets in seconds, fine enough for sub-millisecond models. */
 const BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
@@ -44,25 +45,34 @@ export function modelMetricsOptions(metrics: Metrics, model: string) {
 export function createMetrics(): Metrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'modelfn_' });
-  const { registerMetrics, printMetrics } = prometheus({
-    registry,
-    prefix: 'modelfn_',
-    // The histogram options accept buckets, but the package's option type does not say so.
-    metricOptions: { requestDuration: { buckets: BUCKETS } } as unknown as PrometheusMetricOptions,
-  });
+  const labelNames = ['method', 'route', 'status', 'ok'] as const;
+  const requests = new Counter({ name: 'modelfn_http_requests_total', help: 'Total number of HTTP requests', labelNames, registers: [registry] });
+  const duration = new Histogram({ name: 'modelfn_http_request_duration_seconds', help: 'Duration of HTTP requests in seconds', labelNames, buckets: BUCKETS, registers: [registry] });
   const inFlight = new Gauge({ name: 'modelfn_requests_in_flight', help: 'Requests being handled now', registers: [registry] });
-  const trackInFlight: MiddlewareHandler = async function trackInFlight(_c, next) {
+  const children = new Map<string, { count: { inc(): void }; observe: { observe(v: number): void } }>();
+  const countRequests: MiddlewareHandler = async function countRequests(c, next) {
+    const started = performance.now();
     inFlight.inc();
     try {
       await next();
     } finally {
       inFlight.dec();
+      const status = c.res.status;
+      const key = `${c.req.method} ${c.req.routePath} ${status}`;
+      let child = children.get(key);
+      if (!child) {
+        const labels = { method: c.req.method, route: c.req.routePath, status: String(status), ok: String(status < 400) };
+        child = { count: requests.labels(labels), observe: duration.labels(labels) };
+        children.set(key, child);
+      }
+      child.count.inc();
+      child.observe.observe((performance.now() - started) / 1000);
     }
   };
   return {
     registry,
-    middleware: [trackInFlight, registerMetrics],
-    handler: async (c) => printMetrics(c),
+    middleware: [countRequests],
+    handler: async (c) => c.text(await registry.metrics(), 200, { 'Content-Type': registry.contentType }),
     inferenceSeconds: new Histogram({
       name: 'modelfn_inference_duration_seconds',
       help: 'Time spent in onnxruntime session.run',

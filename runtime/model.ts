@@ -43,6 +43,8 @@ export class ModelLoadError extends Error {
 export interface LoadModelOptions {
   intraOpThreads?: number;
   interOpThreads?: number;
+  /** Let onnxruntime's threads spin while waiting for work (lower latency, busier cores). */
+  spinning?: boolean;
   /** Called with the seconds each run took. */
   observeInference?: (seconds: number) => void;
   /** Dynamic batching, when enabled and the model has a batch dimension. */
@@ -76,6 +78,11 @@ export async function loadModel(path: string, options: LoadModelOptions = {}): P
   try {
     // Kernel failures become 400s for the client; onnxruntime's own error lines would only duplicate them.
     const sessionOptions: ort.InferenceSession.SessionOptions = { graphOptimizationLevel: 'all', logSeverityLevel: 4 };
+    if (!options.spinning) {
+      // onnxruntime's pool threads spin while waiting for work by default: on a small host that
+      // burns the cores Node and nginx need between requests.
+      sessionOptions.extra = { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } };
+    }
     if (options.intraOpThreads) sessionOptions.intraOpNumThreads = options.intraOpThreads;
     if (options.interOpThreads) sessionOptions.interOpNumThreads = options.interOpThreads;
     session = await ort.InferenceSession.create(bytes, sessionOptions);

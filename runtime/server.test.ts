@@ -1,4 +1,5 @@
 import { copyFileSync, mkdtempSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import { request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -78,6 +79,47 @@ describe('the server process', () => {
     server.child.kill('SIGINT');
     expect((await server.exited).code).toBe(1);
     expect(await inFlight).toBeInstanceOf(Error);
+  });
+});
+
+describe('several workers in one container (MODELFN_WORKERS)', () => {
+  it('shares the port between workers, restarts a dead one, and drains them all on SIGTERM', async () => {
+    const server = await startServerProcess('functions/iris', { MODELFN_WORKERS: '2' });
+    try {
+      const deadline = Date.now() + 20_000;
+      while (server.lines.filter((l) => l.msg === 'listening').length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      const workers = server.lines.filter((l) => l.msg === 'listening').map((l) => l.worker).sort();
+      expect(workers).toEqual([0, 1]);
+      for (let i = 0; i < 20; i++) {
+        const res = await fetch(`${server.url}/predict`, postJson({ instances: [[5.1, 3.5, 1.4, 0.2]] }));
+        expect(res.status).toBe(200);
+      }
+      // Kill one worker outright: the primary starts another, and requests keep being answered.
+      // tsx runs node as its child: that node is the primary, and the workers are its children.
+      const children = (pid: number) => execFileSync('pgrep', ['-P', String(pid)], { encoding: 'utf8' }).trim().split('\n').map(Number);
+      const [primary] = children(server.child.pid!);
+      const workerPids = children(primary);
+      expect(workerPids.length).toBeGreaterThanOrEqual(2);
+      process.kill(workerPids[0], 'SIGKILL');
+      const again = Date.now() + 20_000;
+      while (!server.lines.some((l) => l.msg === 'worker died; restarting') && Date.now() < again) await new Promise((r) => setTimeout(r, 50));
+      expect(server.lines.some((l) => l.msg === 'worker died; restarting')).toBe(true);
+      while (server.lines.filter((l) => l.msg === 'listening').length < 3 && Date.now() < again) await new Promise((r) => setTimeout(r, 50));
+      for (let i = 0; i < 10; i++) expect((await fetch(`${server.url}/v2/health/live`)).status).toBe(200);
+      server.child.kill('SIGTERM');
+      expect((await server.exited).code).toBe(0);
+      expect(server.lines.filter((l) => l.msg === 'stopped').length).toBeGreaterThanOrEqual(2);
+    } finally {
+      if (server.child.exitCode === null) server.child.kill('SIGKILL');
+    }
+  });
+
+  it('exits 1 when the workers cannot start', async () => {
+    const dir = functionDir('workers-corrupt', {}, null);
+    writeFileSync(join(dir, 'model.onnx'), 'garbage');
+    const child = await runServe([dir], { MODELFN_WORKERS: '2' });
+    expect(child.code).toBe(1);
+    expect(child.stderr).toMatch(/workers-corrupt\/model.onnx: not a valid ONNX model/);
   });
 });
 

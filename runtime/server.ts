@@ -5,13 +5,14 @@
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { serve } from '@hono/node-server';
-import type { RuntimeConfig } from './config.ts';
+import { intraOpThreadsFor, type RuntimeConfig } from './config.ts';
 import { createFunctionApp } from './app.ts';
 import type { ResolvedFunction } from './define.ts';
 import { FunctionHost } from './host.ts';
 import { createLogger, type Logger } from './log.ts';
 import { createMetrics, modelMetricsOptions, type Metrics } from './metrics.ts';
 import { loadModel, type Model } from './model.ts';
+import { reportListening } from './workers.ts';
 import type { Hono } from 'hono';
 
 export interface RunningFunction {
@@ -47,8 +48,9 @@ export async function prepareFunction(fn: ResolvedFunction, config: RuntimeConfi
   const metrics = createMetrics();
   const { app } = createFunctionApp(host, { config, logger, metrics });
   const model = await loadModel(fn.modelPath, {
-    intraOpThreads: config.intraOpThreads,
+    intraOpThreads: intraOpThreadsFor(config),
     interOpThreads: config.interOpThreads,
+    spinning: config.ortSpinning,
     batching: { ...fn.batching, timeoutMs: fn.limits.timeoutMs },
     ...modelMetricsOptions(metrics, fn.name),
   });
@@ -70,7 +72,8 @@ export async function startFunction(fn: ResolvedFunction, config: RuntimeConfig,
     s.once('error', reject);
   });
   const port = (server.address() as AddressInfo).port;
-  logger.log('info', 'listening', { fn: fn.name, host: config.host, port, prefix: fn.prefix });
+  logger.log('info', 'listening', { fn: fn.name, host: config.host, port, prefix: fn.prefix, ...(process.env.MODELFN_WORKER_ID ? { worker: Number(process.env.MODELFN_WORKER_ID) } : {}) });
+  reportListening();
 
   let closing: Promise<{ drained: boolean }> | undefined;
   const shutdown = () => (closing ??= new Promise<{ drained: boolean }>((resolve) => {

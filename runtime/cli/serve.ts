@@ -8,6 +8,7 @@ import { loadFunctionDir } from '../discover.ts';
 import { createLogger } from '../log.ts';
 import { ModelLoadError } from '../model.ts';
 import { exitOnSignals, startFunction } from '../server.ts';
+import { serveWithWorkers } from '../workers.ts';
 
 const USAGE = `usage: npm run serve -- <function-dir> [--port N] [--host ADDRESS]
 
@@ -44,8 +45,10 @@ async function main(): Promise<void> {
     const config = readConfig(env);
     const logger = createLogger(config.logLevel);
     const fn = await loadFunctionDir(parsed.positionals[0], config);
-    const running = await startFunction(fn, config, logger);
-    exitOnSignals(running, logger);
+    await serveWithWorkers(config.workers, async () => {
+      const running = await startFunction(fn, config, logger);
+      exitOnSignals(running, logger);
+    }, logger);
   } catch (err) {
     if (err instanceof ConfigError || err instanceof DeclarationError || err instanceof ModelLoadError) fail(err.message, 1);
     throw err;
