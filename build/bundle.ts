@@ -23,10 +23,18 @@ function entrySource(fn: ResolvedFunction): string {
   const main = JSON.stringify(join(ROOT, 'runtime/main.ts'));
   const info = JSON.stringify({ folder: folderOf(fn), declarationFile: fn.declarationFile });
   const declaration = fn.declarationFile ? JSON.stringify(resolve(ROOT, fn.declarationFile)) : undefined;
+  const thread = JSON.stringify(join(ROOT, 'runtime/inference-thread.ts'));
+  // The bundle is also the script of its inference thread: the thread serves the session only.
   return [
     `import { runBundled } from ${main};`,
+    `import { isInferenceThread, serveInferenceThread, setInferenceWorkerScript } from ${thread};`,
     declaration ? `import declaration from ${declaration};` : 'const declaration = undefined;',
-    `await runBundled(declaration, { ...${info}, dir: import.meta.dirname });`,
+    'if (isInferenceThread()) {',
+    '  await serveInferenceThread();',
+    '} else {',
+    '  setInferenceWorkerScript(import.meta.url);',
+    `  await runBundled(declaration, { ...${info}, dir: import.meta.dirname });`,
+    '}',
   ].join('\n');
 }
 

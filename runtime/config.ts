@@ -32,6 +32,8 @@ export interface RuntimeConfig {
   ortSpinning: boolean;
   /** Server processes per function (one container). */
   workers: number;
+  /** Run inference on a thread of its own. */
+  inferenceThread: boolean;
 }
 
 interface Setting {
@@ -53,6 +55,7 @@ export const SETTINGS: readonly Setting[] = [
   { env: 'MODELFN_INTRA_OP_THREADS', default: '0', description: "onnxruntime intra-op threads; 0 lets onnxruntime use every core" },
   { env: 'MODELFN_INTER_OP_THREADS', default: '0', description: 'onnxruntime inter-op threads; 0 lets onnxruntime choose' },
   { env: 'MODELFN_WORKERS', default: '1', description: 'server processes per function, sharing its port; auto = one per core' },
+  { env: 'MODELFN_INFERENCE_THREAD', default: 'true', description: 'run inference on its own thread, so a long run never stalls the server' },
   { env: 'MODELFN_ORT_SPINNING', default: 'false', description: "let onnxruntime's threads spin while idle (lower latency, busier cores)" },
 ];
 
@@ -135,6 +138,7 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env): RuntimeConfig 
     intraOpThreads: integer(env, 'MODELFN_INTRA_OP_THREADS', 0, cores * 4),
     interOpThreads: integer(env, 'MODELFN_INTER_OP_THREADS', 0, cores * 4),
     ortSpinning: boolean(env, 'MODELFN_ORT_SPINNING'),
+    inferenceThread: boolean(env, 'MODELFN_INFERENCE_THREAD'),
     workers: raw(env, 'MODELFN_WORKERS') === 'auto' ? cores : integer(env, 'MODELFN_WORKERS', 1, cores * 4),
   };
 }

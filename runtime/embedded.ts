@@ -19,6 +19,7 @@ import { FunctionHost } from './host.ts';
 import type { Logger } from './log.ts';
 import { createMetrics, modelMetricsOptions } from './metrics.ts';
 import { loadModel, type Model } from './model.ts';
+import { gatewayPage, wantsHtml } from './ui.ts';
 
 /** One function slot: its app, or why it could not load. */
 interface Slot {
@@ -68,6 +69,7 @@ async function loadSlot(dir: string, config: RuntimeConfig, logger: Logger, fres
       intraOpThreads: intraOpThreadsFor(config),
       interOpThreads: config.interOpThreads,
       spinning: config.ortSpinning,
+      thread: config.inferenceThread,
       batching: { ...fn.batching, timeoutMs: fn.limits.timeoutMs },
       ...modelMetricsOptions(metrics, fn.name),
     });
@@ -103,7 +105,10 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedS
   reindex();
 
   const gateway = new Hono();
-  gateway.get('/', (c) => c.json(functionIndex(slots.map((s) => s.fn))));
+  gateway.get('/', (c) => {
+    c.header('Vary', 'Accept');
+    return wantsHtml(c.req.header('accept')) ? c.html(gatewayPage()) : c.json(functionIndex(slots.map((s) => s.fn)));
+  });
   gateway.get('/v2', (c) => c.json(SERVER_METADATA));
   gateway.get('/v2/health/live', (c) => c.json({ live: true }));
   gateway.get('/v2/health/ready', (c) => c.json({ ready: true }));
@@ -143,7 +148,7 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedS
     if (index >= 0) slots[index] = next;
     else slots.push(next);
     reindex();
-    if (old?.model) await old.model.session.release().catch(() => {});
+    if (old?.model) await old.model.release().catch(() => {});
     logger.log('info', 'function reloaded', { fn: next.fn.name, ok: !next.failure });
   };
 
@@ -192,7 +197,7 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedS
         });
         server.closeIdleConnections();
       });
-      for (const slot of slots) await slot.model?.session.release().catch(() => {});
+      for (const slot of slots) await slot.model?.release().catch(() => {});
     },
   };
 }

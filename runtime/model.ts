@@ -5,6 +5,7 @@ import { readFile } from 'node:fs/promises';
 import ort from 'onnxruntime-node';
 import { BatchQueue, canBatch, type BatchObserver, type BatchOptions } from './batch.ts';
 import { datatypeOfOrtType, type DatatypeInfo } from './datatypes.ts';
+import { SessionCreateError, startInferenceThread } from './inference-thread.ts';
 
 /** One input or output of a model, as the protocol's metadata reports it. */
 export interface TensorSpec {
@@ -20,7 +21,6 @@ export type Fetches = Record<string, ort.Tensor>;
 
 /** A loaded model: what functions and the protocol routes run inference with. */
 export interface Model {
-  readonly session: ort.InferenceSession;
   readonly inputs: readonly TensorSpec[];
   readonly outputs: readonly TensorSpec[];
   /** Milliseconds spent loading the model. */
@@ -33,6 +33,8 @@ export interface Model {
    * @example const { probabilities } = await model.run({ input: new ort.Tensor('float32', data, [1, 4]) });
    */
   run(feeds: Feeds, outputNames?: readonly string[]): Promise<Fetches>;
+  /** Frees the session (and its thread). */
+  release(): Promise<void>;
 }
 
 /** A model file that is missing, unreadable, or not a model onnxruntime can serve. */
@@ -45,6 +47,8 @@ export interface LoadModelOptions {
   interOpThreads?: number;
   /** Let onnxruntime's threads spin while waiting for work (lower latency, busier cores). */
   spinning?: boolean;
+  /** Run inference on a thread of its own, keeping the event loop free (default true). */
+  thread?: boolean;
   /** Called with the seconds each run took. */
   observeInference?: (seconds: number) => void;
   /** Dynamic batching, when enabled and the model has a batch dimension. */
@@ -74,7 +78,7 @@ export async function loadModel(path: string, options: LoadModelOptions = {}): P
     const code = (err as NodeJS.ErrnoException).code;
     throw new ModelLoadError(code === 'ENOENT' ? `${path}: model file not found` : `${path}: cannot read the model (${code ?? String(err)})`);
   }
-  let session: ort.InferenceSession;
+  let session: Pick<ort.InferenceSession, 'inputMetadata' | 'outputMetadata' | 'release'> & { run(feeds: Feeds, names?: readonly string[]): Promise<Fetches> };
   try {
     // Kernel failures become 400s for the client; onnxruntime's own error lines would only duplicate them.
     const sessionOptions: ort.InferenceSession.SessionOptions = { graphOptimizationLevel: 'all', logSeverityLevel: 4 };
@@ -85,10 +89,21 @@ export async function loadModel(path: string, options: LoadModelOptions = {}): P
     }
     if (options.intraOpThreads) sessionOptions.intraOpNumThreads = options.intraOpThreads;
     if (options.interOpThreads) sessionOptions.interOpNumThreads = options.interOpThreads;
-    session = await ort.InferenceSession.create(bytes, sessionOptions);
+    if (options.thread ?? true) {
+      session = await startInferenceThread(bytes, sessionOptions);
+    } else {
+      const direct = await ort.InferenceSession.create(bytes, sessionOptions);
+      session = {
+        inputMetadata: direct.inputMetadata,
+        outputMetadata: direct.outputMetadata,
+        release: () => direct.release(),
+        run: (feeds, names) => (names ? direct.run(feeds, names as string[]) : direct.run(feeds)),
+      };
+    }
   } catch (err) {
     const reason = String((err as Error)?.message ?? err).split('\n')[0];
-    throw new ModelLoadError(`${path}: not a valid ONNX model (onnxruntime: ${reason})`);
+    const threadFailed = (options.thread ?? true) && !(err instanceof SessionCreateError);
+    throw new ModelLoadError(threadFailed ? `${path}: the inference thread failed to start: ${reason}` : `${path}: not a valid ONNX model (onnxruntime: ${reason})`);
   }
   const inputs = session.inputMetadata.map((m) => specOf(m, path, 'input'));
   const outputs = session.outputMetadata.map((m) => specOf(m, path, 'output'));
@@ -96,7 +111,7 @@ export async function loadModel(path: string, options: LoadModelOptions = {}): P
   const observe = options.observeInference;
   const runSession = async (feeds: Feeds, outputNames?: readonly string[]): Promise<Fetches> => {
     const t0 = performance.now();
-    const result = outputNames ? await session.run(feeds, outputNames as string[]) : await session.run(feeds);
+    const result = await session.run(feeds, outputNames);
     observe?.((performance.now() - t0) / 1000);
     return result;
   };
@@ -105,7 +120,7 @@ export async function loadModel(path: string, options: LoadModelOptions = {}): P
     ? new BatchQueue(runSession, outputNames, options.batching, options.batchObserver)
     : undefined;
   return {
-    session,
+    release: () => session.release(),
     inputs,
     outputs,
     loadMs,

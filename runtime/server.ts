@@ -51,6 +51,7 @@ export async function prepareFunction(fn: ResolvedFunction, config: RuntimeConfi
     intraOpThreads: intraOpThreadsFor(config),
     interOpThreads: config.interOpThreads,
     spinning: config.ortSpinning,
+    thread: config.inferenceThread,
     batching: { ...fn.batching, timeoutMs: fn.limits.timeoutMs },
     ...modelMetricsOptions(metrics, fn.name),
   });
@@ -94,7 +95,7 @@ export async function startFunction(fn: ResolvedFunction, config: RuntimeConfig,
     });
     server.closeIdleConnections();
   }).then(async (result) => {
-    await model.session.release().catch(() => {});
+    await model.release().catch(() => {});
     return result;
   }));
   return { host, server, port, url: `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`, shutdown };

@@ -1,0 +1,463 @@
+/**
+ * `npm run bench`: modelfn side by side with the in-process limit and the classic Flask +
+ * gunicorn + nginx stack, in one run on this machine. Writes BENCHMARKS.md.
+ *
+ *   npm run bench                  full run (about 15 minutes on 2 cores)
+ *   npm run bench -- --quick       short runs, to check the harness
+ *   --seconds N  --repeat N  --skip-compose
+ *
+ * Needs wrk, nginx, gunicorn, python3-flask, python3-sklearn, python3-onnx (installed with
+ * apt-get when missing and running as root) and, for the compose rows, a Docker engine.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { cpus, freemem, totalmem } from 'node:os';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { runBuild } from '../build.ts';
+import { ROOT, functionImage, imageSizes, run, runtimeImage } from '../build/images.ts';
+import { stackDown, stackUp } from '../build/stack.ts';
+import { freePort } from '../test/docker.ts';
+import { measureLimit, type LimitResult } from './limit.ts';
+import { wrk, type LoadRequest, type LoadResult } from './wrk.ts';
+
+const { values: args } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    seconds: { type: 'string' },
+    repeat: { type: 'string' },
+    'skip-compose': { type: 'boolean', default: false },
+  },
+});
+const QUICK = args.quick!;
+const SECONDS = Number(args.seconds ?? (QUICK ? 1 : 4));
+const REPEAT = Number(args.repeat ?? (QUICK ? 1 : 3));
+const CONCURRENCY = [1, 16, 64];
+const ROWS = [1, 32];
+const WORK = join(ROOT, 'dist/bench');
+const CORES = cpus().length;
+const log = (line: string) => process.stdout.write(`${line}\n`);
+
+const MODELS = {
+  iris: { features: 4, dir: join(ROOT, 'functions/iris'), flask: 'iris' },
+  mlp: { features: 784, dir: join(ROOT, 'bench/functions/mlp'), flask: 'mlp' },
+  'mlp-nobatch': { features: 784, dir: join(ROOT, 'bench/functions/mlp-nobatch'), flask: undefined },
+} as const;
+type ModelName = keyof typeof MODELS;
+
+// ---------------------------------------------------------------- set-up
+
+async function prerequisites(): Promise<void> {
+  const missing: string[] = [];
+  const has = async (cmd: string, args: string[]) => run(cmd, args).then(() => true, () => false);
+  if (!(await has('wrk', ['--version']).catch(() => false)) && !existsSync('/usr/bin/wrk')) missing.push('wrk');
+  if (!existsSync('/usr/sbin/nginx')) missing.push('nginx');
+  if (!(await has('/usr/bin/python3', ['-c', 'import flask, sklearn, onnx, gunicorn']))) missing.push('python3-flask', 'python3-sklearn', 'python3-onnx', 'gunicorn');
+  if (missing.length) {
+    if (process.getuid?.() !== 0) throw new Error(`missing: apt-get install ${missing.join(' ')}`);
+    log(`installing ${missing.join(' ')}`);
+    await run('apt-get', ['install', '-y', '-qq', ...missing], { env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
+  }
+  if (!existsSync(join(ROOT, 'bench/models/mlp.onnx'))) {
+    log('generating bench/models/mlp.onnx (scripts/models/mlp.py)');
+    await run('/usr/bin/python3', [join(ROOT, 'scripts/models/mlp.py')]);
+  }
+  for (const name of ['mlp', 'mlp-nobatch'] as const) copyFileSync(join(ROOT, 'bench/models/mlp.onnx'), join(MODELS[name].dir, 'model.onnx'));
+}
+
+/** A functions folder for the bench: links to the real function folders. */
+function benchFunctions(): string {
+  const dir = join(WORK, 'functions');
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir, { recursive: true });
+  for (const [name, m] of Object.entries(MODELS)) symlinkSync(m.dir, join(dir, name));
+  return dir;
+}
+
+function rowsData(features: number, rows: number): number[][] {
+  return Array.from({ length: rows }, (_, r) => Array.from({ length: features }, (_, i) => Math.round((((r + 1) * 7919 + i * 104729) % 10000) / 10) / 1000));
+}
+
+const IRIS_ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5], [6.3, 2.9, 5.6, 1.8]];
+function instances(model: ModelName, rows: number): number[][] {
+  return model === 'iris' ? Array.from({ length: rows }, (_, i) => IRIS_ROWS[i % IRIS_ROWS.length]) : rowsData(MODELS[model].features, rows);
+}
+
+function jsonInfer(base: string, model: ModelName, rows: number): LoadRequest {
+  const data = instances(model, rows);
+  return {
+    url: `${base}/v2/models/${model}/infer`,
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ inputs: [{ name: 'input', datatype: 'FP32', shape: [rows, MODELS[model].features], data: data.flat() }] }),
+  };
+}
+
+function binaryInfer(base: string, model: ModelName, rows: number): LoadRequest {
+  const values = Float32Array.from(instances(model, rows).flat());
+  const header = Buffer.from(JSON.stringify({
+    inputs: [{ name: 'input', datatype: 'FP32', shape: [rows, MODELS[model].features], parameters: { binary_data_size: values.byteLength } }],
+    outputs: [{ name: 'probabilities', parameters: { binary_data: true } }],
+  }));
+  return {
+    url: `${base}/v2/models/${model}/infer`,
+    headers: { 'Content-Type': 'application/octet-stream', 'Inference-Header-Content-Length': String(header.length) },
+    body: Buffer.concat([header, Buffer.from(values.buffer)]),
+  };
+}
+
+function flaskPredict(base: string, model: ModelName, rows: number): LoadRequest {
+  return { url: `${base}/${MODELS[model].flask}/predict`, headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ instances: instances(model, rows) }) };
+}
+
+// ---------------------------------------------------------------- processes
+
+function start(command: string, args: string[], env: NodeJS.ProcessEnv = {}): ChildProcess {
+  const child = spawn(command, args, { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
+  let err = '';
+  child.stderr!.on('data', (d) => (err = (err + d).slice(-2000)));
+  child.on('exit', (code) => {
+    if (code && code !== 0 && !child.killed) log(`  ! ${command} exited ${code}: ${err}`);
+  });
+  return child;
+}
+
+async function stop(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+  if (child.exitCode !== null) return;
+  const exited = new Promise((r) => child.once('exit', r));
+  child.kill(signal);
+  await Promise.race([exited, new Promise((r) => setTimeout(r, 10_000))]);
+  if (child.exitCode === null) child.kill('SIGKILL');
+}
+
+async function waitOk(url: string, init?: RequestInit, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    try {
+      if ((await fetch(url, { ...init, signal: AbortSignal.timeout(2000) })).ok) return;
+    } catch {
+      // not up yet
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`timed out waiting for ${url}`);
+}
+
+function rssMb(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  return Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1] ?? NaN) / 1024;
+}
+
+/** Resident memory of a process and its children (gunicorn's workers, nginx's). */
+async function treeRssMb(pid: number): Promise<number> {
+  const out = await run('ps', ['-o', 'rss=', '--ppid', String(pid)]).catch(() => '');
+  return rssMb(pid) + out.split('\n').filter(Boolean).reduce((n, v) => n + Number(v) / 1024, 0);
+}
+
+async function containerMemMb(id: string): Promise<number> {
+  const out = (await run('docker', ['stats', '--no-stream', '--format', '{{.MemUsage}}', id])).trim();
+  const m = /^([\d.]+)([KMG]i?B)/.exec(out);
+  if (!m) return NaN;
+  const scale: Record<string, number> = { KiB: 1 / 1024, KB: 1 / 1000, MiB: 1, MB: 1, GiB: 1024, GB: 1000 };
+  return Number(m[1]) * (scale[m[2]] ?? 1);
+}
+
+// ---------------------------------------------------------------- measuring
+
+interface Row { target: string; model: ModelName; form: string; rows: number; concurrency: number; result: LoadResult }
+const results: Row[] = [];
+const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
+
+async function measure(target: string, model: ModelName, form: string, rows: number, concurrency: number, request: LoadRequest): Promise<LoadResult> {
+  const name = `${target}-${model}-${form}-${rows}-${concurrency}`.replace(/[^a-z0-9-]/gi, '_');
+  // Warm-up, then REPEAT runs; the median run (by requests per second) is kept.
+  await wrk(request, concurrency, 1, WORK, name);
+  const runs: LoadResult[] = [];
+  for (let i = 0; i < REPEAT; i++) runs.push(await wrk(request, concurrency, SECONDS, WORK, name));
+  const mid = median(runs.map((r) => r.rps));
+  const result = { ...runs.find((r) => r.rps === mid)!, errors: runs.reduce((n, r) => n + r.errors, 0) };
+  results.push({ target, model, form, rows, concurrency, result });
+  log(`  ${target.padEnd(18)} ${model.padEnd(12)} ${form.padEnd(7)} rows ${String(rows).padStart(2)} c${String(concurrency).padEnd(3)} ${result.rps.toFixed(0).padStart(7)} req/s  p50 ${result.p50.toFixed(2)} ms  p99 ${result.p99.toFixed(2)} ms${result.errors ? `  ERRORS ${result.errors}` : ''}`);
+  return result;
+}
+
+async function matrix(target: string, models: ModelName[], forms: Record<string, (model: ModelName, rows: number) => LoadRequest>, rowsList = ROWS): Promise<void> {
+  for (const model of models) {
+    for (const [form, make] of Object.entries(forms)) {
+      for (const rows of rowsList) {
+        for (const c of CONCURRENCY) await measure(target, model, form, rows, c, make(model, rows));
+      }
+    }
+  }
+}
+
+const memory: Record<string, number> = {};
+const coldStarts: Record<string, number[]> = {};
+
+async function flaskStack(): Promise<void> {
+  log('\nclassic stack: Flask + gunicorn (workers = cores) behind nginx');
+  const gunicornPort = await freePort();
+  const port = await freePort();
+  const gunicorn = start('/usr/bin/python3', ['-m', 'gunicorn', '-w', String(CORES), '-b', `127.0.0.1:${gunicornPort}`, '--chdir', join(ROOT, 'bench/flask'), 'app:app'], {
+    MLP_MODEL: join(ROOT, 'bench/models/mlp.onnx'),
+  });
+  const nginxDir = join(WORK, 'flask-nginx');
+  mkdirSync(nginxDir, { recursive: true });
+  writeFileSync(join(nginxDir, 'nginx.conf'), readFileSync(join(ROOT, 'bench/flask/nginx.conf'), 'utf8')
+    .replaceAll('{{PORT}}', String(port)).replaceAll('{{UPSTREAM}}', String(gunicornPort)).replaceAll('{{DIR}}', nginxDir));
+  const nginx = start('/usr/sbin/nginx', ['-p', nginxDir, '-c', join(nginxDir, 'nginx.conf'), '-g', 'daemon off;']);
+  const base = `http://127.0.0.1:${port}`;
+  try {
+    await waitOk(`${base}/iris/predict`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: '{"instances":[[1,2,3,4]]}' });
+    memory['flask: gunicorn workers, idle'] = await treeRssMb(gunicorn.pid!);
+    await matrix('flask+gunicorn+nginx', ['iris', 'mlp'], { json: (m, r) => flaskPredict(base, m, r) });
+    memory['flask: gunicorn workers, after load'] = await treeRssMb(gunicorn.pid!);
+  } finally {
+    await stop(nginx, 'SIGQUIT');
+    await stop(gunicorn);
+  }
+}
+
+async function embedded(functionsDir: string): Promise<void> {
+  log('\nmodelfn embedded (npm start: one process, every function)');
+  const port = await freePort();
+  const server = start(join(ROOT, 'node_modules/.bin/tsx'), [join(ROOT, 'runtime/cli/start.ts'), '--functions', functionsDir, '--port', String(port)], {
+    MODELFN_ACCESS_LOG: 'false',
+  });
+  const base = `http://127.0.0.1:${port}`;
+  try {
+    await waitOk(`${base}/v2/models/mlp/ready`);
+    await matrix('modelfn embedded', ['iris', 'mlp'], {
+      json: (m, r) => jsonInfer(base, m, r),
+      binary: (m, r) => binaryInfer(base, m, r),
+    });
+    await matrix('modelfn embedded', ['mlp-nobatch'], { json: (m, r) => jsonInfer(base, m, r), binary: (m, r) => binaryInfer(base, m, r) }, [1]);
+  } finally {
+    await stop(server);
+  }
+}
+
+async function compose(functionsDir: string): Promise<void> {
+  log('\nmodelfn through nginx and compose');
+  const port = await freePort();
+  const env = { MODELFN_IMAGE_TAG: 'bench', MODELFN_PORT: String(port), MODELFN_PROJECT: 'modelfn-bench' };
+  Object.assign(process.env, env);
+  const root = join(WORK, 'stack');
+  mkdirSync(root, { recursive: true });
+  const code = await runBuild({ functionsDir, outDir: join(WORK, 'dist'), root, images: true, check: false, log: () => {} });
+  if (code) throw new Error('bench build failed');
+  const stack = { root, project: 'modelfn-bench', env };
+  const base = await stackUp(stack, Object.keys(MODELS));
+  try {
+    const container = (await run('docker', ['ps', '-q', '--filter', 'label=com.docker.compose.project=modelfn-bench', '--filter', 'label=com.docker.compose.service=iris'])).trim().split('\n')[0];
+    memory['modelfn iris container, idle (docker stats)'] = await containerMemMb(container);
+    await matrix('modelfn nginx+compose', ['iris', 'mlp'], {
+      json: (m, r) => jsonInfer(base, m, r),
+      binary: (m, r) => binaryInfer(base, m, r),
+    });
+    memory['modelfn iris container, after load (docker stats)'] = await containerMemMb(container);
+    await matrix('modelfn nginx+compose', ['mlp-nobatch'], { json: (m, r) => jsonInfer(base, m, r), binary: (m, r) => binaryInfer(base, m, r) }, [1]);
+    await coldStartContainer();
+  } finally {
+    await stackDown(stack);
+  }
+}
+
+/** Container start to first successful inference, iris. */
+async function coldStartContainer(): Promise<void> {
+  const times: number[] = [];
+  for (let i = 0; i < (QUICK ? 2 : 5); i++) {
+    const port = await freePort();
+    const id = (await run('docker', ['create', '--init', '--read-only', '--tmpfs', '/tmp', '--cap-drop', 'ALL', '-p', `127.0.0.1:${port}:8080`, functionImage('iris', 'bench')])).trim();
+    const request = jsonInfer(`http://127.0.0.1:${port}`, 'iris', 1);
+    const t0 = performance.now();
+    await run('docker', ['start', id]);
+    await waitOk(request.url, { method: 'POST', headers: request.headers, body: request.body as string }, 30_000);
+    times.push(performance.now() - t0);
+    await run('docker', ['rm', '-f', id]);
+  }
+  coldStarts['container start → first inference (iris)'] = times;
+}
+
+/** Process start to first inference, and the idle and loaded memory of one function process. */
+async function processStart(): Promise<void> {
+  log('\none function process (the bundle each container runs)');
+  const bundle = join(WORK, 'dist/iris/main.mjs');
+  if (!existsSync(bundle)) await runBuild({ functionsDir: benchFunctions(), outDir: join(WORK, 'dist'), root: join(WORK, 'stack'), images: false, check: false, log: () => {} });
+  const times: number[] = [];
+  for (let i = 0; i < (QUICK ? 2 : 5); i++) {
+    const port = await freePort();
+    const request = jsonInfer(`http://127.0.0.1:${port}`, 'iris', 1);
+    const t0 = performance.now();
+    const child = start(process.execPath, [bundle], { PORT: String(port), MODELFN_ACCESS_LOG: 'false' });
+    await waitOk(request.url, { method: 'POST', headers: request.headers, body: request.body as string }, 30_000);
+    times.push(performance.now() - t0);
+    if (i === 0) {
+      await new Promise((r) => setTimeout(r, 2000));
+      memory['modelfn iris process, idle (RSS)'] = rssMb(child.pid!);
+      await wrk(request, 64, SECONDS, WORK, 'rss');
+      memory['modelfn iris process, after load at c64 (RSS)'] = rssMb(child.pid!);
+    }
+    await stop(child);
+  }
+  coldStarts['process start → first inference (iris)'] = times;
+}
+
+/** A CPU profile of one function process under the iris c64 JSON load: where the time goes. */
+async function profile(): Promise<string[]> {
+  const bundle = join(WORK, 'dist/iris/main.mjs');
+  const dir = join(WORK, 'profile');
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir, { recursive: true });
+  const port = await freePort();
+  const request = jsonInfer(`http://127.0.0.1:${port}`, 'iris', 1);
+  const child = start(process.execPath, ['--cpu-prof', '--cpu-prof-dir', dir, bundle], { PORT: String(port), MODELFN_ACCESS_LOG: 'false' });
+  await waitOk(request.url, { method: 'POST', headers: request.headers, body: request.body as string });
+  await wrk(request, 64, SECONDS, WORK, 'profile');
+  await stop(child, 'SIGINT');
+  const file = (await run('ls', [dir])).trim().split('\n').find((f) => f.endsWith('.cpuprofile'));
+  if (!file) return ['(no profile written)'];
+  const p = JSON.parse(readFileSync(join(dir, file), 'utf8')) as { nodes: { id: number; callFrame: { functionName: string; url: string; lineNumber: number } }[]; samples: number[]; timeDeltas: number[] };
+  const time = new Map<number, number>();
+  p.samples.forEach((id, i) => time.set(id, (time.get(id) ?? 0) + (p.timeDeltas[i] ?? 0)));
+  const total = [...time.values()].reduce((a, b) => a + b, 0);
+  const self = new Map<string, number>();
+  for (const n of p.nodes) {
+    const where = n.callFrame.url ? `${n.callFrame.url.split('/').slice(-2).join('/')}:${n.callFrame.lineNumber + 1}` : '';
+    const key = `${n.callFrame.functionName || '(anonymous)'} ${where}`.trim();
+    self.set(key, (self.get(key) ?? 0) + (time.get(n.id) ?? 0));
+  }
+  return [...self.entries()].sort((a, b) => b[1] - a[1]).slice(0, 12).map(([k, v]) => `| ${(v / total * 100).toFixed(1)}% | \`${k}\` |`);
+}
+
+// ---------------------------------------------------------------- report
+
+function find(target: string, model: ModelName, form: string, rows: number, c: number): LoadResult | undefined {
+  return results.find((r) => r.target === target && r.model === model && r.form === form && r.rows === rows && r.concurrency === c)?.result;
+}
+
+function verdict(ok: boolean | undefined): string {
+  return ok === undefined ? 'not measured' : ok ? '**met**' : '**missed**';
+}
+
+async function report(limits: Record<string, LimitResult>, profileRows: string[], started: Date): Promise<string> {
+  const machine = [
+    `- CPU: ${cpus()[0]?.model ?? 'unknown'}, ${CORES} cores; memory ${(totalmem() / 1024 ** 3).toFixed(1)} GiB (${(freemem() / 1024 ** 3).toFixed(1)} GiB free at the end)`,
+    `- Node ${process.version}, onnxruntime-node ${JSON.parse(readFileSync(join(ROOT, 'node_modules/onnxruntime-node/package.json'), 'utf8')).version}, ${(await run('uname', ['-sr'])).trim()}`,
+    `- Docker: ${(await run('docker', ['version', '--format', '{{.Server.Version}}']).catch(() => 'none')).trim()}; load generator: wrk (1 thread) on the same machine`,
+    `- Run started ${started.toISOString()}; each figure is the median of ${REPEAT} runs of ${SECONDS} s after a 1 s warm-up (the machine is shared and noisy: compare within this run)`,
+  ];
+  const table = (rows: Row[]) => [
+    '| target | model | form | rows/request | concurrency | requests/s | rows/s | p50 ms | p99 ms | errors |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+    ...rows.map((r) => `| ${r.target} | ${r.model} | ${r.form} | ${r.rows} | ${r.concurrency} | ${r.result.rps.toFixed(0)} | ${(r.result.rps * r.rows).toFixed(0)} | ${r.result.p50.toFixed(2)} | ${r.result.p99.toFixed(2)} | ${r.result.errors} |`),
+  ];
+  const flaskIris = find('flask+gunicorn+nginx', 'iris', 'json', 1, 64);
+  const nginxIris = find('modelfn nginx+compose', 'iris', 'json', 1, 64);
+  const nginxIris1 = find('modelfn nginx+compose', 'iris', 'json', 1, 1);
+  const flaskMlp = find('flask+gunicorn+nginx', 'mlp', 'json', 1, 64);
+  const bestMlp = [find('modelfn nginx+compose', 'mlp', 'binary', 1, 64), find('modelfn nginx+compose', 'mlp', 'json', 1, 64)].filter(Boolean) as LoadResult[];
+  const mlpRows = bestMlp.length ? Math.max(...bestMlp.map((r) => r.rps)) : undefined;
+  const noBatch = [find('modelfn nginx+compose', 'mlp-nobatch', 'binary', 1, 64), find('modelfn nginx+compose', 'mlp-nobatch', 'json', 1, 64)].filter(Boolean) as LoadResult[];
+  const noBatchRows = noBatch.length ? Math.max(...noBatch.map((r) => r.rps)) : undefined;
+  const mlp32 = find('modelfn nginx+compose', 'mlp', 'binary', 32, 64);
+  const cold = coldStarts['container start → first inference (iris)'];
+  const idle = memory['modelfn iris process, idle (RSS)'];
+  const ratio = (a?: number, b?: number) => (a !== undefined && b ? a / b : undefined);
+  const fmt = (x?: number, digits = 2) => (x === undefined || Number.isNaN(x) ? 'n/a' : x.toFixed(digits));
+  const targets = [
+    `| iris, c64, through nginx: requests/s vs Flask stack | ≥ 5× | ${fmt(nginxIris?.rps, 0)} vs ${fmt(flaskIris?.rps, 0)} = ${fmt(ratio(nginxIris?.rps, flaskIris?.rps))}× | ${verdict(ratio(nginxIris?.rps, flaskIris?.rps) === undefined ? undefined : ratio(nginxIris?.rps, flaskIris?.rps)! >= 5)} |`,
+    `| iris, c1, through nginx: median latency minus in-process limit | ≤ 1 ms | ${fmt(nginxIris1?.p50)} − ${fmt(limits['iris/1']?.p50, 3)} = ${fmt(nginxIris1 && limits['iris/1'] ? nginxIris1.p50 - limits['iris/1'].p50 : undefined)} ms | ${verdict(nginxIris1 && limits['iris/1'] ? nginxIris1.p50 - limits['iris/1'].p50 <= 1 : undefined)} |`,
+    `| MLP, c64, one row each: rows/s vs Flask stack | ≥ 10× | ${fmt(mlpRows, 0)} vs ${fmt(flaskMlp?.rps, 0)} = ${fmt(ratio(mlpRows, flaskMlp?.rps))}× | ${verdict(ratio(mlpRows, flaskMlp?.rps) === undefined ? undefined : ratio(mlpRows, flaskMlp?.rps)! >= 10)} |`,
+    `| MLP, c64, one row each: rows/s vs modelfn with batching off | ≥ 3× | ${fmt(mlpRows, 0)} vs ${fmt(noBatchRows, 0)} = ${fmt(ratio(mlpRows, noBatchRows))}× | ${verdict(ratio(mlpRows, noBatchRows) === undefined ? undefined : ratio(mlpRows, noBatchRows)! >= 3)} |`,
+    `| MLP, c64, one row each: rows/s vs in-process limit at batch 32 | ≥ 0.5× | ${fmt(mlpRows, 0)} vs ${fmt(limits['mlp/32']?.rowsPerSecond, 0)} = ${fmt(ratio(mlpRows, limits['mlp/32']?.rowsPerSecond))}× | ${verdict(ratio(mlpRows, limits['mlp/32']?.rowsPerSecond) === undefined ? undefined : ratio(mlpRows, limits['mlp/32']?.rowsPerSecond)! >= 0.5)} |`,
+    `| MLP, c64, 32-row binary requests: rows/s vs in-process limit at batch 32 | (reference) | ${fmt(mlp32 ? mlp32.rps * 32 : undefined, 0)} vs ${fmt(limits['mlp/32']?.rowsPerSecond, 0)} = ${fmt(ratio(mlp32 ? mlp32.rps * 32 : undefined, limits['mlp/32']?.rowsPerSecond))}× | |`,
+    `| container cold start to first inference, iris (median of ${cold?.length ?? 0}) | ≤ 500 ms | ${fmt(cold ? median(cold) : undefined, 0)} ms | ${verdict(cold ? median(cold) <= 500 : undefined)} |`,
+    `| resident memory of an idle function process (iris) | ≤ 80 MB | ${fmt(idle, 1)} MB | ${verdict(idle === undefined ? undefined : idle <= 80)} |`,
+  ];
+  return [
+    '# Benchmarks',
+    '',
+    'Written by `npm run bench` (bench/run.ts). Do not edit by hand; rerun it.',
+    '',
+    '## Machine',
+    '',
+    ...machine,
+    '',
+    '## Commands',
+    '',
+    '```sh',
+    `npm run bench${QUICK ? ' -- --quick' : ''}`,
+    `# load: wrk -t1 -c{1,16,64} -d${SECONDS}s --latency -s <body.lua> <url>`,
+    '# classic stack: gunicorn -w <cores> bench/flask/app.py behind nginx (bench/flask/nginx.conf)',
+    '# modelfn embedded: tsx runtime/cli/start.ts --functions <iris, mlp, mlp-nobatch>',
+    '# modelfn compose: npm run build -- --images; docker compose up (gateway nginx + one container per function)',
+    '```',
+    '',
+    '## Targets',
+    '',
+    '| target | goal | measured | verdict |',
+    '| --- | --- | --- | --- |',
+    ...targets,
+    '',
+    '## The limit: in-process session.run',
+    '',
+    '| model | batch | p50 ms per run | rows/s |',
+    '| --- | --- | --- | --- |',
+    ...Object.entries(limits).map(([k, l]) => `| ${k.split('/')[0]} | ${l.rows} | ${l.p50.toFixed(3)} | ${l.rowsPerSecond.toFixed(0)} |`),
+    '',
+    '## Load',
+    '',
+    'JSON is the protocol\'s JSON form (`/v2/models/<name>/infer`; Flask takes `{"instances": ...}`),',
+    'binary is the binary tensor extension (FP32 bytes in, bytes out).',
+    '',
+    ...table(results),
+    '',
+    '## Cold start',
+    '',
+    '| what | runs (ms) | median |',
+    '| --- | --- | --- |',
+    ...Object.entries(coldStarts).map(([k, v]) => `| ${k} | ${v.map((t) => t.toFixed(0)).join(', ')} | ${median(v).toFixed(0)} ms |`),
+    '',
+    '## Memory',
+    '',
+    '| what | MB |',
+    '| --- | --- |',
+    ...Object.entries(memory).map(([k, v]) => `| ${k} | ${v.toFixed(1)} |`),
+    '',
+    '## Where the time goes',
+    '',
+    `\`node --cpu-prof\` of one iris function process under wrk -c64 (JSON, ${SECONDS} s); self time:`,
+    '',
+    '| share | function |',
+    '| --- | --- |',
+    ...profileRows,
+    '',
+  ].join('\n');
+}
+
+// ---------------------------------------------------------------- main
+
+const startedAt = new Date();
+mkdirSync(WORK, { recursive: true });
+await prerequisites();
+const functionsDir = benchFunctions();
+const limits: Record<string, LimitResult> = {};
+log('the limit: in-process session.run');
+for (const model of ['iris', 'mlp'] as const) {
+  for (const rows of ROWS) {
+    limits[`${model}/${rows}`] = await measureLimit(join(MODELS[model].dir, 'model.onnx'), MODELS[model].features, rows, QUICK ? 1 : 3);
+    log(`  ${model} batch ${rows}: p50 ${limits[`${model}/${rows}`].p50.toFixed(3)} ms, ${limits[`${model}/${rows}`].rowsPerSecond.toFixed(0)} rows/s`);
+  }
+}
+await flaskStack();
+await embedded(functionsDir);
+if (!args['skip-compose']) await compose(functionsDir);
+await processStart();
+const profileRows = await profile();
+if (!args['skip-compose']) {
+  const runtime = await imageSizes(runtimeImage());
+  memory['(image) modelfn runtime base, MB on disk'] = runtime.total / 1e6;
+}
+const text = await report(limits, profileRows, startedAt);
+writeFileSync(join(ROOT, 'BENCHMARKS.md'), text);
+log('\nwrote BENCHMARKS.md');

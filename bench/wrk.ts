@@ -1,0 +1,61 @@
+/**
+ * Load from a real generator: wrk (Debian's), one thread, N connections, a fixed request body.
+ */
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { run } from '../build/images.ts';
+
+export interface LoadRequest {
+  url: string;
+  body: Uint8Array | string;
+  headers: Record<string, string>;
+}
+
+export interface LoadResult {
+  rps: number;
+  /** Median and 99th percentile latency in milliseconds. */
+  p50: number;
+  p99: number;
+  requests: number;
+  /** Non-2xx answers and socket errors. */
+  errors: number;
+}
+
+function ms(value: string): number {
+  const m = /^([\d.]+)(us|ms|s|m)$/.exec(value.trim());
+  if (!m) return NaN;
+  const n = Number(m[1]);
+  return m[2] === 'us' ? n / 1000 : m[2] === 'ms' ? n : m[2] === 's' ? n * 1000 : n * 60_000;
+}
+
+/** Parses wrk's report (with --latency). */
+export function parseWrk(out: string): LoadResult {
+  const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? NaN);
+  const p50 = ms(/\s50%\s+(\S+)/.exec(out)?.[1] ?? '');
+  const p99 = ms(/\s99%\s+(\S+)/.exec(out)?.[1] ?? '');
+  const requests = Number(/(\d+) requests in/.exec(out)?.[1] ?? 0);
+  const non2xx = Number(/Non-2xx or 3xx responses:\s+(\d+)/.exec(out)?.[1] ?? 0);
+  const socket = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
+  const socketErrors = socket ? socket.slice(1).reduce((n, v) => n + Number(v), 0) : 0;
+  return { rps, p50, p99, requests, errors: non2xx + socketErrors };
+}
+
+/**
+ * Runs wrk against one request for `seconds`; the body is read from a file by a Lua script, so
+ * binary bodies go through unchanged.
+ */
+export async function wrk(request: LoadRequest, connections: number, seconds: number, workDir: string, name: string): Promise<LoadResult> {
+  const bodyFile = join(workDir, `${name}.body`);
+  const script = join(workDir, `${name}.lua`);
+  writeFileSync(bodyFile, request.body);
+  const headers = Object.entries(request.headers).map(([k, v]) => `wrk.headers[${JSON.stringify(k)}] = ${JSON.stringify(v)}`).join('\n');
+  writeFileSync(script, [
+    'wrk.method = "POST"',
+    `local f = assert(io.open(${JSON.stringify(bodyFile)}, "rb"))`,
+    'wrk.body = f:read("*all")',
+    'f:close()',
+    headers,
+  ].join('\n'));
+  const out = await run('wrk', ['-t1', `-c${connections}`, `-d${seconds}s`, '--timeout', '10s', '--latency', '-s', script, request.url]);
+  return parseWrk(out);
+}
