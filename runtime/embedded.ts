@@ -19,6 +19,7 @@ import { FunctionHost } from './host.ts';
 import type { Logger } from './log.ts';
 import { createMetrics, modelMetricsOptions } from './metrics.ts';
 import { loadModel, type Model } from './model.ts';
+import { answerClientErrorsAsJson } from './server.ts';
 import { gatewayPage, wantsHtml } from './ui.ts';
 
 /** One function slot: its app, or why it could not load. */
@@ -156,6 +157,7 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedS
     const s = serve({ fetch: gateway.fetch, port: config.port, hostname: config.host }, () => done(s as Server)) as Server;
     s.once('error', reject);
   });
+  answerClientErrorsAsJson(server);
   const port = (server.address() as AddressInfo).port;
   const url = `http://${config.host}:${port}`;
   logger.log('info', 'listening', { mode: 'embedded', host: config.host, port, functions: slots.map((s) => s.fn.name) });

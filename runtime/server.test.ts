@@ -173,3 +173,25 @@ describe('start-up failures exit non-zero with one line naming the file', () => 
     expect(stderr).toMatch(/expected one function folder/);
   });
 });
+
+describe('errors from the HTTP parser', () => {
+  it('answers headers that are too large with a JSON 431, and keeps serving', async () => {
+    const server = await startServerProcess('functions/iris');
+    try {
+      const status = await new Promise<{ code: number; body: string; type: string }>((done, fail) => {
+        const req = httpRequest(`${server.url}/v2/health/live`, { agent: false, headers: { 'X-Huge': 'x'.repeat(64 * 1024) } }, (res) => {
+          let body = '';
+          res.on('data', (d) => (body += d));
+          res.on('end', () => done({ code: res.statusCode!, body, type: String(res.headers['content-type']) }));
+        });
+        req.on('error', fail);
+        req.end();
+      });
+      expect(status).toEqual({ code: 431, body: '{"error":"request headers are too large"}', type: 'application/json' });
+      expect((await fetch(`${server.url}/v2/health/live`)).status).toBe(200);
+    } finally {
+      server.child.kill('SIGTERM');
+      await server.exited;
+    }
+  });
+});

@@ -2,7 +2,8 @@
  * Running one function as one server process: load the model, listen, drain on SIGTERM/SIGINT.
  * This is exactly what each container runs.
  */
-import type { Server } from 'node:http';
+import { STATUS_CODES, type Server } from 'node:http';
+import type { Duplex } from 'node:stream';
 import type { AddressInfo } from 'node:net';
 import { serve } from '@hono/node-server';
 import { intraOpThreadsFor, type RuntimeConfig } from './config.ts';
@@ -72,6 +73,7 @@ export async function startFunction(fn: ResolvedFunction, config: RuntimeConfig,
     const s = serve({ fetch: app.fetch, port: config.port, hostname: config.host }, () => resolve(s as Server)) as Server;
     s.once('error', reject);
   });
+  answerClientErrorsAsJson(server);
   const port = (server.address() as AddressInfo).port;
   logger.log('info', 'listening', { fn: fn.name, host: config.host, port, prefix: fn.prefix, ...(process.env.MODELFN_WORKER_ID ? { worker: Number(process.env.MODELFN_WORKER_ID) } : {}) });
   reportListening();
@@ -99,6 +101,23 @@ export async function startFunction(fn: ResolvedFunction, config: RuntimeConfig,
     return result;
   }));
   return { host, server, port, url: `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`, shutdown };
+}
+
+/**
+ * Errors Node's HTTP parser answers by itself (headers too large, malformed requests) become
+ * JSON too, like every other error.
+ */
+export function answerClientErrorsAsJson(server: Server): void {
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
+    if (err.code === 'ECONNRESET' || !socket.writable) {
+      socket.destroy();
+      return;
+    }
+    const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
+    const message = status === 431 ? 'request headers are too large' : status === 408 ? 'request timed out' : 'malformed HTTP request';
+    const body = JSON.stringify({ error: message });
+    socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+  });
 }
 
 /** Exits 0 once drained after SIGTERM or SIGINT (1 when the shutdown timeout cut requests off). */
