@@ -3,13 +3,14 @@
  * nginx on 127.0.0.1, replicas, a killed replica, a broken model, and down.
  */
 import { execFileSync } from 'node:child_process';
-import { cpSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runBuild } from '../../build.ts';
 import { buildFunctionImage, functionImage, gatewayImage } from '../../build/images.ts';
 import { compose, composeRun, stackDown, stackUp, waitFor } from '../../build/stack.ts';
+import { soak } from '../../bench/soak.ts';
 import { conformanceSuite } from '../../runtime/test/conformance.ts';
 import { ROOT, errorOf, postJson } from '../../runtime/test/helpers.ts';
 import { docker, dockerAvailable, freePort } from '../docker.ts';
@@ -34,6 +35,8 @@ describe.runIf(available)('the compose stack on the real Docker engine', () => {
     cpSync(join(ROOT, 'functions'), join(root, 'functions'), { recursive: true });
     symlinkSync(join(ROOT, 'runtime'), join(root, 'runtime'));
     writeFileSync(join(root, 'functions/digits/function.ts'), 'export default { replicas: 2 };\n');
+    // iris at two replicas too, for the rolling restart and the soak.
+    writeFileSync(join(root, 'functions/iris/function.ts'), readFileSync(join(ROOT, 'functions/iris/function.ts'), 'utf8').replace('defineFunction({', 'defineFunction({\n  replicas: 2,'));
     env = { MODELFN_IMAGE_TAG: tag, MODELFN_PORT: String(await freePort()), MODELFN_PROJECT: project };
     Object.assign(process.env, env);
     const code = await runBuild({ functionsDir: join(root, 'functions'), outDir: join(root, 'dist'), root, images: true, check: false, log: (l) => buildLog.push(l) });
@@ -144,6 +147,37 @@ describe.runIf(available)('the compose stack on the real Docker engine', () => {
     await waitFor('the killed replica to be back', async () => containers('digits').length === 2 || 'one replica', 60_000);
   });
 
+  it('holds a soak at 64 connections through nginx with zero errors and flat memory', async () => {
+    const result = await soak(url, containers('iris'), 20, 64, join(root, 'wrk'));
+    expect(result.load.requests).toBeGreaterThan(1000);
+    expect(result.load.errors).toBe(0);
+    expect(result.memory).toHaveLength(2);
+    for (const m of result.memory) expect(m.growth, `${m.container}: ${m.warm.toFixed(1)} -> ${m.end.toFixed(1)} MiB`).toBeLessThan(0.1);
+  });
+
+  it('loses no request during a rolling restart under load (graceful drain)', async () => {
+    const replicas = containers('iris');
+    const statuses: number[] = [];
+    let restarting = true;
+    const worker = async () => {
+      while (restarting) {
+        const res = await fetch(`${url}/iris/predict`, postJson({ instances: [[5.1, 3.5, 1.4, 0.2]] }));
+        statuses.push(res.status);
+        await res.arrayBuffer();
+      }
+    };
+    const load = Promise.all([worker(), worker(), worker(), worker()]);
+    for (const id of replicas) {
+      // docker restart: SIGTERM, the replica drains, then starts again; wait until it is healthy.
+      docker(['restart', '-t', '30', id]);
+      await waitFor(`${id} healthy`, async () => docker(['inspect', '--format', '{{.State.Health.Status}}', id]).trim() === 'healthy' || 'starting', 60_000);
+    }
+    restarting = false;
+    await load;
+    expect(statuses.length).toBeGreaterThan(50);
+    expect(statuses.filter((s) => s !== 200)).toEqual([]);
+  });
+
   it('leaves a broken function answering 503 JSON while the others keep working', async () => {
     writeFileSync(join(root, 'dist/digits/model.onnx'), 'not a model any more');
     await buildFunctionImage('digits', join(root, 'dist'));
@@ -156,6 +190,16 @@ describe.runIf(available)('the compose stack on the real Docker engine', () => {
     expect(err).toEqual({ status: 503, error: "function 'digits' is unavailable: no replica is answering" });
     expect((await fetch(`${url}/iris/predict`, postJson({ instances: [[5.1, 3.5, 1.4, 0.2]] }))).status).toBe(200);
     expect((await fetch(`${url}/v2/models/vad/ready`)).status).toBe(200);
+    // The engine keeps restarting the crashing replicas, with growing delays between attempts.
+    const restarts = () => docker(['ps', '-aq', '--filter', `label=com.docker.compose.project=${project}`, '--filter', 'label=com.docker.compose.service=digits'])
+      .trim().split('\n').filter(Boolean)
+      .reduce((n, id) => n + Number(docker(['inspect', '--format', '{{.RestartCount}}', id]).trim()), 0);
+    const first = restarts();
+    await new Promise((r) => setTimeout(r, 4000));
+    const later = restarts();
+    expect(later).toBeGreaterThan(first);
+    // Backoff: far fewer restarts than the seconds elapsed would allow at a fixed 100 ms delay.
+    expect(later - first).toBeLessThan(20);
   });
 
   it('goes down leaving no containers, networks or volumes behind', async () => {
