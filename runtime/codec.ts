@@ -55,25 +55,36 @@ function preview(v: unknown): string {
   return text.length > 40 ? `${text.slice(0, 37)}...` : text;
 }
 
-function shapeText(shape: readonly number[]): string {
-  return `[${shape.join(',')}]`;
+/** A shape for a message, cut short: a client's shape may hold anything, nested to any depth. */
+export function shapeText(shape: readonly unknown[]): string {
+  const dims = shape.slice(0, 16).map((d) => (typeof d === 'number' ? String(d) : Array.isArray(d) ? '[...]' : typeof d === 'object' && d !== null ? '{...}' : preview(d)));
+  const text = `[${dims.join(',')}${shape.length > 16 ? ',...' : ''}]`;
+  return text.length > 80 ? `${text.slice(0, 76)}...]` : text;
 }
 
 /**
- * Checks a requested shape and returns its element count, refusing absurd counts before any
- * allocation.
+ * Checks a requested shape and returns its element count, refusing absurd counts (and absurd
+ * dimensions, even beside a 0) before any allocation.
  */
 export function elementCount(where: string, shape: unknown, maxElements: number): number {
   if (!Array.isArray(shape)) throw new HttpError(400, `${where}: 'shape' must be an array of non-negative integers`);
   let count = 1;
+  let largest = 0;
   for (const d of shape) {
     if (typeof d !== 'number' || !Number.isSafeInteger(d) || d < 0) {
-      throw new HttpError(400, `${where}: shape ${JSON.stringify(shape).slice(0, 80)} has dimension ${preview(d)}; dimensions must be non-negative integers`);
+      throw new HttpError(400, `${where}: shape ${shapeText(shape)} has dimension ${preview(d)}; dimensions must be non-negative integers`);
     }
     count *= d;
+    largest = Math.max(largest, d);
   }
+  // NaN is Infinity * 0: a long shape overflowed, but a 0 in it makes the tensor empty.
+  if (Number.isNaN(count)) count = 0;
   if (count > maxElements) {
-    throw new HttpError(400, `${where}: shape ${shapeText(shape as number[])} has ${count} elements, more than the limit of ${maxElements}`);
+    throw new HttpError(400, `${where}: shape ${shapeText(shape)} has ${count} elements, more than the limit of ${maxElements}`);
+  }
+  // An empty tensor may still declare an absurd dimension beside its 0 (onnxruntime would get it).
+  if (largest > maxElements) {
+    throw new HttpError(400, `${where}: shape ${shapeText(shape)} has dimension ${largest}, more than the limit of ${maxElements} elements`);
   }
   return count;
 }

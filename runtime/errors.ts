@@ -21,9 +21,17 @@ export class HttpError extends Error {
   }
 }
 
+/** The longest error message sent; longer ones (echoing a client's path or names) are cut. */
+const MAX_MESSAGE = 1000;
+
+/** A client's text (a path, a name) for a message, cut short. */
+export function clip(text: string, max = 200): string {
+  return text.length > max ? `${text.slice(0, max - 3)}...` : text;
+}
+
 /** A JSON error response. */
 export function errorResponse(c: Context, status: ContentfulStatusCode, message: string, headers?: Record<string, string>): Response {
-  return c.json({ error: message }, status, headers);
+  return c.json({ error: clip(message, MAX_MESSAGE) }, status, headers);
 }
 
 /** Logs server-side failures; the client only ever sees a generic message. */
@@ -43,6 +51,10 @@ export function handleError(log: ErrorLogger): ErrorHandler {
     }
     // c.req.json() in a function's own route throws SyntaxError on a malformed body.
     if (err instanceof SyntaxError) return errorResponse(c, 400, `malformed JSON: ${err.message}`);
+    // The client went away in the middle of its body (Node's 'aborted'): not a server failure.
+    if (err instanceof Error && err.message === 'aborted' && (err as NodeJS.ErrnoException).code === 'ECONNRESET') {
+      return errorResponse(c, 400, 'the client closed the connection before sending the whole request body');
+    }
     log(err, c);
     return errorResponse(c, 500, 'internal server error');
   };
@@ -50,7 +62,7 @@ export function handleError(log: ErrorLogger): ErrorHandler {
 
 /** The app's `notFound`: a JSON 404 naming the path. */
 export const handleNotFound: NotFoundHandler = (c) =>
-  errorResponse(c, 404, `no route for ${c.req.method} ${c.req.path}`);
+  errorResponse(c, 404, `no route for ${c.req.method} ${clip(c.req.path)}`);
 
 function defaultMessage(status: number): string {
   switch (status) {

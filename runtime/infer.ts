@@ -3,7 +3,7 @@
  * parsing, validation against the model's metadata, and encoding the answer.
  */
 import type ort from 'onnxruntime-node';
-import { classify, elementCount, tensorFromBinary, tensorFromJson, tensorToBytes, tensorToJsonData } from './codec.ts';
+import { classify, elementCount, shapeText, tensorFromBinary, tensorFromJson, tensorToBytes, tensorToJsonData } from './codec.ts';
 import { DATATYPES } from './datatypes.ts';
 import { HttpError } from './errors.ts';
 import type { FunctionHost } from './host.ts';
@@ -27,6 +27,11 @@ export interface InferRequest {
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 const encoder = new TextEncoder();
+
+/** A client's name for a message, cut short. */
+function nameText(name: string): string {
+  return name.length > 60 ? `${name.slice(0, 57)}...` : name;
+}
 
 function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -68,11 +73,11 @@ export function parseBody(body: Uint8Array, headerLength: string | undefined): {
 function checkShapeAgainst(where: string, spec: TensorSpec, shape: readonly number[]): void {
   const expected = `[${spec.shape.join(',')}]`;
   if (shape.length !== spec.shape.length) {
-    throw new HttpError(400, `${where}: shape [${shape.join(',')}] has rank ${shape.length}, the model expects rank ${spec.shape.length} (${expected}, -1 = any size)`);
+    throw new HttpError(400, `${where}: shape ${shapeText(shape)} has rank ${shape.length}, the model expects rank ${spec.shape.length} (${expected}, -1 = any size)`);
   }
   for (let i = 0; i < shape.length; i++) {
     if (spec.shape[i] >= 0 && spec.shape[i] !== shape[i]) {
-      throw new HttpError(400, `${where}: shape [${shape.join(',')}] has ${shape[i]} at dimension ${i}, the model expects ${expected} (-1 = any size)`);
+      throw new HttpError(400, `${where}: shape ${shapeText(shape)} has ${shape[i]} at dimension ${i}, the model expects ${expected} (-1 = any size)`);
     }
   }
 }
@@ -97,9 +102,9 @@ export function decodeInferRequest(host: FunctionHost, body: Uint8Array, headerL
     if (!isObject(input)) throw new HttpError(400, `inputs[${i}] must be an object with name, shape, datatype and data`);
     const { name, datatype, shape, data } = input;
     if (typeof name !== 'string') throw new HttpError(400, `inputs[${i}]: 'name' must be a string`);
-    const where = `input '${name}'`;
+    const where = `input '${nameText(name)}'`;
     const spec = host.inputsByName.get(name);
-    if (!spec) throw new HttpError(400, `unknown input '${name}'; the model's inputs are: ${[...host.inputsByName.keys()].join(', ')}`);
+    if (!spec) throw new HttpError(400, `unknown input '${nameText(name)}'; the model's inputs are: ${[...host.inputsByName.keys()].join(', ')}`);
     if (feeds[name]) throw new HttpError(400, `${where} is given twice`);
     if (typeof datatype !== 'string') throw new HttpError(400, `${where}: 'datatype' must be a string such as ${spec.datatype}`);
     const info = DATATYPES.get(datatype);
@@ -137,10 +142,11 @@ export function decodeInferRequest(host: FunctionHost, body: Uint8Array, headerL
     requested = [...host.outputsByName.keys()].map((name) => ({ name, binary: binaryByDefault }));
   } else {
     if (!Array.isArray(outputs)) throw new HttpError(400, "'outputs' must be an array");
+    if (outputs.length === 0) throw new HttpError(400, "'outputs' is empty; name the outputs to return, or leave 'outputs' out for all of them");
     requested = outputs.map((o, i) => {
       if (!isObject(o) || typeof o.name !== 'string') throw new HttpError(400, `outputs[${i}] must be an object with a 'name'`);
       if (!host.outputsByName.has(o.name)) {
-        throw new HttpError(400, `unknown output '${o.name}'; the model's outputs are: ${[...host.outputsByName.keys()].join(', ')}`);
+        throw new HttpError(400, `unknown output '${nameText(o.name)}'; the model's outputs are: ${[...host.outputsByName.keys()].join(', ')}`);
       }
       const p = parameters(`output '${o.name}'`, o.parameters);
       const k = p.classification;

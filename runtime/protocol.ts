@@ -2,7 +2,7 @@
  * The Open Inference Protocol (KServe V2) REST routes for one function's model.
  */
 import type { Context, Hono } from 'hono';
-import { HttpError, errorResponse } from './errors.ts';
+import { HttpError, clip, errorResponse } from './errors.ts';
 import type { FunctionHost } from './host.ts';
 import { HEADER_LENGTH, decodeInferRequest, encodeInferResponse } from './infer.ts';
 
@@ -62,7 +62,7 @@ export function modelRoutes(app: Hono, host: FunctionHost, options: ProtocolOpti
   const checkVersion = (c: Context): void => {
     const version = c.req.param('version');
     if (version !== undefined && version !== fn.version) {
-      throw new HttpError(404, `model '${fn.name}' has no version '${version}' (versions: ${fn.version})`);
+      throw new HttpError(404, `model '${fn.name}' has no version '${clip(version)}' (versions: ${fn.version})`);
     }
   };
   const tensors = (specs: typeof host.model.inputs) => specs.map((s) => ({ name: s.name, datatype: s.datatype, shape: s.shape }));
@@ -101,8 +101,8 @@ export function modelRoutes(app: Hono, host: FunctionHost, options: ProtocolOpti
   }
   app.all('/v2/models/:model{.+}', (c) => {
     const name = c.req.param('model').split('/')[0];
-    if (name === fn.name) return errorResponse(c, 404, `no route for ${c.req.method} ${c.req.path}`);
-    return errorResponse(c, 404, `unknown model '${name}'; this server has: ${fn.name}`);
+    if (name === fn.name) return errorResponse(c, 404, `no route for ${c.req.method} ${clip(c.req.path)}`);
+    return errorResponse(c, 404, `unknown model '${clip(name)}'; this server has: ${fn.name}`);
   });
 }
 
