@@ -6,7 +6,7 @@
  * Builds and starts the repository's stack on a free loopback port, soaks it, takes it down, and
  * writes bench/results/soak.md. A short version runs in `npm test` (test/e2e/compose.test.ts).
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ROOT, run } from '../build/images.ts';
@@ -16,26 +16,44 @@ export interface SoakResult {
   seconds: number;
   connections: number;
   load: LoadResult;
-  /** Resident memory per container (MiB) after warm-up and at the end. */
+  /** Anonymous resident memory per container (MiB): median of the last samples of the warm-up and of the soak. */
   memory: { container: string; warm: number; end: number; growth: number }[];
 }
 
-async function containerMemory(ids: string[]): Promise<Map<string, number>> {
-  const out = await run('docker', ['stats', '--no-stream', '--format', '{{.ID}} {{.Name}} {{.MemUsage}}', ...ids]);
-  const result = new Map<string, number>();
-  for (const line of out.trim().split('\n')) {
-    const [, name, usage] = line.split(' ');
-    const m = /^([\d.]+)([KMG]i?B)/.exec(usage);
-    if (!m) continue;
-    const scale: Record<string, number> = { KiB: 1 / 1024, kB: 1 / 1000, MiB: 1, MB: 1, GiB: 1024, GB: 1000 };
-    result.set(name, Number(m[1]) * (scale[m[2]] ?? 1));
+/**
+ * Anonymous resident memory of a container (MiB), read from its memory cgroup: the heap and
+ * buffers, without the page cache of the mapped node and onnxruntime binaries.
+ */
+function containerRss(id: string): number {
+  for (const file of [`/sys/fs/cgroup/memory/docker/${id}/memory.stat`, `/sys/fs/cgroup/system.slice/docker-${id}.scope/memory.stat`]) {
+    if (!existsSync(file)) continue;
+    const stat = readFileSync(file, 'utf8');
+    const bytes = Number(/^(?:total_rss|anon) (\d+)$/m.exec(stat)?.[1]);
+    if (bytes) return bytes / 1024 ** 2;
   }
-  return result;
+  return NaN;
+}
+
+const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
+
+/** Runs `work` while sampling each container's memory every second; the median of the last 5 samples counts (GC makes single readings jumpy). */
+async function sampled<T>(ids: string[], work: Promise<T>): Promise<{ result: T; memory: Map<string, number> }> {
+  const samples = new Map<string, number[]>(ids.map((id) => [id, []]));
+  const timer = setInterval(() => {
+    for (const id of ids) samples.get(id)!.push(containerRss(id));
+  }, 1000);
+  try {
+    const result = await work;
+    return { result, memory: new Map(ids.map((id) => [id, median(samples.get(id)!.slice(-5))])) };
+  } finally {
+    clearInterval(timer);
+  }
 }
 
 /**
  * Holds `connections` connections of iris predictions against `url` for `seconds`, after a
- * warm-up of a fifth of that time; memory is read after the warm-up and at the end.
+ * warm-up (a quarter of that time, at least 15 s: V8 sizes its heaps to the load for a while);
+ * memory is read after the warm-up and at the end.
  */
 export async function soak(url: string, containers: string[], seconds: number, connections: number, workDir: string): Promise<SoakResult> {
   const request = {
@@ -44,13 +62,15 @@ export async function soak(url: string, containers: string[], seconds: number, c
     body: JSON.stringify({ instances: [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]] }),
   };
   mkdirSync(workDir, { recursive: true });
-  await wrk(request, connections, Math.max(2, Math.round(seconds / 5)), workDir, 'soak-warm');
-  const warm = await containerMemory(containers);
-  const load = await wrk(request, connections, seconds, workDir, 'soak');
-  const end = await containerMemory(containers);
-  const memory = [...warm.entries()].map(([container, w]) => {
-    const e = end.get(container) ?? NaN;
-    return { container, warm: w, end: e, growth: (e - w) / w };
+  const ids = containers.map((c) => run('docker', ['inspect', '--format', '{{.Id}}', c]).then((o) => o.trim()));
+  const full = await Promise.all(ids);
+  const warm = await sampled(full, wrk(request, connections, Math.max(15, Math.round(seconds / 4)), workDir, 'soak-warm'));
+  const end = await sampled(full, wrk(request, connections, seconds, workDir, 'soak'));
+  const load = end.result;
+  const memory = full.map((id) => {
+    const w = warm.memory.get(id)!;
+    const e = end.memory.get(id)!;
+    return { container: id.slice(0, 12), warm: w, end: e, growth: (e - w) / w };
   });
   return { seconds, connections, load, memory };
 }
@@ -61,10 +81,10 @@ export function soakMarkdown(result: SoakResult, command: string): string {
     '',
     `Command: \`${command}\``,
     '',
-    `${result.connections} connections for ${result.seconds} s through nginx (iris, 2 rows per request): ` +
+    `${result.connections} connections for ${result.seconds} s (after a warm-up) through nginx (iris, 2 rows per request): ` +
       `${result.load.requests} requests, ${result.load.rps.toFixed(0)} requests/s, p50 ${result.load.p50.toFixed(2)} ms, p99 ${result.load.p99.toFixed(2)} ms, **${result.load.errors} errors**.`,
     '',
-    '| container | MiB after warm-up | MiB at the end | growth |',
+    '| container | MiB at the end of warm-up | MiB at the end | growth |',
     '| --- | --- | --- | --- |',
     ...result.memory.map((m) => `| ${m.container} | ${m.warm.toFixed(1)} | ${m.end.toFixed(1)} | ${(m.growth * 100).toFixed(1)}% |`),
     '',
