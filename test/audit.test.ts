@@ -1,0 +1,24 @@
+import { spawnSync } from 'node:child_process';
+import { describe, expect, it } from 'vitest';
+import { ROOT } from '../runtime/test/helpers.ts';
+
+describe('npm audit --omit=dev', () => {
+  it('reports no high or critical vulnerability in production dependencies', () => {
+    const result = spawnSync('npm', ['audit', '--omit=dev', '--json'], { cwd: ROOT, encoding: 'utf8', timeout: 60_000 });
+    let report: { metadata?: { vulnerabilities?: Record<string, number> }; error?: { summary?: string } } = {};
+    try {
+      report = JSON.parse(result.stdout || '{}');
+    } catch {
+      // not JSON: handled below
+    }
+    const counts = report.metadata?.vulnerabilities;
+    if (!counts) {
+      // The advisory endpoint is a separate service from the package registry; some mirrors
+      // (this project's build machines among them) answer 405. Say so rather than pass silently.
+      const why = report.error?.summary || (result.stderr ?? '').split('\n').find((l) => /audit/i.test(l) && !/Unknown/.test(l)) || `exit ${result.status}`;
+      process.stdout.write(`\n[skipped] npm audit: the registry's advisory endpoint did not answer (${why.slice(0, 160)})\n`);
+      return;
+    }
+    expect({ high: counts.high, critical: counts.critical }).toEqual({ high: 0, critical: 0 });
+  });
+});
