@@ -29,6 +29,9 @@ export interface NginxOptions {
   serviceHost?: (fn: ResolvedFunction) => string;
 }
 
+/** The gateway's page for browsers (runtime/ui.ts): written beside nginx.conf, copied into the image here. */
+export const GATEWAY_PAGE = { file: 'nginx/index.html', image: '/etc/nginx/modelfn/index.html' } as const;
+
 /** Extra time nginx gives a function beyond its own timeout, so the function's JSON 504 arrives first. */
 export const TIMEOUT_GRACE_MS = 1000;
 
@@ -114,6 +117,12 @@ export function nginxConfig(functions: readonly ResolvedFunction[], opts: NginxO
         return ${code} ${quote(JSON.stringify({ error: message }))};
     }`).join('\n');
   const serverMeta = JSON.stringify(SERVER_METADATA);
+  // A location with add_header of its own inherits none from the server: repeat them with Vary.
+  const rootHeaders = [
+    'add_header X-Request-Id $modelfn_request_id always;',
+    'add_header X-Content-Type-Options nosniff always;',
+    'add_header Vary Accept always;',
+  ].map((line) => `            ${line}`).join('\n');
 
   return `${GENERATED_HEADER}
 # Functions: ${functions.map((f) => `${f.name} (${f.prefix})`).join(', ')}
@@ -128,6 +137,8 @@ events {
 
 http {
     server_tokens off;
+    # No types by file extension: a JSON error for /x.html must not be labelled text/html.
+    types { }
     default_type application/octet-stream;
     sendfile on;
     tcp_nodelay on;
@@ -145,6 +156,12 @@ ${options.mode === 'dns' ? `
     resolver ${options.resolver} valid=5s ipv6=off;
     resolver_timeout 2s;
 ` : ''}
+    # Browsers (Accept: text/html) get the page at GET /; API clients get the JSON index.
+    map $http_accept $modelfn_wants_html {
+        default 0;
+        ~*text/html 1;
+    }
+
     # The request id: the client's X-Request-Id when it sent one, else nginx's own.
     map $http_x_request_id $modelfn_request_id {
         default $http_x_request_id;
@@ -181,8 +198,21 @@ ${upstreams}
 ${errorPages('        ', '@modelfn_503')}
 
         location = / {
+            # rewrite ... last is one of the two things that are safe inside 'if' in a location.
+            if ($modelfn_wants_html) {
+                rewrite ^ /_modelfn/page last;
+            }
             default_type application/json;
+${rootHeaders}
             return 200 ${quote(JSON.stringify(functionIndex(functions)))};
+        }
+        location = /_modelfn/page {
+            internal;
+            alias ${GATEWAY_PAGE.image};
+            default_type text/html;
+            charset utf-8;
+${rootHeaders}
+            add_header Cache-Control no-cache always;
         }
         location = /v2 {
             default_type application/json;

@@ -7,8 +7,11 @@ import { HTTPException } from 'hono/http-exception';
 import { methodNotAllowed } from 'hono/method-not-allowed';
 import { requestId } from 'hono/request-id';
 import { timeout } from 'hono/timeout';
+import { loadApiKeys, requireApiKey } from './auth.ts';
 import { limitBody } from './body-limit.ts';
 import type { RuntimeConfig } from './config.ts';
+import { DeclarationError } from './define.ts';
+import { docsRoutes } from './docs.ts';
 import { errorResponse, handleError, handleNotFound } from './errors.ts';
 import type { FunctionHost } from './host.ts';
 import { accessLog, createLogger, type Logger } from './log.ts';
@@ -51,6 +54,15 @@ export function createFunctionApp(host: FunctionHost, options: FunctionAppOption
     app,
     onMethodNotAllowed: (c, methods) => errorResponse(c, 405, `${c.req.method} is not allowed on ${c.req.path}; use ${methods.join(', ')}`, { Allow: methods.join(', ') }),
   }));
+  if (fn.auth) {
+    let keys: string[];
+    try {
+      keys = loadApiKeys(fn.name, fn.auth.apiKeys);
+    } catch (err) {
+      throw new DeclarationError(fn.declarationFile ?? fn.dir, (err as Error).message);
+    }
+    app.use(requireApiKey(keys));
+  }
   app.use(limitBody({
     maxSize: fn.limits.bodySize,
     onError: (c) => errorResponse(c, 413, `request body is larger than the limit of ${fn.limits.bodySize} bytes for '${fn.name}'`),
@@ -68,7 +80,10 @@ export function createFunctionApp(host: FunctionHost, options: FunctionAppOption
   modelRoutes(app, host, protocol);
   app.get('/metrics', metrics.handler);
   // The function's own routes come before the default /predict, so a function may replace it.
+  const builtIn = app.routes.length;
   fn.routes?.(app, host);
+  const custom = app.routes.slice(builtIn);
   predictRoute(app, host, config.maxElements);
+  docsRoutes(app, host, custom);
   return { app, metrics, logger };
 }

@@ -96,11 +96,15 @@ describe('batching a real model', () => {
     const vad = await openFunctionDir('functions/vad');
     expect(canBatch(iris.model.inputs, iris.model.outputs)).toBe(true);
     expect(canBatch(vad.model.inputs, vad.model.outputs)).toBe(false);
-    expect(iris.model.batching).toBe(false);
+    // Batching is on by default, and takes effect only where the model allows it.
+    expect(iris.model.batching).toBe(true);
+    expect(vad.model.batching).toBe(false);
+    const off = await openDeclared(resolve(ROOT, 'functions/iris'), { batching: { enabled: false } });
+    expect(off.model.batching).toBe(false);
   });
 
   it('answers concurrent requests exactly as unbatched ones, and exports batch metrics', async () => {
-    const plain = await openFunctionDir('functions/iris');
+    const plain = await openDeclared(resolve(ROOT, 'functions/iris'), { batching: { enabled: false } });
     const batched = await openDeclared(resolve(ROOT, 'functions/iris'), { batching: { enabled: true, maxBatchSize: 16, maxDelayMs: 5 } });
     expect(batched.model.batching).toBe(true);
     const bodies = Array.from({ length: 48 }, (_, i) => ({ id: `r${i}`, inputs: [{ name: 'input', datatype: 'FP32', shape: [1 + (i % 3), 4], data: new Array(4 * (1 + (i % 3))).fill(0).map((_, j) => ((i + j) % 7) + 0.5) }] }));

@@ -43,11 +43,31 @@ export interface FunctionDeclaration {
   };
   /** Replicas (containers) to run. Defaults to 1. */
   replicas?: number;
+  /** API keys: the name of the secret holding them (see runtime/auth.ts). Off by default. */
+  auth?: { apiKeys: string };
+  /** Requests per second per client at the gateway, with a burst allowance. Off by default. */
+  rateLimit?: { requestsPerSecond: number; burst?: number };
   /** Class labels, for every output (a list) or per output name. */
   labels?: readonly string[] | Readonly<Record<string, readonly string[]>>;
   /** An example inference request (protocol JSON form), for docs and conformance tests. */
   example?: ExampleRequest;
   routes?: RoutesHook;
+  /** Documentation of custom routes for the OpenAPI document and docs pages, keyed `'POST /species'`. */
+  routeDocs?: Readonly<Record<string, RouteDoc>>;
+}
+
+/** How a custom route appears in the function's OpenAPI document and docs pages. */
+export interface RouteDoc {
+  summary?: string;
+  description?: string;
+  /** The request body's media type; `application/json` by default. Another type makes the docs pages offer a file upload. */
+  contentType?: string;
+  /** An example request body (JSON routes). */
+  requestExample?: unknown;
+  /** An example answer. */
+  responseExample?: unknown;
+  /** Query parameters: name to description. */
+  query?: Readonly<Record<string, string>>;
 }
 
 /** An inference request in the protocol's JSON form. */
@@ -71,11 +91,14 @@ export interface ResolvedFunction {
   limits: { bodySize: number; timeoutMs: number };
   batching: { enabled: boolean; maxBatchSize: number; maxDelayMs: number; maxQueue: number };
   replicas: number;
+  auth?: { apiKeys: string };
+  rateLimit?: { requestsPerSecond: number; burst: number };
   labels: Readonly<Record<string, readonly string[]>>;
   /** Labels for outputs the `labels` map does not name. */
   defaultLabels?: readonly string[];
   example?: ExampleRequest;
   routes?: RoutesHook;
+  routeDocs: Readonly<Record<string, RouteDoc>>;
 }
 
 /**
@@ -84,8 +107,8 @@ export interface ResolvedFunction {
  * @example
  * export default defineFunction({
  *   labels: ['setosa', 'versicolor', 'virginica'],
- *   routes(app, { model }) {
- *     app.get('/hello', (c) => c.json({ inputs: model.inputs.length }));
+ *   routes(app, ctx) {
+ *     app.get('/hello', (c) => c.json({ inputs: ctx.model.inputs.length }));
  *   },
  * });
  */
@@ -115,6 +138,13 @@ const declarationSchema = z.strictObject({
     maxQueue: positiveInt.optional(),
   }).optional(),
   replicas: positiveInt.max(64).optional(),
+  auth: z.strictObject({
+    apiKeys: z.string().regex(/^[a-zA-Z0-9][a-zA-Z0-9._-]{0,62}$/, 'must name a secret (letters, digits, dots, dashes)'),
+  }).optional(),
+  rateLimit: z.strictObject({
+    requestsPerSecond: z.number().positive().max(1_000_000),
+    burst: z.number().int().min(0).optional(),
+  }).optional(),
   labels: z.union([z.array(z.string()), z.record(z.string(), z.array(z.string()))]).optional(),
   example: z.strictObject({
     inputs: z.array(z.strictObject({
@@ -125,7 +155,25 @@ const declarationSchema = z.strictObject({
     })).min(1),
   }).optional(),
   routes: z.function().optional(),
+  routeDocs: z.record(
+    z.string(),
+    z.strictObject({
+      summary: z.string().optional(),
+      description: z.string().optional(),
+      contentType: z.string().regex(/^[\w.+-]+\/[\w.+-]+$/, 'must be a media type such as audio/wav').optional(),
+      requestExample: z.unknown().optional(),
+      responseExample: z.unknown().optional(),
+      query: z.record(z.string(), z.string()).optional(),
+    }),
+  ).superRefine((docs, ctx) => {
+    for (const key of Object.keys(docs)) {
+      if (!/^(GET|POST|PUT|PATCH|DELETE) \/\S*$/.test(key)) ctx.addIssue({ code: 'custom', path: [key], message: "must be a method and a path, such as 'POST /species'" });
+    }
+  }).optional(),
 });
+
+/** Every field a declaration may have (the README's table lists each; a test checks). */
+export const DECLARATION_FIELDS = Object.keys(declarationSchema.shape);
 
 /** A declaration that cannot be used; `file` and the message say where and what. */
 export class DeclarationError extends Error {
@@ -173,15 +221,20 @@ export function resolveDeclaration(
       timeoutMs: d.limits?.timeoutMs ?? config.timeoutMs,
     },
     batching: {
-      enabled: d.batching?.enabled ?? false,
+      // On by default: it only takes effect when the model has a batch dimension, and a lone
+      // request never waits for it.
+      enabled: d.batching?.enabled ?? true,
       maxBatchSize: d.batching?.maxBatchSize ?? 32,
       maxDelayMs: d.batching?.maxDelayMs ?? 2,
       maxQueue: d.batching?.maxQueue ?? 1024,
     },
     replicas: d.replicas ?? 1,
+    auth: d.auth,
+    rateLimit: d.rateLimit && { requestsPerSecond: d.rateLimit.requestsPerSecond, burst: d.rateLimit.burst ?? Math.ceil(d.rateLimit.requestsPerSecond) },
     labels,
     defaultLabels: Array.isArray(d.labels) ? (d.labels as readonly string[]) : undefined,
     example: d.example,
     routes: d.routes,
+    routeDocs: { ...d.routeDocs },
   };
 }

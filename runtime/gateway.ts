@@ -55,6 +55,7 @@ export function functionIndex(functions: readonly Pick<ResolvedFunction, 'name' 
       prefix: fn.prefix,
       model: `/v2/models/${fn.name}`,
       predict: `${fn.prefix}/predict`,
+      docs: `${fn.prefix}/docs`,
       replicas: fn.replicas,
     })),
   };

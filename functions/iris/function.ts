@@ -22,6 +22,20 @@ export default defineFunction({
   description: 'Iris species from four flower measurements (scikit-learn logistic regression).',
   labels: { probabilities: [...SPECIES] },
   example: { inputs: [{ name: 'input', datatype: 'FP32', shape: [2, 4], data: [5.1, 3.5, 1.4, 0.2, 6.7, 3.0, 5.2, 2.3] }] },
+  routeDocs: {
+    'POST /species': {
+      summary: 'Species of flowers, by their measurements',
+      description: `Each flower is {${FEATURES.join(', ')}} in centimetres, or an array of those 4 numbers. Answers the species and the probability of each.`,
+      requestExample: { flowers: [
+        { sepal_length: 5.1, sepal_width: 3.5, petal_length: 1.4, petal_width: 0.2 },
+        { sepal_length: 6.7, sepal_width: 3.0, petal_length: 5.2, petal_width: 2.3 },
+      ] },
+      responseExample: { predictions: [
+        { species: 'setosa', probabilities: { setosa: 0.981585, versicolor: 0.018415, virginica: 0 } },
+        { species: 'virginica', probabilities: { setosa: 0.000056, versicolor: 0.080086, virginica: 0.919858 } },
+      ] },
+    },
+  },
   routes(app, ctx) {
     app.post('/species', async (c) => {
       const body = (await c.req.json()) as { flowers?: Flower[] } | null;

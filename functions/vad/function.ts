@@ -23,6 +23,9 @@ export interface Segment {
   end: number;
 }
 
+/** Longest recording one request may hold. */
+export const MAX_SECONDS = 600;
+
 const DEFAULTS: SegmentOptions = { threshold: 0.5, minSilenceMs: 100, minSpeechMs: 250 };
 
 /** Per-frame speech probabilities of mono audio at 8 or 16 kHz. */
@@ -100,6 +103,19 @@ export default defineFunction({
       { name: 'sr', datatype: 'INT64', shape: [], data: [16000] },
     ],
   },
+  routeDocs: {
+    'POST /segments': {
+      summary: 'Speech segments of a WAV recording',
+      description: 'Send the recording as the body (PCM 8 to 32 bits or 32-bit float, any sample rate, mono or not). Answers the speech segments in seconds.',
+      contentType: 'audio/wav',
+      query: {
+        threshold: `speech probability from 0.16 to 0.99 (default ${DEFAULTS.threshold})`,
+        min_silence_ms: `silence that ends a segment, ms (default ${DEFAULTS.minSilenceMs})`,
+        min_speech_ms: `shortest segment kept, ms (default ${DEFAULTS.minSpeechMs})`,
+      },
+      responseExample: { sample_rate: 16000, duration: 4.752, segments: [{ start: 1.024, end: 2.688 }, { start: 3.712, end: 4.288 }] },
+    },
+  },
   routes(app, ctx) {
     app.post('/segments', async (c) => {
       const type = (c.req.header('content-type') ?? '').split(';')[0].trim().toLowerCase();
@@ -112,6 +128,11 @@ export default defineFunction({
         minSpeechMs: option(c, 'min_speech_ms', DEFAULTS.minSpeechMs, 0, 10_000),
       };
       const decoded = decodeWav(new Uint8Array(await c.req.arrayBuffer()));
+      // A small file at a low sample rate can still decode to hours of audio: bound the work.
+      const seconds = decoded.samples.length / decoded.sampleRate;
+      if (seconds > MAX_SECONDS) {
+        throw new HttpError(413, `the recording lasts ${Math.round(seconds)} s; at most ${MAX_SECONDS} s per request`);
+      }
       const audio = decoded.sampleRate === 8000 ? decoded : resample(decoded, 16000);
       const rate = audio.sampleRate as 8000 | 16000;
       const { frame, probabilities } = await speechProbabilities(ctx.model, audio.samples, rate);

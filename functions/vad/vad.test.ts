@@ -80,6 +80,9 @@ describe('vad', () => {
     const json = await errorOf(await app.request('/segments', wav(Buffer.from('{}'), 'application/json')));
     expect(json.status).toBe(415);
     expect(json.error).toContain('audio/wav');
+    // 11 minutes of 8-bit audio at 1 kHz: a small upload, too long to analyse in one request.
+    const long = await errorOf(await app.request('/segments', wav(makeWav([new Array(660_000).fill(0)], 1000, 8))));
+    expect(long).toEqual({ status: 413, error: 'the recording lasts 660 s; at most 600 s per request' });
     const threshold = await errorOf(await app.request('/segments?threshold=2', wav(fixture('silence.wav'))));
     expect(threshold).toEqual({ status: 400, error: expect.stringContaining('threshold') });
   });

@@ -52,7 +52,10 @@ try {
 const logger = createLogger(config.logLevel);
 try {
   const server = await startEmbedded({ functionsDir: parsed.values.functions!, config, logger, watch: parsed.values.watch });
-  process.stderr.write(`modelfn: serving ${server.slots().length} functions at ${server.url}/\n`);
+  for (const slot of server.slots()) {
+    if (slot.failure) process.stderr.write(`modelfn: ${slot.fn.name} failed to load and answers 503: ${slot.failure}\n`);
+  }
+  process.stderr.write(`modelfn: serving ${server.slots().length} functions at ${server.url}/ (open it in a browser to try them)\n`);
   const stop = (signal: string) => {
     logger.log('info', 'signal received', { signal });
     void server.shutdown().then(() => process.exit(0));

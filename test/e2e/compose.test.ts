@@ -13,6 +13,7 @@ import { compose, composeRun, stackDown, stackUp, waitFor } from '../../build/st
 import { soak } from '../../bench/soak.ts';
 import { conformanceSuite } from '../../runtime/test/conformance.ts';
 import { ROOT, errorOf, postJson } from '../../runtime/test/helpers.ts';
+import { chromiumAvailable, openBrowser, screenshot, tryGatewayPage } from '../browser.ts';
 import { docker, dockerAvailable, freePort } from '../docker.ts';
 
 const available = dockerAvailable('compose stack (test/e2e/compose.test.ts)');
@@ -106,6 +107,25 @@ describe.runIf(available)('the compose stack on the real Docker engine', () => {
     expect((await fetch(`${url}/iris`, { redirect: 'manual' })).status).toBe(308);
   });
 
+  it('serves the root page to browsers and each function\'s OpenAPI document under its prefix', async () => {
+    const page = await fetch(`${url}/`, { headers: { Accept: 'text/html' } });
+    expect(page.headers.get('content-type')).toBe('text/html; charset=utf-8');
+    expect(await page.text()).toBe(readFileSync(join(root, 'nginx/index.html'), 'utf8'));
+    const doc = (await (await fetch(`${url}/vad/openapi.json`)).json()) as { servers: { url: string }[]; paths: Record<string, unknown> };
+    expect(doc.servers).toEqual([{ url: '/vad' }]);
+    expect(Object.keys(doc.paths)).toContain('/segments');
+    if (!chromiumAvailable('the root page at nginx in a browser')) return;
+    const browser = await openBrowser();
+    try {
+      const { iris, vad } = await tryGatewayPage(browser.page, url);
+      expect(iris).toContain('"species": "virginica"');
+      expect(vad).toMatch(/^200 OK/);
+      await screenshot(browser.page, 'gateway-page-nginx');
+    } finally {
+      await browser.close();
+    }
+  });
+
   it('enforces the declared body limit at nginx with a JSON 413', async () => {
     const tooBig = await fetch(`${url}/iris/predict`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: 'x'.repeat(10 * 1024 * 1024 + 1) });
     const err = await errorOf(tooBig);
@@ -147,15 +167,15 @@ describe.runIf(available)('the compose stack on the real Docker engine', () => {
     await waitFor('the killed replica to be back', async () => containers('digits').length === 2 || 'one replica', 60_000);
   });
 
-  it('holds a soak at 64 connections through nginx with zero errors and flat memory', async () => {
-    const result = await soak(url, containers('iris'), 20, 64, join(root, 'wrk'));
+  it('holds a soak at 64 connections through nginx with zero errors and flat memory', { timeout: 120_000 }, async () => {
+    const result = await soak(url, containers('iris'), 25, 64, join(root, 'wrk'));
     expect(result.load.requests).toBeGreaterThan(1000);
     expect(result.load.errors).toBe(0);
     expect(result.memory).toHaveLength(2);
     for (const m of result.memory) expect(m.growth, `${m.container}: ${m.warm.toFixed(1)} -> ${m.end.toFixed(1)} MiB`).toBeLessThan(0.1);
   });
 
-  it('loses no request during a rolling restart under load (graceful drain)', async () => {
+  it('loses no request during a rolling restart under load (graceful drain)', { timeout: 180_000 }, async () => {
     const replicas = containers('iris');
     const statuses: number[] = [];
     let restarting = true;

@@ -1,0 +1,233 @@
+/**
+ * The generated stack on a real single-node Docker Swarm: deployed with `docker stack deploy`,
+ * every function through the gateway on 127.0.0.1, a function scaled up and down, rolling
+ * updates under load (one that succeeds, one that rolls itself back), and removal.
+ *
+ * The engine joins a swarm only for this test (on loopback), and leaves it afterwards, when it
+ * was not in one already.
+ */
+import { execFileSync } from 'node:child_process';
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runBuild } from '../../build.ts';
+import { functionImage, gatewayImage, run } from '../../build/images.ts';
+import { waitFor } from '../../build/stack.ts';
+import { FUNCTION_LABEL, deployStack, removeStack, serviceOf, stackLeftovers, swarmState, waitForStack, type SwarmStack } from '../../build/swarm.ts';
+import { ROOT, errorOf, postJson } from '../../runtime/test/helpers.ts';
+import { docker, dockerAvailable, freePort } from '../docker.ts';
+
+const available = dockerAvailable('swarm stack (test/e2e/swarm.test.ts)');
+const FUNCTIONS = ['digits', 'iris', 'vad'];
+const DIGITS = { instances: [new Array(64).fill(1)] };
+const IRIS = { instances: [[5.1, 3.5, 1.4, 0.2]] };
+
+/** A service's spec and state, as the engine holds it. */
+function inspect(service: string): any {
+  return JSON.parse(docker(['service', 'inspect', service]))[0];
+}
+
+/** Ids of the running containers of a service. */
+function containers(service: string): string[] {
+  return docker(['ps', '-q', '--filter', `label=com.docker.swarm.service.name=${service}`]).trim().split('\n').filter(Boolean);
+}
+
+/**
+ * Sends requests from 4 concurrent workers while `during` runs, and a second beyond; bounded in
+ * count and time. Resolves to every status (0: no answer at all).
+ */
+async function underLoad(url: string, body: unknown, during: () => Promise<void>): Promise<number[]> {
+  const statuses: number[] = [];
+  const deadline = Date.now() + 240_000;
+  let done = false;
+  const worker = async () => {
+    while (!done && Date.now() < deadline && statuses.length < 200_000) {
+      try {
+        const res = await fetch(url, { ...postJson(body), signal: AbortSignal.timeout(10_000) });
+        await res.arrayBuffer();
+        statuses.push(res.status);
+      } catch {
+        statuses.push(0);
+      }
+    }
+  };
+  const workers = [worker(), worker(), worker(), worker()];
+  try {
+    await new Promise((r) => setTimeout(r, 1000));
+    await during();
+    await new Promise((r) => setTimeout(r, 1000));
+  } finally {
+    done = true;
+    await Promise.all(workers);
+  }
+  return statuses;
+}
+
+/** Waits until a service's update has ended, and answers how: completed, rollback_completed, paused... */
+async function updateOutcome(service: string): Promise<string> {
+  let state = '';
+  await waitFor(`the update of ${service}`, async () => {
+    state = inspect(service).UpdateStatus?.State ?? 'not started';
+    return /completed|paused/.test(state) || state;
+  }, 150_000);
+  return state;
+}
+
+const failed = (statuses: number[]) => statuses.filter((s) => s !== 200);
+const log = (line: string) => process.stdout.write(`[swarm] ${line}\n`);
+
+describe.runIf(available)('the stack on a single-node Docker Swarm', () => {
+  const tag = `swarm-${process.pid}`;
+  const root = mkdtempSync(join(tmpdir(), 'modelfn-swarm-'));
+  const stack: SwarmStack = { name: `modelfn-swarm-${process.pid}`, root, env: {} };
+  const broken = `${functionImage('digits', tag)}-broken`;
+  const buildLog: string[] = [];
+  let joined = false;
+  let gwbridgeExisted = true;
+  let removed = false;
+  let url = '';
+
+  beforeAll(async () => {
+    // The repository's functions, with digits declared at two replicas.
+    cpSync(join(ROOT, 'functions'), join(root, 'functions'), { recursive: true });
+    symlinkSync(join(ROOT, 'runtime'), join(root, 'runtime'));
+    writeFileSync(join(root, 'functions/digits/function.ts'), 'export default { replicas: 2 };\n');
+    stack.env = { MODELFN_PORT: String(await freePort()) };
+    process.env.MODELFN_IMAGE_TAG = tag;
+    const code = await runBuild({ functionsDir: join(root, 'functions'), outDir: join(root, 'dist'), root, images: true, check: false, log: (l) => buildLog.push(l) });
+    expect(code, buildLog.join('\n')).toBe(0);
+
+    const { state, manager } = await swarmState();
+    if (state === 'inactive') {
+      gwbridgeExisted = docker(['network', 'ls', '-q', '--filter', 'name=^docker_gwbridge$']).trim() !== '';
+      docker(['swarm', 'init', '--advertise-addr', '127.0.0.1', '--listen-addr', '127.0.0.1:2377']);
+      joined = true;
+    } else if (state !== 'active' || !manager) {
+      throw new Error(`this engine's swarm state is '${state}'${manager ? '' : ', not a manager'}: the test needs a manager or no swarm at all`);
+    }
+    const started = performance.now();
+    await deployStack(stack);
+    url = await waitForStack(stack, FUNCTIONS);
+    log(`stack ${stack.name} deployed and ready in ${Math.round(performance.now() - started)} ms at ${url}`);
+  }, 600_000);
+
+  afterAll(async () => {
+    if (!removed) await removeStack(stack).catch((err) => log(`removing the stack: ${(err as Error).message}`));
+    if (joined) {
+      docker(['swarm', 'leave', '--force']);
+      if (!gwbridgeExisted) {
+        try {
+          docker(['network', 'rm', 'docker_gwbridge']);
+        } catch {
+          // still held by something else: leave it
+        }
+      }
+    }
+    for (const image of [...FUNCTIONS.map((f) => functionImage(f, tag)), gatewayImage(tag), broken]) {
+      try {
+        docker(['rmi', '-f', image]);
+      } catch {
+        // already gone
+      }
+    }
+    rmSync(root, { recursive: true, force: true });
+  }, 180_000);
+
+  it('runs every function at its declared replicas, with the declared limits, health checks and update policy', () => {
+    for (const name of FUNCTIONS) {
+      const { Spec } = inspect(serviceOf(stack, name));
+      const container = Spec.TaskTemplate.ContainerSpec;
+      expect(Spec.Labels[FUNCTION_LABEL]).toBe(name);
+      expect(Spec.Mode.Replicated.Replicas).toBe(name === 'digits' ? 2 : 1);
+      expect(container).toMatchObject({ Image: functionImage(name, tag), User: '65532:65532', ReadOnly: true, Init: true, CapabilityDrop: ['ALL'] });
+      expect(container.Healthcheck.Test).toEqual(['CMD', '/usr/local/bin/node', '/app/healthcheck.mjs']);
+      const limit = name === 'vad' ? { MODELFN_BODY_LIMIT: '26214400', MODELFN_TIMEOUT_MS: '60000' } : { MODELFN_BODY_LIMIT: '10485760', MODELFN_TIMEOUT_MS: '30000' };
+      expect(container.Env).toEqual(Object.entries(limit).map(([k, v]) => `${k}=${v}`));
+      expect(Spec.UpdateConfig).toMatchObject({ Parallelism: 1, Order: 'start-first', FailureAction: 'rollback' });
+      expect(Spec.RollbackConfig).toMatchObject({ Order: 'start-first' });
+      expect(Spec.TaskTemplate.Resources.Limits).toEqual({ NanoCPUs: 2e9, MemoryBytes: 512 * 1024 ** 2 });
+      expect(containers(serviceOf(stack, name))).toHaveLength(name === 'digits' ? 2 : 1);
+    }
+    expect(buildLog.join('\n')).toContain(`image ${gatewayImage(tag)}`);
+  });
+
+  it('answers through the gateway on 127.0.0.1: routes, custom routes, limits and JSON errors', async () => {
+    const index = (await (await fetch(`${url}/`)).json()) as { functions: { name: string; replicas: number }[] };
+    expect(index.functions.map((f) => [f.name, f.replicas])).toEqual([['digits', 2], ['iris', 1], ['vad', 1]]);
+    expect((await fetch(`${url}/digits/predict`, postJson(DIGITS))).status).toBe(200);
+    const infer = await fetch(`${url}/v2/models/iris/infer`, postJson({ inputs: [{ name: 'input', datatype: 'FP32', shape: [1, 4], data: [6.7, 3.0, 5.2, 2.3] }] }));
+    expect(infer.status).toBe(200);
+    const species = await fetch(`${url}/iris/species`, postJson({ flowers: [[6.7, 3.0, 5.2, 2.3]] }, { 'X-Request-Id': 'swarm-trace' }));
+    expect(species.headers.get('x-request-id')).toBe('swarm-trace');
+    expect(((await species.json()) as { predictions: { species: string }[] }).predictions[0].species).toBe('virginica');
+    const wav = readFileSync(join(ROOT, 'functions/vad/test/speech.wav'));
+    const segments = await fetch(`${url}/vad/segments`, { method: 'POST', headers: { 'Content-Type': 'audio/wav' }, body: wav });
+    expect(((await segments.json()) as { segments: unknown[] }).segments).toHaveLength(2);
+    const tooBig = await fetch(`${url}/iris/predict`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: 'x'.repeat(10 * 1024 * 1024 + 1) });
+    expect((await errorOf(tooBig)).status).toBe(413);
+    expect((await errorOf(await fetch(`${url}/v2/models/nope/ready`))).status).toBe(404);
+  });
+
+  it('scales a function up (every replica gets traffic) and down under load without a failed request', async () => {
+    const service = serviceOf(stack, 'digits');
+    docker(['service', 'scale', '--detach', `${service}=3`]);
+    await waitFor('3 digits replicas', async () => containers(service).length === 3 || `${containers(service).length} running`, 90_000);
+    await waitForStack(stack, ['digits']);
+    // The gateway resolves the replicas per request: within a second, all three answer.
+    await new Promise((r) => setTimeout(r, 1500));
+    for (let i = 0; i < 30; i++) expect((await fetch(`${url}/digits/predict`, postJson(DIGITS, { 'X-Request-Id': `scale-${i}` }))).status).toBe(200);
+    for (const id of containers(service)) {
+      const logs = execFileSync('docker', ['logs', id], { encoding: 'utf8' });
+      expect((logs.match(/"request_id":"scale-\d+"/g) ?? []).length, `replica ${id}`).toBeGreaterThan(3);
+    }
+    const statuses = await underLoad(`${url}/digits/predict`, DIGITS, async () => {
+      docker(['service', 'scale', '--detach', `${service}=1`]);
+      await waitFor('1 digits replica', async () => containers(service).length === 1 || `${containers(service).length} running`, 90_000);
+    });
+    log(`scale 3 -> 1 under load: ${statuses.length} requests, ${failed(statuses).length} failed`);
+    expect(failed(statuses)).toEqual([]);
+    expect(statuses.length).toBeGreaterThan(100);
+    expect(inspect(service).Spec.Mode.Replicated.Replicas).toBe(1);
+  }, 240_000);
+
+  it('rolls a single-replica function over to a new task under load without a failed request', async () => {
+    const service = serviceOf(stack, 'iris');
+    const before = containers(service);
+    const started = performance.now();
+    const statuses = await underLoad(`${url}/iris/predict`, IRIS, async () => {
+      docker(['service', 'update', '--detach', '--force', '--no-resolve-image', service]);
+      expect(await updateOutcome(service)).toBe('completed');
+    });
+    log(`rolling update of iris under load: ${statuses.length} requests in ${Math.round(performance.now() - started)} ms, ${failed(statuses).length} failed`);
+    expect(failed(statuses)).toEqual([]);
+    expect(statuses.length).toBeGreaterThan(100);
+    const after = containers(service);
+    expect(after).toHaveLength(1);
+    expect(after).not.toEqual(before);
+  }, 240_000);
+
+  it('rolls an update whose replicas fail back by itself, still answering every request', async () => {
+    // The next version's model is corrupt: its replicas exit at start and never turn healthy.
+    const context = join(root, 'broken');
+    mkdirSync(context);
+    writeFileSync(join(context, 'model.onnx'), 'not a model any more');
+    writeFileSync(join(context, 'Dockerfile'), `FROM ${functionImage('digits', tag)}\nCOPY model.onnx /app/function/model.onnx\n`);
+    await run('docker', ['build', '--quiet', '-t', broken, context]);
+    const service = serviceOf(stack, 'digits');
+    const statuses = await underLoad(`${url}/digits/predict`, DIGITS, async () => {
+      docker(['service', 'update', '--detach', '--no-resolve-image', '--image', broken, service]);
+      expect(await updateOutcome(service)).toBe('rollback_completed');
+    });
+    log(`failed update of digits rolled back under load: ${statuses.length} requests, ${failed(statuses).length} failed`);
+    expect(failed(statuses)).toEqual([]);
+    expect(inspect(service).Spec.TaskTemplate.ContainerSpec.Image).toBe(functionImage('digits', tag));
+    expect((await fetch(`${url}/digits/predict`, postJson(DIGITS))).status).toBe(200);
+  }, 240_000);
+
+  it('is removed leaving no service, container, network or config behind', async () => {
+    await removeStack(stack);
+    removed = true;
+    expect(await stackLeftovers(stack)).toEqual([]);
+  }, 150_000);
+});
