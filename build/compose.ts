@@ -54,6 +54,8 @@ export function composeDocument(functions: readonly ResolvedFunction[], options:
         resources: { limits: { cpus: options.cpus ?? '2', memory: options.memory ?? '512M' } },
       },
       networks: ['functions'],
+      // API keys reach the function as a secret file at /run/secrets/<name>, never baked into an image.
+      ...(fn.auth ? { secrets: [fn.auth.apiKeys] } : {}),
     };
   }
   services.gateway = {
@@ -69,7 +71,8 @@ export function composeDocument(functions: readonly ResolvedFunction[], options:
     deploy: { resources: { limits: { cpus: '1', memory: '256M' } } },
     networks: ['functions'],
   };
-  return { services, networks: { functions: {} } };
+  const secrets = Object.fromEntries(functions.filter((fn) => fn.auth).map((fn) => [fn.auth!.apiKeys, { file: `./secrets/${fn.auth!.apiKeys}` }]));
+  return { services, networks: { functions: {} }, ...(Object.keys(secrets).length ? { secrets } : {}) };
 }
 
 /**

@@ -62,6 +62,21 @@ function errorPages(indent: string, unavailable: string): string {
   ].join('\n');
 }
 
+/** Headers on every gateway answer. A location with add_header of its own inherits none, so they are repeated there. */
+const RESPONSE_HEADERS = [
+  'add_header X-Request-Id $modelfn_request_id always;',
+  'add_header X-Content-Type-Options nosniff always;',
+  'add_header X-Frame-Options DENY always;',
+  'add_header Referrer-Policy no-referrer always;',
+];
+
+const zoneOf = (fn: ResolvedFunction) => `modelfn_${fn.name.replace(/-/g, '_')}`;
+
+/** nginx rates are whole requests per second or per minute. */
+function rate(requestsPerSecond: number): string {
+  return Number.isInteger(requestsPerSecond) ? `${requestsPerSecond}r/s` : `${Math.max(1, Math.round(requestsPerSecond * 60))}r/m`;
+}
+
 function functionLocations(fn: ResolvedFunction, options: Required<NginxOptions>): string {
   const host = options.serviceHost(fn);
   const upstream = options.mode === 'vip' ? `http://modelfn_${fn.name.replace(/-/g, '_')}` : `http://$modelfn_upstream:${options.functionPort}`;
@@ -71,6 +86,7 @@ function functionLocations(fn: ResolvedFunction, options: Required<NginxOptions>
     `${indent}client_max_body_size ${fn.limits.bodySize};`,
     `${indent}proxy_read_timeout ${seconds(fn.limits.timeoutMs + TIMEOUT_GRACE_MS)};`,
     `${indent}proxy_send_timeout ${seconds(fn.limits.timeoutMs + TIMEOUT_GRACE_MS)};`,
+    fn.rateLimit ? `${indent}limit_req zone=${zoneOf(fn)} burst=${fn.rateLimit.burst} nodelay;` : '',
     errorPages(indent, '@modelfn_unavailable'),
   ].filter(Boolean).join('\n');
   const locations = gatewayRoutes([fn]).map((route) => {
@@ -113,16 +129,14 @@ export function nginxConfig(functions: readonly ResolvedFunction[], opts: NginxO
     : '';
   const named = Object.entries(GATEWAY_ERRORS).map(([code, message]) => `
     location @modelfn_${code} {
-        default_type application/json;
+        default_type application/json;${code === '429' ? `\n${[...RESPONSE_HEADERS, 'add_header Retry-After 1 always;'].map((l) => `        ${l}`).join('\n')}` : ''}
         return ${code} ${quote(JSON.stringify({ error: message }))};
     }`).join('\n');
+  const zones = functions.filter((fn) => fn.rateLimit).map((fn) =>
+    `    limit_req_zone $binary_remote_addr zone=${zoneOf(fn)}:10m rate=${rate(fn.rateLimit!.requestsPerSecond)};`);
   const serverMeta = JSON.stringify(SERVER_METADATA);
   // A location with add_header of its own inherits none from the server: repeat them with Vary.
-  const rootHeaders = [
-    'add_header X-Request-Id $modelfn_request_id always;',
-    'add_header X-Content-Type-Options nosniff always;',
-    'add_header Vary Accept always;',
-  ].map((line) => `            ${line}`).join('\n');
+  const rootHeaders = [...RESPONSE_HEADERS, 'add_header Vary Accept always;'].map((line) => `            ${line}`).join('\n');
 
   return `${GENERATED_HEADER}
 # Functions: ${functions.map((f) => `${f.name} (${f.prefix})`).join(', ')}
@@ -187,14 +201,17 @@ ${options.mode === 'dns' ? `
     proxy_next_upstream error timeout non_idempotent;
     proxy_next_upstream_tries 3;
     proxy_next_upstream_timeout 10s;
-${upstreams}
+${zones.length ? `
+    # Rate limits per client address, from the functions' declarations.
+    limit_req_status 429;
+${zones.join('\n')}
+` : ''}${upstreams}
 
     server {
         listen ${options.listenPort} default_server;
         set $modelfn_fn '';
         set $modelfn_prefix '';
-        add_header X-Request-Id $modelfn_request_id always;
-        add_header X-Content-Type-Options nosniff always;
+${RESPONSE_HEADERS.map((l) => `        ${l}`).join('\n')}
 ${errorPages('        ', '@modelfn_503')}
 
         location = / {

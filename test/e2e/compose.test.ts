@@ -3,7 +3,7 @@
  * nginx on 127.0.0.1, replicas, a killed replica, a broken model, and down.
  */
 import { execFileSync } from 'node:child_process';
-import { cpSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -18,6 +18,9 @@ import { docker, dockerAvailable, freePort } from '../docker.ts';
 
 const available = dockerAvailable('compose stack (test/e2e/compose.test.ts)');
 const FUNCTIONS = ['digits', 'iris', 'vad'];
+/** A fourth function, only in this test's copy: API keys and a tight rate limit. */
+const LIMITED = 'limited';
+const API_KEY = 'e2e-0123456789abcdef';
 
 describe.runIf(available)('the compose stack on the real Docker engine', () => {
   const tag = `e2e-${process.pid}`;
@@ -36,18 +39,23 @@ describe.runIf(available)('the compose stack on the real Docker engine', () => {
     cpSync(join(ROOT, 'functions'), join(root, 'functions'), { recursive: true });
     symlinkSync(join(ROOT, 'runtime'), join(root, 'runtime'));
     writeFileSync(join(root, 'functions/digits/function.ts'), 'export default { replicas: 2 };\n');
+    mkdirSync(join(root, 'functions', LIMITED));
+    cpSync(join(ROOT, 'functions/iris/model.onnx'), join(root, 'functions', LIMITED, 'model.onnx'));
+    writeFileSync(join(root, 'functions', LIMITED, 'function.ts'), "export default { auth: { apiKeys: 'limited-keys' }, rateLimit: { requestsPerSecond: 1, burst: 2 } };\n");
+    mkdirSync(join(root, 'secrets'));
+    writeFileSync(join(root, 'secrets/limited-keys'), `${API_KEY}\n`, { mode: 0o644 });
     // iris at two replicas too, for the rolling restart and the soak.
     writeFileSync(join(root, 'functions/iris/function.ts'), readFileSync(join(ROOT, 'functions/iris/function.ts'), 'utf8').replace('defineFunction({', 'defineFunction({\n  replicas: 2,'));
     env = { MODELFN_IMAGE_TAG: tag, MODELFN_PORT: String(await freePort()), MODELFN_PROJECT: project };
     Object.assign(process.env, env);
     const code = await runBuild({ functionsDir: join(root, 'functions'), outDir: join(root, 'dist'), root, images: true, check: false, log: (l) => buildLog.push(l) });
     expect(code, buildLog.join('\n')).toBe(0);
-    url = await stackUp(stack(), FUNCTIONS);
+    url = await stackUp(stack(), [...FUNCTIONS, LIMITED]);
   }, 600_000);
 
   afterAll(async () => {
     if (!down) await stackDown(stack()).catch(() => {});
-    for (const image of [...FUNCTIONS.map((f) => functionImage(f, tag)), gatewayImage(tag)]) {
+    for (const image of [...[...FUNCTIONS, LIMITED].map((f) => functionImage(f, tag)), gatewayImage(tag)]) {
       try {
         docker(['rmi', '-f', image]);
       } catch {
@@ -75,7 +83,7 @@ describe.runIf(available)('the compose stack on the real Docker engine', () => {
     expect(await (await fetch(`${url}/v2/health/live`)).json()).toEqual({ live: true });
     expect((await fetch(`${url}/v2/health/ready`)).status).toBe(200);
     const index = (await (await fetch(`${url}/`)).json()) as { functions: { name: string; prefix: string; replicas: number }[] };
-    expect(index.functions.map((f) => f.name)).toEqual(FUNCTIONS);
+    expect(index.functions.map((f) => f.name)).toEqual([...FUNCTIONS, LIMITED].sort());
     expect(index.functions.find((f) => f.name === 'digits')!.replicas).toBe(2);
     const missing = await fetch(`${url}/nowhere`);
     expect(missing.headers.get('server')).toBe('nginx');
@@ -124,6 +132,24 @@ describe.runIf(available)('the compose stack on the real Docker engine', () => {
     } finally {
       await browser.close();
     }
+  });
+
+  it('asks for the API key from the secret file, and rate-limits per client at nginx with a JSON 429', async () => {
+    const body = { instances: [[5.1, 3.5, 1.4, 0.2]] };
+    const denied = await fetch(`${url}/${LIMITED}/predict`, postJson(body));
+    expect(await errorOf(denied)).toEqual({ status: 401, error: 'this function needs an API key: send Authorization: Bearer <key>' });
+    expect((await fetch(`${url}/v2/models/${LIMITED}/ready`)).status).toBe(200);
+    await new Promise((r) => setTimeout(r, 3000));
+    const answers = [];
+    for (let i = 0; i < 8; i++) answers.push(await fetch(`${url}/${LIMITED}/predict`, postJson(body, { Authorization: `Bearer ${API_KEY}` })));
+    const statuses = answers.map((a) => a.status);
+    expect(statuses.filter((s) => s === 200).length).toBeGreaterThanOrEqual(2);
+    const limited = answers.filter((a) => a.status === 429);
+    expect(limited.length).toBeGreaterThanOrEqual(4);
+    expect(limited[0].headers.get('retry-after')).toBe('1');
+    expect(limited[0].headers.get('x-request-id')).toBeTruthy();
+    expect(await errorOf(limited[0])).toEqual({ status: 429, error: 'too many requests; retry later' });
+    for (const a of answers) expect(a.headers.get('x-frame-options')).toBe('DENY');
   });
 
   it('enforces the declared body limit at nginx with a JSON 413', async () => {
