@@ -186,7 +186,8 @@ ${options.mode === 'dns' ? `
         '"remote_addr":"$remote_addr","method":"$request_method","uri":"$request_uri","status":$status,'
         '"bytes_sent":$body_bytes_sent,"request_time":$request_time,"fn":"$modelfn_fn",'
         '"upstream":"$upstream_addr","upstream_status":"$upstream_status","upstream_time":"$upstream_response_time"}';
-    access_log /dev/stdout modelfn_json;
+    # Buffered: one write per 64 KiB or per second, not one per request.
+    access_log /dev/stdout modelfn_json buffer=64k flush=1s;
 
     proxy_http_version 1.1;
     proxy_set_header Connection "";

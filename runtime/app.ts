@@ -3,6 +3,7 @@
  * metrics, logs, limits and JSON errors.
  */
 import { Hono } from 'hono';
+import { getPath } from 'hono/utils/url';
 import { HTTPException } from 'hono/http-exception';
 import { methodNotAllowed } from 'hono/method-not-allowed';
 import { requestId } from 'hono/request-id';
@@ -24,6 +25,11 @@ export interface FunctionAppOptions {
   config: Pick<RuntimeConfig, 'maxElements' | 'accessLog' | 'logLevel'>;
   logger?: Logger;
   metrics?: Metrics;
+  /**
+   * Serve paths under this prefix as if it were absent (embedded mode): the gateway hands the
+   * request over as it came, instead of rebuilding it with a new URL.
+   */
+  stripPrefix?: string;
 }
 
 function jsonException(status: 504, message: string): HTTPException {
@@ -45,7 +51,15 @@ export function createFunctionApp(host: FunctionHost, options: FunctionAppOption
   const fn = host.fn;
   const logger = options.logger ?? createLogger(config.logLevel);
   const metrics = options.metrics ?? createMetrics();
-  const app = new Hono();
+  const strip = options.stripPrefix;
+  const app = strip
+    ? new Hono({
+        getPath: (req) => {
+          const path = getPath(req);
+          return path.startsWith(`${strip}/`) ? path.slice(strip.length) : path;
+        },
+      })
+    : new Hono();
 
   app.use(requestId({ headerName: 'X-Request-Id', limitLength: 200 }));
   if (config.accessLog) app.use(accessLog(logger, { fn: fn.name }));

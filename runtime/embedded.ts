@@ -14,7 +14,7 @@ import { intraOpThreadsFor, type RuntimeConfig } from './config.ts';
 import type { ResolvedFunction } from './define.ts';
 import { listFunctionDirs, loadFunctionDir } from './discover.ts';
 import { errorResponse } from './errors.ts';
-import { GATEWAY_ERRORS, SERVER_METADATA, forwardedPath, functionIndex, gatewayRoutes, matchRoute, unknownModel, type GatewayRoute } from './gateway.ts';
+import { GATEWAY_ERRORS, SERVER_METADATA, functionIndex, gatewayRoutes, matchRoute, unknownModel, type GatewayRoute } from './gateway.ts';
 import { FunctionHost } from './host.ts';
 import type { Logger } from './log.ts';
 import { createMetrics, modelMetricsOptions } from './metrics.ts';
@@ -64,7 +64,7 @@ async function loadSlot(dir: string, config: RuntimeConfig, logger: Logger, fres
   }
   const host = new FunctionHost(fn);
   const metrics = createMetrics();
-  const { app } = createFunctionApp(host, { config, logger, metrics });
+  const { app } = createFunctionApp(host, { config, logger, metrics, stripPrefix: fn.prefix });
   try {
     const model = await loadModel(fn.modelPath, {
       intraOpThreads: intraOpThreadsFor(config),
@@ -126,20 +126,9 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedS
     }
     const slot = bySlot.get(route.fn);
     if (!slot?.app) return errorResponse(c, 503, `function '${route.fn}' failed to load: ${slot?.failure ?? 'unknown'}`);
-    const url = new URL(c.req.url);
-    url.pathname = forwardedPath(route, path);
-    const headers = new Headers(c.req.raw.headers);
-    if (route.kind === 'prefix' && route.strip) headers.set('X-Forwarded-Prefix', route.strip);
-    const hasBody = c.req.method !== 'GET' && c.req.method !== 'HEAD';
-    const forwarded = new Request(url, {
-      method: c.req.method,
-      headers,
-      body: hasBody ? c.req.raw.body : undefined,
-      // Node's fetch needs this to stream a request body through.
-      ...(hasBody ? { duplex: 'half' } : {}),
-      signal: c.req.raw.signal,
-    } as RequestInit);
-    return slot.app.fetch(forwarded);
+    // The function's app strips its own prefix (createFunctionApp's stripPrefix): the request
+    // goes through untouched, body stream and all. Rebuilding it cost over half the throughput.
+    return slot.app.fetch(c.req.raw, c.env);
   });
 
   const reload = async (dir: string) => {

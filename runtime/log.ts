@@ -12,12 +12,36 @@ export interface Logger {
   log(level: LogLevel, msg: string, fields?: Record<string, unknown>): void;
 }
 
+let buffered = '';
+let flushTimer: NodeJS.Timeout | undefined;
+
+function flushStdout(): void {
+  if (flushTimer) clearTimeout(flushTimer);
+  flushTimer = undefined;
+  if (!buffered) return;
+  const out = buffered;
+  buffered = '';
+  process.stdout.write(out);
+}
+process.on('exit', flushStdout);
+
+/**
+ * Standard output, written in batches: a line per request would otherwise cost a write (and,
+ * in a container, a trip through the engine's log pipe) per request. Lines go out within 50 ms,
+ * at once past 64 KiB, and when the process exits.
+ */
+export const stdoutSink: LogSink = (line) => {
+  buffered += line;
+  if (buffered.length >= 65_536) flushStdout();
+  else flushTimer ??= setTimeout(flushStdout, 50).unref();
+};
+
 /**
  * A logger writing one JSON object per line.
  *
  * @example createLogger('info').log('info', 'listening', { port: 8080 })
  */
-export function createLogger(level: LogLevel, sink: LogSink = (line) => process.stdout.write(line)): Logger {
+export function createLogger(level: LogLevel, sink: LogSink = stdoutSink): Logger {
   const min = RANK[level];
   return {
     log(lvl, msg, fields) {

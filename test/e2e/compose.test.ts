@@ -187,6 +187,7 @@ describe.runIf(available)('the compose stack on the real Docker engine', () => {
     };
     await Promise.all([worker(), worker(), worker(), worker()]);
     expect(killed).toBe(true);
+    process.stdout.write(`\n[figures] kill -9 of one replica under load: ${statuses.length} requests, ${statuses.filter((x) => x !== 200).length} failed\n`);
     expect(statuses.filter((s) => s !== 200)).toEqual([]);
     expect(statuses).toHaveLength(240);
     // The restart policy brings the replica back.
@@ -195,6 +196,7 @@ describe.runIf(available)('the compose stack on the real Docker engine', () => {
 
   it('holds a soak at 64 connections through nginx with zero errors and flat memory', { timeout: 120_000 }, async () => {
     const result = await soak(url, containers('iris'), 25, 64, join(root, 'wrk'));
+    process.stdout.write(`\n[figures] soak: ${result.load.requests} requests at 64 connections in 25 s, ${result.load.errors} errors; memory ${result.memory.map((m) => `${m.warm.toFixed(1)} -> ${m.end.toFixed(1)} MiB`).join(', ')}\n`);
     expect(result.load.requests).toBeGreaterThan(1000);
     expect(result.load.errors).toBe(0);
     expect(result.memory).toHaveLength(2);
@@ -220,6 +222,7 @@ describe.runIf(available)('the compose stack on the real Docker engine', () => {
     }
     restarting = false;
     await load;
+    process.stdout.write(`\n[figures] rolling restart of 2 replicas under load: ${statuses.length} requests, ${statuses.filter((x) => x !== 200).length} failed\n`);
     expect(statuses.length).toBeGreaterThan(50);
     expect(statuses.filter((s) => s !== 200)).toEqual([]);
   });
@@ -243,6 +246,7 @@ describe.runIf(available)('the compose stack on the real Docker engine', () => {
     const first = restarts();
     await new Promise((r) => setTimeout(r, 4000));
     const later = restarts();
+    process.stdout.write(`\n[figures] crashing function: ${first} -> ${later} restarts in 4 s (backoff), others unaffected\n`);
     expect(later).toBeGreaterThan(first);
     // Backoff: far fewer restarts than the seconds elapsed would allow at a fixed 100 ms delay.
     expect(later - first).toBeLessThan(20);

@@ -176,7 +176,7 @@ describe.runIf(available)('the stack on a single-node Docker Swarm', () => {
     await waitForStack(stack, ['digits']);
     // The gateway resolves the replicas per request: within a second, all three answer.
     await new Promise((r) => setTimeout(r, 1500));
-    for (let i = 0; i < 30; i++) expect((await fetch(`${url}/digits/predict`, postJson(DIGITS, { 'X-Request-Id': `scale-${i}` }))).status).toBe(200);
+    for (let i = 0; i < 90; i++) expect((await fetch(`${url}/digits/predict`, postJson(DIGITS, { 'X-Request-Id': `scale-${i}` }))).status).toBe(200);
     for (const id of containers(service)) {
       const logs = execFileSync('docker', ['logs', id], { encoding: 'utf8' });
       expect((logs.match(/"request_id":"scale-\d+"/g) ?? []).length, `replica ${id}`).toBeGreaterThan(3);
