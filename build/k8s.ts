@@ -16,6 +16,7 @@ import type { IIngress } from 'kubernetes-models/networking.k8s.io/v1/Ingress';
 import { stringify } from 'yaml';
 import type { ResolvedFunction } from '../runtime/define.ts';
 import { gatewayRoutes } from '../runtime/gateway.ts';
+import { keysVariable } from '../runtime/auth.ts';
 import { FUNCTION_PORT, RUNTIME_USER, functionEnvironment } from './compose.ts';
 import { functionImage } from './images.ts';
 import { GENERATED_HEADER, TIMEOUT_GRACE_MS } from './nginx.ts';
@@ -88,7 +89,11 @@ export function deployment(fn: ResolvedFunction, options: K8sOptions = {}): IDep
             image: functionImage(fn.name, options.tag),
             imagePullPolicy: 'IfNotPresent',
             ports: [{ name: 'http', containerPort: FUNCTION_PORT, protocol: 'TCP' }],
-            env: Object.entries(functionEnvironment(fn)).map(([name, value]) => ({ name, value })),
+            env: [
+              ...Object.entries(functionEnvironment(fn)).map(([name, value]) => ({ name, value })),
+              // API keys from a Secret named as the declaration says, key `keys` (one per line).
+              ...(fn.auth ? [{ name: keysVariable(fn.name), valueFrom: { secretKeyRef: { name: fn.auth.apiKeys, key: 'keys' } } }] : []),
+            ],
             resources: POD_RESOURCES,
             // Traffic only once the model is loaded; a restart only when the process stops answering.
             readinessProbe: { httpGet: { path: `/v2/models/${fn.name}/ready`, port: 'http' }, periodSeconds: 5, timeoutSeconds: 3, failureThreshold: 2 },

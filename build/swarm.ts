@@ -81,6 +81,12 @@ function resources(r: typeof REPLICA_RESOURCES | typeof GATEWAY_RESOURCES) {
 
 const TMP = { type: 'tmpfs', target: '/tmp', tmpfs: { size: 64 * 1024 * 1024 } };
 
+/** Secrets the functions' API keys come from, read from `secrets/<name>` beside the stack file. */
+function secretsOf(functions: readonly ResolvedFunction[]) {
+  const secrets = Object.fromEntries(functions.filter((fn) => fn.auth).map((fn) => [fn.auth!.apiKeys, { file: `./secrets/${fn.auth!.apiKeys}` }]));
+  return Object.keys(secrets).length ? { secrets } : {};
+}
+
 /**
  * The stack document (the version 3 format `docker stack deploy` reads).
  *
@@ -104,6 +110,8 @@ export function stackDocument(functions: readonly ResolvedFunction[], options: {
       healthcheck: { test: HEALTHCHECK, interval: '5s', timeout: '3s', retries: 3, start_period: '10s' },
       stop_grace_period: `${stopGraceSeconds(fn)}s`,
       networks: ['functions'],
+      // API keys as a swarm secret, at /run/secrets/<name> where the runtime looks for them.
+      ...(fn.auth ? { secrets: [fn.auth.apiKeys] } : {}),
       deploy: {
         mode: 'replicated',
         replicas: fn.replicas,
@@ -145,6 +153,7 @@ export function stackDocument(functions: readonly ResolvedFunction[], options: {
     services,
     networks: { functions: { driver: 'overlay' } },
     configs: { [gatewayConfig]: { file: './nginx.conf' } },
+    ...secretsOf(functions),
   };
 }
 

@@ -10,16 +10,16 @@ import { basename, join, relative, resolve, sep } from 'node:path';
 import { serve } from '@hono/node-server';
 import { Hono } from 'hono';
 import { createFunctionApp } from './app.ts';
-import { intraOpThreadsFor, type RuntimeConfig } from './config.ts';
+import type { RuntimeConfig } from './config.ts';
 import type { ResolvedFunction } from './define.ts';
 import { listFunctionDirs, loadFunctionDir } from './discover.ts';
 import { errorResponse } from './errors.ts';
 import { GATEWAY_ERRORS, SERVER_METADATA, functionIndex, gatewayRoutes, matchRoute, unknownModel, type GatewayRoute } from './gateway.ts';
 import { FunctionHost } from './host.ts';
 import type { Logger } from './log.ts';
-import { createMetrics, modelMetricsOptions } from './metrics.ts';
-import { loadModel, type Model } from './model.ts';
-import { answerClientErrorsAsJson } from './server.ts';
+import { createMetrics } from './metrics.ts';
+import type { Model } from './model.ts';
+import { answerClientErrorsAsJson, loadFunctionModel } from './server.ts';
 import { gatewayPage, wantsHtml } from './ui.ts';
 
 /** One function slot: its app, or why it could not load. */
@@ -66,16 +66,7 @@ async function loadSlot(dir: string, config: RuntimeConfig, logger: Logger, fres
   const metrics = createMetrics();
   const { app } = createFunctionApp(host, { config, logger, metrics, stripPrefix: fn.prefix });
   try {
-    const model = await loadModel(fn.modelPath, {
-      intraOpThreads: intraOpThreadsFor(config),
-      interOpThreads: config.interOpThreads,
-      spinning: config.ortSpinning,
-      thread: config.inferenceThread,
-      batching: { ...fn.batching, timeoutMs: fn.limits.timeoutMs },
-      ...modelMetricsOptions(metrics, fn.name),
-    });
-    host.setModel(model);
-    metrics.modelLoadSeconds.set({ model: fn.name }, model.loadMs / 1000);
+    const model = await loadFunctionModel(host, config, metrics);
     logger.log('info', 'function loaded', { fn: fn.name, prefix: fn.prefix, load_ms: Math.round(model.loadMs * 10) / 10 });
     return { dir, fn, app, host, model };
   } catch (err) {

@@ -39,15 +39,11 @@ export interface PreparedFunction {
 }
 
 /**
- * Loads a function's model and builds its app, without listening.
- * Throws ModelLoadError when the model cannot load.
- *
- * @example const { app } = await prepareFunction(fn, readConfig()); await app.request('/v2');
+ * Loads a function's model with the runtime's settings, wires it to the function's metrics and
+ * marks the host ready. Throws ModelLoadError when the model cannot load.
  */
-export async function prepareFunction(fn: ResolvedFunction, config: RuntimeConfig, logger: Logger = createLogger(config.logLevel)): Promise<PreparedFunction> {
-  const host = new FunctionHost(fn);
-  const metrics = createMetrics();
-  const { app } = createFunctionApp(host, { config, logger, metrics });
+export async function loadFunctionModel(host: FunctionHost, config: RuntimeConfig, metrics: Metrics): Promise<Model> {
+  const fn = host.fn;
   const model = await loadModel(fn.modelPath, {
     intraOpThreads: intraOpThreadsFor(config),
     interOpThreads: config.interOpThreads,
@@ -58,6 +54,20 @@ export async function prepareFunction(fn: ResolvedFunction, config: RuntimeConfi
   });
   host.setModel(model);
   metrics.modelLoadSeconds.set({ model: fn.name }, model.loadMs / 1000);
+  return model;
+}
+
+/**
+ * Loads a function's model and builds its app, without listening.
+ * Throws ModelLoadError when the model cannot load.
+ *
+ * @example const { app } = await prepareFunction(fn, readConfig()); await app.request('/v2');
+ */
+export async function prepareFunction(fn: ResolvedFunction, config: RuntimeConfig, logger: Logger = createLogger(config.logLevel)): Promise<PreparedFunction> {
+  const host = new FunctionHost(fn);
+  const metrics = createMetrics();
+  const { app } = createFunctionApp(host, { config, logger, metrics });
+  const model = await loadFunctionModel(host, config, metrics);
   logger.log('info', 'model loaded', { fn: fn.name, model: fn.modelFile, load_ms: Math.round(model.loadMs * 10) / 10 });
   return { host, app, metrics, model };
 }

@@ -240,6 +240,14 @@ describe('Kubernetes manifests of other declarations', () => {
   ];
   const manifests = manifestsOf(k8sFiles(functions, { tag: 'v7', namespace: 'ml', ingressClass: 'public' }));
 
+  it('take API keys from the Secret the declaration names', () => {
+    const locked = declare('locked', { auth: { apiKeys: 'locked-keys' } });
+    const own = manifestsOf(k8sFiles([locked], { tag: 'v7', namespace: 'ml', ingressClass: 'public' }));
+    for (const m of own) validate(m);
+    const env = find(own, 'Deployment', 'locked').spec.template.spec.containers[0].env;
+    expect(env).toContainEqual({ name: 'MODELFN_API_KEYS_LOCKED', valueFrom: { secretKeyRef: { name: 'locked-keys', key: 'keys' } } });
+  });
+
   it('are valid, and follow prefixes, replicas, odd sizes and long timeouts', () => {
     for (const m of manifests) validate(m);
     for (const fn of functions) expectFaithful(fn, manifests);
