@@ -29,6 +29,10 @@ export function functionEnvironment(fn: ResolvedFunction): Record<string, string
   return {
     MODELFN_BODY_LIMIT: String(fn.limits.bodySize),
     MODELFN_TIMEOUT_MS: String(fn.limits.timeoutMs),
+    // Behind the gateway, its JSON access log is the line per request (with the same request
+    // id); a second line from the function cost 38% of a container's throughput, all of it in
+    // the engine's log pipeline (bench: 5.7k -> 3.5k requests/s). Errors are still logged.
+    MODELFN_ACCESS_LOG: 'false',
   };
 }
 

@@ -96,7 +96,7 @@ describe('generated files', () => {
       expect(block).toMatch(new RegExp(`client_max_body_size ${fn.limits.bodySize};`));
       expect(block).toMatch(new RegExp(`proxy_read_timeout ${Math.ceil((fn.limits.timeoutMs + TIMEOUT_GRACE_MS) / 1000)}s;`));
       const service = compose.services[fn.name];
-      expect(service.environment).toEqual({ MODELFN_BODY_LIMIT: String(fn.limits.bodySize), MODELFN_TIMEOUT_MS: String(fn.limits.timeoutMs) });
+      expect(service.environment).toEqual({ MODELFN_BODY_LIMIT: String(fn.limits.bodySize), MODELFN_TIMEOUT_MS: String(fn.limits.timeoutMs), MODELFN_ACCESS_LOG: 'false' });
       expect(service.deploy.replicas).toBe(fn.replicas);
       expect(service).toMatchObject({ read_only: true, cap_drop: ['ALL'], security_opt: ['no-new-privileges:true'], user: '65532:65532', init: true });
       expect(service.healthcheck.test).toEqual(['CMD', '/usr/local/bin/node', '/app/healthcheck.mjs']);

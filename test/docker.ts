@@ -37,3 +37,20 @@ export function freePort(): Promise<number> {
 export function docker(args: string[]): string {
   return execFileSync('docker', args, { encoding: 'utf8', timeout: 120_000 });
 }
+
+/**
+ * Which replica answered each request, from the gateway's JSON access log: the number of
+ * requests whose id matches `requestId` per upstream address. nginx writes its log in batches
+ * (flush=1s), so wait a moment after the requests.
+ */
+export async function answersPerReplica(gatewayContainer: string, requestId: RegExp): Promise<Map<string, number>> {
+  await new Promise((r) => setTimeout(r, 1500));
+  const counts = new Map<string, number>();
+  for (const line of docker(['logs', gatewayContainer]).split('\n')) {
+    if (!line.startsWith('{')) continue;
+    const entry = JSON.parse(line) as { request_id?: string; upstream?: string };
+    if (!entry.request_id || !requestId.test(entry.request_id) || !entry.upstream) continue;
+    counts.set(entry.upstream, (counts.get(entry.upstream) ?? 0) + 1);
+  }
+  return counts;
+}

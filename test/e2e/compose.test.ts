@@ -14,7 +14,7 @@ import { soak } from '../../bench/soak.ts';
 import { conformanceSuite } from '../../runtime/test/conformance.ts';
 import { ROOT, errorOf, postJson } from '../../runtime/test/helpers.ts';
 import { chromiumAvailable, openBrowser, screenshot, tryGatewayPage } from '../browser.ts';
-import { docker, dockerAvailable, freePort } from '../docker.ts';
+import { answersPerReplica, docker, dockerAvailable, freePort } from '../docker.ts';
 
 const available = dockerAvailable('compose stack (test/e2e/compose.test.ts)');
 const FUNCTIONS = ['digits', 'iris', 'vad'];
@@ -163,10 +163,9 @@ describe.runIf(available)('the compose stack on the real Docker engine', () => {
     const replicas = containers('digits');
     expect(replicas).toHaveLength(2);
     for (let i = 0; i < 40; i++) expect((await fetch(`${url}/digits/v2/models/digits/ready`, { headers: { 'X-Request-Id': `spread-${i}` } })).status).toBe(200);
-    for (const id of replicas) {
-      const logs = execFileSync('docker', ['logs', id], { encoding: 'utf8' });
-      expect((logs.match(/"request_id":"spread-\d+"/g) ?? []).length).toBeGreaterThan(5);
-    }
+    const perReplica = await answersPerReplica(containers('gateway')[0], /^spread-\d+$/);
+    expect(perReplica.size).toBe(2);
+    for (const [replica, n] of perReplica) expect(n, replica).toBeGreaterThan(5);
   });
 
   it('keeps answering when a replica is killed (kill -9) under load', async () => {

@@ -16,7 +16,7 @@ import { functionImage, gatewayImage, run } from '../../build/images.ts';
 import { waitFor } from '../../build/stack.ts';
 import { FUNCTION_LABEL, deployStack, removeStack, serviceOf, stackLeftovers, swarmState, waitForStack, type SwarmStack } from '../../build/swarm.ts';
 import { ROOT, errorOf, postJson } from '../../runtime/test/helpers.ts';
-import { docker, dockerAvailable, freePort } from '../docker.ts';
+import { answersPerReplica, docker, dockerAvailable, freePort } from '../docker.ts';
 
 const available = dockerAvailable('swarm stack (test/e2e/swarm.test.ts)');
 const FUNCTIONS = ['digits', 'iris', 'vad'];
@@ -177,10 +177,9 @@ describe.runIf(available)('the stack on a single-node Docker Swarm', () => {
     // The gateway resolves the replicas per request: within a second, all three answer.
     await new Promise((r) => setTimeout(r, 1500));
     for (let i = 0; i < 90; i++) expect((await fetch(`${url}/digits/predict`, postJson(DIGITS, { 'X-Request-Id': `scale-${i}` }))).status).toBe(200);
-    for (const id of containers(service)) {
-      const logs = execFileSync('docker', ['logs', id], { encoding: 'utf8' });
-      expect((logs.match(/"request_id":"scale-\d+"/g) ?? []).length, `replica ${id}`).toBeGreaterThan(3);
-    }
+    const perReplica = await answersPerReplica(containers(serviceOf(stack, 'gateway'))[0], /^scale-\d+$/);
+    expect(perReplica.size).toBe(3);
+    for (const [replica, n] of perReplica) expect(n, `replica ${replica}`).toBeGreaterThan(3);
     const statuses = await underLoad(`${url}/digits/predict`, DIGITS, async () => {
       docker(['service', 'scale', '--detach', `${service}=1`]);
       await waitFor('1 digits replica', async () => containers(service).length === 1 || `${containers(service).length} running`, 90_000);
