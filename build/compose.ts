@@ -71,6 +71,10 @@ export function composeDocument(functions: readonly ResolvedFunction[], options:
     cap_add: ['CHOWN', 'SETGID', 'SETUID'],
     security_opt: ['no-new-privileges:true'],
     restart: 'unless-stopped',
+    // nginx opens a connection per request to the replicas it resolves at request time (no
+    // upstream keepalive with run-time DNS before nginx 1.27.3): let it reuse TIME_WAIT ports,
+    // or a few hundred requests a second exhaust them within a minute.
+    sysctls: { 'net.ipv4.tcp_tw_reuse': 1, 'net.ipv4.ip_local_port_range': '1024 65000' },
     depends_on: Object.fromEntries(functions.map((fn) => [fn.name, { condition: 'service_healthy' }])),
     deploy: { resources: { limits: { cpus: '1', memory: '256M' } } },
     networks: ['functions'],
