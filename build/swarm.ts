@@ -131,6 +131,8 @@ export function stackDocument(functions: readonly ResolvedFunction[], options: {
     read_only: true,
     cap_drop: ['ALL'],
     cap_add: ['CHOWN', 'SETGID', 'SETUID'],
+    // As in compose: nginx connects per request, so it must reuse TIME_WAIT ports.
+    sysctls: { 'net.ipv4.tcp_tw_reuse': 1, 'net.ipv4.ip_local_port_range': '1024 65000' },
     volumes: [TMP],
     configs: [{ source: gatewayConfig, target: '/etc/nginx/nginx.conf' }],
     // Swarm cannot bind a published port to one address (moby/moby#26696): `host` mode publishes
