@@ -432,6 +432,8 @@ async function report(limits: Record<string, LimitResult>, profileRows: string[]
     '| --- | --- |',
     ...profileRows,
     '',
+    // The reading of these figures (why targets are missed, what was tried) is kept by hand.
+    existsSync(join(ROOT, 'bench/ANALYSIS.md')) ? readFileSync(join(ROOT, 'bench/ANALYSIS.md'), 'utf8') : '',
   ].join('\n');
 }
 
