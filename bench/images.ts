@@ -8,8 +8,8 @@
 import { cpSync, mkdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { discoverFunctions } from '../build/functions.ts';
-import { ROOT, dockerBuild, folderBytes, functionImage, imageSizes, run, runtimeImage } from '../build/images.ts';
-import { readConfig } from '../runtime/config.ts';
+import { ROOT, dockerBuild, folderBytes, functionImage, imageSizes, run, runtimeImage } from '../build/docker/images.ts';
+import { readConfig } from '../runtime/core/config.ts';
 
 export const PLAIN_IMAGE = 'modelfn/plain-node-compare:latest';
 const MB = (n: number) => `${(n / 1e6).toFixed(1)} MB (${(n / 1024 ** 2).toFixed(1)} MiB)`;
@@ -20,7 +20,7 @@ async function buildPlainImage(): Promise<void> {
   rmSync(context, { recursive: true, force: true });
   mkdirSync(context, { recursive: true });
   for (const f of ['package.json', 'package-lock.json', '.npmrc']) cpSync(join(ROOT, f), join(context, f));
-  cpSync(join(ROOT, 'runtime'), join(context, 'runtime'), { recursive: true });
+  for (const dir of ['runtime', 'cli']) cpSync(join(ROOT, dir), join(context, dir), { recursive: true });
   cpSync(join(ROOT, 'functions/iris'), join(context, 'functions/iris'), { recursive: true });
   await run('npm', ['ci', '--omit=dev', '--ignore-scripts', '--no-audit', '--no-fund'], { cwd: context });
   await dockerBuild(PLAIN_IMAGE, join(ROOT, 'bench/plain-node.Dockerfile'), context);

@@ -3,8 +3,8 @@
  * the server uses, with nothing else in the way.
  */
 import ort from 'onnxruntime-node';
-import { readConfig } from '../runtime/config.ts';
-import { loadModel } from '../runtime/model.ts';
+import { readConfig } from '../runtime/core/config.ts';
+import { loadModel } from '../runtime/engine/model.ts';
 
 export interface LimitResult {
   rows: number;

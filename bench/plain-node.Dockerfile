@@ -5,4 +5,4 @@ FROM ${NODE_IMAGE}
 WORKDIR /app
 COPY . .
 ENV NODE_ENV=production
-CMD ["node", "--import", "tsx", "runtime/cli/serve.ts", "functions/iris"]
+CMD ["node", "--import", "tsx", "cli/commands/serve.ts", "functions/iris"]

@@ -5,7 +5,7 @@
 import { copyFileSync, mkdirSync, rmSync, statSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { build } from 'esbuild';
-import type { ResolvedFunction } from '../runtime/define.ts';
+import type { ResolvedFunction } from '../runtime/function/define.ts';
 import { folderOf } from './functions.ts';
 
 export const ROOT = join(import.meta.dirname, '..');
@@ -20,10 +20,10 @@ export interface BundleResult {
 
 /** The entry esbuild compiles: the declaration (when there is one) handed to the runtime's main. */
 function entrySource(fn: ResolvedFunction): string {
-  const main = JSON.stringify(join(ROOT, 'runtime/main.ts'));
+  const main = JSON.stringify(join(ROOT, 'runtime/serve/bundle.ts'));
   const info = JSON.stringify({ folder: folderOf(fn), declarationFile: fn.declarationFile });
   const declaration = fn.declarationFile ? JSON.stringify(resolve(ROOT, fn.declarationFile)) : undefined;
-  const thread = JSON.stringify(join(ROOT, 'runtime/inference-thread.ts'));
+  const thread = JSON.stringify(join(ROOT, 'runtime/engine/inference-thread.ts'));
   // The bundle is also the script of its inference thread: the thread serves the session only.
   return [
     `import { runBundled } from ${main};`,

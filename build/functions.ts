@@ -3,9 +3,9 @@
  * every problem in one list.
  */
 import { basename } from 'node:path';
-import type { RuntimeConfig } from '../runtime/config.ts';
-import type { ResolvedFunction } from '../runtime/define.ts';
-import { displayPath, findDeclarationFile, listFunctionDirs, loadFunctionDir } from '../runtime/discover.ts';
+import type { RuntimeConfig } from '../runtime/core/config.ts';
+import type { ResolvedFunction } from '../runtime/function/define.ts';
+import { displayPath, findDeclarationFile, listFunctionDirs, loadFunctionDir } from '../runtime/function/discover.ts';
 
 /** Paths the gateway answers itself; no function prefix may take them. */
 export const RESERVED_PREFIXES = ['/v2', '/metrics', '/docs', '/_modelfn'];

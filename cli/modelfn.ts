@@ -7,7 +7,7 @@
  *
  * Exit codes: 0 success, 1 failure, 2 usage error; failures are reported in one line.
  */
-import { VERSION } from '../runtime/version.ts';
+import { VERSION } from '../runtime/core/version.ts';
 import { CliError, UsageError, type Command } from './args.ts';
 import { invoke } from './commands/invoke.ts';
 import { list } from './commands/list.ts';

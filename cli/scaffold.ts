@@ -1,9 +1,9 @@
 /**
  * The files `modelfn new` writes: a declaration, a test that passes at once, and a short README.
  */
-import type { ExampleRequest } from '../runtime/define.ts';
-import type { TensorSpec } from '../runtime/model.ts';
-import { exampleRequest } from '../runtime/openapi.ts';
+import type { ExampleRequest } from '../runtime/function/define.ts';
+import type { TensorSpec } from '../runtime/engine/model.ts';
+import { exampleRequest } from '../runtime/pages/openapi.ts';
 import { formatJson, tensorText } from './format.ts';
 
 export interface ScaffoldInput {
@@ -72,11 +72,10 @@ export function testFile(input: ScaffoldInput): string {
     : '';
   return `/**
  * ${input.name}'s own tests. npm test also runs the protocol's conformance suite on every function
- * (runtime/conformance.test.ts); test your own routes and the answers you expect here.
+ * (runtime/testing/conformance.test.ts); test your own routes and the answers you expect here.
  */
 import { describe, expect, it } from 'vitest';
-import { exampleRequest } from '${input.runtime}/openapi.ts';
-import { openFunctionDir, postJson } from '${input.runtime}/test/helpers.ts';
+import { exampleRequest, openFunctionDir, postJson } from '${input.runtime}/testing/index.ts';
 
 describe('${input.name}', () => {
   it('serves its model with these inputs and outputs', async () => {

@@ -1,6 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
-import { ROOT } from '../runtime/test/helpers.ts';
+import { ROOT } from '../runtime/testing/index.ts';
 
 describe('npm audit --omit=dev', () => {
   it('reports no high or critical vulnerability in production dependencies', () => {

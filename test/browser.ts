@@ -7,7 +7,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
-import { ROOT } from '../runtime/test/helpers.ts';
+import { ROOT } from '../runtime/testing/index.ts';
 
 export const CHROMIUM = '/usr/bin/chromium';
 /** Screenshots land here (gitignored), for people to look at after a run. */

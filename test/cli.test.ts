@@ -6,8 +6,8 @@ import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symli
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startEmbedded, type EmbeddedServer } from '../runtime/embedded.ts';
-import { ROOT, errorOf, memoryLogger, postJson, testConfig } from '../runtime/test/helpers.ts';
+import { startEmbedded, type EmbeddedServer } from '../runtime/gateway/embedded.ts';
+import { ROOT, errorOf, memoryLogger, postJson, testConfig } from '../runtime/testing/index.ts';
 import { freePort } from './docker.ts';
 import { runInShell, shellEnv } from './process.ts';
 
@@ -132,8 +132,8 @@ describe('modelfn new', () => {
   // A project of its own, as a user's clone would be: the scaffold lands in its functions/.
   const project = join(scratch, 'project');
   beforeAll(() => {
-    for (const path of ['bin', 'cli', 'runtime', 'build', 'build.ts', 'scripts/stack.ts', 'package.json', 'tsconfig.json', 'vitest.config.ts']) {
-      cpSync(join(ROOT, path), join(project, path), { recursive: true, filter: (src) => !src.includes('/runtime/test/fixtures') });
+    for (const path of ['bin', 'cli', 'runtime', 'build', 'package.json', 'tsconfig.json', 'vitest.config.ts']) {
+      cpSync(join(ROOT, path), join(project, path), { recursive: true, filter: (src) => !src.includes('/runtime/testing/fixtures') });
     }
     symlinkSync(join(ROOT, 'node_modules'), join(project, 'node_modules'));
     mkdirSync(join(project, 'functions'));

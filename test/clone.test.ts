@@ -8,7 +8,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { ROOT, postJson } from '../runtime/test/helpers.ts';
+import { ROOT, postJson } from '../runtime/testing/index.ts';
 import { freePort } from './docker.ts';
 import { runInShell, shellEnv, waitForFunctions, type ShellProcess } from './process.ts';
 import { quickstartCommand } from './readme.ts';

@@ -8,13 +8,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Validator } from '@seriousme/openapi-schema-validator';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { GATEWAY_PAGE } from '../build/nginx.ts';
-import { createFunctionApp } from '../runtime/app.ts';
-import { resolveFunction } from '../runtime/discover.ts';
-import { startEmbedded, type EmbeddedServer } from '../runtime/embedded.ts';
-import { FunctionHost } from '../runtime/host.ts';
-import { gatewayPage } from '../runtime/ui.ts';
-import { ROOT, errorOf, memoryLogger, openDeclared, postJson, testConfig } from '../runtime/test/helpers.ts';
+import { GATEWAY_PAGE } from '../build/render/nginx.ts';
+import { createFunctionApp } from '../runtime/http/app.ts';
+import { resolveFunction } from '../runtime/function/discover.ts';
+import { startEmbedded, type EmbeddedServer } from '../runtime/gateway/embedded.ts';
+import { FunctionHost } from '../runtime/function/host.ts';
+import { gatewayPage } from '../runtime/pages/ui.ts';
+import { ROOT, errorOf, memoryLogger, openDeclared, postJson, testConfig } from '../runtime/testing/index.ts';
 import { freePort } from './docker.ts';
 
 const scratch = mkdtempSync(join(tmpdir(), 'modelfn-docs-'));
@@ -154,7 +154,7 @@ describe("the gateway's root page", () => {
     }
   });
 
-  it('is the page nginx serves: nginx/index.html comes from runtime/ui.ts', () => {
+  it('is the page nginx serves: nginx/index.html comes from runtime/pages/ui.ts', () => {
     const file = readFileSync(join(ROOT, GATEWAY_PAGE.file), 'utf8');
     expect(file.slice(file.indexOf('\n') + 1)).toBe(gatewayPage());
     expect(readFileSync(join(ROOT, 'nginx/Dockerfile'), 'utf8')).toContain(`COPY index.html ${GATEWAY_PAGE.image}`);

@@ -8,10 +8,10 @@ import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { SETTINGS } from '../runtime/config.ts';
-import { DECLARATION_FIELDS } from '../runtime/define.ts';
-import { startEmbedded } from '../runtime/embedded.ts';
-import { ROOT, memoryLogger, postJson, testConfig } from '../runtime/test/helpers.ts';
+import { SETTINGS } from '../runtime/core/config.ts';
+import { DECLARATION_FIELDS } from '../runtime/function/define.ts';
+import { startEmbedded } from '../runtime/gateway/embedded.ts';
+import { ROOT, memoryLogger, postJson, testConfig } from '../runtime/testing/index.ts';
 import { freePort } from './docker.ts';
 import { runInShell, shellEnv, waitForFunctions, type ShellProcess } from './process.ts';
 import { curlExamples, expectShown, fencedBlocks } from './readme.ts';

@@ -5,8 +5,8 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startEmbedded, type EmbeddedServer } from '../runtime/embedded.ts';
-import { ROOT, memoryLogger, testConfig } from '../runtime/test/helpers.ts';
+import { startEmbedded, type EmbeddedServer } from '../runtime/gateway/embedded.ts';
+import { ROOT, memoryLogger, testConfig } from '../runtime/testing/index.ts';
 import { chromiumAvailable, openBrowser, screenshot, tryGatewayPage } from './browser.ts';
 
 /** The answer's body: the text after the status line. */

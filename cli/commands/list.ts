@@ -2,8 +2,8 @@
  * `modelfn list`: every function, read from its declaration and its model's metadata.
  */
 import { basename, resolve } from 'node:path';
-import { readConfig } from '../../runtime/config.ts';
-import type { TensorSpec } from '../../runtime/model.ts';
+import { readConfig } from '../../runtime/core/config.ts';
+import type { TensorSpec } from '../../runtime/engine/model.ts';
 import { parse, type Command } from '../args.ts';
 import { table, tensorText } from '../format.ts';
 
@@ -20,8 +20,8 @@ interface Listed {
 export async function listFunctions(root: string): Promise<Listed[]> {
   const config = readConfig();
   // onnxruntime and the declaration loader load only when needed, so --help starts fast.
-  const { listFunctionDirs, loadFunctionDir } = await import('../../runtime/discover.ts');
-  const { loadModel } = await import('../../runtime/model.ts');
+  const { listFunctionDirs, loadFunctionDir } = await import('../../runtime/function/discover.ts');
+  const { loadModel } = await import('../../runtime/engine/model.ts');
   const listed: Listed[] = [];
   for (const dir of listFunctionDirs(root)) {
     try {

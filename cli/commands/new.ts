@@ -35,8 +35,8 @@ that passes at once (<name>.test.ts) and a short README.md.
     const parsed = parse(this, args, { model: { type: 'string' }, functions: { type: 'string', default: 'functions' } }, [1, 1]);
     if (!parsed) return 0;
     // zod and onnxruntime load only when needed, so --help starts fast.
-    const { NAME_PATTERN } = await import('../../runtime/define.ts');
-    const { displayPath } = await import('../../runtime/discover.ts');
+    const { NAME_PATTERN } = await import('../../runtime/function/define.ts');
+    const { displayPath } = await import('../../runtime/function/discover.ts');
     const [name] = parsed.positionals;
     if (!NAME_PATTERN.test(name)) throw new UsageError(`'${name}' is not a function name: use lowercase letters, digits and dashes, starting with a letter`);
     const functionsDir = resolve(parsed.values.functions as string);
@@ -45,7 +45,7 @@ that passes at once (<name>.test.ts) and a short README.md.
     const source = parsed.values.model as string | undefined;
     if (source !== undefined && !existsSync(source)) throw new CliError(`${source}: no such file`);
 
-    const { ModelLoadError, loadModel } = await import('../../runtime/model.ts');
+    const { ModelLoadError, loadModel } = await import('../../runtime/engine/model.ts');
     let model;
     try {
       model = await loadModel(source ?? STARTER_MODEL, { thread: false });

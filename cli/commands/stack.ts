@@ -3,8 +3,8 @@
  */
 import { spawn } from 'node:child_process';
 import { resolve } from 'node:path';
-import { ConfigError } from '../../runtime/config.ts';
-import type { StackCommand } from '../../scripts/stack.ts';
+import { ConfigError } from '../../runtime/core/config.ts';
+import type { StackCommand } from '../../build/docker/stack.ts';
 import { CliError, parse, type Command } from '../args.ts';
 
 const ROOT = resolve(import.meta.dirname, '../..');
@@ -31,7 +31,7 @@ The same as npm start: every function in DIR (default: functions) on one port (P
       functions: { type: 'string' }, port: { type: 'string', short: 'p' }, host: { type: 'string' }, watch: { type: 'boolean' },
     }, [0, 0]);
     if (!parsed) return 0;
-    const child = spawn(process.execPath, ['--import', import.meta.resolve('tsx'), resolve(ROOT, 'runtime/cli/start.ts'), ...args], { stdio: 'inherit' });
+    const child = spawn(process.execPath, ['--import', import.meta.resolve('tsx'), resolve(ROOT, 'cli/commands/start.ts'), ...args], { stdio: 'inherit' });
     // Ctrl-C reaches both processes; a SIGTERM sent to this one alone is passed on.
     process.once('SIGTERM', () => child.kill('SIGTERM'));
     return new Promise((done) => child.on('exit', (code, signal) => done(code ?? (signal ? 1 : 0))));
@@ -54,7 +54,7 @@ DIR/<name>/ (default: dist), and writes the generated files (nginx/, docker-comp
     }, [0, 0]);
     if (!parsed) return 0;
     // The build's tools (esbuild and the rest) load only when a build runs.
-    const { runBuild } = await import('../../build.ts');
+    const { runBuild } = await import('../../build/build.ts');
     try {
       return await runBuild({
         functionsDir: resolve(parsed.values.functions as string),
@@ -79,7 +79,7 @@ function stackCommand(name: StackCommand, summary: string, help: string): Comman
     async run(args) {
       const parsed = parse(this, args, name === 'logs' ? { follow: { type: 'boolean', short: 'f' } } : {}, [0, 0]);
       if (!parsed) return 0;
-      const { runStack } = await import('../../scripts/stack.ts');
+      const { runStack } = await import('../../build/docker/stack.ts');
       try {
         return await runStack(name, { root: process.cwd(), log, follow: Boolean(parsed.values.follow) });
       } catch (err) {

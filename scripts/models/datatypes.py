@@ -1,7 +1,7 @@
 """Build a pass-through model with one input/output pair per ONNX tensor type.
 
 Regenerate (from the repo root):  /usr/bin/python3 scripts/models/datatypes.py
-Writes runtime/test/fixtures/datatypes.onnx: inputs `in_<type>`, outputs
+Writes runtime/testing/fixtures/datatypes.onnx: inputs `in_<type>`, outputs
 `out_<type>`, each shape ["batch", 3], joined by one Identity node per type.
 """
 import os
@@ -10,7 +10,7 @@ import onnx
 from onnx import TensorProto, helper
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-OUT = os.path.join(ROOT, "runtime", "test", "fixtures", "datatypes.onnx")
+OUT = os.path.join(ROOT, "runtime", "testing", "fixtures", "datatypes.onnx")
 
 TYPES = {
     "bool": TensorProto.BOOL,

@@ -2,7 +2,7 @@
 
 Regenerate (from the repo root):  /usr/bin/python3 scripts/models/digits.py
 Writes functions/digits/model.onnx (the only file in that folder: it is the
-zero-code example) and runtime/test/fixtures/digits-expected.json.
+zero-code example) and runtime/testing/fixtures/digits-expected.json.
 """
 import os
 
@@ -14,7 +14,7 @@ from logreg_onnx import expected_vectors, logreg_to_onnx, write_json
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 MODEL = os.path.join(ROOT, "functions", "digits", "model.onnx")
-EXPECTED = os.path.join(ROOT, "runtime", "test", "fixtures", "digits-expected.json")
+EXPECTED = os.path.join(ROOT, "runtime", "testing", "fixtures", "digits-expected.json")
 ROW_INDICES = [0, 1, 2]
 
 

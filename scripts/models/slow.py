@@ -1,7 +1,7 @@
 """A deliberately slow model for timeout tests: `iterations` rounds of a 256x256 MatMul + Tanh.
 
 Regenerate (from the repo root):  /usr/bin/python3 scripts/models/slow.py
-Writes runtime/test/fixtures/slow.onnx: inputs `x` float32 [batch, 256] and `iterations` int64
+Writes runtime/testing/fixtures/slow.onnx: inputs `x` float32 [batch, 256] and `iterations` int64
 [1]; output `y` float32 [batch, 256]. The caller picks how long a run takes.
 """
 import os
@@ -11,7 +11,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-OUT = os.path.join(ROOT, "runtime", "test", "fixtures", "slow.onnx")
+OUT = os.path.join(ROOT, "runtime", "testing", "fixtures", "slow.onnx")
 
 
 def main():

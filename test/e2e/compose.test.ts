@@ -7,12 +7,11 @@ import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writ
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runBuild } from '../../build.ts';
-import { buildFunctionImage, functionImage, gatewayImage } from '../../build/images.ts';
-import { compose, composeRun, stackDown, stackUp, waitFor } from '../../build/stack.ts';
+import { runBuild } from '../../build/build.ts';
+import { buildFunctionImage, functionImage, gatewayImage } from '../../build/docker/images.ts';
+import { compose, composeRun, stackDown, stackUp, waitFor } from '../../build/docker/compose.ts';
 import { soak } from '../../bench/soak.ts';
-import { conformanceSuite } from '../../runtime/test/conformance.ts';
-import { ROOT, errorOf, postJson } from '../../runtime/test/helpers.ts';
+import { conformanceSuite, ROOT, errorOf, postJson } from '../../runtime/testing/index.ts';
 import { chromiumAvailable, openBrowser, screenshot, tryGatewayPage } from '../browser.ts';
 import { answersPerReplica, docker, dockerAvailable, freePort } from '../docker.ts';
 

@@ -11,11 +11,11 @@ import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writ
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runBuild } from '../../build.ts';
-import { functionImage, gatewayImage, run } from '../../build/images.ts';
-import { waitFor } from '../../build/stack.ts';
-import { FUNCTION_LABEL, deployStack, removeStack, serviceOf, stackLeftovers, swarmState, waitForStack, type SwarmStack } from '../../build/swarm.ts';
-import { ROOT, errorOf, postJson } from '../../runtime/test/helpers.ts';
+import { runBuild } from '../../build/build.ts';
+import { functionImage, gatewayImage, run } from '../../build/docker/images.ts';
+import { waitFor } from '../../build/docker/compose.ts';
+import { FUNCTION_LABEL, deployStack, removeStack, serviceOf, stackLeftovers, swarmState, waitForStack, type SwarmStack } from '../../build/render/swarm.ts';
+import { ROOT, errorOf, postJson } from '../../runtime/testing/index.ts';
 import { answersPerReplica, docker, dockerAvailable, freePort } from '../docker.ts';
 
 const available = dockerAvailable('swarm stack (test/e2e/swarm.test.ts)');

@@ -1,0 +1,121 @@
+import ort from 'onnxruntime-node';
+import { resolve } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { BatchQueue, canBatch } from './batch.ts';
+import { HttpError } from '../core/errors.ts';
+import type { Feeds, Fetches } from './model.ts';
+import { ROOT, openDeclared, openFunctionDir, postJson } from '../testing/index.ts';
+
+const rowsOf = (values: number[][]) => ({ x: new ort.Tensor('float32', Float32Array.from(values.flat()), [values.length, values[0].length]) });
+
+/** A runner that doubles its input, recording each call's rows; the fake stands in for onnxruntime. */
+function doubler(delayMs = 20) {
+  const calls: number[] = [];
+  const runner = async (feeds: Feeds): Promise<Fetches> => {
+    calls.push(feeds.x.dims[0]);
+    await new Promise((r) => setTimeout(r, delayMs));
+    const data = (feeds.x.data as Float32Array).map((v) => v * 2);
+    if (data.some((v) => Number.isNaN(v))) throw new Error('NaN input');
+    return { y: new ort.Tensor('float32', data, feeds.x.dims) };
+  };
+  return { calls, runner };
+}
+
+const options = { maxBatchSize: 8, maxDelayMs: 1000, maxQueue: 4, timeoutMs: 10_000 };
+
+describe('BatchQueue', () => {
+  it('runs a lone request on an idle model at once, without waiting for the delay', async () => {
+    const { calls, runner } = doubler(1);
+    const queue = new BatchQueue(runner, ['y'], { ...options, maxDelayMs: 5000 });
+    const started = performance.now();
+    const out = await queue.run(rowsOf([[1, 2]]));
+    expect(performance.now() - started).toBeLessThan(200);
+    expect(Array.from(out.y.data as Float32Array)).toEqual([2, 4]);
+    expect(calls).toEqual([1]);
+  });
+
+  it('joins requests that arrive while a batch runs, and splits the answer back per request', async () => {
+    const { calls, runner } = doubler(30);
+    const queue = new BatchQueue(runner, ['y'], { ...options, maxQueue: 100 });
+    const results = await Promise.all([1, 2, 3, 4, 5].map((i) => queue.run(rowsOf(Array.from({ length: i }, (_, r) => [i, r])))));
+    // The first runs alone; the other four (14 rows) queue meanwhile and run as batches of at most 8 rows.
+    expect(calls[0]).toBe(1);
+    expect(calls.slice(1).every((n) => n <= 8)).toBe(true);
+    expect(calls.reduce((a, b) => a + b, 0)).toBe(15);
+    expect(calls.length).toBeLessThan(5);
+    results.forEach((out, idx) => {
+      const i = idx + 1;
+      expect(out.y.dims).toEqual([i, 2]);
+      expect(Array.from(out.y.data as Float32Array)).toEqual(Array.from({ length: i }, (_, r) => [2 * i, 2 * r]).flat());
+    });
+  });
+
+  it('refuses beyond the queue bound with 429 and Retry-After', async () => {
+    const { runner } = doubler(50);
+    const queue = new BatchQueue(runner, ['y'], { ...options, maxQueue: 2 });
+    const settled = await Promise.allSettled([0, 1, 2, 3, 4].map(() => queue.run(rowsOf([[1, 1]]))));
+    const refused = settled.filter((s) => s.status === 'rejected').map((s) => (s as PromiseRejectedResult).reason as HttpError);
+    expect(refused).toHaveLength(2);
+    expect(refused[0].status).toBe(429);
+    expect(refused[0].headers['Retry-After']).toBe('1');
+    expect(settled.filter((s) => s.status === 'fulfilled')).toHaveLength(3);
+  });
+
+  it('does not let one bad request fail the others in its batch', async () => {
+    const { runner } = doubler(20);
+    const queue = new BatchQueue(runner, ['y'], { ...options, maxQueue: 10 });
+    const settled = await Promise.allSettled([[[1, 1]], [[2, 2]], [[NaN, 3]], [[4, 4]]].map((v) => queue.run(rowsOf(v))));
+    expect(settled.map((s) => s.status)).toEqual(['fulfilled', 'fulfilled', 'rejected', 'fulfilled']);
+    expect(Array.from((settled[3] as PromiseFulfilledResult<Fetches>).value.y.data as Float32Array)).toEqual([8, 8]);
+  });
+
+  it('drops requests that outlived their timeout in the queue', async () => {
+    const { calls, runner } = doubler(80);
+    const queue = new BatchQueue(runner, ['y'], { ...options, timeoutMs: 30 });
+    const settled = await Promise.allSettled([queue.run(rowsOf([[1, 1]])), queue.run(rowsOf([[2, 2]]))]);
+    expect(settled[1].status).toBe('rejected');
+    expect(((settled[1] as PromiseRejectedResult).reason as HttpError).status).toBe(504);
+    expect(calls).toEqual([1]);
+  });
+
+  it('waits at most maxDelayMs for company when a second batch may run alongside', async () => {
+    const { calls, runner } = doubler(200);
+    const queue = new BatchQueue(runner, ['y'], { ...options, maxDelayMs: 40, maxInFlight: 2, maxQueue: 10 });
+    const first = queue.run(rowsOf([[1, 1]]));
+    const second = queue.run(rowsOf([[2, 2]]));
+    await new Promise((r) => setTimeout(r, 10));
+    const third = queue.run(rowsOf([[3, 3]]));
+    await Promise.all([first, second, third]);
+    expect(calls).toEqual([1, 2]);
+  });
+});
+
+describe('batching a real model', () => {
+  it('is detected from the metadata: iris has a batch dimension, Silero VAD does not', async () => {
+    const iris = await openFunctionDir('functions/iris');
+    const vad = await openFunctionDir('functions/vad');
+    expect(canBatch(iris.model.inputs, iris.model.outputs)).toBe(true);
+    expect(canBatch(vad.model.inputs, vad.model.outputs)).toBe(false);
+    // Batching is on by default, and takes effect only where the model allows it.
+    expect(iris.model.batching).toBe(true);
+    expect(vad.model.batching).toBe(false);
+    const off = await openDeclared(resolve(ROOT, 'functions/iris'), { batching: { enabled: false } });
+    expect(off.model.batching).toBe(false);
+  });
+
+  it('answers concurrent requests exactly as unbatched ones, and exports batch metrics', async () => {
+    const plain = await openDeclared(resolve(ROOT, 'functions/iris'), { batching: { enabled: false } });
+    const batched = await openDeclared(resolve(ROOT, 'functions/iris'), { batching: { enabled: true, maxBatchSize: 16, maxDelayMs: 5 } });
+    expect(batched.model.batching).toBe(true);
+    const bodies = Array.from({ length: 48 }, (_, i) => ({ id: `r${i}`, inputs: [{ name: 'input', datatype: 'FP32', shape: [1 + (i % 3), 4], data: new Array(4 * (1 + (i % 3))).fill(0).map((_, j) => ((i + j) % 7) + 0.5) }] }));
+    const viaBatch = await Promise.all(bodies.map(async (b) => (await batched.app.request('/v2/models/iris/infer', postJson(b))).json()));
+    const alone = await Promise.all(bodies.map(async (b) => (await plain.app.request('/v2/models/iris/infer', postJson(b))).json()));
+    expect(viaBatch).toEqual(alone);
+    const metrics = await (await batched.app.request('/metrics')).text();
+    const count = Number(/modelfn_batch_size_count\{model="iris"\} (\d+)/.exec(metrics)?.[1]);
+    const sum = Number(/modelfn_batch_size_sum\{model="iris"\} (\d+)/.exec(metrics)?.[1]);
+    expect(sum).toBe(96);
+    expect(count).toBeLessThan(48);
+    expect(metrics).toMatch(/modelfn_batch_queue_seconds_count\{model="iris"\} 48/);
+  });
+});

@@ -1,0 +1,240 @@
+/**
+ * Declaring a function: the one small file in `functions/<name>/` (optional), and the
+ * defaults that make a folder holding only `model.onnx` a complete function.
+ */
+import type { Hono } from 'hono';
+import { z } from 'zod';
+import { parseByteSize, type RuntimeConfig } from '../core/config.ts';
+import type { Model } from '../engine/model.ts';
+
+/** What a function's custom routes can reach. */
+export interface FunctionContext {
+  /** The resolved declaration. */
+  readonly fn: ResolvedFunction;
+  /** The loaded model; reading it before the model is ready answers the request with 503. */
+  readonly model: Model;
+}
+
+/** Custom Hono routes, mounted under the function's prefix beside the protocol routes. */
+export type RoutesHook = (app: Hono, ctx: FunctionContext) => void;
+
+/** A function declaration, as written in `functions/<name>/function.ts`. */
+export interface FunctionDeclaration {
+  /** Defaults to the folder's name. Lowercase letters, digits and dashes. */
+  name?: string;
+  /** URL path prefix at the gateway. Defaults to `/<name>`. */
+  prefix?: string;
+  /** Model file, relative to the function's folder. Defaults to `model.onnx`. */
+  model?: string;
+  /** Model version reported by the protocol. Defaults to `1`. */
+  version?: string;
+  description?: string;
+  limits?: {
+    /** Request body limit: bytes, or a size such as `512kb` or `10mb`. */
+    bodySize?: number | string;
+    /** Request timeout in milliseconds. */
+    timeoutMs?: number;
+  };
+  batching?: {
+    enabled?: boolean;
+    maxBatchSize?: number;
+    maxDelayMs?: number;
+    maxQueue?: number;
+  };
+  /** Replicas (containers) to run. Defaults to 1. */
+  replicas?: number;
+  /** API keys: the name of the secret holding them (see runtime/http/auth.ts). Off by default. */
+  auth?: { apiKeys: string };
+  /** Requests per second per client at the gateway, with a burst allowance. Off by default. */
+  rateLimit?: { requestsPerSecond: number; burst?: number };
+  /** Class labels, for every output (a list) or per output name. */
+  labels?: readonly string[] | Readonly<Record<string, readonly string[]>>;
+  /** An example inference request (protocol JSON form), for docs and conformance tests. */
+  example?: ExampleRequest;
+  routes?: RoutesHook;
+  /** Documentation of custom routes for the OpenAPI document and docs pages, keyed `'POST /species'`. */
+  routeDocs?: Readonly<Record<string, RouteDoc>>;
+}
+
+/** How a custom route appears in the function's OpenAPI document and docs pages. */
+export interface RouteDoc {
+  summary?: string;
+  description?: string;
+  /** The request body's media type; `application/json` by default. Another type makes the docs pages offer a file upload. */
+  contentType?: string;
+  /** An example request body (JSON routes). */
+  requestExample?: unknown;
+  /** An example answer. */
+  responseExample?: unknown;
+  /** Query parameters: name to description. */
+  query?: Readonly<Record<string, string>>;
+}
+
+/** An inference request in the protocol's JSON form. */
+export interface ExampleRequest {
+  inputs: { name: string; datatype: string; shape: number[]; data: unknown[] }[];
+}
+
+/** A declaration with every default filled in. */
+export interface ResolvedFunction {
+  name: string;
+  prefix: string;
+  dir: string;
+  /** Absolute path of the model file. */
+  modelPath: string;
+  /** Path of the model relative to the function's folder. */
+  modelFile: string;
+  /** The declaration file, or undefined for a zero-code function. */
+  declarationFile?: string;
+  version: string;
+  description?: string;
+  limits: { bodySize: number; timeoutMs: number };
+  batching: { enabled: boolean; maxBatchSize: number; maxDelayMs: number; maxQueue: number };
+  replicas: number;
+  auth?: { apiKeys: string };
+  rateLimit?: { requestsPerSecond: number; burst: number };
+  labels: Readonly<Record<string, readonly string[]>>;
+  /** Labels for outputs the `labels` map does not name. */
+  defaultLabels?: readonly string[];
+  example?: ExampleRequest;
+  routes?: RoutesHook;
+  routeDocs: Readonly<Record<string, RouteDoc>>;
+}
+
+/**
+ * Declares a function. Returns its argument, typed; the runtime fills in the defaults.
+ *
+ * @example
+ * export default defineFunction({
+ *   labels: ['setosa', 'versicolor', 'virginica'],
+ *   routes(app, ctx) {
+ *     app.get('/hello', (c) => c.json({ inputs: ctx.model.inputs.length }));
+ *   },
+ * });
+ */
+export function defineFunction(declaration: FunctionDeclaration): FunctionDeclaration {
+  return declaration;
+}
+
+export const NAME_PATTERN = /^[a-z][a-z0-9-]{0,62}$/;
+const PREFIX_PATTERN = /^(\/[a-zA-Z0-9._~-]+)+$/;
+
+const positiveInt = z.number().int().positive();
+
+const declarationSchema = z.strictObject({
+  name: z.string().regex(NAME_PATTERN, 'must be lowercase letters, digits and dashes, starting with a letter').optional(),
+  prefix: z.string().regex(PREFIX_PATTERN, "must look like '/name' (no trailing slash, no spaces)").optional(),
+  model: z.string().min(1).refine((p) => !p.startsWith('/') && !p.split(/[\\/]/).includes('..'), 'must be a path inside the function folder').optional(),
+  version: z.string().regex(/^[A-Za-z0-9._-]+$/, 'must be letters, digits, dots, dashes').optional(),
+  description: z.string().optional(),
+  limits: z.strictObject({
+    bodySize: z.union([positiveInt, z.string()]).refine((v) => parseByteSize(v) !== undefined, 'must be bytes or a size such as 512kb or 10mb').optional(),
+    timeoutMs: positiveInt.optional(),
+  }).optional(),
+  batching: z.strictObject({
+    enabled: z.boolean().optional(),
+    maxBatchSize: positiveInt.optional(),
+    maxDelayMs: z.number().min(0).optional(),
+    maxQueue: positiveInt.optional(),
+  }).optional(),
+  replicas: positiveInt.max(64).optional(),
+  auth: z.strictObject({
+    apiKeys: z.string().regex(/^[a-zA-Z0-9][a-zA-Z0-9._-]{0,62}$/, 'must name a secret (letters, digits, dots, dashes)'),
+  }).optional(),
+  rateLimit: z.strictObject({
+    requestsPerSecond: z.number().positive().max(1_000_000),
+    burst: z.number().int().min(0).optional(),
+  }).optional(),
+  labels: z.union([z.array(z.string()), z.record(z.string(), z.array(z.string()))]).optional(),
+  example: z.strictObject({
+    inputs: z.array(z.strictObject({
+      name: z.string(),
+      datatype: z.string(),
+      shape: z.array(z.number().int().min(0)),
+      data: z.array(z.unknown()),
+    })).min(1),
+  }).optional(),
+  routes: z.function().optional(),
+  routeDocs: z.record(
+    z.string(),
+    z.strictObject({
+      summary: z.string().optional(),
+      description: z.string().optional(),
+      contentType: z.string().regex(/^[\w.+-]+\/[\w.+-]+$/, 'must be a media type such as audio/wav').optional(),
+      requestExample: z.unknown().optional(),
+      responseExample: z.unknown().optional(),
+      query: z.record(z.string(), z.string()).optional(),
+    }),
+  ).superRefine((docs, ctx) => {
+    for (const key of Object.keys(docs)) {
+      if (!/^(GET|POST|PUT|PATCH|DELETE) \/\S*$/.test(key)) ctx.addIssue({ code: 'custom', path: [key], message: "must be a method and a path, such as 'POST /species'" });
+    }
+  }).optional(),
+});
+
+/** Every field a declaration may have (the README's table lists each; a test checks). */
+export const DECLARATION_FIELDS = Object.keys(declarationSchema.shape);
+
+/** A declaration that cannot be used; `file` and the message say where and what. */
+export class DeclarationError extends Error {
+  override name = 'DeclarationError';
+  constructor(readonly file: string, readonly problem: string) {
+    super(`${file}: ${problem}`);
+  }
+}
+
+/**
+ * Validates a declaration and fills in its defaults.
+ * Throws DeclarationError naming the first problem.
+ */
+export function resolveDeclaration(
+  declaration: unknown,
+  where: { dir: string; folderName: string; declarationFile?: string },
+  config: Pick<RuntimeConfig, 'bodyLimit' | 'timeoutMs'>,
+): ResolvedFunction {
+  const file = where.declarationFile ?? where.dir;
+  const parsed = declarationSchema.safeParse(declaration ?? {});
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const path = issue.path.join('.') || 'declaration';
+    const message = issue.message.replace(/^Invalid input: /, '');
+    throw new DeclarationError(file, `${path}: ${message.charAt(0).toLowerCase()}${message.slice(1)}`);
+  }
+  const d = parsed.data as FunctionDeclaration;
+  const name = d.name ?? where.folderName;
+  if (!NAME_PATTERN.test(name)) {
+    throw new DeclarationError(file, `the folder name '${name}' is not a valid function name (lowercase letters, digits and dashes, starting with a letter); rename it or set 'name'`);
+  }
+  const modelFile = d.model ?? 'model.onnx';
+  const labels = Array.isArray(d.labels) ? {} : { ...(d.labels as Record<string, readonly string[]> | undefined) };
+  return {
+    name,
+    prefix: d.prefix ?? `/${name}`,
+    dir: where.dir,
+    modelFile,
+    modelPath: `${where.dir}/${modelFile}`,
+    declarationFile: where.declarationFile,
+    version: d.version ?? '1',
+    description: d.description,
+    limits: {
+      bodySize: parseByteSize(d.limits?.bodySize ?? config.bodyLimit)!,
+      timeoutMs: d.limits?.timeoutMs ?? config.timeoutMs,
+    },
+    batching: {
+      // On by default: it only takes effect when the model has a batch dimension, and a lone
+      // request never waits for it.
+      enabled: d.batching?.enabled ?? true,
+      maxBatchSize: d.batching?.maxBatchSize ?? 32,
+      maxDelayMs: d.batching?.maxDelayMs ?? 2,
+      maxQueue: d.batching?.maxQueue ?? 1024,
+    },
+    replicas: d.replicas ?? 1,
+    auth: d.auth,
+    rateLimit: d.rateLimit && { requestsPerSecond: d.rateLimit.requestsPerSecond, burst: d.rateLimit.burst ?? Math.ceil(d.rateLimit.requestsPerSecond) },
+    labels,
+    defaultLabels: Array.isArray(d.labels) ? (d.labels as readonly string[]) : undefined,
+    example: d.example,
+    routes: d.routes,
+    routeDocs: { ...d.routeDocs },
+  };
+}

@@ -1,0 +1,57 @@
+/**
+ * One function and the state of its model: loading, ready, failed or draining.
+ */
+import type { FunctionContext, ResolvedFunction } from './define.ts';
+import { HttpError } from '../core/errors.ts';
+import type { Model, TensorSpec } from '../engine/model.ts';
+
+export type HostState = 'loading' | 'ready' | 'failed' | 'draining';
+
+export class FunctionHost implements FunctionContext {
+  state: HostState = 'loading';
+  /** Why the model failed to load, when it did. */
+  failure?: string;
+  private loaded?: Model;
+  /** Inputs and outputs by name, computed once when the model loads. */
+  inputsByName = new Map<string, TensorSpec>();
+  outputsByName = new Map<string, TensorSpec>();
+
+  constructor(readonly fn: ResolvedFunction) {}
+
+  /** The model, or a 503 for the request when it is not ready. */
+  get model(): Model {
+    if (this.loaded && (this.state === 'ready' || this.state === 'draining')) return this.loaded;
+    throw new HttpError(503, this.notReadyReason());
+  }
+
+  get isReady(): boolean {
+    return this.state === 'ready';
+  }
+
+  setModel(model: Model): void {
+    this.loaded = model;
+    this.inputsByName = new Map(model.inputs.map((s) => [s.name, s]));
+    this.outputsByName = new Map(model.outputs.map((s) => [s.name, s]));
+    this.state = 'ready';
+    this.failure = undefined;
+  }
+
+  setFailed(reason: string): void {
+    this.state = 'failed';
+    this.failure = reason;
+  }
+
+  notReadyReason(): string {
+    switch (this.state) {
+      case 'loading': return `model '${this.fn.name}' is still loading`;
+      case 'failed': return `model '${this.fn.name}' failed to load: ${this.failure}`;
+      case 'draining': return 'server is shutting down';
+      default: return `model '${this.fn.name}' is not ready`;
+    }
+  }
+
+  /** Labels for an output: the per-output list, else the function's list. */
+  labelsFor(output: string): readonly string[] | undefined {
+    return this.fn.labels[output] ?? this.fn.defaultLabels;
+  }
+}

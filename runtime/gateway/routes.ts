@@ -1,0 +1,78 @@
+/**
+ * The gateway's routing, in one place: the nginx config (build/render/nginx.ts) and embedded mode
+ * (runtime/gateway/embedded.ts) are both generated from this table, so they route alike.
+ */
+import type { ResolvedFunction } from '../function/define.ts';
+import { VERSION } from '../core/version.ts';
+
+export type GatewayRoute =
+  /** `<prefix>` exactly: redirect to `<prefix>/`. */
+  | { kind: 'redirect'; path: string; fn: string }
+  /** Paths starting with `path`: forwarded; `strip` removes the function's prefix first. */
+  | { kind: 'prefix'; path: string; fn: string; strip?: string }
+  /** `path` exactly: forwarded unchanged. */
+  | { kind: 'exact'; path: string; fn: string };
+
+/**
+ * Every route of every function, in match order.
+ *
+ * @example gatewayRoutes([iris]) // /iris -> redirect, /iris/... -> iris (prefix stripped), /v2/models/iris/... -> iris
+ */
+export function gatewayRoutes(functions: readonly Pick<ResolvedFunction, 'name' | 'prefix'>[]): GatewayRoute[] {
+  return functions.flatMap((fn): GatewayRoute[] => [
+    { kind: 'redirect', path: fn.prefix, fn: fn.name },
+    { kind: 'prefix', path: `${fn.prefix}/`, fn: fn.name, strip: fn.prefix },
+    { kind: 'prefix', path: `/v2/models/${fn.name}/`, fn: fn.name },
+    { kind: 'exact', path: `/v2/models/${fn.name}`, fn: fn.name },
+  ]);
+}
+
+/** Finds the route for a path the way nginx does: exact matches first, then the longest prefix. */
+export function matchRoute(routes: readonly GatewayRoute[], path: string): GatewayRoute | undefined {
+  let best: GatewayRoute | undefined;
+  for (const route of routes) {
+    if (route.kind !== 'prefix') {
+      if (route.path === path) return route;
+    } else if (path.startsWith(route.path) && (!best || route.path.length > best.path.length)) {
+      best = route;
+    }
+  }
+  return best;
+}
+
+/** The path a function sees for a gateway path. */
+export function forwardedPath(route: GatewayRoute, path: string): string {
+  return route.kind === 'prefix' && route.strip ? path.slice(route.strip.length) : path;
+}
+
+/** The function list the gateway answers at `GET /`. */
+export function functionIndex(functions: readonly Pick<ResolvedFunction, 'name' | 'prefix' | 'replicas' | 'description'>[]) {
+  return {
+    name: 'modelfn',
+    version: VERSION,
+    functions: functions.map((fn) => ({
+      name: fn.name,
+      prefix: fn.prefix,
+      model: `/v2/models/${fn.name}`,
+      predict: `${fn.prefix}/predict`,
+      docs: `${fn.prefix}/docs`,
+      replicas: fn.replicas,
+    })),
+  };
+}
+
+/** The protocol's server metadata, as the gateway answers it. */
+export const SERVER_METADATA = { name: 'modelfn', version: VERSION, extensions: ['binary_tensor_data', 'classification'] };
+
+/** The gateway's JSON error messages (nginx error pages and embedded mode alike). */
+export const GATEWAY_ERRORS = {
+  404: 'no route at the gateway for this path; GET / lists the functions',
+  413: 'request body is larger than the function allows',
+  429: 'too many requests; retry later',
+  502: 'bad gateway: the function did not answer properly',
+  503: 'service unavailable',
+  504: 'the function did not answer in time',
+} as const;
+
+export const unknownModel = (name: string) => `unknown model '${name}'; GET / lists the functions`;
+export const functionUnavailable = (name: string) => `function '${name}' is unavailable: no replica is answering`;

@@ -1,0 +1,131 @@
+import { resolve } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { ROOT, errorOf, memoryLogger, openDeclared, openFunctionDir, postJson } from '../testing/index.ts';
+
+const IRIS = resolve(ROOT, 'functions/iris');
+const setosa = { inputs: [{ name: 'input', datatype: 'FP32', shape: [1, 4], data: [5.1, 3.5, 1.4, 0.2] }] };
+
+describe('function app', () => {
+  it('classifies with the function labels', async () => {
+    const { app } = await openFunctionDir('functions/iris');
+    const res = await app.request('/v2/models/iris/infer', postJson({ ...setosa, outputs: [{ name: 'probabilities', parameters: { classification: 2 } }] }));
+    const out = ((await res.json()) as { outputs: { datatype: string; shape: number[]; data: string[] }[] }).outputs[0];
+    expect(out.datatype).toBe('BYTES');
+    expect(out.shape).toEqual([1, 2]);
+    expect(out.data[0]).toMatch(/^0\.9\d+:0:setosa$/);
+    expect(out.data[1]).toMatch(/:1:versicolor$/);
+  });
+
+  it('serves /predict with instances and predictions', async () => {
+    const { app } = await openFunctionDir('functions/iris');
+    const res = await app.request('/predict', postJson({ instances: [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]] }));
+    expect(res.status).toBe(200);
+    const { predictions } = (await res.json()) as { predictions: { label: number; probabilities: number[] }[] };
+    expect(predictions.map((p) => p.label)).toEqual([0, 2]);
+    expect(predictions[0].probabilities).toHaveLength(3);
+    const bad = await errorOf(await app.request('/predict', postJson({ instances: [[1, 2, 3]] })));
+    expect(bad).toEqual({ status: 400, error: expect.stringMatching(/\[1,3\].*\[-1,4\]/) });
+    expect((await errorOf(await app.request('/predict', postJson({ rows: [] })))).error).toMatch(/instances/);
+    expect((await errorOf(await app.request('/predict', postJson({ instances: [['a', 1, 2, 3]] })))).error).toMatch(/element 0 is "a"/);
+  });
+
+  it('refuses /predict for a model with several inputs, pointing at the protocol route', async () => {
+    const { app } = await openFunctionDir('functions/vad');
+    const err = await errorOf(await app.request('/predict', postJson({ instances: [[0]] })));
+    expect(err.status).toBe(400);
+    expect(err.error).toContain('/v2/models/vad/infer');
+  });
+
+  it('answers 413 JSON beyond the declared body limit', async () => {
+    const { app } = await openDeclared(IRIS, { limits: { bodySize: 200 } });
+    const big = { inputs: [{ name: 'input', datatype: 'FP32', shape: [100, 4], data: new Array(400).fill(1) }] };
+    const err = await errorOf(await app.request('/v2/models/iris/infer', postJson(big)));
+    expect(err.status).toBe(413);
+    expect(err.error).toContain('200 bytes');
+  });
+
+  it('answers 504 JSON when a request outlives the declared timeout', async () => {
+    const { app } = await openDeclared(IRIS, {
+      limits: { timeoutMs: 50 },
+      routes(a) {
+        a.get('/slow', async (c) => {
+          await new Promise((r) => setTimeout(r, 500));
+          return c.json({ done: true });
+        });
+      },
+    });
+    const err = await errorOf(await app.request('/slow'));
+    expect(err.status).toBe(504);
+    expect(err.error).toContain('50 ms');
+  });
+
+  it('never leaks a stack trace: unexpected errors are a generic 500, logged with the stack', async () => {
+    const logger = memoryLogger();
+    const { app } = await openDeclared(IRIS, {
+      routes(a) {
+        a.get('/boom', () => {
+          throw new Error('secret internals');
+        });
+      },
+    }, {}, logger);
+    const res = await app.request('/boom');
+    const text = await res.clone().text();
+    expect(await errorOf(res)).toEqual({ status: 500, error: 'internal server error' });
+    expect(text).not.toContain('secret');
+    expect(logger.lines.some((l) => l.level === 'error' && String(l.error).includes('secret internals'))).toBe(true);
+  });
+
+  it('maps malformed JSON in a custom route to 400', async () => {
+    const { app } = await openFunctionDir('functions/iris');
+    const err = await errorOf(await app.request('/species', postJson('{"flowers": [')));
+    expect(err.status).toBe(400);
+    expect(err.error).toMatch(/malformed JSON/);
+  });
+
+  it('refuses an absurd shape before allocating', async () => {
+    const { app } = await openFunctionDir('functions/iris');
+    const before = process.memoryUsage().rss;
+    const err = await errorOf(await app.request('/v2/models/iris/infer', postJson({ inputs: [{ name: 'input', datatype: 'FP32', shape: [1e12, 4], data: [] }] })));
+    expect(err.status).toBe(400);
+    expect(err.error).toMatch(/4000000000000 elements, more than the limit of 16777216/);
+    expect(process.memoryUsage().rss - before).toBeLessThan(50 * 1024 * 1024);
+  });
+
+  it('keeps an incoming X-Request-Id and logs one JSON line per request', async () => {
+    const logger = memoryLogger();
+    const { app } = await openFunctionDir('functions/iris', { MODELFN_ACCESS_LOG: 'true' }, logger);
+    const res = await app.request('/v2/models/iris/infer', postJson(setosa, { 'X-Request-Id': 'trace-123' }));
+    expect(res.headers.get('x-request-id')).toBe('trace-123');
+    const line = logger.lines.find((l) => l.msg === 'request');
+    expect(line).toMatchObject({ fn: 'iris', request_id: 'trace-123', method: 'POST', path: '/v2/models/iris/infer', status: 200 });
+    expect(typeof line!.duration_ms).toBe('number');
+    const generated = await app.request('/v2/health/live');
+    expect(generated.headers.get('x-request-id')).toMatch(/^[0-9a-f-]{36}$/);
+  });
+
+  it('counts requests by route and status, and observes inference latency', async () => {
+    const { app } = await openFunctionDir('functions/iris');
+    await app.request('/v2/models/iris/infer', postJson(setosa));
+    await app.request('/v2/models/iris/infer', postJson({}));
+    const text = await (await app.request('/metrics')).text();
+    const sample = (name: string, labels: string[]) =>
+      text.split('\n').find((l) => l.startsWith(`${name}{`) && labels.every((x) => l.includes(x)))?.split(' ').pop();
+    expect(sample('modelfn_http_requests_total', ['status="200"', 'route="/v2/models/iris/infer"', 'method="POST"'])).toBe('1');
+    expect(sample('modelfn_http_requests_total', ['status="400"', 'route="/v2/models/iris/infer"'])).toBe('1');
+    expect(text).toMatch(/modelfn_inference_duration_seconds_count\{model="iris"\} 1/);
+    expect(text).toMatch(/modelfn_model_load_seconds\{model="iris"\} [\d.e-]+/);
+    expect(text).toMatch(/modelfn_http_request_duration_seconds_bucket/);
+  });
+
+  it('answers 503 JSON while not ready, and reports readiness', async () => {
+    const { app, host } = await openFunctionDir('functions/iris');
+    host.state = 'draining';
+    const ready = await app.request('/v2/health/ready');
+    expect(ready.status).toBe(503);
+    expect(((await ready.json()) as { error: string }).error).toContain('shutting down');
+    host.setFailed('corrupt file');
+    const err = await errorOf(await app.request('/v2/models/iris/infer', postJson(setosa)));
+    expect(err).toEqual({ status: 503, error: "model 'iris' failed to load: corrupt file" });
+    expect((await app.request('/v2/models/iris/ready')).status).toBe(503);
+  });
+});

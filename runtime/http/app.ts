@@ -1,0 +1,103 @@
+/**
+ * The Hono app of one function: the protocol routes, `/predict`, the function's own routes,
+ * metrics, logs, limits and JSON errors.
+ */
+import { Hono } from 'hono';
+import { getPath } from 'hono/utils/url';
+import { HTTPException } from 'hono/http-exception';
+import { methodNotAllowed } from 'hono/method-not-allowed';
+import { requestId } from 'hono/request-id';
+import { timeout } from 'hono/timeout';
+import { loadApiKeys, requireApiKey } from './auth.ts';
+import { limitBody } from './body-limit.ts';
+import type { RuntimeConfig } from '../core/config.ts';
+import { DeclarationError } from '../function/define.ts';
+import { docsRoutes } from '../pages/docs.ts';
+import { errorResponse, handleError, handleNotFound } from '../core/errors.ts';
+import type { FunctionHost } from '../function/host.ts';
+import { accessLog, createLogger, type Logger } from '../core/log.ts';
+import { createMetrics, type Metrics } from '../core/metrics.ts';
+import { predictRoute } from './predict.ts';
+import { modelRoutes, serverRoutes } from './protocol.ts';
+import { VERSION } from '../core/version.ts';
+
+export interface FunctionAppOptions {
+  config: Pick<RuntimeConfig, 'maxElements' | 'accessLog' | 'logLevel'>;
+  logger?: Logger;
+  metrics?: Metrics;
+  /**
+   * Serve paths under this prefix as if it were absent (embedded mode): the gateway hands the
+   * request over as it came, instead of rebuilding it with a new URL.
+   */
+  stripPrefix?: string;
+}
+
+function jsonException(status: 504, message: string): HTTPException {
+  return new HTTPException(status, {
+    res: new Response(JSON.stringify({ error: message }), { status, headers: { 'Content-Type': 'application/json' } }),
+  });
+}
+
+/**
+ * Builds the app serving one function at `/`. The model may still be loading: routes that
+ * need it answer 503 until it is ready.
+ *
+ * @example
+ * const { app } = createFunctionApp(host, { config: readConfig() });
+ * await app.request('/v2/health/ready');
+ */
+export function createFunctionApp(host: FunctionHost, options: FunctionAppOptions): { app: Hono; metrics: Metrics; logger: Logger } {
+  const { config } = options;
+  const fn = host.fn;
+  const logger = options.logger ?? createLogger(config.logLevel);
+  const metrics = options.metrics ?? createMetrics();
+  const strip = options.stripPrefix;
+  const app = strip
+    ? new Hono({
+        getPath: (req) => {
+          const path = getPath(req);
+          return path.startsWith(`${strip}/`) ? path.slice(strip.length) : path;
+        },
+      })
+    : new Hono();
+
+  app.use(requestId({ headerName: 'X-Request-Id', limitLength: 200 }));
+  if (config.accessLog) app.use(accessLog(logger, { fn: fn.name }));
+  app.use(...metrics.middleware);
+  app.use(methodNotAllowed({
+    app,
+    onMethodNotAllowed: (c, methods) => errorResponse(c, 405, `${c.req.method} is not allowed on ${c.req.path}; use ${methods.join(', ')}`, { Allow: methods.join(', ') }),
+  }));
+  if (fn.auth) {
+    let keys: string[];
+    try {
+      keys = loadApiKeys(fn.name, fn.auth.apiKeys);
+    } catch (err) {
+      throw new DeclarationError(fn.declarationFile ?? fn.dir, (err as Error).message);
+    }
+    app.use(requireApiKey(keys));
+  }
+  app.use(limitBody({
+    maxSize: fn.limits.bodySize,
+    onError: (c) => errorResponse(c, 413, `request body is larger than the limit of ${fn.limits.bodySize} bytes for '${fn.name}'`),
+  }));
+  app.use(timeout(fn.limits.timeoutMs, () => jsonException(504, `request to '${fn.name}' timed out after ${fn.limits.timeoutMs} ms`)));
+  app.onError(handleError((err, c) => logger.log('error', 'unhandled error', {
+    fn: fn.name,
+    request_id: c.get('requestId'),
+    error: err instanceof Error ? err.stack : String(err),
+  })));
+  app.notFound(handleNotFound);
+
+  const protocol = { maxElements: config.maxElements, serverName: 'modelfn', serverVersion: VERSION };
+  serverRoutes(app, () => (host.isReady ? undefined : host.notReadyReason()), protocol);
+  modelRoutes(app, host, protocol);
+  app.get('/metrics', metrics.handler);
+  // The function's own routes come before the default /predict, so a function may replace it.
+  const builtIn = app.routes.length;
+  fn.routes?.(app, host);
+  const custom = app.routes.slice(builtIn);
+  predictRoute(app, host, config.maxElements);
+  docsRoutes(app, host, custom);
+  return { app, metrics, logger };
+}

@@ -1,0 +1,93 @@
+/**
+ * `POST /predict`: `{"instances": [...]}` in, `{"predictions": [...]}` out, in the style of
+ * TF Serving and the classic Flask recipe, for models with one input.
+ */
+import type { Hono } from 'hono';
+import type ort from 'onnxruntime-node';
+import { elementCount, tensorFromJson } from '../tensor/codec.ts';
+import { fromHalfBits } from '../tensor/datatypes.ts';
+import { HttpError } from '../core/errors.ts';
+import type { FunctionHost } from '../function/host.ts';
+import { parseBody } from '../tensor/infer.ts';
+import { readJsonBody, runModel } from './protocol.ts';
+
+/** The shape of one instance, read from its nesting (first element at each level). */
+function instanceShape(instance: unknown, maxRank: number): number[] {
+  const shape: number[] = [];
+  let v = instance;
+  while (Array.isArray(v)) {
+    if (shape.length >= maxRank) break;
+    shape.push(v.length);
+    v = v[0];
+  }
+  return shape;
+}
+
+/** Row r of a tensor whose first dimension is the batch, nested to its remaining shape. */
+function row(tensor: ort.Tensor, r: number, rows: number): unknown {
+  const dims = tensor.dims;
+  const batched = dims.length > 0 && dims[0] === rows;
+  const inner = batched ? dims.slice(1) : dims;
+  const size = inner.reduce((a, b) => a * b, 1);
+  const start = batched ? r * size : 0;
+  const data = tensor.data;
+  const at: (i: number) => unknown = tensor.type === 'bool'
+    ? (i) => (data as Uint8Array)[i] !== 0
+    : tensor.type === 'float16' && data instanceof Uint16Array
+      ? (i) => fromHalfBits(data[i])
+      : data instanceof BigInt64Array || data instanceof BigUint64Array
+        ? (i) => Number(data[i])
+        : (i) => {
+            const v = (data as Float32Array | string[])[i];
+            return typeof v === 'number' && !Number.isFinite(v) ? null : v;
+          };
+  let pos = start;
+  const build = (depth: number): unknown => {
+    if (depth === inner.length) return at(pos++);
+    const out = new Array(inner[depth]);
+    for (let i = 0; i < inner[depth]; i++) out[i] = build(depth + 1);
+    return out;
+  };
+  return build(0);
+}
+
+export function predictRoute(app: Hono, host: FunctionHost, maxElements: number): void {
+  app.post('/predict', async (c) => {
+    const model = host.model;
+    if (model.inputs.length !== 1) {
+      throw new HttpError(400, `/predict serves models with one input; '${host.fn.name}' has ${model.inputs.length} (${model.inputs.map((i) => i.name).join(', ')}): use /v2/models/${host.fn.name}/infer`);
+    }
+    const spec = model.inputs[0];
+    const { json } = parseBody(await readJsonBody(c), undefined);
+    if (typeof json !== 'object' || json === null || !Array.isArray((json as { instances?: unknown }).instances)) {
+      throw new HttpError(400, 'predict request must be a JSON object with an "instances" array, e.g. {"instances": [[5.1, 3.5, 1.4, 0.2]]}');
+    }
+    const instances = (json as { instances: unknown[] }).instances;
+    if (instances.length === 0) return c.json({ predictions: [] });
+    const shape = [instances.length, ...instanceShape(instances[0], Math.max(spec.shape.length - 1, 0))];
+    const where = `instances (input '${spec.name}')`;
+    if (shape.length !== spec.shape.length) {
+      throw new HttpError(400, `${where}: instances of shape [${shape.slice(1).join(',')}] make a tensor of rank ${shape.length}, the model expects rank ${spec.shape.length} ([${spec.shape.join(',')}], -1 = any size)`);
+    }
+    for (let i = 0; i < shape.length; i++) {
+      if (spec.shape[i] >= 0 && spec.shape[i] !== shape[i]) {
+        throw new HttpError(400, `${where}: the batch has shape [${shape.join(',')}], the model expects [${spec.shape.join(',')}] (-1 = any size)`);
+      }
+    }
+    const count = elementCount(where, shape, maxElements);
+    const tensor = tensorFromJson(where, spec.info, shape, count, instances);
+    const fetches = await runModel(model, { [spec.name]: tensor });
+    const names = model.outputs.map((o) => o.name);
+    const predictions = new Array(instances.length);
+    for (let r = 0; r < instances.length; r++) {
+      if (names.length === 1) {
+        predictions[r] = row(fetches[names[0]], r, instances.length);
+      } else {
+        const entry: Record<string, unknown> = {};
+        for (const name of names) entry[name] = row(fetches[name], r, instances.length);
+        predictions[r] = entry;
+      }
+    }
+    return c.json({ predictions });
+  });
+}

@@ -1,0 +1,144 @@
+/**
+ * Running one function as one server process: load the model, listen, drain on SIGTERM/SIGINT.
+ * This is exactly what each container runs.
+ */
+import { STATUS_CODES, type Server } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { AddressInfo } from 'node:net';
+import { serve } from '@hono/node-server';
+import { intraOpThreadsFor, type RuntimeConfig } from '../core/config.ts';
+import { createFunctionApp } from '../http/app.ts';
+import type { ResolvedFunction } from '../function/define.ts';
+import { FunctionHost } from '../function/host.ts';
+import { createLogger, type Logger } from '../core/log.ts';
+import { createMetrics, modelMetricsOptions, type Metrics } from '../core/metrics.ts';
+import { loadModel, type Model } from '../engine/model.ts';
+import { reportListening } from './workers.ts';
+import type { Hono } from 'hono';
+
+export interface RunningFunction {
+  host: FunctionHost;
+  server: Server;
+  /** The address actually bound (port 0 picks a free one). */
+  port: number;
+  url: string;
+  /** Readiness turns false, no new connections, in-flight requests finish (within the shutdown timeout). */
+  shutdown(): Promise<{ drained: boolean }>;
+}
+
+/**
+ * Loads the function's model, then listens. Throws ModelLoadError when the model cannot load.
+ *
+ * @example const running = await startFunction(fn, readConfig()); await running.shutdown();
+ */
+export interface PreparedFunction {
+  host: FunctionHost;
+  app: Hono;
+  metrics: Metrics;
+  model: Model;
+}
+
+/**
+ * Loads a function's model with the runtime's settings, wires it to the function's metrics and
+ * marks the host ready. Throws ModelLoadError when the model cannot load.
+ */
+export async function loadFunctionModel(host: FunctionHost, config: RuntimeConfig, metrics: Metrics): Promise<Model> {
+  const fn = host.fn;
+  const model = await loadModel(fn.modelPath, {
+    intraOpThreads: intraOpThreadsFor(config),
+    interOpThreads: config.interOpThreads,
+    spinning: config.ortSpinning,
+    thread: config.inferenceThread,
+    batching: { ...fn.batching, timeoutMs: fn.limits.timeoutMs },
+    ...modelMetricsOptions(metrics, fn.name),
+  });
+  host.setModel(model);
+  metrics.modelLoadSeconds.set({ model: fn.name }, model.loadMs / 1000);
+  return model;
+}
+
+/**
+ * Loads a function's model and builds its app, without listening.
+ * Throws ModelLoadError when the model cannot load.
+ *
+ * @example const { app } = await prepareFunction(fn, readConfig()); await app.request('/v2');
+ */
+export async function prepareFunction(fn: ResolvedFunction, config: RuntimeConfig, logger: Logger = createLogger(config.logLevel)): Promise<PreparedFunction> {
+  const host = new FunctionHost(fn);
+  const metrics = createMetrics();
+  const { app } = createFunctionApp(host, { config, logger, metrics });
+  const model = await loadFunctionModel(host, config, metrics);
+  logger.log('info', 'model loaded', { fn: fn.name, model: fn.modelFile, load_ms: Math.round(model.loadMs * 10) / 10 });
+  return { host, app, metrics, model };
+}
+
+/**
+ * Loads the function's model, then listens. Throws ModelLoadError when the model cannot load.
+ *
+ * @example const running = await startFunction(fn, readConfig()); await running.shutdown();
+ */
+export async function startFunction(fn: ResolvedFunction, config: RuntimeConfig, logger: Logger = createLogger(config.logLevel)): Promise<RunningFunction> {
+  const { host, app, model } = await prepareFunction(fn, config, logger);
+  const server = await new Promise<Server>((resolve, reject) => {
+    const s = serve({ fetch: app.fetch, port: config.port, hostname: config.host }, () => resolve(s as Server)) as Server;
+    s.once('error', reject);
+  });
+  answerClientErrorsAsJson(server);
+  const port = (server.address() as AddressInfo).port;
+  logger.log('info', 'listening', { fn: fn.name, host: config.host, port, prefix: fn.prefix, ...(process.env.MODELFN_WORKER_ID ? { worker: Number(process.env.MODELFN_WORKER_ID) } : {}) });
+  reportListening();
+
+  let closing: Promise<{ drained: boolean }> | undefined;
+  const shutdown = () => (closing ??= new Promise<{ drained: boolean }>((resolve) => {
+    host.state = 'draining';
+    logger.log('info', 'shutting down', { fn: fn.name, timeout_ms: config.shutdownTimeoutMs });
+    // Keep-alive connections become idle as their last response goes out: close them as they do.
+    const idle = setInterval(() => server.closeIdleConnections(), 50);
+    const timer = setTimeout(() => {
+      logger.log('warn', 'shutdown timeout: closing connections with requests still in flight', { fn: fn.name });
+      clearInterval(idle);
+      server.closeAllConnections();
+      resolve({ drained: false });
+    }, config.shutdownTimeoutMs);
+    server.close(() => {
+      clearTimeout(timer);
+      clearInterval(idle);
+      resolve({ drained: true });
+    });
+    server.closeIdleConnections();
+  }).then(async (result) => {
+    await model.release().catch(() => {});
+    return result;
+  }));
+  return { host, server, port, url: `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`, shutdown };
+}
+
+/**
+ * Errors Node's HTTP parser answers by itself (headers too large, malformed requests) become
+ * JSON too, like every other error.
+ */
+export function answerClientErrorsAsJson(server: Server): void {
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
+    if (err.code === 'ECONNRESET' || !socket.writable) {
+      socket.destroy();
+      return;
+    }
+    const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
+    const message = status === 431 ? 'request headers are too large' : status === 408 ? 'request timed out' : 'malformed HTTP request';
+    const body = JSON.stringify({ error: message });
+    socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+  });
+}
+
+/** Exits 0 once drained after SIGTERM or SIGINT (1 when the shutdown timeout cut requests off). */
+export function exitOnSignals(running: Pick<RunningFunction, 'shutdown'>, logger: Logger): void {
+  const onSignal = (signal: NodeJS.Signals) => {
+    logger.log('info', 'signal received', { signal });
+    void running.shutdown().then(({ drained }) => {
+      logger.log(drained ? 'info' : 'warn', 'stopped', { drained });
+      process.exit(drained ? 0 : 1);
+    });
+  };
+  process.once('SIGTERM', onSignal);
+  process.once('SIGINT', onSignal);
+}

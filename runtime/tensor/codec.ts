@@ -1,0 +1,282 @@
+/**
+ * Tensor codecs: JSON data (flat or nested) and the binary tensor data extension, both ways.
+ *
+ * Decoding writes straight into one typed array per tensor; binary inputs are views over the
+ * request's own buffer whenever alignment allows. Messages name the tensor and what is wrong.
+ */
+import ort from 'onnxruntime-node';
+import { fromHalfBits, toHalfBits, type DatatypeInfo, type NumericArray } from './datatypes.ts';
+import { HttpError } from '../core/errors.ts';
+
+type Storage = NumericArray | string[];
+type Writer = (out: Storage, i: number, v: unknown) => boolean;
+
+function writers(info: DatatypeInfo): Writer {
+  const min = info.min ?? 0;
+  const max = info.max ?? 0;
+  switch (info.kind) {
+    case 'float':
+      return (out, i, v) => typeof v === 'number' && ((out as Float32Array)[i] = v, true);
+    case 'half':
+      return (out, i, v) => typeof v === 'number' && ((out as Uint16Array)[i] = toHalfBits(v), true);
+    case 'int':
+      return (out, i, v) => typeof v === 'number' && Number.isInteger(v) && v >= min && v <= max && ((out as Int32Array)[i] = v, true);
+    case 'bigint':
+      return (out, i, v) => typeof v === 'number' && Number.isSafeInteger(v) && v >= min && ((out as BigInt64Array)[i] = BigInt(v), true);
+    case 'bool':
+      return (out, i, v) => typeof v === 'boolean' && ((out as Uint8Array)[i] = v ? 1 : 0, true);
+    case 'string':
+      return (out, i, v) => typeof v === 'string' && ((out as string[])[i] = v, true);
+  }
+}
+
+const WRITERS = new Map<DatatypeInfo, Writer>();
+function writerOf(info: DatatypeInfo): Writer {
+  let w = WRITERS.get(info);
+  if (!w) WRITERS.set(info, (w = writers(info)));
+  return w;
+}
+
+function expectation(info: DatatypeInfo): string {
+  switch (info.kind) {
+    case 'float':
+    case 'half': return 'a number';
+    case 'int': return `an integer from ${info.min} to ${info.max}`;
+    case 'bigint': return info.datatype === 'UINT64'
+      ? 'a non-negative integer up to 2^53 (send larger values in binary)'
+      : 'an integer within ±2^53 (send larger values in binary)';
+    case 'bool': return 'true or false';
+    case 'string': return 'a string';
+  }
+}
+
+function preview(v: unknown): string {
+  const text = Array.isArray(v) ? 'an array' : v === null ? 'null' : typeof v === 'object' ? 'an object' : JSON.stringify(v);
+  return text.length > 40 ? `${text.slice(0, 37)}...` : text;
+}
+
+/** A shape for a message, cut short: a client's shape may hold anything, nested to any depth. */
+export function shapeText(shape: readonly unknown[]): string {
+  const dims = shape.slice(0, 16).map((d) => (typeof d === 'number' ? String(d) : Array.isArray(d) ? '[...]' : typeof d === 'object' && d !== null ? '{...}' : preview(d)));
+  const text = `[${dims.join(',')}${shape.length > 16 ? ',...' : ''}]`;
+  return text.length > 80 ? `${text.slice(0, 76)}...]` : text;
+}
+
+/**
+ * Checks a requested shape and returns its element count, refusing absurd counts (and absurd
+ * dimensions, even beside a 0) before any allocation.
+ */
+export function elementCount(where: string, shape: unknown, maxElements: number): number {
+  if (!Array.isArray(shape)) throw new HttpError(400, `${where}: 'shape' must be an array of non-negative integers`);
+  let count = 1;
+  let largest = 0;
+  for (const d of shape) {
+    if (typeof d !== 'number' || !Number.isSafeInteger(d) || d < 0) {
+      throw new HttpError(400, `${where}: shape ${shapeText(shape)} has dimension ${preview(d)}; dimensions must be non-negative integers`);
+    }
+    count *= d;
+    largest = Math.max(largest, d);
+  }
+  // NaN is Infinity * 0: a long shape overflowed, but a 0 in it makes the tensor empty.
+  if (Number.isNaN(count)) count = 0;
+  if (count > maxElements) {
+    throw new HttpError(400, `${where}: shape ${shapeText(shape)} has ${count} elements, more than the limit of ${maxElements}`);
+  }
+  // An empty tensor may still declare an absurd dimension beside its 0 (onnxruntime would get it).
+  if (largest > maxElements) {
+    throw new HttpError(400, `${where}: shape ${shapeText(shape)} has dimension ${largest}, more than the limit of ${maxElements} elements`);
+  }
+  return count;
+}
+
+function makeTensor(info: DatatypeInfo, data: Storage, shape: readonly number[]): ort.Tensor {
+  return new ort.Tensor(info.ortType as 'float32', data as Float32Array, shape);
+}
+
+/**
+ * Decodes a tensor sent as JSON `data`, flat (row-major) or nested to the shape.
+ *
+ * @example tensorFromJson("input 'x'", DATATYPES.get('FP32')!, [2, 2], 4, [[1, 2], [3, 4]])
+ */
+export function tensorFromJson(where: string, info: DatatypeInfo, shape: readonly number[], count: number, data: unknown): ort.Tensor {
+  const out: Storage = info.array ? new info.array(count) : new Array<string>(count);
+  const write = writerOf(info);
+  const fail = (i: number, v: unknown): never => {
+    throw new HttpError(400, `${where}: element ${i} is ${preview(v)}, expected ${expectation(info)} for ${info.datatype}`);
+  };
+  if (!Array.isArray(data)) {
+    if (shape.length === 0 && count === 1 && data !== undefined) {
+      if (!write(out, 0, data)) fail(0, data);
+      return makeTensor(info, out, shape);
+    }
+    throw new HttpError(400, `${where}: 'data' must be an array`);
+  }
+  if (data.length === count && (count === 0 || !Array.isArray(data[0])) && (shape.length <= 1 || count !== 0 || data.length === 0)) {
+    for (let i = 0; i < count; i++) if (!write(out, i, data[i])) fail(i, data[i]);
+    return makeTensor(info, out, shape);
+  }
+  if (shape.length === 0) throw new HttpError(400, `${where}: a scalar (shape []) takes exactly one value, received ${data.length}`);
+  let index = 0;
+  const mismatch = (detail: string): never => {
+    throw new HttpError(400, `${where}: data does not match shape ${shapeText(shape)}: ${detail}; send ${count} values flat, or arrays nested to the shape`);
+  };
+  const last = shape.length - 1;
+  const walk = (arr: unknown[], depth: number): void => {
+    if (arr.length !== shape[depth]) mismatch(`${arr.length} values at depth ${depth}, expected ${shape[depth]}`);
+    if (depth === last) {
+      for (let j = 0; j < arr.length; j++, index++) {
+        const v = arr[j];
+        if (Array.isArray(v)) mismatch(`arrays nested deeper than the shape's ${shape.length} dimensions`);
+        if (!write(out, index, v)) fail(index, v);
+      }
+      return;
+    }
+    for (let j = 0; j < arr.length; j++) {
+      const v = arr[j];
+      if (!Array.isArray(v)) mismatch(`a value where an array of ${shape[depth + 1]} was expected at depth ${depth + 1}`);
+      walk(v as unknown[], depth + 1);
+    }
+  };
+  walk(data, 0);
+  return makeTensor(info, out, shape);
+}
+
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+/**
+ * Decodes a tensor sent in binary: `size` bytes of `body` starting at `offset`.
+ * Fixed-size types become a view over the body when aligned (a copy otherwise).
+ */
+export function tensorFromBinary(
+  where: string, info: DatatypeInfo, shape: readonly number[], count: number,
+  body: Uint8Array, offset: number, size: number,
+): ort.Tensor {
+  if (info.view) {
+    const expected = count * info.bytes;
+    if (size !== expected) {
+      throw new HttpError(400, `${where}: binary_data_size is ${size} bytes, but shape ${shapeText(shape)} of ${info.datatype} needs ${expected}`);
+    }
+    const start = body.byteOffset + offset;
+    const data = start % info.bytes === 0
+      ? info.view(body.buffer, start, count)
+      : info.view(body.slice(offset, offset + size).buffer, 0, count);
+    return makeTensor(info, data, shape);
+  }
+  const out = new Array<string>(count);
+  const view = new DataView(body.buffer, body.byteOffset + offset, size);
+  let pos = 0;
+  for (let i = 0; i < count; i++) {
+    if (pos + 4 > size) throw new HttpError(400, `${where}: binary BYTES data ends at element ${i} of ${count}`);
+    const len = view.getUint32(pos, true);
+    pos += 4;
+    if (pos + len > size) throw new HttpError(400, `${where}: binary BYTES element ${i} declares ${len} bytes, past the end of its data`);
+    try {
+      out[i] = utf8.decode(body.subarray(offset + pos, offset + pos + len));
+    } catch {
+      throw new HttpError(400, `${where}: binary BYTES element ${i} is not valid UTF-8`);
+    }
+    pos += len;
+  }
+  if (pos !== size) throw new HttpError(400, `${where}: binary_data_size is ${size} bytes, but its ${count} BYTES elements use ${pos}`);
+  return makeTensor(info, out, shape);
+}
+
+function joinFinite(data: ArrayLike<number> & { join(sep: string): string; length: number }): string {
+  const text = data.join(',');
+  // NaN and ±Infinity have no JSON form: they become null.
+  if (!/[NI]/.test(text)) return `[${text}]`;
+  const parts = new Array<string>(data.length);
+  for (let i = 0; i < data.length; i++) parts[i] = Number.isFinite(data[i]) ? String(data[i]) : 'null';
+  return `[${parts.join(',')}]`;
+}
+
+/** The JSON text of a tensor's data, flat and row-major. */
+export function tensorToJsonData(tensor: ort.Tensor): string {
+  const data = tensor.data;
+  switch (tensor.type) {
+    case 'string':
+      return JSON.stringify(data);
+    case 'bool': {
+      const bytes = data as Uint8Array;
+      const parts = new Array<string>(bytes.length);
+      for (let i = 0; i < bytes.length; i++) parts[i] = bytes[i] ? 'true' : 'false';
+      return `[${parts.join(',')}]`;
+    }
+    case 'float16': {
+      const bits = data as Uint16Array;
+      if (!(bits instanceof Uint16Array)) return joinFinite(data as unknown as Float32Array);
+      const values = new Float64Array(bits.length);
+      for (let i = 0; i < bits.length; i++) values[i] = fromHalfBits(bits[i]);
+      return joinFinite(values);
+    }
+    case 'float32':
+    case 'float64':
+      return joinFinite(data as Float32Array);
+    default:
+      return `[${(data as Int32Array).join(',')}]`;
+  }
+}
+
+const encoder = new TextEncoder();
+
+/** A tensor's data in the binary extension's form (little-endian; BYTES length-prefixed). */
+export function tensorToBytes(tensor: ort.Tensor): Uint8Array {
+  if (tensor.type !== 'string') {
+    const data = tensor.data as NumericArray;
+    return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  }
+  const strings = (tensor.data as string[]).map((s) => encoder.encode(s));
+  let total = 0;
+  for (const s of strings) total += 4 + s.length;
+  const out = new Uint8Array(total);
+  const view = new DataView(out.buffer);
+  let pos = 0;
+  for (const s of strings) {
+    view.setUint32(pos, s.length, true);
+    out.set(s, pos + 4);
+    pos += 4 + s.length;
+  }
+  return out;
+}
+
+/** Reads element i of a numeric tensor as a number. */
+function numberAt(tensor: ort.Tensor): (i: number) => number {
+  const data = tensor.data as NumericArray;
+  if (tensor.type === 'float16' && data instanceof Uint16Array) return (i) => fromHalfBits(data[i]);
+  if (data instanceof BigInt64Array || data instanceof BigUint64Array) return (i) => Number(data[i]);
+  return (i) => (data as Float32Array)[i];
+}
+
+/**
+ * The classification extension: the top `k` entries of each row as `"<score>:<index>[:<label>]"`.
+ *
+ * @example classify(probabilities, 1, ['setosa', 'versicolor', 'virginica']) // [["0.97:0:setosa"]]
+ */
+export function classify(where: string, tensor: ort.Tensor, k: number, labels?: readonly string[]): { shape: number[]; data: string[] } {
+  if (tensor.type === 'string' || tensor.type === 'bool') {
+    throw new HttpError(400, `${where}: classification needs a numeric output, this one is ${tensor.type === 'string' ? 'BYTES' : 'BOOL'}`);
+  }
+  const dims = tensor.dims;
+  const rows = dims.length >= 2 ? dims[0] : 1;
+  const cols = rows === 0 ? 0 : tensor.size / rows;
+  const take = Math.min(k, cols);
+  const at = numberAt(tensor);
+  const data: string[] = [];
+  const picked = new Uint8Array(cols);
+  for (let r = 0; r < rows; r++) {
+    picked.fill(0);
+    const base = r * cols;
+    for (let n = 0; n < take; n++) {
+      let best = -1;
+      let bestValue = -Infinity;
+      for (let c = 0; c < cols; c++) {
+        const v = at(base + c);
+        if (!picked[c] && (best < 0 || v > bestValue)) { best = c; bestValue = v; }
+      }
+      picked[best] = 1;
+      const label = labels?.[best];
+      data.push(label === undefined ? `${bestValue}:${best}` : `${bestValue}:${best}:${label}`);
+    }
+  }
+  return { shape: dims.length >= 2 ? [rows, take] : [take], data };
+}

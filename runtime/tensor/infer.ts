@@ -1,0 +1,211 @@
+/**
+ * The inference request and response of the Open Inference Protocol, JSON and binary forms:
+ * parsing, validation against the model's metadata, and encoding the answer.
+ */
+import type ort from 'onnxruntime-node';
+import { classify, elementCount, shapeText, tensorFromBinary, tensorFromJson, tensorToBytes, tensorToJsonData } from './codec.ts';
+import { DATATYPES } from './datatypes.ts';
+import { HttpError } from '../core/errors.ts';
+import type { FunctionHost } from '../function/host.ts';
+import type { Feeds, TensorSpec } from '../engine/model.ts';
+
+/** Header naming the length of the JSON part of a binary request or response. */
+export const HEADER_LENGTH = 'inference-header-content-length';
+
+export interface RequestedOutput {
+  name: string;
+  binary: boolean;
+  classification?: number;
+}
+
+export interface InferRequest {
+  id?: string;
+  feeds: Feeds;
+  /** Outputs to return, in order. */
+  outputs: RequestedOutput[];
+}
+
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+const encoder = new TextEncoder();
+
+/** A client's name for a message, cut short. */
+function nameText(name: string): string {
+  return name.length > 60 ? `${name.slice(0, 57)}...` : name;
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function parameters(where: string, v: unknown): Record<string, unknown> {
+  if (v === undefined) return {};
+  if (!isObject(v)) throw new HttpError(400, `${where}: 'parameters' must be an object`);
+  return v;
+}
+
+/**
+ * Splits a request body into its JSON header and binary part, and parses the JSON.
+ * `headerLength` is the Inference-Header-Content-Length header, if sent.
+ */
+export function parseBody(body: Uint8Array, headerLength: string | undefined): { json: unknown; binaryStart: number } {
+  let end = body.length;
+  if (headerLength !== undefined) {
+    const n = Number(headerLength);
+    if (!/^\d+$/.test(headerLength.trim()) || !Number.isSafeInteger(n) || n <= 0 || n > body.length) {
+      throw new HttpError(400, `Inference-Header-Content-Length is ${JSON.stringify(headerLength.slice(0, 30))}, but must be a positive integer no larger than the body (${body.length} bytes)`);
+    }
+    end = n;
+  }
+  if (end === 0) throw new HttpError(400, 'request body is empty; expected a JSON inference request');
+  let text: string;
+  try {
+    text = utf8.decode(body.subarray(0, end));
+  } catch {
+    throw new HttpError(400, 'request JSON is not valid UTF-8');
+  }
+  try {
+    return { json: JSON.parse(text), binaryStart: end };
+  } catch (err) {
+    throw new HttpError(400, `malformed JSON: ${(err as Error).message}`);
+  }
+}
+
+function checkShapeAgainst(where: string, spec: TensorSpec, shape: readonly number[]): void {
+  const expected = `[${spec.shape.join(',')}]`;
+  if (shape.length !== spec.shape.length) {
+    throw new HttpError(400, `${where}: shape ${shapeText(shape)} has rank ${shape.length}, the model expects rank ${spec.shape.length} (${expected}, -1 = any size)`);
+  }
+  for (let i = 0; i < shape.length; i++) {
+    if (spec.shape[i] >= 0 && spec.shape[i] !== shape[i]) {
+      throw new HttpError(400, `${where}: shape ${shapeText(shape)} has ${shape[i]} at dimension ${i}, the model expects ${expected} (-1 = any size)`);
+    }
+  }
+}
+
+/**
+ * Parses and validates an inference request against the model's inputs and outputs and
+ * decodes its tensors. Every problem is a 400 naming the tensor and what is wrong.
+ */
+export function decodeInferRequest(host: FunctionHost, body: Uint8Array, headerLength: string | undefined, maxElements: number): InferRequest {
+  const { json, binaryStart } = parseBody(body, headerLength);
+  if (!isObject(json)) throw new HttpError(400, 'inference request must be a JSON object with an "inputs" array');
+  const { id, inputs, outputs } = json;
+  if (id !== undefined && typeof id !== 'string') throw new HttpError(400, "'id' must be a string");
+  if (!Array.isArray(inputs)) throw new HttpError(400, "inference request needs an 'inputs' array");
+  const requestParams = parameters('request', json.parameters);
+  const binaryByDefault = requestParams.binary_data_output === true;
+
+  const feeds: Feeds = {};
+  let offset = binaryStart;
+  for (let i = 0; i < inputs.length; i++) {
+    const input = inputs[i];
+    if (!isObject(input)) throw new HttpError(400, `inputs[${i}] must be an object with name, shape, datatype and data`);
+    const { name, datatype, shape, data } = input;
+    if (typeof name !== 'string') throw new HttpError(400, `inputs[${i}]: 'name' must be a string`);
+    const where = `input '${nameText(name)}'`;
+    const spec = host.inputsByName.get(name);
+    if (!spec) throw new HttpError(400, `unknown input '${nameText(name)}'; the model's inputs are: ${[...host.inputsByName.keys()].join(', ')}`);
+    if (feeds[name]) throw new HttpError(400, `${where} is given twice`);
+    if (typeof datatype !== 'string') throw new HttpError(400, `${where}: 'datatype' must be a string such as ${spec.datatype}`);
+    const info = DATATYPES.get(datatype);
+    if (!info) {
+      const hint = DATATYPES.has(datatype.toUpperCase()) ? ` (datatypes are uppercase: ${datatype.toUpperCase()})` : '';
+      throw new HttpError(400, `${where}: unknown datatype ${JSON.stringify(datatype.slice(0, 20))}${hint}`);
+    }
+    if (info !== spec.info) throw new HttpError(400, `${where}: datatype ${datatype} does not match the model's ${spec.datatype}`);
+    const count = elementCount(where, shape, maxElements);
+    checkShapeAgainst(where, spec, shape as number[]);
+    const size = parameters(where, input.parameters).binary_data_size;
+    if (size !== undefined) {
+      if (data !== undefined) throw new HttpError(400, `${where} has both 'data' and binary_data_size; send one`);
+      if (headerLength === undefined) throw new HttpError(400, `${where} has binary_data_size but the request has no Inference-Header-Content-Length header`);
+      if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0) throw new HttpError(400, `${where}: binary_data_size must be a non-negative integer`);
+      if (offset + size > body.length) {
+        throw new HttpError(400, `${where}: binary_data_size ${size} runs past the end of the body (${body.length - offset} bytes left)`);
+      }
+      feeds[name] = tensorFromBinary(where, info, shape as number[], count, body, offset, size);
+      offset += size;
+    } else {
+      if (data === undefined) throw new HttpError(400, `${where} has no 'data' (nor binary_data_size)`);
+      feeds[name] = tensorFromJson(where, info, shape as number[], count, data);
+    }
+  }
+  if (offset !== body.length) {
+    throw new HttpError(400, `binary data is ${body.length - binaryStart} bytes, but the inputs' binary_data_size add up to ${offset - binaryStart}`);
+  }
+  for (const spec of host.inputsByName.values()) {
+    if (!feeds[spec.name]) throw new HttpError(400, `missing input '${spec.name}' (${spec.datatype} [${spec.shape.join(',')}])`);
+  }
+
+  let requested: RequestedOutput[];
+  if (outputs === undefined) {
+    requested = [...host.outputsByName.keys()].map((name) => ({ name, binary: binaryByDefault }));
+  } else {
+    if (!Array.isArray(outputs)) throw new HttpError(400, "'outputs' must be an array");
+    if (outputs.length === 0) throw new HttpError(400, "'outputs' is empty; name the outputs to return, or leave 'outputs' out for all of them");
+    requested = outputs.map((o, i) => {
+      if (!isObject(o) || typeof o.name !== 'string') throw new HttpError(400, `outputs[${i}] must be an object with a 'name'`);
+      if (!host.outputsByName.has(o.name)) {
+        throw new HttpError(400, `unknown output '${nameText(o.name)}'; the model's outputs are: ${[...host.outputsByName.keys()].join(', ')}`);
+      }
+      const p = parameters(`output '${o.name}'`, o.parameters);
+      const k = p.classification;
+      if (k !== undefined && (typeof k !== 'number' || !Number.isSafeInteger(k) || k < 1)) {
+        throw new HttpError(400, `output '${o.name}': classification must be a positive integer`);
+      }
+      const binary = p.binary_data === undefined ? binaryByDefault : p.binary_data === true;
+      return { name: o.name, binary, classification: k as number | undefined };
+    });
+  }
+  return { id: id as string | undefined, feeds, outputs: requested };
+}
+
+export interface EncodedResponse {
+  body: string | Uint8Array;
+  /** Set when the response carries binary outputs. */
+  headerLength?: number;
+}
+
+/** Encodes an inference response; outputs asked for in binary follow the JSON header. */
+export function encodeInferResponse(host: FunctionHost, request: InferRequest, fetches: Record<string, ort.Tensor>): EncodedResponse {
+  const fn = host.fn;
+  let json = `{"model_name":${JSON.stringify(fn.name)},"model_version":${JSON.stringify(fn.version)}`;
+  if (request.id !== undefined) json += `,"id":${JSON.stringify(request.id)}`;
+  json += ',"outputs":[';
+  const chunks: Uint8Array[] = [];
+  request.outputs.forEach((out, i) => {
+    const tensor = fetches[out.name];
+    let datatype = host.outputsByName.get(out.name)!.datatype as string;
+    let shape: readonly number[] = tensor.dims;
+    let dataJson: () => string = () => tensorToJsonData(tensor);
+    let bytes: () => Uint8Array = () => tensorToBytes(tensor);
+    if (out.classification !== undefined) {
+      const classes = classify(`output '${out.name}'`, tensor, out.classification, host.labelsFor(out.name));
+      datatype = 'BYTES';
+      shape = classes.shape;
+      dataJson = () => JSON.stringify(classes.data);
+      bytes = () => tensorToBytes({ type: 'string', data: classes.data } as unknown as ort.Tensor);
+    }
+    json += `${i ? ',' : ''}{"name":${JSON.stringify(out.name)},"datatype":"${datatype}","shape":[${shape.join(',')}]`;
+    if (out.binary) {
+      const b = bytes();
+      chunks.push(b);
+      json += `,"parameters":{"binary_data_size":${b.byteLength}}}`;
+    } else {
+      json += `,"data":${dataJson()}}`;
+    }
+  });
+  json += ']}';
+  if (!chunks.length) return { body: json };
+  const header = encoder.encode(json);
+  let total = header.byteLength;
+  for (const c of chunks) total += c.byteLength;
+  const body = new Uint8Array(total);
+  body.set(header, 0);
+  let pos = header.byteLength;
+  for (const c of chunks) {
+    body.set(c, pos);
+    pos += c.byteLength;
+  }
+  return { body, headerLength: header.byteLength };
+}

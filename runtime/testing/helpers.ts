@@ -1,0 +1,74 @@
+/**
+ * Test helpers: a function loaded in process, and requests in the protocol's forms.
+ */
+import { resolve } from 'node:path';
+import { readConfig, type RuntimeConfig } from '../core/config.ts';
+import type { FunctionDeclaration } from '../function/define.ts';
+import { loadFunctionDir, resolveFunction } from '../function/discover.ts';
+import { createLogger, type Logger } from '../core/log.ts';
+import { prepareFunction, type PreparedFunction } from '../serve/server.ts';
+
+export const ROOT = resolve(import.meta.dirname, '../..');
+export const FIXTURES = resolve(import.meta.dirname, 'fixtures');
+
+/** A logger that keeps its lines for assertions. */
+export function memoryLogger(level: RuntimeConfig['logLevel'] = 'info'): Logger & { lines: Record<string, unknown>[] } {
+  const lines: Record<string, unknown>[] = [];
+  return Object.assign(createLogger(level, (line) => lines.push(JSON.parse(line))), { lines });
+}
+
+export function testConfig(env: Record<string, string> = {}): RuntimeConfig {
+  return readConfig({ MODELFN_ACCESS_LOG: 'false', ...env });
+}
+
+/** Loads a function folder in process, as `npm run serve` would. */
+export async function openFunctionDir(dir: string, env: Record<string, string> = {}, logger: Logger = memoryLogger()): Promise<PreparedFunction> {
+  const config = testConfig(env);
+  return prepareFunction(await loadFunctionDir(resolve(ROOT, dir), config), config, logger);
+}
+
+/** Loads a declaration given in the test, for a model in a folder. */
+export async function openDeclared(dir: string, declaration: FunctionDeclaration, env: Record<string, string> = {}, logger: Logger = memoryLogger()): Promise<PreparedFunction> {
+  const config = testConfig(env);
+  return prepareFunction(resolveFunction(dir, declaration, undefined, config), config, logger);
+}
+
+export function postJson(body: unknown, headers: Record<string, string> = {}): RequestInit {
+  return { method: 'POST', headers: { 'Content-Type': 'application/json', ...headers }, body: typeof body === 'string' ? body : JSON.stringify(body) };
+}
+
+/** A binary-extension request: the JSON header followed by the given tensors' bytes. */
+export function binaryRequest(header: unknown, tensors: Uint8Array[], headerLength?: string): RequestInit {
+  const json = new TextEncoder().encode(JSON.stringify(header));
+  const body = Buffer.concat([json, ...tensors]);
+  return {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/octet-stream', 'Inference-Header-Content-Length': headerLength ?? String(json.length) },
+    body,
+  };
+}
+
+export function bytesOf(view: ArrayBufferView): Uint8Array {
+  return new Uint8Array(view.buffer, view.byteOffset, view.byteLength);
+}
+
+/** Splits a binary-extension response into its JSON header and binary part. */
+export async function readBinaryResponse(res: Response): Promise<{ header: any; binary: Buffer }> {
+  const length = Number(res.headers.get('inference-header-content-length'));
+  const body = Buffer.from(await res.arrayBuffer());
+  return { header: JSON.parse(body.subarray(0, length).toString('utf8')), binary: body.subarray(length) };
+}
+
+/** Asserts the shape of every error: JSON with a string `error`. */
+export async function errorOf(res: Response): Promise<{ status: number; error: string }> {
+  const text = await res.text();
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    throw new Error(`expected a JSON error body, got ${res.status}: ${text.slice(0, 200)}`);
+  }
+  if (typeof (body as { error?: unknown }).error !== 'string') throw new Error(`expected {"error": string}, got ${text.slice(0, 200)}`);
+  if (res.headers.get('content-type')?.includes('application/json') !== true) throw new Error(`error without a JSON content type: ${res.headers.get('content-type')}`);
+  return { status: res.status, error: (body as { error: string }).error };
+}
