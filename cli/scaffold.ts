@@ -2,7 +2,7 @@
  * The files `modelfn new` writes: a declaration, a test that passes at once, and a short README.
  */
 import type { ExampleRequest } from '../runtime/function/define.ts';
-import type { TensorSpec } from '../runtime/engine/model.ts';
+import type { TensorSpec } from '../runtime/tensor/types.ts';
 import { exampleRequest } from '../runtime/pages/openapi.ts';
 import { formatJson, tensorText } from './format.ts';
 

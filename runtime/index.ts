@@ -3,6 +3,7 @@
  */
 export { defineFunction } from './function/define.ts';
 export type { FunctionContext, FunctionDeclaration, ResolvedFunction, RoutesHook } from './function/define.ts';
-export type { Model, TensorSpec, Feeds, Fetches } from './engine/model.ts';
+export type { Model } from './engine/model.ts';
+export type { TensorSpec, Feeds, Fetches } from './tensor/types.ts';
 export { HttpError } from './core/errors.ts';
 export { Tensor } from 'onnxruntime-node';

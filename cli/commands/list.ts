@@ -3,7 +3,7 @@
  */
 import { basename, resolve } from 'node:path';
 import { readConfig } from '../../runtime/core/config.ts';
-import type { TensorSpec } from '../../runtime/engine/model.ts';
+import type { TensorSpec } from '../../runtime/tensor/types.ts';
 import { parse, type Command } from '../args.ts';
 import { table, tensorText } from '../format.ts';
 

@@ -3,7 +3,7 @@ import { resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { BatchQueue, canBatch } from './batch.ts';
 import { HttpError } from '../core/errors.ts';
-import type { Feeds, Fetches } from './model.ts';
+import type { Feeds, Fetches } from '../tensor/types.ts';
 import { ROOT, openDeclared, openFunctionDir, postJson } from '../testing/index.ts';
 
 const rowsOf = (values: number[][]) => ({ x: new ort.Tensor('float32', Float32Array.from(values.flat()), [values.length, values[0].length]) });

@@ -11,7 +11,7 @@
 import ort from 'onnxruntime-node';
 import type { NumericArray } from '../tensor/datatypes.ts';
 import { HttpError } from '../core/errors.ts';
-import type { Feeds, Fetches, TensorSpec } from './model.ts';
+import type { Feeds, Fetches, TensorSpec } from '../tensor/types.ts';
 
 export interface BatchOptions {
   maxBatchSize: number;

@@ -6,7 +6,7 @@
  */
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 import ort from 'onnxruntime-node';
-import type { Feeds, Fetches } from './model.ts';
+import type { Feeds, Fetches } from '../tensor/types.ts';
 
 /** The script a new inference thread runs: inference-worker.mjs from source, or the bundle itself. */
 let workerScript: URL = new URL('./inference-worker.mjs', import.meta.url);

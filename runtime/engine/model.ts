@@ -4,20 +4,9 @@
 import { readFile } from 'node:fs/promises';
 import ort from 'onnxruntime-node';
 import { BatchQueue, canBatch, type BatchObserver, type BatchOptions } from './batch.ts';
-import { datatypeOfOrtType, type DatatypeInfo } from '../tensor/datatypes.ts';
+import { datatypeOfOrtType } from '../tensor/datatypes.ts';
+import type { Feeds, Fetches, TensorSpec } from '../tensor/types.ts';
 import { SessionCreateError, startInferenceThread } from './inference-thread.ts';
-
-/** One input or output of a model, as the protocol's metadata reports it. */
-export interface TensorSpec {
-  name: string;
-  datatype: DatatypeInfo['datatype'];
-  /** -1 for a dynamic dimension. */
-  shape: number[];
-  info: DatatypeInfo;
-}
-
-export type Feeds = Record<string, ort.Tensor>;
-export type Fetches = Record<string, ort.Tensor>;
 
 /** A loaded model: what functions and the protocol routes run inference with. */
 export interface Model {

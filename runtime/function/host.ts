@@ -3,7 +3,9 @@
  */
 import type { FunctionContext, ResolvedFunction } from './define.ts';
 import { HttpError } from '../core/errors.ts';
-import type { Model, TensorSpec } from '../engine/model.ts';
+import type { Model } from '../engine/model.ts';
+import type { ModelSignature } from '../tensor/infer.ts';
+import type { TensorSpec } from '../tensor/types.ts';
 
 export type HostState = 'loading' | 'ready' | 'failed' | 'draining';
 
@@ -15,8 +17,19 @@ export class FunctionHost implements FunctionContext {
   /** Inputs and outputs by name, computed once when the model loads. */
   inputsByName = new Map<string, TensorSpec>();
   outputsByName = new Map<string, TensorSpec>();
+  /** What the protocol's codec validates requests against. */
+  readonly signature: ModelSignature;
 
-  constructor(readonly fn: ResolvedFunction) {}
+  constructor(readonly fn: ResolvedFunction) {
+    const host = this;
+    this.signature = {
+      name: fn.name,
+      version: fn.version,
+      get inputs() { return host.inputsByName; },
+      get outputs() { return host.outputsByName; },
+      labelsFor: (output) => this.labelsFor(output),
+    };
+  }
 
   /** The model, or a 503 for the request when it is not ready. */
   get model(): Model {

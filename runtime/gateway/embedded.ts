@@ -13,7 +13,7 @@ import { createFunctionApp } from '../http/app.ts';
 import type { RuntimeConfig } from '../core/config.ts';
 import type { ResolvedFunction } from '../function/define.ts';
 import { listFunctionDirs, loadFunctionDir } from '../function/discover.ts';
-import { errorResponse } from '../core/errors.ts';
+import { errorResponse } from '../http/errors.ts';
 import { GATEWAY_ERRORS, SERVER_METADATA, functionIndex, gatewayRoutes, matchRoute, unknownModel, type GatewayRoute } from './routes.ts';
 import { FunctionHost } from '../function/host.ts';
 import type { Logger } from '../core/log.ts';

@@ -13,7 +13,7 @@ import { limitBody } from './body-limit.ts';
 import type { RuntimeConfig } from '../core/config.ts';
 import { DeclarationError } from '../function/define.ts';
 import { docsRoutes } from '../pages/docs.ts';
-import { errorResponse, handleError, handleNotFound } from '../core/errors.ts';
+import { errorResponse, handleError, handleNotFound } from './errors.ts';
 import type { FunctionHost } from '../function/host.ts';
 import { accessLog, createLogger, type Logger } from '../core/log.ts';
 import { createMetrics, type Metrics } from '../core/metrics.ts';

@@ -10,7 +10,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { MiddlewareHandler } from 'hono';
-import { errorResponse } from '../core/errors.ts';
+import { errorResponse } from './errors.ts';
 
 /** The environment variable holding a function's keys. */
 export const keysVariable = (name: string) => `MODELFN_API_KEYS_${name.toUpperCase().replace(/-/g, '_')}`;

@@ -2,7 +2,8 @@
  * The Open Inference Protocol (KServe V2) REST routes for one function's model.
  */
 import type { Context, Hono } from 'hono';
-import { HttpError, clip, errorResponse } from '../core/errors.ts';
+import { HttpError, clip } from '../core/errors.ts';
+import { errorResponse } from './errors.ts';
 import type { FunctionHost } from '../function/host.ts';
 import { HEADER_LENGTH, decodeInferRequest, encodeInferResponse } from '../tensor/infer.ts';
 
@@ -89,9 +90,9 @@ export function modelRoutes(app: Hono, host: FunctionHost, options: ProtocolOpti
       checkVersion(c);
       const model = host.model;
       const { body, headerLength } = await readInferBody(c);
-      const request = decodeInferRequest(host, body, headerLength, options.maxElements);
+      const request = decodeInferRequest(host.signature, body, headerLength, options.maxElements);
       const fetches = await runModel(model, request.feeds, request.outputs.map((o) => o.name));
-      const encoded = encodeInferResponse(host, request, fetches);
+      const encoded = encodeInferResponse(host.signature, request, fetches);
       if (encoded.headerLength === undefined) return c.body(encoded.body as string, 200, { 'Content-Type': 'application/json' });
       return c.body(encoded.body as Uint8Array<ArrayBuffer>, 200, {
         'Content-Type': 'application/octet-stream',

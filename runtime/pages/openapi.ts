@@ -4,7 +4,7 @@
  * with the model's datatypes and shapes.
  */
 import type { ExampleRequest, ResolvedFunction, RouteDoc } from '../function/define.ts';
-import type { TensorSpec } from '../engine/model.ts';
+import type { TensorSpec } from '../tensor/types.ts';
 import { VERSION } from '../core/version.ts';
 
 /** A route the function declared itself (from Hono's `app.routes`). */

@@ -1,16 +1,26 @@
 /**
  * The inference request and response of the Open Inference Protocol, JSON and binary forms:
- * parsing, validation against the model's metadata, and encoding the answer.
+ * parsing, validation against a model's signature (its tensor specs), and encoding the answer.
+ * Knows nothing of HTTP or of where the model runs.
  */
 import type ort from 'onnxruntime-node';
 import { classify, elementCount, shapeText, tensorFromBinary, tensorFromJson, tensorToBytes, tensorToJsonData } from './codec.ts';
 import { DATATYPES } from './datatypes.ts';
 import { HttpError } from '../core/errors.ts';
-import type { FunctionHost } from '../function/host.ts';
-import type { Feeds, TensorSpec } from '../engine/model.ts';
+import type { Feeds, TensorSpec } from './types.ts';
 
 /** Header naming the length of the JSON part of a binary request or response. */
 export const HEADER_LENGTH = 'inference-header-content-length';
+
+/** What decoding and encoding need to know of a model: its name, version, tensors and labels. */
+export interface ModelSignature {
+  name: string;
+  version: string;
+  inputs: ReadonlyMap<string, TensorSpec>;
+  outputs: ReadonlyMap<string, TensorSpec>;
+  /** Class labels of an output, for the classification extension. */
+  labelsFor?(output: string): readonly string[] | undefined;
+}
 
 export interface RequestedOutput {
   name: string;
@@ -86,7 +96,7 @@ function checkShapeAgainst(where: string, spec: TensorSpec, shape: readonly numb
  * Parses and validates an inference request against the model's inputs and outputs and
  * decodes its tensors. Every problem is a 400 naming the tensor and what is wrong.
  */
-export function decodeInferRequest(host: FunctionHost, body: Uint8Array, headerLength: string | undefined, maxElements: number): InferRequest {
+export function decodeInferRequest(model: ModelSignature, body: Uint8Array, headerLength: string | undefined, maxElements: number): InferRequest {
   const { json, binaryStart } = parseBody(body, headerLength);
   if (!isObject(json)) throw new HttpError(400, 'inference request must be a JSON object with an "inputs" array');
   const { id, inputs, outputs } = json;
@@ -103,8 +113,8 @@ export function decodeInferRequest(host: FunctionHost, body: Uint8Array, headerL
     const { name, datatype, shape, data } = input;
     if (typeof name !== 'string') throw new HttpError(400, `inputs[${i}]: 'name' must be a string`);
     const where = `input '${nameText(name)}'`;
-    const spec = host.inputsByName.get(name);
-    if (!spec) throw new HttpError(400, `unknown input '${nameText(name)}'; the model's inputs are: ${[...host.inputsByName.keys()].join(', ')}`);
+    const spec = model.inputs.get(name);
+    if (!spec) throw new HttpError(400, `unknown input '${nameText(name)}'; the model's inputs are: ${[...model.inputs.keys()].join(', ')}`);
     if (feeds[name]) throw new HttpError(400, `${where} is given twice`);
     if (typeof datatype !== 'string') throw new HttpError(400, `${where}: 'datatype' must be a string such as ${spec.datatype}`);
     const info = DATATYPES.get(datatype);
@@ -133,20 +143,20 @@ export function decodeInferRequest(host: FunctionHost, body: Uint8Array, headerL
   if (offset !== body.length) {
     throw new HttpError(400, `binary data is ${body.length - binaryStart} bytes, but the inputs' binary_data_size add up to ${offset - binaryStart}`);
   }
-  for (const spec of host.inputsByName.values()) {
+  for (const spec of model.inputs.values()) {
     if (!feeds[spec.name]) throw new HttpError(400, `missing input '${spec.name}' (${spec.datatype} [${spec.shape.join(',')}])`);
   }
 
   let requested: RequestedOutput[];
   if (outputs === undefined) {
-    requested = [...host.outputsByName.keys()].map((name) => ({ name, binary: binaryByDefault }));
+    requested = [...model.outputs.keys()].map((name) => ({ name, binary: binaryByDefault }));
   } else {
     if (!Array.isArray(outputs)) throw new HttpError(400, "'outputs' must be an array");
     if (outputs.length === 0) throw new HttpError(400, "'outputs' is empty; name the outputs to return, or leave 'outputs' out for all of them");
     requested = outputs.map((o, i) => {
       if (!isObject(o) || typeof o.name !== 'string') throw new HttpError(400, `outputs[${i}] must be an object with a 'name'`);
-      if (!host.outputsByName.has(o.name)) {
-        throw new HttpError(400, `unknown output '${nameText(o.name)}'; the model's outputs are: ${[...host.outputsByName.keys()].join(', ')}`);
+      if (!model.outputs.has(o.name)) {
+        throw new HttpError(400, `unknown output '${nameText(o.name)}'; the model's outputs are: ${[...model.outputs.keys()].join(', ')}`);
       }
       const p = parameters(`output '${o.name}'`, o.parameters);
       const k = p.classification;
@@ -167,20 +177,19 @@ export interface EncodedResponse {
 }
 
 /** Encodes an inference response; outputs asked for in binary follow the JSON header. */
-export function encodeInferResponse(host: FunctionHost, request: InferRequest, fetches: Record<string, ort.Tensor>): EncodedResponse {
-  const fn = host.fn;
-  let json = `{"model_name":${JSON.stringify(fn.name)},"model_version":${JSON.stringify(fn.version)}`;
+export function encodeInferResponse(model: ModelSignature, request: InferRequest, fetches: Record<string, ort.Tensor>): EncodedResponse {
+  let json = `{"model_name":${JSON.stringify(model.name)},"model_version":${JSON.stringify(model.version)}`;
   if (request.id !== undefined) json += `,"id":${JSON.stringify(request.id)}`;
   json += ',"outputs":[';
   const chunks: Uint8Array[] = [];
   request.outputs.forEach((out, i) => {
     const tensor = fetches[out.name];
-    let datatype = host.outputsByName.get(out.name)!.datatype as string;
+    let datatype = model.outputs.get(out.name)!.datatype as string;
     let shape: readonly number[] = tensor.dims;
     let dataJson: () => string = () => tensorToJsonData(tensor);
     let bytes: () => Uint8Array = () => tensorToBytes(tensor);
     if (out.classification !== undefined) {
-      const classes = classify(`output '${out.name}'`, tensor, out.classification, host.labelsFor(out.name));
+      const classes = classify(`output '${out.name}'`, tensor, out.classification, model.labelsFor?.(out.name));
       datatype = 'BYTES';
       shape = classes.shape;
       dataJson = () => JSON.stringify(classes.data);
