@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Validator } from '@seriousme/openapi-schema-validator';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { GATEWAY_PAGE } from '../build/render/nginx.ts';
+import { GATEWAY_PAGE } from '../build/policy.ts';
 import { createFunctionApp } from '../runtime/http/app.ts';
 import { resolveFunction } from '../runtime/function/discover.ts';
 import { startEmbedded, type EmbeddedServer } from '../runtime/gateway/embedded.ts';

@@ -6,14 +6,15 @@ import { spawn } from 'node:child_process';
 import { copyFileSync, cpSync, existsSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { VERSION } from '../../runtime/core/version.ts';
+import * as policy from '../policy.ts';
 
 export const ROOT = join(import.meta.dirname, '../..');
 
 export const runtimeImage = () => `modelfn/runtime:${VERSION}`;
 /** Tag of function and gateway images: MODELFN_IMAGE_TAG, default `latest`. */
 export const imageTag = (env: NodeJS.ProcessEnv = process.env) => env.MODELFN_IMAGE_TAG || 'latest';
-export const functionImage = (name: string, tag = imageTag()) => `modelfn/${name}:${tag}`;
-export const gatewayImage = (tag = imageTag()) => `modelfn/gateway:${tag}`;
+export const functionImage = (name: string, tag = imageTag()) => policy.functionImage(name, tag);
+export const gatewayImage = (tag = imageTag()) => policy.gatewayImage(tag);
 
 interface Platform {
   /** onnxruntime-node's folder for the platform. */

@@ -17,13 +17,12 @@ import { stringify } from 'yaml';
 import type { ResolvedFunction } from '../../runtime/function/define.ts';
 import { gatewayRoutes } from '../../runtime/gateway/routes.ts';
 import { keysVariable } from '../../runtime/http/auth.ts';
-import { FUNCTION_PORT, RUNTIME_USER, functionEnvironment } from './compose.ts';
-import { functionImage } from '../docker/images.ts';
-import { GENERATED_HEADER, TIMEOUT_GRACE_MS } from './nginx.ts';
-import { REPLICA_RESOURCES, stopGraceSeconds } from './swarm.ts';
+import {
+  CPU_TARGET_PERCENT, FILES, FUNCTION_PORT, GENERATED_HEADER, POD_CPU_REQUEST, PRESTOP_SECONDS, PROBES, REPLICA_RESOURCES, RUNTIME_USER,
+  TIMEOUT_GRACE_MS, TMP_MIB, functionEnvironment, functionImage, maxReplicas, stopGraceSeconds,
+} from '../policy.ts';
 
-/** Where build/build.ts writes the manifests, relative to the project root. */
-export const K8S_DIR = 'deploy/k8s';
+const K8S_DIR = FILES.k8sDir;
 
 export interface K8sOptions {
   /** Image tag of the functions. */
@@ -37,25 +36,11 @@ export interface K8sOptions {
 const PART_OF = 'modelfn';
 const ANNOTATION = 'nginx.ingress.kubernetes.io';
 
-/**
- * Seconds a terminating pod keeps serving before it is signalled: Kubernetes removes it from
- * Services and ingress-nginx's upstreams at the same time as it starts the pod's shutdown, and
- * the runtime stops accepting connections on SIGTERM. The image has no shell and no `sleep`:
- * node waits instead.
- */
-export const PRESTOP_SECONDS = 5;
-
 /** Requests decide scheduling and the autoscaler's utilisation; the limits are compose's and Swarm's. */
-export const POD_RESOURCES = {
-  requests: { cpu: '250m', memory: `${REPLICA_RESOURCES.reservations.memoryMiB}Mi` },
+const POD_RESOURCES = {
+  requests: { cpu: POD_CPU_REQUEST, memory: `${REPLICA_RESOURCES.reservations.memoryMiB}Mi` },
   limits: { cpu: String(REPLICA_RESOURCES.limits.cpus), memory: `${REPLICA_RESOURCES.limits.memoryMiB}Mi` },
 };
-
-/** Average CPU use, in percent of the request, above which the autoscaler adds replicas. */
-export const CPU_TARGET_PERCENT = 80;
-
-/** The most replicas the autoscaler may run: four times the declared ones, at least 4. */
-export const maxReplicas = (fn: ResolvedFunction) => Math.max(4, fn.replicas * 4);
 
 const labelsOf = (fn: ResolvedFunction) => ({
   'app.kubernetes.io/name': fn.name,
@@ -65,7 +50,7 @@ const labelsOf = (fn: ResolvedFunction) => ({
 const selectorOf = (fn: ResolvedFunction) => ({ 'app.kubernetes.io/name': fn.name, 'app.kubernetes.io/part-of': PART_OF });
 
 export function deployment(fn: ResolvedFunction, options: K8sOptions = {}): IDeployment {
-  const [uid, gid] = RUNTIME_USER.split(':').map(Number);
+  const { uid, gid } = RUNTIME_USER;
   return {
     apiVersion: 'apps/v1',
     kind: 'Deployment',
@@ -86,7 +71,7 @@ export function deployment(fn: ResolvedFunction, options: K8sOptions = {}): IDep
           securityContext: { runAsNonRoot: true, runAsUser: uid, runAsGroup: gid, seccompProfile: { type: 'RuntimeDefault' } },
           containers: [{
             name: 'function',
-            image: functionImage(fn.name, options.tag),
+            image: functionImage(fn.name, options.tag ?? 'latest'),
             imagePullPolicy: 'IfNotPresent',
             ports: [{ name: 'http', containerPort: FUNCTION_PORT, protocol: 'TCP' }],
             env: [
@@ -96,8 +81,8 @@ export function deployment(fn: ResolvedFunction, options: K8sOptions = {}): IDep
             ],
             resources: POD_RESOURCES,
             // Traffic only once the model is loaded; a restart only when the process stops answering.
-            readinessProbe: { httpGet: { path: `/v2/models/${fn.name}/ready`, port: 'http' }, periodSeconds: 5, timeoutSeconds: 3, failureThreshold: 2 },
-            livenessProbe: { httpGet: { path: '/v2/health/live', port: 'http' }, initialDelaySeconds: 10, periodSeconds: 10, timeoutSeconds: 3, failureThreshold: 3 },
+            readinessProbe: { httpGet: { path: `/v2/models/${fn.name}/ready`, port: 'http' }, ...PROBES.readiness },
+            livenessProbe: { httpGet: { path: '/v2/health/live', port: 'http' }, ...PROBES.liveness },
             lifecycle: { preStop: { exec: { command: ['/usr/local/bin/node', '-e', `setTimeout(() => {}, ${PRESTOP_SECONDS * 1000})`] } } },
             securityContext: {
               runAsNonRoot: true,
@@ -110,7 +95,7 @@ export function deployment(fn: ResolvedFunction, options: K8sOptions = {}): IDep
             },
             volumeMounts: [{ name: 'tmp', mountPath: '/tmp' }],
           }],
-          volumes: [{ name: 'tmp', emptyDir: { medium: 'Memory', sizeLimit: '64Mi' } }],
+          volumes: [{ name: 'tmp', emptyDir: { medium: 'Memory', sizeLimit: `${TMP_MIB}Mi` } }],
         },
       },
     },
@@ -238,7 +223,7 @@ export function k8sFiles(functions: readonly ResolvedFunction[], options: K8sOpt
     resources: Object.keys(files).map((path) => path.slice(K8S_DIR.length + 1)),
     // `kustomize edit set image modelfn/iris=registry.example.com/iris:1.2` points at a registry.
     images: functions.map((fn) => {
-      const [name, newTag] = functionImage(fn.name, options.tag).split(':');
+      const [name, newTag] = functionImage(fn.name, options.tag ?? 'latest').split(':');
       return { name, newTag };
     }),
   };

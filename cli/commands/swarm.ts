@@ -10,7 +10,7 @@
 import { runBuild } from '../../build/build.ts';
 import { discoverFunctions } from '../../build/functions.ts';
 import { run } from '../../build/docker/images.ts';
-import { deployStack, removeStack, stackName, swarmState, waitForStack } from '../../build/render/swarm.ts';
+import { deployStack, removeStack, stackName, swarmState, waitForStack } from '../../build/docker/swarm.ts';
 import { readConfig } from '../../runtime/core/config.ts';
 
 const command = process.argv[2];

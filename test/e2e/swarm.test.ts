@@ -14,7 +14,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runBuild } from '../../build/build.ts';
 import { functionImage, gatewayImage, run } from '../../build/docker/images.ts';
 import { waitFor } from '../../build/docker/compose.ts';
-import { FUNCTION_LABEL, deployStack, removeStack, serviceOf, stackLeftovers, swarmState, waitForStack, type SwarmStack } from '../../build/render/swarm.ts';
+import { FUNCTION_LABEL } from '../../build/policy.ts';
+import { deployStack, removeStack, serviceOf, stackLeftovers, swarmState, waitForStack, type SwarmStack } from '../../build/docker/swarm.ts';
 import { ROOT, errorOf, postJson } from '../../runtime/testing/index.ts';
 import { answersPerReplica, docker, dockerAvailable, freePort } from '../docker.ts';
 

@@ -1,0 +1,108 @@
+/**
+ * Docker Swarm operations on the engine: deploy the generated stack (deploy/swarm/stack.yml),
+ * wait until it serves, list what is left of it, remove it. The files come from
+ * build/render/swarm.ts; `modelfn deploy` / `modelfn undeploy` and the tests use these.
+ */
+import { FILES } from '../policy.ts';
+import { waitFor } from './compose.ts';
+import { run } from './images.ts';
+
+/** A stack on the engine: its name, and the folder holding deploy/swarm/stack.yml. */
+export interface SwarmStack {
+  name: string;
+  root: string;
+  /** Extra environment for `docker stack deploy` (MODELFN_PORT). */
+  env?: NodeJS.ProcessEnv;
+}
+
+/** The stack name: MODELFN_STACK, default "modelfn". */
+export const stackName = (env: NodeJS.ProcessEnv = process.env) => env.MODELFN_STACK || 'modelfn';
+
+/** A service's full name in the stack. */
+export const serviceOf = (stack: Pick<SwarmStack, 'name'>, service: string) => `${stack.name}_${service}`;
+
+/** Whether this engine is in a swarm, and whether it can deploy stacks (it is a manager). */
+export async function swarmState(): Promise<{ state: string; manager: boolean }> {
+  const out = await run('docker', ['info', '--format', '{{.Swarm.LocalNodeState}} {{.Swarm.ControlAvailable}}']);
+  const [state, manager] = out.trim().split(/\s+/);
+  return { state, manager: manager === 'true' };
+}
+
+/** Deploys (or updates) the stack; returns at once, see `waitForStack`. */
+export async function deployStack(stack: SwarmStack): Promise<string> {
+  // `never`: the images are the ones on this engine; a registry would pin their digests.
+  return run('docker', ['stack', 'deploy', '--detach=true', '--prune', '--resolve-image', 'never', '-c', `${stack.root}/${FILES.swarmStack}`, stack.name], {
+    env: { ...process.env, ...stack.env },
+  });
+}
+
+interface ServiceStatus {
+  name: string;
+  running: number;
+  desired: number;
+}
+
+/** Running and desired tasks of every service of the stack. */
+export async function stackServices(stack: Pick<SwarmStack, 'name'>): Promise<ServiceStatus[]> {
+  const out = await run('docker', ['service', 'ls', '--filter', `label=com.docker.stack.namespace=${stack.name}`, '--format', '{{.Name}} {{.Replicas}}']);
+  return out.trim().split('\n').filter(Boolean).map((line) => {
+    const [name, replicas] = line.split(' ');
+    const [running, desired] = replicas.split('/').map(Number);
+    return { name, running, desired };
+  });
+}
+
+/** The gateway's address on this machine. */
+export const swarmGatewayUrl = (env: NodeJS.ProcessEnv = process.env) => `http://127.0.0.1:${env.MODELFN_PORT || '8080'}`;
+
+/** Waits until every service runs its desired tasks and every function is ready through the gateway. */
+export async function waitForStack(stack: SwarmStack, functions: readonly string[], timeoutMs = 180_000): Promise<string> {
+  await waitFor(`the services of stack ${stack.name}`, async () => {
+    const services = await stackServices(stack);
+    const behind = services.filter((s) => s.running !== s.desired);
+    if (services.length < functions.length + 1) return `${services.length} services`;
+    return behind.length === 0 || behind.map((s) => `${s.name} ${s.running}/${s.desired}`).join(', ');
+  }, timeoutMs);
+  const url = swarmGatewayUrl({ ...process.env, ...stack.env });
+  for (const name of functions) {
+    await waitFor(`${name} through ${url}`, async () => {
+      const res = await fetch(`${url}/v2/models/${name}/ready`, { signal: AbortSignal.timeout(3000) });
+      return res.ok || `status ${res.status}`;
+    }, timeoutMs);
+  }
+  return url;
+}
+
+/** What of the stack is still on the engine: services, containers, networks, configs, secrets. */
+export async function stackLeftovers(stack: Pick<SwarmStack, 'name'>): Promise<string[]> {
+  const label = `label=com.docker.stack.namespace=${stack.name}`;
+  const left: string[] = [];
+  for (const [kind, args] of [
+    ['service', ['service', 'ls', '-q']],
+    ['container', ['ps', '-aq']],
+    ['network', ['network', 'ls', '-q']],
+    ['config', ['config', 'ls', '-q']],
+    ['secret', ['secret', 'ls', '-q']],
+  ] as const) {
+    const ids = (await run('docker', [...args, '--filter', label])).trim().split('\n').filter(Boolean);
+    left.push(...ids.map((id) => `${kind} ${id}`));
+  }
+  return left;
+}
+
+/** Removes the stack and waits until nothing of it is left. */
+export async function removeStack(stack: Pick<SwarmStack, 'name'>, timeoutMs = 120_000): Promise<void> {
+  if ((await stackServices(stack)).length > 0) await run('docker', ['stack', 'rm', stack.name]);
+  await waitFor(`stack ${stack.name} to be gone`, async () => {
+    const left = await stackLeftovers(stack);
+    // `docker stack rm` removes networks while the last containers may still be stopping, and a
+    // network it could not remove then stays: remove those once no container is left.
+    if (left.length && left.every((item) => /^(network|config|secret) /.test(item))) {
+      for (const item of left) {
+        const [kind, id] = item.split(' ');
+        await run('docker', [kind, 'rm', id]).catch(() => {});
+      }
+    }
+    return left.length === 0 || left.join(', ');
+  }, timeoutMs);
+}

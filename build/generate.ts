@@ -1,0 +1,28 @@
+/**
+ * Every generated file, by path relative to the project root: a pure function of the resolved
+ * functions (no environment, no clock, no file system), so the same source gives the same files
+ * on every machine and the drift test means the same for everyone.
+ */
+import type { ResolvedFunction } from '../runtime/function/define.ts';
+import { gatewayPage } from '../runtime/pages/ui.ts';
+import { FILES, GATEWAY_PAGE } from './policy.ts';
+import { composeFile } from './render/compose.ts';
+import { k8sFiles } from './render/k8s.ts';
+import { nginxConfig } from './render/nginx.ts';
+import { stackFile, swarmGatewayConfig } from './render/swarm.ts';
+
+/**
+ * The generated files' text, by path.
+ *
+ * @example for (const [path, text] of Object.entries(generatedFiles(functions))) writeFileSync(path, text);
+ */
+export function generatedFiles(functions: readonly ResolvedFunction[]): Record<string, string> {
+  return {
+    [FILES.nginx]: nginxConfig(functions, { mode: 'dns' }),
+    [GATEWAY_PAGE.file]: `<!-- Generated from runtime/pages/ui.ts by modelfn build: do not edit; run \`npm run build\`. -->\n${gatewayPage()}`,
+    [FILES.compose]: composeFile(functions),
+    [FILES.swarmStack]: stackFile(functions),
+    [FILES.swarmNginx]: swarmGatewayConfig(functions),
+    ...k8sFiles(functions),
+  };
+}

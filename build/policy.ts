@@ -1,0 +1,145 @@
+/**
+ * Deployment policy: the decisions every deploy target shares, in one place. The renderers in
+ * build/render/ (nginx, compose, swarm, kubernetes) turn these into their own formats and import
+ * nothing from each other's files but what they render; a new target reads its numbers here.
+ *
+ * Nothing here reads the environment: the generated files are a function of the source tree.
+ */
+import type { ResolvedFunction } from '../runtime/function/define.ts';
+
+/** The first line of every generated file. */
+export const GENERATED_HEADER = '# Generated from functions/ by modelfn build: do not edit; run `npm run build`.';
+
+/** Where the build writes each generated file, relative to the project root. */
+export const FILES = {
+  nginx: 'nginx/nginx.conf',
+  gatewayPage: 'nginx/index.html',
+  compose: 'docker-compose.yml',
+  swarmStack: 'deploy/swarm/stack.yml',
+  swarmNginx: 'deploy/swarm/nginx.conf',
+  k8sDir: 'deploy/k8s',
+} as const;
+
+/** The gateway's page for browsers (runtime/pages/ui.ts): written beside nginx.conf, copied into the image here. */
+export const GATEWAY_PAGE = { file: FILES.gatewayPage, image: '/etc/nginx/modelfn/index.html' } as const;
+
+/** The user the runtime image runs as (distroless's "nonroot"). */
+export const RUNTIME_USER = { uid: 65532, gid: 65532 } as const;
+export const runtimeUser = () => `${RUNTIME_USER.uid}:${RUNTIME_USER.gid}`;
+
+/** Port a function container listens on, and the port nginx listens on inside its container. */
+export const FUNCTION_PORT = 8080;
+export const GATEWAY_PORT = 8080;
+
+/** The published gateway address: variables read by compose and `docker stack deploy` when they run. */
+export const PUBLISHED_HOST = '${MODELFN_HOST:-127.0.0.1}';
+export const PUBLISHED_PORT = '${MODELFN_PORT:-8080}';
+
+/**
+ * Image names. The compose and swarm files name the tag through MODELFN_IMAGE_TAG, read when the
+ * stack starts (default `latest`), so the files stay the same whatever tag a builder uses.
+ */
+export const TAG_VARIABLE = '${MODELFN_IMAGE_TAG:-latest}';
+export const functionImage = (name: string, tag: string) => `modelfn/${name}:${tag}`;
+export const gatewayImage = (tag: string) => `modelfn/gateway:${tag}`;
+
+/** Health check of a function container: the protocol's readiness, through the image's own script. */
+export const HEALTHCHECK = {
+  command: ['CMD', '/usr/local/bin/node', '/app/healthcheck.mjs'],
+  intervalSeconds: 5,
+  timeoutSeconds: 3,
+  retries: 3,
+  startPeriodSeconds: 10,
+} as const;
+
+/** Kubernetes probes: traffic once the model is loaded; a restart when the process stops answering or its model fails. */
+export const PROBES = {
+  readiness: { periodSeconds: 5, timeoutSeconds: 3, failureThreshold: 2 },
+  liveness: { initialDelaySeconds: 10, periodSeconds: 10, timeoutSeconds: 3, failureThreshold: 3 },
+} as const;
+
+/**
+ * Seconds a stopping replica gets to finish its requests before it is killed: its longest
+ * request, plus a margin for the shutdown itself.
+ */
+export function stopGraceSeconds(fn: ResolvedFunction): number {
+  return Math.ceil(fn.limits.timeoutMs / 1000) + 5;
+}
+
+/**
+ * Seconds a terminating Kubernetes pod keeps serving before it is signalled: Kubernetes removes it
+ * from Services and ingress-nginx's upstreams at the same time as it starts the pod's shutdown, and
+ * the runtime stops accepting connections on SIGTERM. The image has no shell and no `sleep`:
+ * node waits instead.
+ */
+export const PRESTOP_SECONDS = 5;
+
+/** Extra time the gateway gives a function beyond its own timeout, so the function's JSON 504 arrives first. */
+export const TIMEOUT_GRACE_MS = 1000;
+
+/** Seconds the gateway keeps a DNS answer for a function's replicas, per discovery setting. */
+export const DNS_VALID_SECONDS = {
+  compose: 5,
+  /**
+   * Swarm takes a stopping task out of DNS two seconds before it signals the task (its gossip
+   * delay), and the runtime stops accepting connections on the signal: an answer kept longer
+   * than that sends requests to a replica that is no longer listening.
+   */
+  swarm: 1,
+} as const;
+
+/**
+ * What one replica of a function may use, and what a scheduler sets aside for it. The
+ * reservations are what an idle replica needs (about 40 to 60 MiB measured), with room for a
+ * request, and small enough for many replicas on a 2-core machine.
+ */
+export const REPLICA_RESOURCES = {
+  limits: { cpus: 2, memoryMiB: 512 },
+  reservations: { cpus: 0.1, memoryMiB: 128 },
+} as const;
+
+/** The gateway's share: nginx needs little. */
+export const GATEWAY_RESOURCES = {
+  limits: { cpus: 1, memoryMiB: 256 },
+  reservations: { cpus: 0.05, memoryMiB: 32 },
+} as const;
+
+/** Kubernetes: the CPU request (what the autoscaler's utilisation is measured against). */
+export const POD_CPU_REQUEST = '250m';
+
+/** Average CPU use, in percent of the request, above which the autoscaler adds replicas. */
+export const CPU_TARGET_PERCENT = 80;
+
+/** The most replicas the autoscaler may run: four times the declared ones, at least 4. */
+export const maxReplicas = (fn: ResolvedFunction) => Math.max(4, fn.replicas * 4);
+
+/** Size of the writable /tmp every container gets (its root file system is read-only). */
+export const TMP_MIB = 64;
+
+/**
+ * nginx opens a connection per request to the replicas it resolves at request time (no upstream
+ * keepalive with run-time DNS before nginx 1.27.3): let it reuse TIME_WAIT ports, or a few
+ * hundred requests a second exhaust them within a minute.
+ */
+export const GATEWAY_SYSCTLS = { 'net.ipv4.tcp_tw_reuse': 1, 'net.ipv4.ip_local_port_range': '1024 65000' } as const;
+
+/** The label every function service carries, so tools can find a function's service. */
+export const FUNCTION_LABEL = 'org.modelfn.function';
+
+/** Where API keys come from in compose and swarm: a secret file beside the generated file. */
+export const secretFile = (secret: string) => `./secrets/${secret}`;
+
+/**
+ * The environment a function's container gets: its limits (so the function and the gateway
+ * agree), from the declaration or the built-in defaults, never from the builder's environment.
+ */
+export function functionEnvironment(fn: ResolvedFunction): Record<string, string> {
+  return {
+    MODELFN_BODY_LIMIT: String(fn.limits.bodySize),
+    MODELFN_TIMEOUT_MS: String(fn.limits.timeoutMs),
+    // Behind the gateway, its JSON access log is the line per request (with the same request
+    // id); a second line from the function cost 38% of a container's throughput, all of it in
+    // the engine's log pipeline (bench: 5.7k -> 3.5k requests/s). Errors are still logged.
+    MODELFN_ACCESS_LOG: 'false',
+  };
+}

@@ -1,0 +1,49 @@
+// The compose renderer alone: functions in, docker-compose.yml out.
+import { describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
+import { resolveDeclaration } from '../../runtime/function/define.ts';
+import { GENERATED_HEADER } from '../policy.ts';
+import { composeDocument, composeFile } from './compose.ts';
+
+const config = { bodyLimit: 1024 * 1024, timeoutMs: 30_000 };
+const declare = (folderName: string, declaration: object) => resolveDeclaration(declaration, { dir: `/nowhere/${folderName}`, folderName }, config);
+const functions = [
+  declare('alpha', { replicas: 3, limits: { bodySize: 2048, timeoutMs: 12_500 } }),
+  declare('locked', { auth: { apiKeys: 'locked-keys' } }),
+];
+
+describe('composeFile', () => {
+  const doc = parse(composeFile(functions)) as { services: Record<string, any>; secrets?: Record<string, any> };
+
+  it('starts with the generated-file header', () => {
+    expect(composeFile(functions).split('\n')[0]).toBe(GENERATED_HEADER);
+  });
+
+  it('gives each function its limits, replicas, grace period and a hardened container', () => {
+    const alpha = doc.services.alpha;
+    expect(alpha.environment).toEqual({ MODELFN_BODY_LIMIT: '2048', MODELFN_TIMEOUT_MS: '12500', MODELFN_ACCESS_LOG: 'false' });
+    expect(alpha.deploy).toEqual({ replicas: 3, resources: { limits: { cpus: '2', memory: '512M' } } });
+    expect(alpha.stop_grace_period).toBe('18s');
+    expect(alpha).toMatchObject({ user: '65532:65532', read_only: true, init: true, cap_drop: ['ALL'], security_opt: ['no-new-privileges:true'], expose: ['8080'] });
+    expect(alpha.healthcheck).toEqual({ test: ['CMD', '/usr/local/bin/node', '/app/healthcheck.mjs'], interval: '5s', timeout: '3s', retries: 3, start_period: '10s' });
+  });
+
+  it('names images by a tag read when the stack starts, or by the tag given', () => {
+    expect(doc.services.alpha.image).toBe('modelfn/alpha:${MODELFN_IMAGE_TAG:-latest}');
+    expect(doc.services.gateway.image).toBe('modelfn/gateway:${MODELFN_IMAGE_TAG:-latest}');
+    const tagged = composeDocument(functions, { tag: 'v3' }) as { services: Record<string, any> };
+    expect(tagged.services.alpha.image).toBe('modelfn/alpha:v3');
+  });
+
+  it('publishes the gateway on 127.0.0.1:8080 unless MODELFN_HOST/MODELFN_PORT say otherwise, once every function is healthy', () => {
+    expect(doc.services.gateway.ports).toEqual(['${MODELFN_HOST:-127.0.0.1}:${MODELFN_PORT:-8080}:8080']);
+    expect(doc.services.gateway.depends_on).toEqual({ alpha: { condition: 'service_healthy' }, locked: { condition: 'service_healthy' } });
+  });
+
+  it('hands API keys to the function that asks for them as a secret file', () => {
+    expect(doc.services.locked.secrets).toEqual(['locked-keys']);
+    expect(doc.services.alpha.secrets).toBeUndefined();
+    expect(doc.secrets).toEqual({ 'locked-keys': { file: './secrets/locked-keys' } });
+    expect((parse(composeFile([functions[0]])) as { secrets?: unknown }).secrets).toBeUndefined();
+  });
+});

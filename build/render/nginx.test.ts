@@ -1,0 +1,77 @@
+// The nginx renderer alone: functions and options in, nginx.conf text out.
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync, openSync, closeSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { resolveDeclaration } from '../../runtime/function/define.ts';
+import { TIMEOUT_GRACE_MS } from '../policy.ts';
+import { nginxConfig } from './nginx.ts';
+
+const config = { bodyLimit: 1024 * 1024, timeoutMs: 30_000 };
+const declare = (folderName: string, declaration: object) => resolveDeclaration(declaration, { dir: `/nowhere/${folderName}`, folderName }, config);
+const functions = [
+  declare('alpha', { limits: { bodySize: '2mb', timeoutMs: 4500 } }),
+  declare('beta-two', { prefix: '/b', rateLimit: { requestsPerSecond: 0.5, burst: 3 } }),
+];
+const scratch = mkdtempSync(join(tmpdir(), 'modelfn-nginx-'));
+afterAll(() => rmSync(scratch, { recursive: true, force: true }));
+
+/** `nginx -t` on a config; undefined when nginx is not installed outside CI. */
+function nginxTest(conf: string): { status: number | null; output: string } | undefined {
+  const nginx = ['/usr/sbin/nginx', '/usr/bin/nginx'].find(existsSync);
+  if (!nginx) {
+    if (process.env.CI === 'true') throw new Error('CI=true but nginx is not installed (.ci/run installs it)');
+    process.stdout.write('\n[skipped] nginx -t: nginx is not installed on this machine\n');
+    return undefined;
+  }
+  const file = join(scratch, `nginx-${Math.random().toString(36).slice(2)}.conf`);
+  writeFileSync(file, conf);
+  const log = `${file}.log`;
+  const fd = openSync(log, 'w');
+  const result = spawnSync(nginx, ['-t', '-p', scratch, '-c', file], { stdio: ['ignore', fd, fd] });
+  closeSync(fd);
+  return { status: result.status, output: readFileSync(log, 'utf8') };
+}
+
+describe('nginxConfig', () => {
+  it("sets each function's body limit and timeouts (its own plus the grace) on its locations", () => {
+    const conf = nginxConfig(functions, { mode: 'dns' });
+    const alpha = conf.slice(conf.indexOf('location ^~ /alpha/ {'));
+    expect(alpha).toMatch(/^[^}]*client_max_body_size 2097152;/);
+    expect(alpha).toMatch(new RegExp(`^[^}]*proxy_read_timeout ${Math.ceil((4500 + TIMEOUT_GRACE_MS) / 1000)}s;`));
+    expect(conf).toContain('location = /v2/models/beta-two {');
+  });
+
+  it('limits request rates per client with a zone per function, in requests per minute below one a second', () => {
+    const conf = nginxConfig(functions, { mode: 'dns' });
+    expect(conf).toContain('limit_req_zone $binary_remote_addr zone=modelfn_beta_two:10m rate=30r/m;');
+    expect(conf).toContain('limit_req zone=modelfn_beta_two burst=3 nodelay;');
+    expect(conf).not.toContain('zone=modelfn_alpha');
+  });
+
+  it('resolves replicas at request time in dns mode, for as long as the options say', () => {
+    const compose = nginxConfig(functions, { mode: 'dns' });
+    expect(compose).toContain('resolver 127.0.0.11 valid=5s ipv6=off;');
+    expect(compose).toContain('# Discovery: dns\n');
+    const other = nginxConfig(functions, { mode: 'dns', dnsValidSeconds: 1, discoveryNote: 'for a test', resolver: '10.0.0.2' });
+    expect(other).toContain('resolver 10.0.0.2 valid=1s ipv6=off;');
+    expect(other).toContain('# Discovery: dns, for a test\n');
+    expect(other).toContain('set $modelfn_upstream alpha;');
+  });
+
+  it('keeps a keepalive pool per function in vip mode, and no resolver', () => {
+    const conf = nginxConfig(functions, { mode: 'vip', functionPort: 9000, serviceHost: (fn) => `${fn.name}.svc` });
+    expect(conf).toContain('upstream modelfn_beta_two {\n        server beta-two.svc:9000 max_fails=0;\n        keepalive 32;');
+    expect(conf).toContain('proxy_pass http://modelfn_alpha;');
+    expect(conf).not.toContain('resolver ');
+  });
+
+  it('renders configs nginx accepts, in both modes', () => {
+    for (const conf of [nginxConfig(functions, { mode: 'dns', resolver: '127.0.0.1' }), nginxConfig(functions, { mode: 'vip', serviceHost: () => '127.0.0.1' })]) {
+      const result = nginxTest(conf);
+      if (!result) return;
+      expect(result.status, result.output).toBe(0);
+    }
+  });
+});

@@ -1,0 +1,48 @@
+// The swarm renderer alone: functions in, the stack file and its gateway config out.
+import { describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
+import { resolveDeclaration } from '../../runtime/function/define.ts';
+import { FUNCTION_LABEL } from '../policy.ts';
+import { nginxConfig } from './nginx.ts';
+import { stackDocument, stackFile, swarmGatewayConfig } from './swarm.ts';
+
+const config = { bodyLimit: 1024 * 1024, timeoutMs: 30_000 };
+const declare = (folderName: string, declaration: object) => resolveDeclaration(declaration, { dir: `/nowhere/${folderName}`, folderName }, config);
+const functions = [declare('alpha', { replicas: 2, limits: { timeoutMs: 61_000 } }), declare('beta', {})];
+
+describe('swarmGatewayConfig', () => {
+  it("is compose's dns config rendered with Swarm's one-second DNS answers, nothing else changed", () => {
+    const swarm = swarmGatewayConfig(functions);
+    const compose = nginxConfig(functions, { mode: 'dns' });
+    expect(swarm).toContain('resolver 127.0.0.11 valid=1s ipv6=off;');
+    expect(swarm).toContain('# Discovery: dns, answers kept 1 s (Docker Swarm)\n');
+    const differing = swarm.split('\n').filter((line, i) => line !== compose.split('\n')[i]);
+    expect(differing).toEqual(['# Discovery: dns, answers kept 1 s (Docker Swarm)', '    resolver 127.0.0.11 valid=1s ipv6=off;']);
+  });
+});
+
+describe('stackFile', () => {
+  const doc = parse(stackFile(functions)) as { services: Record<string, any>; configs: Record<string, any> };
+
+  it('resolves function services to their tasks (dnsrr), labelled, rolled one at a time start-first', () => {
+    const alpha = doc.services.alpha;
+    expect(alpha.deploy).toMatchObject({ replicas: 2, endpoint_mode: 'dnsrr', labels: { [FUNCTION_LABEL]: 'alpha' } });
+    expect(alpha.deploy.update_config).toMatchObject({ parallelism: 1, order: 'start-first', failure_action: 'rollback' });
+    expect(alpha.deploy.resources).toEqual({ limits: { cpus: '2', memory: '512M' }, reservations: { cpus: '0.1', memory: '128M' } });
+    expect(alpha.stop_grace_period).toBe('66s');
+    expect(alpha.image).toBe('modelfn/alpha:${MODELFN_IMAGE_TAG:-latest}');
+  });
+
+  it("mounts the gateway config under a name that changes with the config's content", () => {
+    const [name] = Object.keys(doc.configs);
+    expect(name).toMatch(/^gateway-nginx-[0-9a-f]{12}$/);
+    expect(doc.services.gateway.configs).toEqual([{ source: name, target: '/etc/nginx/nginx.conf' }]);
+    const other = stackDocument([...functions, declare('gamma', {})]) as { configs: Record<string, unknown> };
+    expect(Object.keys(other.configs)[0]).not.toBe(name);
+    expect(Object.keys((stackDocument(functions) as { configs: Record<string, unknown> }).configs)[0]).toBe(name);
+  });
+
+  it('publishes the gateway in host mode on MODELFN_PORT', () => {
+    expect(doc.services.gateway.ports).toEqual([{ target: 8080, published: '${MODELFN_PORT:-8080}', protocol: 'tcp', mode: 'host' }]);
+  });
+});
