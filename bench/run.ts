@@ -220,7 +220,7 @@ async function flaskStack(): Promise<void> {
 async function embedded(functionsDir: string): Promise<void> {
   log('\nmodelfn embedded (npm start: one process, every function)');
   const port = await freePort();
-  const server = start(join(ROOT, 'node_modules/.bin/tsx'), [join(ROOT, 'cli/commands/start.ts'), '--functions', functionsDir, '--port', String(port)], {
+  const server = start(process.execPath, [join(ROOT, 'bin/modelfn.mjs'), 'start', '--functions', functionsDir, '--port', String(port)], {
     MODELFN_ACCESS_LOG: 'false',
   });
   const base = `http://127.0.0.1:${port}`;
@@ -389,7 +389,7 @@ async function report(limits: Record<string, LimitResult>, profileRows: string[]
     `npm run bench${QUICK ? ' -- --quick' : ''}`,
     `# load: wrk -t1 -c{1,16,64} -d${SECONDS}s --latency -s <body.lua> <url>`,
     '# classic stack: gunicorn -w <cores> bench/flask/app.py behind nginx (bench/flask/nginx.conf)',
-    '# modelfn embedded: tsx cli/commands/start.ts --functions <iris, mlp, mlp-nobatch>',
+    '# modelfn embedded: modelfn start --functions <iris, mlp, mlp-nobatch>',
     '# modelfn compose: npm run build -- --images; docker compose up (gateway nginx + one container per function)',
     '```',
     '',

@@ -1,18 +1,11 @@
 /**
- * What every subcommand shares: its shape, argument parsing with node:util parseArgs, and the
- * two kinds of failure (exit 1 and exit 2), each reported in one line.
+ * What every subcommand shares: its shape and argument parsing with node:util parseArgs. The
+ * failures and their exit codes are cli/errors.ts's.
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { UsageError } from './errors.ts';
 
-/** A wrong invocation: exit code 2. */
-export class UsageError extends Error {
-  override name = 'UsageError';
-}
-
-/** The command was understood but could not be done: exit code 1. */
-export class CliError extends Error {
-  override name = 'CliError';
-}
+export { CliError, UsageError } from './errors.ts';
 
 export interface Command {
   name: string;

@@ -1,27 +1,34 @@
 /**
- * The `modelfn` command (bin/modelfn.mjs runs it): scaffold, list and call functions, and run
- * the project, locally or with Docker Compose.
+ * The `modelfn` command, the project's one entry point (bin/modelfn.mjs runs it; the npm scripts
+ * are aliases of its commands): serve functions from source, build and run them with Docker,
+ * scaffold, list and call them.
  *
  *   modelfn new hello --model ~/model.onnx
+ *   modelfn start
  *   modelfn invoke iris '{"instances": [[5.1, 3.5, 1.4, 0.2]]}'
  *
- * Exit codes: 0 success, 1 failure, 2 usage error; failures are reported in one line.
+ * Exit codes and messages: cli/errors.ts (0 success, 1 failure, 2 usage error).
  */
 import { VERSION } from '../runtime/core/version.ts';
-import { CliError, UsageError, type Command } from './args.ts';
+import { UsageError, type Command } from './args.ts';
+import { build } from './commands/build.ts';
 import { invoke } from './commands/invoke.ts';
 import { list } from './commands/list.ts';
 import { create } from './commands/new.ts';
-import { build, down, logs, start, up } from './commands/stack.ts';
+import { serve } from './commands/serve.ts';
+import { down, logs, up } from './commands/stack.ts';
+import { dev, start } from './commands/start.ts';
+import { deploy, undeploy } from './commands/swarm.ts';
+import { reportFailure } from './errors.ts';
 
-const COMMANDS: Command[] = [create, list, start, invoke, build, up, down, logs];
+const COMMANDS: Command[] = [create, list, start, dev, serve, invoke, build, up, down, logs, deploy, undeploy];
 
 const HELP = `modelfn ${VERSION}: ONNX models as functions speaking the Open Inference Protocol
 
 usage: modelfn <command> [options]   (modelfn <command> --help for its options)
 
 commands:
-${COMMANDS.map((c) => `  ${c.name.padEnd(8)} ${c.summary}`).join('\n')}
+${COMMANDS.map((c) => `  ${c.name.padEnd(9)} ${c.summary}`).join('\n')}
 
 example:
   modelfn new hello && modelfn start
@@ -43,18 +50,7 @@ async function main(argv: string[]): Promise<number> {
     if (!command) throw new UsageError(`unknown command '${name}'; commands: ${COMMANDS.map((c) => c.name).join(', ')}`);
     return await command.run(args);
   } catch (err) {
-    const where = command ? `modelfn ${command.name}` : 'modelfn';
-    if (err instanceof UsageError) {
-      process.stderr.write(`${where}: ${err.message} (see ${where} --help)\n`);
-      return 2;
-    }
-    if (err instanceof CliError) {
-      process.stderr.write(`${where}: ${err.message}\n`);
-      return 1;
-    }
-    // A bug, not a user's mistake: keep the stack for the report.
-    process.stderr.write(`${where}: unexpected error: ${(err as Error)?.stack ?? err}\n`);
-    return 1;
+    return reportFailure(err, command ? `modelfn ${command.name}` : 'modelfn');
   }
 }
 

@@ -75,7 +75,7 @@ export function testFile(input: ScaffoldInput): string {
  * (runtime/testing/conformance.test.ts); test your own routes and the answers you expect here.
  */
 import { describe, expect, it } from 'vitest';
-import { exampleRequest, openFunctionDir, postJson } from '${input.runtime}/testing/index.ts';
+import { exampleRequest, openFunctionDir, postJson } from 'modelfn/testing';
 
 describe('${input.name}', () => {
   it('serves its model with these inputs and outputs', async () => {

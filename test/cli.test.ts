@@ -36,13 +36,25 @@ function oneLine(result: Run, command: string): string {
   return lines[0];
 }
 
+/** Every command; each npm script is an alias of one of them. */
+const COMMANDS = ['new', 'list', 'start', 'dev', 'serve', 'invoke', 'build', 'up', 'down', 'logs', 'deploy', 'undeploy'];
+
 describe('modelfn: help, exit codes and messages', () => {
+  it('is what `npx modelfn` runs, and the npm scripts are aliases of its commands', async () => {
+    const npx = await run('npx', ['modelfn', '--help']);
+    expect(npx.code, npx.stderr).toBe(0);
+    for (const name of COMMANDS) expect(npx.stdout).toMatch(new RegExp(`^  ${name} `, 'm'));
+    const { scripts } = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> };
+    const aliases = { serve: 'serve', start: 'start', dev: 'dev', build: 'build', up: 'up', down: 'down', logs: 'logs', 'deploy:swarm': 'deploy', 'undeploy:swarm': 'undeploy' };
+    for (const [script, command] of Object.entries(aliases)) expect(scripts[script]).toBe(`node bin/modelfn.mjs ${command}`);
+  });
+
   it('prints its help with every command, and each command its own', async () => {
     const help = await modelfn(['--help']);
     expect(help.code).toBe(0);
-    for (const name of ['new', 'invoke', 'list', 'start', 'build', 'up', 'down', 'logs']) expect(help.stdout).toMatch(new RegExp(`^  ${name} `, 'm'));
-    const helps = await Promise.all(['new', 'invoke', 'list', 'start', 'build', 'up', 'down', 'logs'].map((name) => modelfn([name, '--help'])));
-    for (const [i, name] of ['new', 'invoke', 'list', 'start', 'build', 'up', 'down', 'logs'].entries()) {
+    for (const name of COMMANDS) expect(help.stdout).toMatch(new RegExp(`^  ${name} `, 'm'));
+    const helps = await Promise.all(COMMANDS.map((name) => modelfn([name, '--help'])));
+    for (const [i, name] of COMMANDS.entries()) {
       expect(helps[i].code, name).toBe(0);
       expect(helps[i].stdout.startsWith(`usage: modelfn ${name}`)).toBe(true);
       expect(helps[i].stderr).toBe('');
@@ -57,7 +69,7 @@ describe('modelfn: help, exit codes and messages', () => {
       modelfn(['invoke']),
     ]);
     for (const result of [unknown, option, extra, missing]) expect(result.code).toBe(2);
-    expect(oneLine(unknown, 'modelfn')).toBe("modelfn: unknown command 'serve-everything'; commands: new, list, start, invoke, build, up, down, logs (see modelfn --help)");
+    expect(oneLine(unknown, 'modelfn')).toBe("modelfn: unknown command 'serve-everything'; commands: new, list, start, dev, serve, invoke, build, up, down, logs, deploy, undeploy (see modelfn --help)");
     expect(oneLine(option, 'modelfn list')).toBe("modelfn list: Unknown option '--colour' (see modelfn list --help)");
     expect(oneLine(extra, 'modelfn list')).toBe("modelfn list: unexpected argument 'iris' (see modelfn list --help)");
     expect(oneLine(missing, 'modelfn invoke')).toBe('modelfn invoke: missing argument (see modelfn invoke --help)');
@@ -106,6 +118,22 @@ describe('modelfn build', () => {
 });
 
 describe('modelfn start', () => {
+  it('refuses functions whose names or prefixes collide, naming every problem, and exits 1', async () => {
+    const dir = join(scratch, 'collide');
+    for (const name of ['alpha', 'beta', 'gamma']) cpSync(join(ROOT, 'functions/iris/model.onnx'), join(dir, name, 'model.onnx'));
+    writeFileSync(join(dir, 'alpha/function.ts'), "export default { prefix: '/shared' };\n");
+    writeFileSync(join(dir, 'beta/function.ts'), "export default { prefix: '/shared' };\n");
+    writeFileSync(join(dir, 'gamma/function.ts'), "export default { prefix: '/docs/gamma' };\n");
+    const result = await modelfn(['start', '--functions', dir, '--port', '0']);
+    expect(result.code, result.stderr).toBe(1);
+    const lines = result.stderr.trimEnd().split('\n');
+    expect(lines[0]).toBe('modelfn start: 2 problems:');
+    expect(lines[1]).toMatch(/^  - .*beta\/function.ts: prefix '\/shared' is also the prefix of .*alpha\/function.ts$/);
+    expect(lines[2]).toMatch(/^  - .*gamma\/function.ts: prefix '\/docs\/gamma' is reserved for the gateway \(\/docs\)$/);
+    expect(result.stderr).not.toContain('serving');
+  });
+
+
   it('serves every function on one port, naming the one that fails to load, which answers 503 JSON', async () => {
     const dir = join(scratch, 'start');
     cpSync(join(ROOT, 'functions/iris/model.onnx'), join(dir, 'good/model.onnx'));

@@ -1,9 +1,9 @@
 /**
- * `npm run up` / `npm run down` / `npm run logs` (and `modelfn up|down|logs`): the whole stack
- * with one command.
+ * The compose stack with one command each, for `modelfn up|down|logs` (npm run up / down / logs):
+ * up builds everything then starts the stack and waits, down removes it, logs prints its logs.
  */
 import { spawn } from 'node:child_process';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { runBuild } from '../build.ts';
 import { discoverFunctions } from '../functions.ts';
 import { compose, composeRun, projectName, stackDown, stackUp } from './compose.ts';
@@ -25,7 +25,7 @@ export async function runStack(command: StackCommand, options: RunStackOptions):
   if (command === 'up') {
     const code = await runBuild({ functionsDir: join(root, 'functions'), outDir: join(root, 'dist'), root, images: true, check: false, log });
     if (code !== 0) return code;
-    const { functions } = await discoverFunctions(join(root, 'functions'), readConfig());
+    const { functions } = await discoverFunctions(join(root, 'functions'), readConfig({}));
     log('\nstarting the stack...');
     const url = await stackUp({ root }, functions.map((f) => f.name));
     log(`modelfn is up at ${url}/ (${functions.map((f) => `${url}${f.prefix}/`).join(', ')})`);
@@ -40,19 +40,4 @@ export async function runStack(command: StackCommand, options: RunStackOptions):
     process.stdout.write(await composeRun({ root }, ['logs', '--no-color', '--tail', '200']));
   }
   return 0;
-}
-
-const isMain = process.argv[1] && resolve(process.argv[1]) === resolve(import.meta.filename);
-if (isMain) {
-  const command = process.argv[2];
-  if (command !== 'up' && command !== 'down' && command !== 'logs') {
-    process.stderr.write('usage: tsx build/docker/stack.ts up|down|logs\n');
-    process.exit(2);
-  }
-  try {
-    process.exitCode = await runStack(command, { root: process.cwd(), log: (line) => process.stdout.write(`${line}\n`) });
-  } catch (err) {
-    process.stderr.write(`modelfn ${command}: ${(err as Error).message}\n`);
-    process.exit(1);
-  }
 }

@@ -3,6 +3,9 @@
  * wait until it serves, list what is left of it, remove it. The files come from
  * build/render/swarm.ts; `modelfn deploy` / `modelfn undeploy` and the tests use these.
  */
+import { readConfig } from '../../runtime/core/config.ts';
+import { runBuild } from '../build.ts';
+import { discoverFunctions } from '../functions.ts';
 import { FILES } from '../policy.ts';
 import { waitFor } from './compose.ts';
 import { run } from './images.ts';
@@ -105,4 +108,39 @@ export async function removeStack(stack: Pick<SwarmStack, 'name'>, timeoutMs = 1
     }
     return left.length === 0 || left.join(', ');
   }, timeoutMs);
+}
+
+async function requireManager(): Promise<void> {
+  const { state, manager } = await swarmState();
+  if (state !== 'active' || !manager) {
+    throw new Error(`this Docker engine is not a swarm manager (swarm: ${state}). Run \`docker swarm init\` first `
+      + '(one machine: `docker swarm init --advertise-addr 127.0.0.1`), or point DOCKER_HOST at a manager');
+  }
+}
+
+/**
+ * `modelfn deploy`: bundles and images, `docker stack deploy`, then waits until every service runs
+ * its replicas and every function answers through the gateway. Resolves to the exit code.
+ */
+export async function deploySwarm(root: string, log: (line: string) => void, env: NodeJS.ProcessEnv = process.env): Promise<number> {
+  const stack = { name: stackName(env), root };
+  await requireManager();
+  const code = await runBuild({ functionsDir: `${root}/functions`, outDir: `${root}/dist`, root, images: true, check: false, log });
+  if (code !== 0) return code;
+  const { functions } = await discoverFunctions(`${root}/functions`, readConfig({}));
+  log(`\ndeploying stack ${stack.name}...`);
+  log((await deployStack(stack)).trimEnd());
+  const url = await waitForStack(stack, functions.map((f) => f.name));
+  log(await run('docker', ['stack', 'services', stack.name]));
+  log(`modelfn is up on Docker Swarm at ${url}/ (published on every interface of the node: Swarm cannot bind one address)`);
+  return 0;
+}
+
+/** `modelfn undeploy`: `docker stack rm`, then waits until nothing of the stack is left. */
+export async function undeploySwarm(root: string, log: (line: string) => void, env: NodeJS.ProcessEnv = process.env): Promise<number> {
+  const stack = { name: stackName(env), root };
+  await requireManager();
+  await removeStack(stack);
+  log(`stack ${stack.name} removed: services, containers, networks and configs`);
+  return 0;
 }

@@ -1,58 +1,41 @@
 /**
- * `npm run serve -- <function-dir> [--port N] [--host H]`: serves one function from source.
+ * `modelfn serve <function-dir>` (npm run serve): one function from source, served exactly as its
+ * container serves it: its routes at the root, MODELFN_WORKERS processes, drained on SIGTERM.
  */
-import { parseArgs } from 'node:util';
-import { ConfigError, SETTINGS, readConfig } from '../../runtime/core/config.ts';
-import { DeclarationError } from '../../runtime/function/define.ts';
-import { loadFunctionDir } from '../../runtime/function/discover.ts';
-import { createLogger } from '../../runtime/core/log.ts';
-import { ModelLoadError } from '../../runtime/engine/model.ts';
-import { exitOnSignals, startFunction } from '../../runtime/serve/server.ts';
-import { serveWithWorkers } from '../../runtime/serve/workers.ts';
+import { parse, UsageError, type Command } from '../args.ts';
+import { listenEnv, settingsHelp } from '../settings.ts';
 
-const USAGE = `usage: npm run serve -- <function-dir> [--port N] [--host ADDRESS]
+export const serve: Command = {
+  name: 'serve',
+  summary: 'serve one function from its folder, as its container does (npm run serve)',
+  get help() {
+    return `usage: modelfn serve <function-dir> [--port N] [--host ADDRESS]
 
-Serves one function (a folder holding a model and, optionally, function.ts).
+Serves one function (a folder holding a model and, optionally, function.ts) at the root of
+PORT (default 8080), as its container does.
 
-Settings (environment variables):
-${SETTINGS.map((s) => `  ${s.env.padEnd(28)} ${s.default.padEnd(10)} ${s.description}`).join('\n')}
-`;
-
-function fail(message: string, code: number): never {
-  process.stderr.write(`modelfn: ${message}\n`);
-  process.exit(code);
-}
-
-async function main(): Promise<void> {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      allowPositionals: true,
-      options: { port: { type: 'string', short: 'p' }, host: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
-    });
-  } catch (err) {
-    fail(`${(err as Error).message}\n${USAGE}`, 2);
-  }
-  if (parsed.values.help) {
-    process.stdout.write(USAGE);
-    return;
-  }
-  if (parsed.positionals.length !== 1) fail(`expected one function folder\n${USAGE}`, 2);
-  const env = { ...process.env };
-  if (parsed.values.port !== undefined) env.PORT = parsed.values.port;
-  if (parsed.values.host !== undefined) env.MODELFN_HOST = parsed.values.host;
-  try {
-    const config = readConfig(env);
+${settingsHelp()}`;
+  },
+  async run(args) {
+    const parsed = parse(this, args, { port: { type: 'string', short: 'p' }, host: { type: 'string' } }, [0, 1]);
+    if (!parsed) return 0;
+    if (parsed.positionals.length !== 1) throw new UsageError('expected one function folder');
+    // The runtime loads only now: --help and usage errors stay fast.
+    const { readConfig } = await import('../../runtime/core/config.ts');
+    const { createLogger } = await import('../../runtime/core/log.ts');
+    const { loadFunctionDir } = await import('../../runtime/function/discover.ts');
+    const { assertValidFunctionSet } = await import('../../runtime/function/validate.ts');
+    const { exitOnSignals, startFunction } = await import('../../runtime/serve/server.ts');
+    const { serveWithWorkers } = await import('../../runtime/serve/workers.ts');
+    const config = readConfig(listenEnv(parsed.values));
     const logger = createLogger(config.logLevel);
     const fn = await loadFunctionDir(parsed.positionals[0], config);
+    assertValidFunctionSet([fn]);
     await serveWithWorkers(config.workers, async () => {
       const running = await startFunction(fn, config, logger);
       exitOnSignals(running, logger);
     }, logger);
-  } catch (err) {
-    if (err instanceof ConfigError || err instanceof DeclarationError || err instanceof ModelLoadError) fail(err.message, 1);
-    throw err;
-  }
-}
-
-await main();
+    // Serving: the process ends on a signal (exitOnSignals, or the workers' primary).
+    return new Promise<number>(() => {});
+  },
+};

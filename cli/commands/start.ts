@@ -1,69 +1,74 @@
 /**
- * `npm start` / `npm run dev`: every function in one process on one port, routed as the nginx
- * gateway routes them. `--watch` (npm run dev) reloads a function when its files change.
+ * `modelfn start` (npm start) and `modelfn dev` (npm run dev): every function in one process on
+ * one port, routed as the nginx gateway routes them; `dev` reloads a function when its files change.
  */
-import { parseArgs } from 'node:util';
-import { ConfigError, SETTINGS, readConfig } from '../../runtime/core/config.ts';
-import { startEmbedded } from '../../runtime/gateway/embedded.ts';
-import { createLogger } from '../../runtime/core/log.ts';
+import { resolve } from 'node:path';
+import { CliError, parse, type Command } from '../args.ts';
+import { listenEnv, settingsHelp } from '../settings.ts';
 
-const USAGE = `usage: npm start -- [--functions DIR] [--port N] [--host ADDRESS] [--watch]
-
-Serves every function in DIR (default: functions) on one port (default: PORT or 8080), with the
-gateway's routes: /<prefix>/..., /v2/models/<name>/..., /v2/health/live|ready, GET /.
-
-Settings (environment variables):
-${SETTINGS.map((s) => `  ${s.env.padEnd(28)} ${s.default.padEnd(10)} ${s.description}`).join('\n')}
-`;
-
-function fail(message: string, code: number): never {
-  process.stderr.write(`modelfn: ${message}\n`);
-  process.exit(code);
-}
-
-let parsed;
-try {
-  parsed = parseArgs({
-    options: {
-      functions: { type: 'string', default: 'functions' },
-      port: { type: 'string', short: 'p' },
-      host: { type: 'string' },
-      watch: { type: 'boolean', default: false },
-      help: { type: 'boolean', short: 'h' },
-    },
-  });
-} catch (err) {
-  fail(`${(err as Error).message}\n${USAGE}`, 2);
-}
-if (parsed.values.help) {
-  process.stdout.write(USAGE);
-  process.exit(0);
-}
-const env = { ...process.env };
-if (parsed.values.port !== undefined) env.PORT = parsed.values.port;
-if (parsed.values.host !== undefined) env.MODELFN_HOST = parsed.values.host;
-let config;
-try {
-  config = readConfig(env);
-} catch (err) {
-  if (err instanceof ConfigError) fail(err.message, 1);
-  throw err;
-}
-const logger = createLogger(config.logLevel);
-try {
-  const server = await startEmbedded({ functionsDir: parsed.values.functions!, config, logger, watch: parsed.values.watch });
+async function startAll(values: Record<string, string | boolean | undefined>, watch: boolean): Promise<number> {
+  const { readConfig } = await import('../../runtime/core/config.ts');
+  const { createLogger } = await import('../../runtime/core/log.ts');
+  const { startEmbedded } = await import('../../runtime/gateway/embedded.ts');
+  const config = readConfig(listenEnv(values));
+  const logger = createLogger(config.logLevel);
+  let server;
+  try {
+    server = await startEmbedded({ functionsDir: resolve(String(values.functions ?? 'functions')), config, logger, watch });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EADDRINUSE') throw new CliError(`port ${config.port} is in use: choose another with --port or PORT`);
+    throw err;
+  }
   for (const slot of server.slots()) {
     if (slot.failure) process.stderr.write(`modelfn: ${slot.fn.name} failed to load and answers 503: ${slot.failure}\n`);
   }
   process.stderr.write(`modelfn: serving ${server.slots().length} functions at ${server.url}/ (open it in a browser to try them)\n`);
-  const stop = (signal: string) => {
-    logger.log('info', 'signal received', { signal });
-    void server.shutdown().then(() => process.exit(0));
-  };
-  process.once('SIGTERM', stop);
-  process.once('SIGINT', stop);
-} catch (err) {
-  const e = err as NodeJS.ErrnoException;
-  if (e.code === 'EADDRINUSE') fail(`port ${config.port} is in use: choose another with --port or PORT`, 1);
-  throw err;
+  return new Promise<number>((done) => {
+    const stop = (signal: string) => {
+      logger.log('info', 'signal received', { signal });
+      void server.shutdown().then(() => done(0));
+    };
+    process.once('SIGTERM', stop);
+    process.once('SIGINT', stop);
+  });
 }
+
+const OPTIONS = { functions: { type: 'string' }, port: { type: 'string', short: 'p' }, host: { type: 'string' } } as const;
+
+export const start: Command = {
+  name: 'start',
+  summary: 'serve every function on one port, without Docker (npm start)',
+  get help() {
+    return `usage: modelfn start [--functions DIR] [--port N] [--host ADDRESS] [--watch]
+
+The same as npm start: every function in DIR (default: functions) on one port (PORT, default
+8080), routed as the nginx gateway routes them: /<prefix>/..., /v2/models/<name>/...,
+/v2/health/live|ready, GET /. --watch reloads a function when its files change (modelfn dev).
+Open http://localhost:8080/ in a browser to try each function. Functions whose names or prefixes
+collide are refused, every problem named.
+
+${settingsHelp()}`;
+  },
+  async run(args) {
+    const parsed = parse(this, args, { ...OPTIONS, watch: { type: 'boolean' } }, [0, 0]);
+    if (!parsed) return 0;
+    return startAll(parsed.values, Boolean(parsed.values.watch));
+  },
+};
+
+export const dev: Command = {
+  name: 'dev',
+  summary: 'modelfn start, reloading a function when its files change (npm run dev)',
+  get help() {
+    return `usage: modelfn dev [--functions DIR] [--port N] [--host ADDRESS]
+
+The same as npm run dev: modelfn start --watch.
+
+${settingsHelp()}`;
+  },
+  async run(args) {
+    const parsed = parse(this, args, OPTIONS, [0, 0]);
+    if (!parsed) return 0;
+    return startAll(parsed.values, true);
+  },
+};

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { errorOf, openFunctionDir, postJson } from '../../runtime/testing/index.ts';
+import { errorOf, openFunctionDir, postJson } from 'modelfn/testing';
 
 const expected = JSON.parse(readFileSync(new URL('./expected.json', import.meta.url), 'utf8')) as {
   labels: string[];

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { errorOf, openFunctionDir } from '../../runtime/testing/index.ts';
+import { errorOf, openFunctionDir } from 'modelfn/testing';
 import { decodeWav, resample } from './wav.ts';
 
 const fixture = (name: string) => readFileSync(new URL(`./test/${name}`, import.meta.url));

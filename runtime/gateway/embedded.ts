@@ -13,6 +13,7 @@ import { createFunctionApp } from '../http/app.ts';
 import type { RuntimeConfig } from '../core/config.ts';
 import type { ResolvedFunction } from '../function/define.ts';
 import { listFunctionDirs, loadFunctionDir } from '../function/discover.ts';
+import { assertValidFunctionSet, functionSetProblems } from '../function/validate.ts';
 import { errorResponse } from '../http/errors.ts';
 import { GATEWAY_ERRORS, SERVER_METADATA, functionIndex, gatewayRoutes, matchRoute, unknownModel, type GatewayRoute } from './routes.ts';
 import { FunctionHost } from '../function/host.ts';
@@ -51,17 +52,25 @@ export interface EmbeddedServer {
   shutdown(): Promise<void>;
 }
 
-/** Loads one function folder; failures become a slot that answers 503. */
-async function loadSlot(dir: string, config: RuntimeConfig, logger: Logger, fresh: boolean): Promise<Slot> {
+/** A function folder read (declaration resolved), or why it could not be. */
+type Resolved = { dir: string; fn: ResolvedFunction; failure?: undefined } | { dir: string; fn: Slot['fn']; failure: string };
+
+/** Reads one function folder; a failure becomes a slot that answers 503. */
+async function resolveSlot(dir: string, config: RuntimeConfig, logger: Logger, fresh: boolean): Promise<Resolved> {
   const folder = basename(dir);
-  let fn: ResolvedFunction;
   try {
-    fn = await loadFunctionDir(dir, config, fresh);
+    return { dir, fn: await loadFunctionDir(dir, config, fresh) };
   } catch (err) {
     const failure = (err as Error).message;
     logger.log('error', 'function failed to load', { fn: folder, error: failure });
     return { dir, fn: { name: folder, prefix: `/${folder}`, replicas: 1 }, failure };
   }
+}
+
+/** Loads the model of a resolved function; failures become a slot that answers 503. */
+async function loadSlot(resolved: Resolved, config: RuntimeConfig, logger: Logger): Promise<Slot> {
+  if (resolved.failure !== undefined) return resolved;
+  const { dir, fn } = resolved;
   const host = new FunctionHost(fn);
   const metrics = createMetrics();
   const { app } = createFunctionApp(host, { config, logger, metrics, stripPrefix: fn.prefix });
@@ -85,8 +94,12 @@ async function loadSlot(dir: string, config: RuntimeConfig, logger: Logger, fres
 export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedServer> {
   const { config, logger } = options;
   const root = resolve(options.functionsDir);
-  let slots: Slot[] = [];
-  for (const dir of listFunctionDirs(root)) slots.push(await loadSlot(dir, config, logger, false));
+  const resolved: Resolved[] = [];
+  for (const dir of listFunctionDirs(root)) resolved.push(await resolveSlot(dir, config, logger, false));
+  // Colliding names or prefixes would silently hide a function: refuse to start, naming every problem.
+  assertValidFunctionSet(resolved.flatMap((r) => (r.failure === undefined ? [r.fn] : [])));
+  const slots: Slot[] = [];
+  for (const r of resolved) slots.push(await loadSlot(r, config, logger));
   let routes: GatewayRoute[] = [];
   let bySlot = new Map<string, Slot>();
   const reindex = () => {
@@ -125,7 +138,16 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedS
   const reload = async (dir: string) => {
     const index = slots.findIndex((s) => s.dir === dir);
     const old = index >= 0 ? slots[index] : undefined;
-    const next = await loadSlot(dir, config, logger, true);
+    let candidate = await resolveSlot(dir, config, logger, true);
+    if (candidate.failure === undefined) {
+      const others = slots.filter((s) => s.dir !== dir && s.host).map((s) => s.fn as ResolvedFunction);
+      const problems = functionSetProblems([...others, candidate.fn]);
+      if (problems.length) {
+        logger.log('error', 'function failed to load', { fn: candidate.fn.name, error: problems.join('; ') });
+        candidate = { dir, fn: candidate.fn, failure: problems.join('; ') };
+      }
+    }
+    const next = await loadSlot(candidate, config, logger);
     if (index >= 0) slots[index] = next;
     else slots.push(next);
     reindex();

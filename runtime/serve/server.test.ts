@@ -95,10 +95,9 @@ describe('several workers in one container (MODELFN_WORKERS)', () => {
         expect(res.status).toBe(200);
       }
       // Kill one worker outright: the primary starts another, and requests keep being answered.
-      // tsx runs node as its child: that node is the primary, and the workers are its children.
+      // The process started is the primary (node bin/modelfn.mjs serve), and the workers are its children.
       const children = (pid: number) => execFileSync('pgrep', ['-P', String(pid)], { encoding: 'utf8' }).trim().split('\n').map(Number);
-      const [primary] = children(server.child.pid!);
-      const workerPids = children(primary);
+      const workerPids = children(server.child.pid!);
       expect(workerPids.length).toBeGreaterThanOrEqual(2);
       process.kill(workerPids[0], 'SIGKILL');
       const again = Date.now() + 20_000;
@@ -127,14 +126,14 @@ describe('start-up failures exit non-zero with one line naming the file', () => 
   it('a missing function folder', async () => {
     const { code, stderr } = await runServe([join(scratch, 'nowhere')]);
     expect(code).toBe(1);
-    expect(stderr.trim()).toMatch(/^modelfn: .*nowhere: function folder not found$/);
+    expect(stderr.trim()).toMatch(/^modelfn serve: .*nowhere: function folder not found$/);
   });
 
   it('a missing model', async () => {
     const dir = functionDir('nomodel', { 'function.ts': 'export default {};\n' }, null);
     const { code, stderr } = await runServe([dir]);
     expect(code).toBe(1);
-    expect(stderr.trim()).toMatch(/^modelfn: .*nomodel\/model.onnx: model file not found$/);
+    expect(stderr.trim()).toMatch(/^modelfn serve: .*nomodel\/model.onnx: model file not found$/);
   });
 
   it('a corrupt model', async () => {
@@ -150,7 +149,7 @@ describe('start-up failures exit non-zero with one line naming the file', () => 
     const dir = functionDir('baddecl', { 'function.ts': "export default { replicas: 0, colour: 'red' };\n" });
     const { code, stderr } = await runServe([dir]);
     expect(code).toBe(1);
-    expect(stderr.trim()).toMatch(/^modelfn: .*baddecl\/function.ts: /);
+    expect(stderr.trim()).toMatch(/^modelfn serve: .*baddecl\/function.ts: /);
     expect(stderr.trim().split('\n')).toHaveLength(1);
   });
 
@@ -164,7 +163,14 @@ describe('start-up failures exit non-zero with one line naming the file', () => 
   it('a bad setting', async () => {
     const { code, stderr } = await runServe(['functions/iris', '--port', 'seventy']);
     expect(code).toBe(1);
-    expect(stderr.trim()).toBe('modelfn: PORT="seventy": expected an integer from 0 to 65535');
+    expect(stderr.trim()).toBe('modelfn serve: PORT="seventy": expected an integer from 0 to 65535');
+  });
+
+  it('a prefix the gateway keeps for itself: refused, as the build and modelfn start refuse it', async () => {
+    const dir = functionDir('reserved', { 'function.ts': "export default { prefix: '/v2/mine' };\n" });
+    const { code, stderr } = await runServe([dir]);
+    expect(code).toBe(1);
+    expect(stderr.trim().split('\n')).toEqual(['modelfn serve: 1 problem:', expect.stringMatching(/^  - .*reserved\/function.ts: prefix '\/v2\/mine' is reserved for the gateway \(\/v2\)$/)]);
   });
 
   it('a usage error exits 2', async () => {

@@ -1,12 +1,13 @@
 /**
- * Starting the real server process (`npm run serve`'s entry) on a free loopback port.
+ * Starting the real server process (`modelfn serve`, what `npm run serve` runs) on a free
+ * loopback port.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { resolve } from 'node:path';
 import { ROOT } from './helpers.ts';
 
-export const TSX = resolve(ROOT, 'node_modules/.bin/tsx');
-export const SERVE = resolve(ROOT, 'cli/commands/serve.ts');
+/** The `modelfn` command; `serve` is its command that serves one function. */
+export const MODELFN = resolve(ROOT, 'bin/modelfn.mjs');
 
 export interface ServerProcess {
   child: ChildProcess;
@@ -17,7 +18,7 @@ export interface ServerProcess {
 
 /** Runs `serve <dir> --port 0` and resolves once its "listening" line names the port. */
 export function startServerProcess(dir: string, env: Record<string, string> = {}): Promise<ServerProcess> {
-  const child = spawn(TSX, [SERVE, dir, '--port', '0', '--host', '127.0.0.1'], {
+  const child = spawn(process.execPath, [MODELFN, 'serve', dir, '--port', '0', '--host', '127.0.0.1'], {
     cwd: ROOT,
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -49,7 +50,7 @@ export function startServerProcess(dir: string, env: Record<string, string> = {}
 
 /** Runs the serve command to completion (for start-up failures). */
 export async function runServe(args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn(TSX, [SERVE, ...args], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [MODELFN, 'serve', ...args], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (d) => (stdout += d));
