@@ -21,7 +21,7 @@ function doubler(delayMs = 20) {
   return { calls, runner };
 }
 
-const options = { maxBatchSize: 8, maxDelayMs: 1000, maxQueue: 4, timeoutMs: 10_000 };
+const options = { maxBatchSize: 8, maxDelayMs: 5, maxQueue: 4, timeoutMs: 10_000 };
 
 describe('BatchQueue', () => {
   it('runs a lone request on an idle model at once, without waiting for the delay', async () => {
@@ -50,6 +50,23 @@ describe('BatchQueue', () => {
     });
   });
 
+  it("hands its own joined tensors to the runner to move, and a lone request's only if its caller gave them up", async () => {
+    const flags: [number, boolean][] = [];
+    const runner = async (feeds: Feeds, _outputs: readonly string[], transfer: boolean): Promise<Fetches> => {
+      flags.push([feeds.x.dims[0], transfer]);
+      await new Promise((r) => setTimeout(r, 20));
+      return { y: feeds.x };
+    };
+    const queue = new BatchQueue(runner, ['y'], { ...options, maxQueue: 10 });
+    const idle = () => new Promise((r) => setTimeout(r, 5));
+    await queue.run(rowsOf([[1, 1]]), undefined, false);
+    await idle();
+    await queue.run(rowsOf([[1, 1]]), undefined, true);
+    await idle();
+    await Promise.all([queue.run(rowsOf([[1, 1]])), queue.run(rowsOf([[2, 2]])), queue.run(rowsOf([[3, 3]]))]);
+    expect(flags).toEqual([[1, false], [1, true], [1, false], [2, true]]);
+  });
+
   it('refuses beyond the queue bound with 429 and Retry-After', async () => {
     const { runner } = doubler(50);
     const queue = new BatchQueue(runner, ['y'], { ...options, maxQueue: 2 });
@@ -76,6 +93,34 @@ describe('BatchQueue', () => {
     expect(settled[1].status).toBe('rejected');
     expect(((settled[1] as PromiseRejectedResult).reason as HttpError).status).toBe(504);
     expect(calls).toEqual([1]);
+  });
+
+  it('makes larger batches under load with a larger maxDelayMs, each request waiting at most that much longer', async () => {
+    // A steady stream: a request every 2 ms, runs of a fixed 8 ms whatever their size.
+    async function stream(maxDelayMs: number) {
+      const calls: number[] = [];
+      const runner = async (feeds: Feeds): Promise<Fetches> => {
+        calls.push(feeds.x.dims[0]);
+        await new Promise((r) => setTimeout(r, 8));
+        return { y: feeds.x };
+      };
+      const queue = new BatchQueue(runner, ['y'], { maxBatchSize: 64, maxDelayMs, maxQueue: 1000, timeoutMs: 10_000 });
+      const latencies: number[] = [];
+      const pending: Promise<unknown>[] = [];
+      for (let i = 0; i < 60; i++) {
+        const sent = performance.now();
+        pending.push(queue.run(rowsOf([[i, i]])).then(() => latencies.push(performance.now() - sent)));
+        await new Promise((r) => setTimeout(r, 2));
+      }
+      await Promise.all(pending);
+      return { meanBatch: calls.reduce((a, b) => a + b, 0) / calls.length, worst: Math.max(...latencies) };
+    }
+    const eager = await stream(0);
+    const patient = await stream(40);
+    expect(patient.meanBatch).toBeGreaterThan(eager.meanBatch * 1.5);
+    // Bounded: the delay, plus one run of its own and one it may have queued behind, plus timer slack.
+    expect(patient.worst).toBeLessThan(40 + 2 * 8 + 60);
+    expect(patient.worst).toBeLessThan(eager.worst + 40 + 60);
   });
 
   it('waits at most maxDelayMs for company when a second batch may run alongside', async () => {

@@ -2,11 +2,12 @@
  * Dynamic batching: requests for the same model that arrive close together are joined along
  * the batch dimension, run as one `session.run`, and split back per request.
  *
- * Scheduling is work-conserving: a lone request on an idle model runs at once, and the model
- * never sits idle while requests wait. While a batch runs, new requests queue; when it ends,
- * everything queued (up to `maxBatchSize` rows) runs as the next batch. With more than one
- * batch allowed in flight, a request waits at most `maxDelayMs` for company before taking a
- * free slot. The queue is bounded: beyond `maxQueue` requests the answer is 429.
+ * A lone request (it finds the model idle and nobody queued) runs at once. A request that finds
+ * others already there (a batch running, or requests queued) waits for companions: its group
+ * runs as soon as it fills `maxBatchSize` rows, or once its oldest request has waited
+ * `maxDelayMs`, whichever comes first (and a batch slot is free). A larger `maxDelayMs` makes
+ * larger batches under load for at most that much extra latency. The queue is bounded: beyond
+ * `maxQueue` requests the answer is 429.
  */
 import ort from 'onnxruntime-node';
 import type { NumericArray } from '../tensor/datatypes.ts';
@@ -29,13 +30,18 @@ export interface BatchObserver {
   queueDepth?(depth: number): void;
 }
 
-type Runner = (feeds: Feeds, outputNames: readonly string[]) => Promise<Fetches>;
+/** Runs one session call; `transfer` when the feeds may move to the inference thread. */
+type Runner = (feeds: Feeds, outputNames: readonly string[], transfer: boolean) => Promise<Fetches>;
 
 interface Pending {
   feeds: Feeds;
   rows: number;
   key: string;
   outputs: readonly string[];
+  /** The caller gave the feeds up (see Model.run). */
+  transfer: boolean;
+  /** It found the model idle and nobody queued: it never waits. */
+  lone: boolean;
   arrived: number;
   resolve(fetches: Fetches): void;
   reject(err: unknown): void;
@@ -102,19 +108,20 @@ export class BatchQueue {
   }
 
   /** Queues a request; resolves with its own slice of the batch's outputs. */
-  run(feeds: Feeds, outputNames?: readonly string[]): Promise<Fetches> {
+  run(feeds: Feeds, outputNames?: readonly string[], transfer = false): Promise<Fetches> {
     const names = Object.keys(feeds);
     const rows = names.length ? feeds[names[0]].dims[0] : 0;
     const outputs = outputNames ?? this.allOutputs;
     // Requests that cannot be joined (empty, or inputs disagreeing on rows) run on their own.
     if (!rows || names.some((n) => feeds[n].dims[0] !== rows) || rows >= this.options.maxBatchSize) {
-      return this.runner(feeds, outputs);
+      return this.runner(feeds, outputs, transfer);
     }
     if (this.queue.length >= this.options.maxQueue) {
       return Promise.reject(new HttpError(429, `model is overloaded: ${this.queue.length} requests are already queued; retry shortly`, { 'Retry-After': '1' }));
     }
     return new Promise((resolve, reject) => {
-      this.queue.push({ feeds, rows, key: innerKey(feeds, outputs), outputs, arrived: performance.now(), resolve, reject });
+      const lone = this.queue.length === 0 && this.inFlight === 0;
+      this.queue.push({ feeds, rows, key: innerKey(feeds, outputs), outputs, transfer, lone, arrived: performance.now(), resolve, reject });
       this.observer.queueDepth?.(this.queue.length);
       this.schedule();
     });
@@ -124,7 +131,7 @@ export class BatchQueue {
     while (this.queue.length && this.inFlight < this.maxInFlight) {
       const waited = performance.now() - this.queue[0].arrived;
       const rowsQueued = this.queue.reduce((n, p) => n + p.rows, 0);
-      const ready = this.inFlight === 0 || rowsQueued >= this.options.maxBatchSize || waited >= this.options.maxDelayMs;
+      const ready = this.queue[0].lone || rowsQueued >= this.options.maxBatchSize || waited >= this.options.maxDelayMs;
       if (!ready) {
         if (!this.timer) {
           this.timer = setTimeout(() => {
@@ -171,23 +178,24 @@ export class BatchQueue {
   private async execute(batch: Pending[], rows: number): Promise<void> {
     if (batch.length === 1) {
       const [only] = batch;
-      await this.runner(only.feeds, only.outputs).then(only.resolve, only.reject);
+      await this.runner(only.feeds, only.outputs, only.transfer).then(only.resolve, only.reject);
       return;
     }
     const feeds: Feeds = {};
     for (const name of Object.keys(batch[0].feeds)) feeds[name] = concat(batch.map((p) => p.feeds[name]));
     let fetches: Fetches;
     try {
-      fetches = await this.runner(feeds, batch[0].outputs);
+      // The joined tensors are the batch's own: they move to the inference thread.
+      fetches = await this.runner(feeds, batch[0].outputs, true);
     } catch {
       // One bad request must not fail its neighbours: run each on its own to find out.
-      await Promise.all(batch.map((p) => this.runner(p.feeds, p.outputs).then(p.resolve, p.reject)));
+      await Promise.all(batch.map((p) => this.runner(p.feeds, p.outputs, p.transfer).then(p.resolve, p.reject)));
       return;
     }
     const mismatched = batch[0].outputs.find((n) => fetches[n].dims[0] !== rows);
     if (mismatched) {
       // The output's first dimension is not the batch: answer each request on its own.
-      await Promise.all(batch.map((p) => this.runner(p.feeds, p.outputs).then(p.resolve, p.reject)));
+      await Promise.all(batch.map((p) => this.runner(p.feeds, p.outputs, p.transfer).then(p.resolve, p.reject)));
       return;
     }
     let start = 0;

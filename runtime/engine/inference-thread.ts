@@ -2,7 +2,9 @@
  * Inference on a thread of its own. onnxruntime-node runs a session synchronously on the
  * calling thread, so a long run on the main thread would stall every other request, health
  * checks and timeouts included. Here the session lives in a worker thread: the main thread only
- * parses, validates and answers, and tensors cross between the two by transfer, not by copy.
+ * parses, validates and answers. Tensors cross between the two by transfer, not by copy, whenever
+ * their owner gives them up (the runtime's decoded inputs and joined batches; every output).
+ * A thread that dies rejects its pending runs with InferenceThreadExit and says so through `onExit`.
  */
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 import ort from 'onnxruntime-node';
@@ -42,10 +44,8 @@ export interface ThreadInit {
 }
 
 /**
- * A tensor ready to cross threads, and whether its buffer may move rather than be copied.
- * A view into a larger buffer (a request body, Node's shared pool) is copied out first: moving
- * that buffer would take its other contents along. Tensors the caller still holds (a function's
- * own code may reuse an input tensor) are copied; the thread's outputs move.
+ * A tensor ready to cross threads. A view into a larger buffer (a request body, Node's shared
+ * pool) is copied out first: moving that buffer would take its other contents along.
  */
 function toWire(name: string, tensor: ort.Tensor): WireTensor {
   const data = tensor.data;
@@ -82,12 +82,24 @@ export async function serveInferenceThread(): Promise<void> {
     return;
   }
   port.postMessage({ kind: 'ready', inputs: [...session.inputMetadata], outputs: [...session.outputMetadata] } satisfies Reply);
-  port.on('message', async (job: Job | 'release') => {
+  // Runs under way: ending the thread on purpose waits for them (stopping inside onnxruntime's
+  // native code would abort the whole process); jobs that arrive meanwhile are left to fail.
+  let running = 0;
+  let exiting = false;
+  port.on('message', async (job: Job | 'release' | 'exit') => {
     if (job === 'release') {
       await session.release();
       port.close();
       return;
     }
+    // Ending the thread on purpose, as a crash would end it (tests, diagnostics).
+    if (job === 'exit') {
+      exiting = true;
+      if (running === 0) process.exit(1);
+      return;
+    }
+    if (exiting) return;
+    running++;
     try {
       const feeds: Feeds = {};
       for (const t of job.feeds) feeds[t.name] = fromWire(t);
@@ -96,6 +108,9 @@ export async function serveInferenceThread(): Promise<void> {
       port.postMessage({ kind: 'result', id: job.id, outputs } satisfies Reply, transferables(outputs));
     } catch (err) {
       port.postMessage({ kind: 'error', id: job.id, message: String((err as Error)?.message ?? err) } satisfies Reply);
+    } finally {
+      running--;
+      if (exiting && running === 0) process.exit(1);
     }
   });
 }
@@ -105,11 +120,32 @@ export class SessionCreateError extends Error {
   override name = 'SessionCreateError';
 }
 
+/** The inference thread ended while it should have been serving (a crash, an out-of-memory, ended). */
+export class InferenceThreadExit extends Error {
+  override name = 'InferenceThreadExit';
+}
+
 export interface ThreadSession {
   inputMetadata: readonly ort.InferenceSession.ValueMetadata[];
   outputMetadata: readonly ort.InferenceSession.ValueMetadata[];
-  run(feeds: Feeds, outputNames?: readonly string[]): Promise<Fetches>;
+  /**
+   * Runs the session on the thread. With `transfer`, the feeds' buffers move to the thread
+   * (the caller's tensors are left empty); without it they are copied, and stay the caller's.
+   */
+  run(feeds: Feeds, outputNames?: readonly string[], transfer?: boolean): Promise<Fetches>;
+  /** Frees the session and ends the thread, as planned. */
   release(): Promise<void>;
+  /**
+   * Ends the thread as a crash would (exit code 1), once the run it is executing, if any, is done:
+   * runs still waiting fail, `onExit` is told. (Stopping a thread inside onnxruntime's native
+   * code would abort the whole process.)
+   */
+  terminate(): Promise<void>;
+}
+
+export interface ThreadHooks {
+  /** Called once if the thread ends other than by `release`, with why. */
+  onExit?(reason: string): void;
 }
 
 /**
@@ -117,40 +153,55 @@ export interface ThreadSession {
  *
  * @example const session = await startInferenceThread(bytes, { graphOptimizationLevel: 'all' });
  */
-export function startInferenceThread(model: Uint8Array, options: ort.InferenceSession.SessionOptions): Promise<ThreadSession> {
+export function startInferenceThread(model: Uint8Array, options: ort.InferenceSession.SessionOptions, hooks: ThreadHooks = {}): Promise<ThreadSession> {
   const worker = new Worker(workerScript, { workerData: { modelfnInferenceThread: true, model, options } satisfies ThreadInit });
   const pending = new Map<number, { resolve(f: Fetches): void; reject(e: unknown): void }>();
   let next = 0;
   let dead: Error | undefined;
-  const failAll = (err: Error) => {
-    dead = err;
-    for (const p of pending.values()) p.reject(err);
+  let ready = false;
+  let releasing = false;
+  const failAll = (reason: string) => {
+    if (dead) return;
+    dead = new InferenceThreadExit(`the inference thread ${reason}`);
+    for (const p of pending.values()) p.reject(dead);
     pending.clear();
+    if (ready && !releasing) hooks.onExit?.(reason);
   };
   return new Promise((resolve, reject) => {
     worker.once('error', (err: Error) => {
       reject(err);
-      failAll(err);
+      failAll(`failed: ${String(err?.message ?? err).split('\n')[0]}`);
     });
-    worker.once('exit', (code) => failAll(new Error(`inference thread exited (${code})`)));
+    worker.once('exit', (code) => {
+      reject(new Error(`the inference thread exited (code ${code}) before it was ready`));
+      failAll(`exited (code ${code})`);
+    });
     worker.on('message', (reply: Reply) => {
       switch (reply.kind) {
         case 'ready':
+          ready = true;
           resolve({
             inputMetadata: reply.inputs,
             outputMetadata: reply.outputs,
-            run(feeds, outputNames) {
+            run(feeds, outputNames, transfer = false) {
               if (dead) return Promise.reject(dead);
               const id = next++;
               const wire = Object.entries(feeds).map(([name, t]) => toWire(name, t));
               return new Promise<Fetches>((done, fail) => {
                 pending.set(id, { resolve: done, reject: fail });
-                // Inputs are copied (structured clone), never moved: the caller may use them again.
-                worker.postMessage({ id, feeds: wire, outputs: outputNames } satisfies Job);
+                // Moved when the caller gives the tensors up; copied (structured clone) otherwise.
+                worker.postMessage({ id, feeds: wire, outputs: outputNames } satisfies Job, transfer ? transferables(wire) : []);
               });
             },
             async release() {
+              releasing = true;
+              if (dead) return;
               worker.postMessage('release');
+              await new Promise((done) => worker.once('exit', done));
+            },
+            async terminate() {
+              if (dead) return;
+              worker.postMessage('exit');
               await new Promise((done) => worker.once('exit', done));
             },
           });

@@ -1,12 +1,14 @@
 /**
- * Loading an ONNX model with onnxruntime and describing its inputs and outputs.
+ * Loading an ONNX model with onnxruntime and describing its inputs and outputs; running it on its
+ * inference thread, restarting that thread if it dies.
  */
 import { readFile } from 'node:fs/promises';
 import ort from 'onnxruntime-node';
 import { BatchQueue, canBatch, type BatchObserver, type BatchOptions } from './batch.ts';
 import { datatypeOfOrtType } from '../tensor/datatypes.ts';
 import type { Feeds, Fetches, TensorSpec } from '../tensor/types.ts';
-import { SessionCreateError, startInferenceThread } from './inference-thread.ts';
+import { HttpError } from '../core/errors.ts';
+import { InferenceThreadExit, SessionCreateError, startInferenceThread, type ThreadSession } from './inference-thread.ts';
 
 /** A loaded model: what functions and the protocol routes run inference with. */
 export interface Model {
@@ -17,13 +19,25 @@ export interface Model {
   /** Whether requests are joined into batches (asked for, and the model has a batch dimension). */
   readonly batching: boolean;
   /**
-   * Runs inference. `outputNames` limits the outputs computed (all by default).
+   * Runs inference. `outputNames` limits the outputs computed (all by default). With
+   * `{ transfer: true }` the feeds' buffers move to the inference thread instead of being copied:
+   * only for tensors nothing else will read again (the runtime's own decoded inputs).
    *
    * @example const { probabilities } = await model.run({ input: new ort.Tensor('float32', data, [1, 4]) });
    */
-  run(feeds: Feeds, outputNames?: readonly string[]): Promise<Fetches>;
+  run(feeds: Feeds, outputNames?: readonly string[], options?: RunOptions): Promise<Fetches>;
   /** Frees the session (and its thread). */
   release(): Promise<void>;
+  /** The inference thread, when inference runs on one. */
+  readonly thread?: {
+    /** Ends the thread abruptly, as a crash would (the model reports it and starts a new one). */
+    end(): Promise<void>;
+  };
+}
+
+export interface RunOptions {
+  /** The caller gives the feeds up: their buffers may move to the inference thread. */
+  transfer?: boolean;
 }
 
 /** A model file that is missing, unreadable, or not a model onnxruntime can serve. */
@@ -43,7 +57,14 @@ export interface LoadModelOptions {
   /** Dynamic batching, when enabled and the model has a batch dimension. */
   batching?: BatchOptions & { enabled: boolean };
   batchObserver?: BatchObserver;
+  /** The inference thread died: the model cannot run until it is back (`reason` says why). */
+  onUnavailable?(reason: string): void;
+  /** A new inference thread serves again. */
+  onAvailable?(): void;
 }
+
+/** Delay before restarting a dead inference thread, after `attempt` failed restarts. */
+const restartDelayMs = (attempt: number) => Math.min(5000, 100 * 2 ** attempt);
 
 function specOf(meta: ort.InferenceSession.ValueMetadata, path: string, role: string): TensorSpec {
   if (!meta.isTensor) throw new ModelLoadError(`${path}: ${role} '${meta.name}' is not a tensor (sequences and maps are not supported)`);
@@ -67,19 +88,49 @@ export async function loadModel(path: string, options: LoadModelOptions = {}): P
     const code = (err as NodeJS.ErrnoException).code;
     throw new ModelLoadError(code === 'ENOENT' ? `${path}: model file not found` : `${path}: cannot read the model (${code ?? String(err)})`);
   }
-  let session: Pick<ort.InferenceSession, 'inputMetadata' | 'outputMetadata' | 'release'> & { run(feeds: Feeds, names?: readonly string[]): Promise<Fetches> };
-  try {
-    // Kernel failures become 400s for the client; onnxruntime's own error lines would only duplicate them.
-    const sessionOptions: ort.InferenceSession.SessionOptions = { graphOptimizationLevel: 'all', logSeverityLevel: 4 };
-    if (!options.spinning) {
-      // onnxruntime's pool threads spin while waiting for work by default: on a small host that
-      // burns the cores Node and nginx need between requests.
-      sessionOptions.extra = { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } };
+  type Session = Pick<ThreadSession, 'inputMetadata' | 'outputMetadata' | 'release' | 'run'> & Partial<Pick<ThreadSession, 'terminate'>>;
+  let session: Session;
+  const useThread = options.thread ?? true;
+  // Set while the inference thread is dead and being restarted: why the model cannot run.
+  let unavailable: string | undefined;
+  let released = false;
+  // Kernel failures become 400s for the client; onnxruntime's own error lines would only duplicate them.
+  const sessionOptions: ort.InferenceSession.SessionOptions = { graphOptimizationLevel: 'all', logSeverityLevel: 4 };
+  if (!options.spinning) {
+    // onnxruntime's pool threads spin while waiting for work by default: on a small host that
+    // burns the cores Node and nginx need between requests.
+    sessionOptions.extra = { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } };
+  }
+  if (options.intraOpThreads) sessionOptions.intraOpNumThreads = options.intraOpThreads;
+  if (options.interOpThreads) sessionOptions.interOpNumThreads = options.interOpThreads;
+  // A restart reads the file again rather than keeping the model's bytes for the process's life.
+  const startThread = async (model?: Uint8Array): Promise<ThreadSession> =>
+    startInferenceThread(model ?? await readFile(path), sessionOptions, { onExit: (reason) => void restart(reason) });
+  // A dead thread: report the model unavailable at once, then start a new thread (with backoff
+  // while starting fails); the model serves again once one is ready.
+  const restart = async (reason: string) => {
+    for (let attempt = 0; !released; attempt++) {
+      unavailable = attempt === 0 ? `its inference thread ${reason}; restarting it` : `its inference thread ${reason} and could not be restarted yet (attempt ${attempt}); retrying`;
+      options.onUnavailable?.(unavailable);
+      if (attempt > 0) await new Promise((done) => setTimeout(done, restartDelayMs(attempt - 1)));
+      try {
+        const next = await startThread();
+        if (released) {
+          await next.release();
+          return;
+        }
+        session = next;
+        unavailable = undefined;
+        options.onAvailable?.();
+        return;
+      } catch {
+        // counted as an attempt; the loop says so and retries
+      }
     }
-    if (options.intraOpThreads) sessionOptions.intraOpNumThreads = options.intraOpThreads;
-    if (options.interOpThreads) sessionOptions.interOpNumThreads = options.interOpThreads;
-    if (options.thread ?? true) {
-      session = await startInferenceThread(bytes, sessionOptions);
+  };
+  try {
+    if (useThread) {
+      session = await startThread(bytes);
     } else {
       const direct = await ort.InferenceSession.create(bytes, sessionOptions);
       session = {
@@ -91,16 +142,24 @@ export async function loadModel(path: string, options: LoadModelOptions = {}): P
     }
   } catch (err) {
     const reason = String((err as Error)?.message ?? err).split('\n')[0];
-    const threadFailed = (options.thread ?? true) && !(err instanceof SessionCreateError);
+    const threadFailed = useThread && !(err instanceof SessionCreateError);
     throw new ModelLoadError(threadFailed ? `${path}: the inference thread failed to start: ${reason}` : `${path}: not a valid ONNX model (onnxruntime: ${reason})`);
   }
   const inputs = session.inputMetadata.map((m) => specOf(m, path, 'input'));
   const outputs = session.outputMetadata.map((m) => specOf(m, path, 'output'));
   const loadMs = performance.now() - started;
   const observe = options.observeInference;
-  const runSession = async (feeds: Feeds, outputNames?: readonly string[]): Promise<Fetches> => {
+  const runSession = async (feeds: Feeds, outputNames?: readonly string[], transfer = false): Promise<Fetches> => {
+    if (unavailable) throw new HttpError(503, `the model is unavailable: ${unavailable}`, { 'Retry-After': '1' });
     const t0 = performance.now();
-    const result = await session.run(feeds, outputNames);
+    let result: Fetches;
+    try {
+      result = await session.run(feeds, outputNames, transfer);
+    } catch (err) {
+      // Not the request's fault: the thread died under it. 503, and the restart is under way.
+      if (err instanceof InferenceThreadExit) throw new HttpError(503, `the model could not run this request: ${err.message}; it is being restarted, retry shortly`, { 'Retry-After': '1' });
+      throw err;
+    }
     observe?.((performance.now() - t0) / 1000);
     return result;
   };
@@ -109,11 +168,17 @@ export async function loadModel(path: string, options: LoadModelOptions = {}): P
     ? new BatchQueue(runSession, outputNames, options.batching, options.batchObserver)
     : undefined;
   return {
-    release: () => session.release(),
+    release: () => {
+      released = true;
+      return session.release();
+    },
     inputs,
     outputs,
     loadMs,
     batching: queue !== undefined,
-    run: queue ? (feeds, names) => queue.run(feeds, names) : runSession,
+    run: queue
+      ? (feeds, names, runOptions) => queue.run(feeds, names, runOptions?.transfer)
+      : (feeds, names, runOptions) => runSession(feeds, names, runOptions?.transfer),
+    ...(useThread ? { thread: { end: async () => session.terminate?.() } } : {}),
   };
 }

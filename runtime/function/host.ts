@@ -1,5 +1,6 @@
 /**
- * One function and the state of its model: loading, ready, failed or draining.
+ * One function and the state of its model: loading, ready, failed (to load), unavailable (its
+ * inference thread died and is being restarted) or draining.
  */
 import type { FunctionContext, ResolvedFunction } from './define.ts';
 import { HttpError } from '../core/errors.ts';
@@ -7,11 +8,11 @@ import type { Model } from '../engine/model.ts';
 import type { ModelSignature } from '../tensor/infer.ts';
 import type { TensorSpec } from '../tensor/types.ts';
 
-export type HostState = 'loading' | 'ready' | 'failed' | 'draining';
+export type HostState = 'loading' | 'ready' | 'failed' | 'unavailable' | 'draining';
 
 export class FunctionHost implements FunctionContext {
   state: HostState = 'loading';
-  /** Why the model failed to load, when it did. */
+  /** Why the model failed to load, or why it is unavailable. */
   failure?: string;
   private loaded?: Model;
   /** Inputs and outputs by name, computed once when the model loads. */
@@ -54,10 +55,25 @@ export class FunctionHost implements FunctionContext {
     this.failure = reason;
   }
 
+  /** The loaded model cannot run for now (its inference thread died): not ready, 503s, until setAvailable. */
+  setUnavailable(reason: string): void {
+    if (this.state !== 'ready' && this.state !== 'unavailable') return;
+    this.state = 'unavailable';
+    this.failure = reason;
+  }
+
+  /** The model runs again. */
+  setAvailable(): void {
+    if (this.state !== 'unavailable') return;
+    this.state = 'ready';
+    this.failure = undefined;
+  }
+
   notReadyReason(): string {
     switch (this.state) {
       case 'loading': return `model '${this.fn.name}' is still loading`;
       case 'failed': return `model '${this.fn.name}' failed to load: ${this.failure}`;
+      case 'unavailable': return `model '${this.fn.name}' is unavailable: ${this.failure}`;
       case 'draining': return 'server is shutting down';
       default: return `model '${this.fn.name}' is not ready`;
     }

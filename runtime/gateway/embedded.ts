@@ -75,7 +75,7 @@ async function loadSlot(resolved: Resolved, config: RuntimeConfig, logger: Logge
   const metrics = createMetrics();
   const { app } = createFunctionApp(host, { config, logger, metrics, stripPrefix: fn.prefix });
   try {
-    const model = await loadFunctionModel(host, config, metrics);
+    const model = await loadFunctionModel(host, config, metrics, logger);
     logger.log('info', 'function loaded', { fn: fn.name, prefix: fn.prefix, load_ms: Math.round(model.loadMs * 10) / 10 });
     return { dir, fn, app, host, model };
   } catch (err) {

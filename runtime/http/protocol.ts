@@ -4,7 +4,9 @@
 import type { Context, Hono } from 'hono';
 import { HttpError, clip } from '../core/errors.ts';
 import { errorResponse } from './errors.ts';
+import type { Model } from '../engine/model.ts';
 import type { FunctionHost } from '../function/host.ts';
+import type { Feeds, Fetches } from '../tensor/types.ts';
 import { HEADER_LENGTH, decodeInferRequest, encodeInferResponse } from '../tensor/infer.ts';
 
 /** The protocol extensions this server implements. */
@@ -108,12 +110,14 @@ export function modelRoutes(app: Hono, host: FunctionHost, options: ProtocolOpti
 }
 
 /**
- * Runs the model; a failure inside onnxruntime on a request that passed validation is the
- * input's fault (a value the graph refuses), so it is a 400 that says what onnxruntime said.
+ * Runs the model on tensors the runtime decoded from a request (they move to the inference
+ * thread, nothing reads them again). A failure inside onnxruntime on a request that passed
+ * validation is the input's fault (a value the graph refuses), so it is a 400 that says what
+ * onnxruntime said; the model being unavailable stays the 503 it is.
  */
-export async function runModel(model: FunctionHost['model'], feeds: Parameters<FunctionHost['model']['run']>[0], outputs?: readonly string[]) {
+export async function runModel(model: Model, feeds: Feeds, outputs?: readonly string[]): Promise<Fetches> {
   try {
-    return await model.run(feeds, outputs);
+    return await model.run(feeds, outputs, { transfer: true });
   } catch (err) {
     if (err instanceof HttpError) throw err;
     const reason = String((err as Error)?.message ?? err).split('\n')[0].slice(0, 300);

@@ -42,9 +42,19 @@ export interface PreparedFunction {
  * Loads a function's model with the runtime's settings, wires it to the function's metrics and
  * marks the host ready. Throws ModelLoadError when the model cannot load.
  */
-export async function loadFunctionModel(host: FunctionHost, config: RuntimeConfig, metrics: Metrics): Promise<Model> {
+export async function loadFunctionModel(host: FunctionHost, config: RuntimeConfig, metrics: Metrics, logger?: Logger): Promise<Model> {
   const fn = host.fn;
   const model = await loadModel(fn.modelPath, {
+    // A dead inference thread: not ready (readiness and probes answer 503 naming why) until the
+    // model has started a new one.
+    onUnavailable(reason) {
+      host.setUnavailable(reason);
+      logger?.log('error', 'model unavailable', { fn: fn.name, error: reason });
+    },
+    onAvailable() {
+      host.setAvailable();
+      logger?.log('info', 'model available again', { fn: fn.name });
+    },
     intraOpThreads: intraOpThreadsFor(config),
     interOpThreads: config.interOpThreads,
     spinning: config.ortSpinning,
@@ -67,7 +77,7 @@ export async function prepareFunction(fn: ResolvedFunction, config: RuntimeConfi
   const host = new FunctionHost(fn);
   const metrics = createMetrics();
   const { app } = createFunctionApp(host, { config, logger, metrics });
-  const model = await loadFunctionModel(host, config, metrics);
+  const model = await loadFunctionModel(host, config, metrics, logger);
   logger.log('info', 'model loaded', { fn: fn.name, model: fn.modelFile, load_ms: Math.round(model.loadMs * 10) / 10 });
   return { host, app, metrics, model };
 }
