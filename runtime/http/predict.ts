@@ -4,8 +4,7 @@
  */
 import type { Hono } from 'hono';
 import type ort from 'onnxruntime-node';
-import { elementCount, tensorFromJson } from '../tensor/codec.ts';
-import { fromHalfBits } from '../tensor/datatypes.ts';
+import { elementCount, jsonValueAt, shapeMismatch, tensorFromJson } from '../tensor/codec.ts';
 import { HttpError } from '../core/errors.ts';
 import type { FunctionHost } from '../function/host.ts';
 import { parseBody } from '../tensor/infer.ts';
@@ -30,17 +29,7 @@ function row(tensor: ort.Tensor, r: number, rows: number): unknown {
   const inner = batched ? dims.slice(1) : dims;
   const size = inner.reduce((a, b) => a * b, 1);
   const start = batched ? r * size : 0;
-  const data = tensor.data;
-  const at: (i: number) => unknown = tensor.type === 'bool'
-    ? (i) => (data as Uint8Array)[i] !== 0
-    : tensor.type === 'float16' && data instanceof Uint16Array
-      ? (i) => fromHalfBits(data[i])
-      : data instanceof BigInt64Array || data instanceof BigUint64Array
-        ? (i) => Number(data[i])
-        : (i) => {
-            const v = (data as Float32Array | string[])[i];
-            return typeof v === 'number' && !Number.isFinite(v) ? null : v;
-          };
+  const at = jsonValueAt(tensor);
   let pos = start;
   const build = (depth: number): unknown => {
     if (depth === inner.length) return at(pos++);
@@ -66,13 +55,12 @@ export function predictRoute(app: Hono, host: FunctionHost, maxElements: number)
     if (instances.length === 0) return c.json({ predictions: [] });
     const shape = [instances.length, ...instanceShape(instances[0], Math.max(spec.shape.length - 1, 0))];
     const where = `instances (input '${spec.name}')`;
-    if (shape.length !== spec.shape.length) {
+    const mismatch = shapeMismatch(spec.shape, shape);
+    if (mismatch && 'rank' in mismatch) {
       throw new HttpError(400, `${where}: instances of shape [${shape.slice(1).join(',')}] make a tensor of rank ${shape.length}, the model expects rank ${spec.shape.length} ([${spec.shape.join(',')}], -1 = any size)`);
     }
-    for (let i = 0; i < shape.length; i++) {
-      if (spec.shape[i] >= 0 && spec.shape[i] !== shape[i]) {
-        throw new HttpError(400, `${where}: the batch has shape [${shape.join(',')}], the model expects [${spec.shape.join(',')}] (-1 = any size)`);
-      }
+    if (mismatch) {
+      throw new HttpError(400, `${where}: the batch has shape [${shape.join(',')}], the model expects [${spec.shape.join(',')}] (-1 = any size)`);
     }
     const count = elementCount(where, shape, maxElements);
     const tensor = tensorFromJson(where, spec.info, shape, count, instances);

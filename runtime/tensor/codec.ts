@@ -247,6 +247,33 @@ function numberAt(tensor: ort.Tensor): (i: number) => number {
   return (i) => (data as Float32Array)[i];
 }
 
+/** Reads element i of any tensor as a JSON value: booleans, strings, numbers (NaN and ±Infinity as null). */
+export function jsonValueAt(tensor: ort.Tensor): (i: number) => unknown {
+  if (tensor.type === 'bool') {
+    const bytes = tensor.data as Uint8Array;
+    return (i) => bytes[i] !== 0;
+  }
+  if (tensor.type === 'string') {
+    const strings = tensor.data as string[];
+    return (i) => strings[i];
+  }
+  const at = numberAt(tensor);
+  return (i) => {
+    const v = at(i);
+    return Number.isFinite(v) ? v : null;
+  };
+}
+
+/**
+ * How a shape fails a model's (-1 = any size): its rank, or the first dimension that differs;
+ * undefined when it fits. Callers word the message for their route.
+ */
+export function shapeMismatch(expected: readonly number[], shape: readonly number[]): { rank: true } | { dimension: number } | undefined {
+  if (shape.length !== expected.length) return { rank: true };
+  for (let i = 0; i < shape.length; i++) if (expected[i] >= 0 && expected[i] !== shape[i]) return { dimension: i };
+  return undefined;
+}
+
 /**
  * The classification extension: the top `k` entries of each row as `"<score>:<index>[:<label>]"`.
  *

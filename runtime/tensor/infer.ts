@@ -4,7 +4,7 @@
  * Knows nothing of HTTP or of where the model runs.
  */
 import type ort from 'onnxruntime-node';
-import { classify, elementCount, shapeText, tensorFromBinary, tensorFromJson, tensorToBytes, tensorToJsonData } from './codec.ts';
+import { classify, elementCount, shapeMismatch, shapeText, tensorFromBinary, tensorFromJson, tensorToBytes, tensorToJsonData } from './codec.ts';
 import { DATATYPES } from './datatypes.ts';
 import { HttpError } from '../core/errors.ts';
 import type { Feeds, TensorSpec } from './types.ts';
@@ -81,15 +81,14 @@ export function parseBody(body: Uint8Array, headerLength: string | undefined): {
 }
 
 function checkShapeAgainst(where: string, spec: TensorSpec, shape: readonly number[]): void {
+  const mismatch = shapeMismatch(spec.shape, shape);
+  if (!mismatch) return;
   const expected = `[${spec.shape.join(',')}]`;
-  if (shape.length !== spec.shape.length) {
+  if ('rank' in mismatch) {
     throw new HttpError(400, `${where}: shape ${shapeText(shape)} has rank ${shape.length}, the model expects rank ${spec.shape.length} (${expected}, -1 = any size)`);
   }
-  for (let i = 0; i < shape.length; i++) {
-    if (spec.shape[i] >= 0 && spec.shape[i] !== shape[i]) {
-      throw new HttpError(400, `${where}: shape ${shapeText(shape)} has ${shape[i]} at dimension ${i}, the model expects ${expected} (-1 = any size)`);
-    }
-  }
+  const i = mismatch.dimension;
+  throw new HttpError(400, `${where}: shape ${shapeText(shape)} has ${shape[i]} at dimension ${i}, the model expects ${expected} (-1 = any size)`);
 }
 
 /**
