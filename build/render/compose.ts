@@ -29,19 +29,24 @@ export function composeSecrets(functions: readonly ResolvedFunction[]) {
   return Object.keys(secrets).length ? { secrets } : {};
 }
 
+/** What every function container is, in compose and swarm alike: its image, non-root, read-only, no capabilities, its limits. */
+export const functionContainer = (fn: ResolvedFunction, tag: string) => ({
+  image: functionImage(fn.name, tag),
+  init: true,
+  user: runtimeUser(),
+  read_only: true,
+  cap_drop: ['ALL'],
+  environment: functionEnvironment(fn),
+});
+
 /** The compose document as an object (Compose Specification format). */
 export function composeDocument(functions: readonly ResolvedFunction[], options: ComposeOptions = {}) {
   const services: Record<string, unknown> = {};
   for (const fn of functions) {
     services[fn.name] = {
-      image: functionImage(fn.name, options.tag ?? TAG_VARIABLE),
-      init: true,
-      user: runtimeUser(),
-      read_only: true,
+      ...functionContainer(fn, options.tag ?? TAG_VARIABLE),
       tmpfs: [`/tmp:size=${TMP_MIB}m,mode=1777`],
-      cap_drop: ['ALL'],
       security_opt: ['no-new-privileges:true'],
-      environment: functionEnvironment(fn),
       expose: [String(FUNCTION_PORT)],
       healthcheck: composeHealthcheck(),
       restart: 'unless-stopped',

@@ -16,9 +16,9 @@ import { stringify } from 'yaml';
 import type { ResolvedFunction } from '../../runtime/function/define.ts';
 import {
   DNS_VALID_SECONDS, FILES, FUNCTION_LABEL, GATEWAY_PORT, GATEWAY_RESOURCES, GATEWAY_SYSCTLS, GENERATED_HEADER, PUBLISHED_PORT,
-  REPLICA_RESOURCES, TAG_VARIABLE, TMP_MIB, functionEnvironment, functionImage, gatewayImage, runtimeUser, stopGraceSeconds,
+  REPLICA_RESOURCES, TAG_VARIABLE, TMP_MIB, gatewayImage, stopGraceSeconds,
 } from '../policy.ts';
-import { composeHealthcheck, composeSecrets } from './compose.ts';
+import { composeHealthcheck, composeSecrets, functionContainer } from './compose.ts';
 import { nginxConfig } from './nginx.ts';
 
 /**
@@ -56,12 +56,7 @@ export function stackDocument(functions: readonly ResolvedFunction[], options: {
   const services: Record<string, unknown> = {};
   for (const fn of functions) {
     services[fn.name] = {
-      image: functionImage(fn.name, options.tag ?? TAG_VARIABLE),
-      init: true,
-      user: runtimeUser(),
-      read_only: true,
-      cap_drop: ['ALL'],
-      environment: functionEnvironment(fn),
+      ...functionContainer(fn, options.tag ?? TAG_VARIABLE),
       volumes: [TMP],
       // A task receives traffic only once healthy, which is also what a rolling update waits for.
       healthcheck: composeHealthcheck(),
