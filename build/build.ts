@@ -1,20 +1,15 @@
 /**
- * `npm run build`: discovers every function, validates all declarations at once, bundles each
- * with esbuild into dist/<name>/, and writes the generated nginx config and docker-compose.yml.
- *
- *   npm run build                      bundles and generated files
- *   npm run build -- --images          also the container images (runtime, functions, gateway)
- *   npm run build -- --check           fails when a generated file is out of date
- *   --functions DIR  --out DIR  --root DIR (where nginx/ and docker-compose.yml go)
+ * The build behind `modelfn build` (npm run build): discovers every function, validates all
+ * declarations at once, bundles each with esbuild into dist/<name>/, writes the generated files
+ * (build/generate.ts), and with `images` builds the container images (build/docker/images.ts).
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join, relative, resolve } from 'node:path';
-import { parseArgs } from 'node:util';
+import { join, relative } from 'node:path';
 import { bundleFunction, type BundleResult } from './bundle.ts';
 import { discoverFunctions } from './functions.ts';
 import { buildFunctionImage, buildGatewayImage, buildRuntimeImage, ensureBaseImages } from './docker/images.ts';
 import { generatedFiles } from './generate.ts';
-import { ConfigError, readConfig } from '../runtime/core/config.ts';
+import { readConfig } from '../runtime/core/config.ts';
 
 export interface BuildOptions {
   functionsDir: string;
@@ -89,36 +84,4 @@ export async function runBuild(options: BuildOptions): Promise<number> {
     await timed('gateway', () => buildGatewayImage(join(options.root, 'nginx')));
   }
   return 0;
-}
-
-const isMain = process.argv[1] && resolve(process.argv[1]) === resolve(import.meta.filename);
-if (isMain) {
-  const { values } = parseArgs({
-    options: {
-      functions: { type: 'string', default: 'functions' },
-      out: { type: 'string', default: 'dist' },
-      root: { type: 'string', default: '.' },
-      images: { type: 'boolean', default: false },
-      check: { type: 'boolean', default: false },
-      help: { type: 'boolean', short: 'h' },
-    },
-  });
-  if (values.help) {
-    process.stdout.write('usage: npm run build -- [--images] [--check] [--functions DIR] [--out DIR] [--root DIR]\n');
-    process.exit(0);
-  }
-  try {
-    process.exitCode = await runBuild({
-      functionsDir: resolve(values.functions!),
-      outDir: resolve(values.out!),
-      root: resolve(values.root!),
-      images: values.images!,
-      check: values.check!,
-      log: (line) => process.stdout.write(`${line}\n`),
-    });
-  } catch (err) {
-    if (!(err instanceof ConfigError)) throw err;
-    process.stderr.write(`modelfn build: ${err.message}\n`);
-    process.exitCode = 1;
-  }
 }
