@@ -2,7 +2,7 @@
  * What the commands that drive the Docker engine share: their output, and the engine's long
  * failures cut to one line.
  */
-import { CliError } from './errors.ts';
+import { CliError, isExpectedFailure } from './errors.ts';
 
 export const log = (line: string) => process.stdout.write(`${line}\n`);
 
@@ -11,7 +11,7 @@ export const log = (line: string) => process.stdout.write(`${line}\n`);
  * Errors already meant for the user pass through unchanged.
  */
 export function engineError(err: unknown): Error {
-  if (err instanceof Error && ['ConfigError', 'DeclarationError', 'FunctionSetError', 'CliError', 'UsageError'].includes(err.name)) return err;
+  if (isExpectedFailure(err)) return err;
   const [first, ...rest] = String((err as Error)?.message ?? err).split('\n');
   if (rest.length && process.env.MODELFN_DEBUG) process.stderr.write(`${rest.join('\n')}\n`);
   return new CliError(rest.length && !process.env.MODELFN_DEBUG ? `${first} (MODELFN_DEBUG=1 shows the output)` : first);

@@ -23,7 +23,10 @@ export class CliError extends Error {
  * Failures whose message is meant for the person who ran the command, by their `name`: the
  * runtime's classes are not imported here, so that `--help` loads neither zod nor onnxruntime.
  */
-const EXPECTED = new Set(['CliError', 'ConfigError', 'DeclarationError', 'FunctionSetError', 'ModelLoadError']);
+const EXPECTED = new Set(['UsageError', 'CliError', 'ConfigError', 'DeclarationError', 'FunctionSetError', 'ModelLoadError']);
+
+/** Whether a failure's message is meant for the person who ran the command (not a bug). */
+export const isExpectedFailure = (err: unknown): err is Error => err instanceof Error && EXPECTED.has(err.name);
 
 /**
  * Reports a failure on stderr and answers the exit code.
@@ -35,7 +38,7 @@ export function reportFailure(err: unknown, where: string, write: (text: string)
     write(`${where}: ${err.message} (see ${where} --help)\n`);
     return 2;
   }
-  if (err instanceof Error && EXPECTED.has(err.name)) {
+  if (isExpectedFailure(err)) {
     write(`${where}: ${(err as Error).message}\n`);
     return 1;
   }
