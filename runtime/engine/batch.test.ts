@@ -118,9 +118,9 @@ describe('BatchQueue', () => {
     const eager = await stream(0);
     const patient = await stream(40);
     expect(patient.meanBatch).toBeGreaterThan(eager.meanBatch * 1.5);
-    // Bounded: the delay, plus one run of its own and one it may have queued behind, plus timer slack.
-    expect(patient.worst).toBeLessThan(40 + 2 * 8 + 60);
-    expect(patient.worst).toBeLessThan(eager.worst + 40 + 60);
+    // Bounded: the delay, plus one run of its own and one it may have queued behind, plus timer slack (a busy machine).
+    expect(patient.worst).toBeLessThan(40 + 2 * 8 + 150);
+    expect(patient.worst).toBeLessThan(eager.worst + 40 + 150);
   });
 
   it('waits at most maxDelayMs for company when a second batch may run alongside', async () => {
