@@ -5,6 +5,7 @@
  *
  * Nothing here reads the environment: the generated files are a function of the source tree.
  */
+import { FUNCTION_KEEPALIVE_TIMEOUT_MS } from '../runtime/core/config.ts';
 import type { ResolvedFunction } from '../runtime/function/define.ts';
 
 /** The first line of every generated file. */
@@ -77,6 +78,18 @@ export const PRESTOP_SECONDS = 5;
 /** Extra time the gateway gives a function beyond its own timeout, so the function's JSON 504 arrives first. */
 export const TIMEOUT_GRACE_MS = 1000;
 
+/**
+ * How long the gateway keeps an idle connection to a function. Shorter than the function's own
+ * keep-alive (FUNCTION_KEEPALIVE_TIMEOUT_MS, runtime/core/config.ts), so the gateway closes
+ * first and never sends a request on a connection the function is closing. Should it still
+ * meet one (the function restarts or stops), nginx retries the request on another connection
+ * (`proxy_next_upstream error ... non_idempotent`; a failure on a reused connection costs no try).
+ */
+export const UPSTREAM_KEEPALIVE_TIMEOUT_MS = FUNCTION_KEEPALIVE_TIMEOUT_MS - 15_000;
+
+/** Idle connections each gateway worker keeps per function: the most concurrency we benchmark (64). */
+export const UPSTREAM_KEEPALIVE_CONNECTIONS = 64;
+
 /** Seconds the gateway keeps a DNS answer for a function's replicas, per discovery setting. */
 export const DNS_VALID_SECONDS = {
   compose: 5,
@@ -115,13 +128,6 @@ export const maxReplicas = (fn: ResolvedFunction) => Math.max(4, fn.replicas * 4
 
 /** Size of the writable /tmp every container gets (its root file system is read-only). */
 export const TMP_MIB = 64;
-
-/**
- * nginx opens a connection per request to the replicas it resolves at request time (no upstream
- * keepalive with run-time DNS before nginx 1.27.3): let it reuse TIME_WAIT ports, or a few
- * hundred requests a second exhaust them within a minute.
- */
-export const GATEWAY_SYSCTLS = { 'net.ipv4.tcp_tw_reuse': 1, 'net.ipv4.ip_local_port_range': '1024 65000' } as const;
 
 /** The label every function service carries, so tools can find a function's service. */
 export const FUNCTION_LABEL = 'org.modelfn.function';

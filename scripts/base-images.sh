@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# base-images.sh [--force-standin]
+# base-images.sh [--classic] [--force-standin]
 #
 # Makes sure the upstream base images our Dockerfiles name exist in the local
 # engine. An image already present is left as it is; a missing one is pulled.
@@ -13,13 +13,21 @@
 #                          strip: the build stage of the runtime image strips
 #                          the node binary, as the upstream image (which
 #                          carries binutils) can
-#   nginx:stable-bookworm  Debian's nginx, its libraries, mime.types and a
-#                          default nginx.conf; `nginx` user (101), logs to
-#                          stdout/stderr, conf.d/ empty
+#   nginx:1.30-trixie      nginx 1.30 from Debian's next release (forky),
+#                          unpacked with debootstrap from the Debian archive
+#                          this machine uses (Debian 12's own nginx, 1.22, lacks
+#                          `server ... resolve` in upstreams); the binary, its
+#                          libraries, mime.types and a default nginx.conf;
+#                          `nginx` user (101), logs to stdout/stderr
+#   python:3.11-slim-bookworm  (--classic: the classic stack `npm run bench`
+#                          compares with) Debian 12's python3 with Flask,
+#                          gunicorn, scikit-learn and onnx: those packages'
+#                          files and their dependencies', dash as /bin/sh
 #
 # Stand-ins carry the label org.modelfn.standin=true, use Debian's merged-/usr
-# layout (/lib -> usr/lib, ...) and hold no shell or package manager: they
-# serve as COPY --from sources and to run node / nginx, not for RUN steps.
+# layout (/lib -> usr/lib, ...) and, but for node:20-bookworm and python, hold
+# no shell or package manager: they serve as COPY --from sources and to run
+# node / nginx, not for RUN steps.
 # --force-standin rebuilds the stand-ins even when the images exist.
 # Needs a running engine (scripts/docker-engine.sh start).
 set -euo pipefail
@@ -27,13 +35,16 @@ umask 022
 
 node_image="node:20-bookworm-slim"
 node_build_image="node:20-bookworm"
-nginx_image="nginx:stable-bookworm"
+nginx_image="nginx:1.30-trixie"
+python_image="python:3.11-slim-bookworm"
 pull_timeout="${MODELFN_PULL_TIMEOUT:-20}"
 standin_label="org.modelfn.standin=true"
 
 force=0
+classic=0
 for arg in "$@"; do
   case "$arg" in
+    --classic) classic=1 ;;
     --force-standin) force=1 ;;
     -h | --help)
       awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"
@@ -58,7 +69,9 @@ cleanup() {
     docker rm -f "$test_container" >/dev/null 2>&1 || true
   fi
   if [[ -n $work ]]; then
-    rm -rf "$work"
+    # debootstrap leaves /proc and /sys mounted in its root when it fails midway.
+    umount -l "$work"/debian-*/proc "$work"/debian-*/sys 2>/dev/null || true
+    rm -rf --one-file-system "$work"
   fi
 }
 trap cleanup EXIT
@@ -193,26 +206,63 @@ EOF
   [[ $out == "v$version" ]] || die "stand-in $name printed '$out', expected v$version"
 }
 
-# Options nginx was configured with, e.g. nginx_opt --pid-path
-nginx_opt() {
-  nginx -V 2>&1 | tr ' ' '\n' | sed -n "s|^$1=||p" | head -n 1
+# The Debian archive this machine installs from (deb822 or one-line sources), or
+# MODELFN_DEBIAN_MIRROR.
+debian_mirror() {
+  local uri
+  if [[ -n ${MODELFN_DEBIAN_MIRROR:-} ]]; then
+    echo "$MODELFN_DEBIAN_MIRROR"
+    return
+  fi
+  uri="$(sed -n 's|^URIs:[[:space:]]*\(http[^[:space:]]*/debian\)/\?[[:space:]]*$|\1|p' /etc/apt/sources.list.d/*.sources 2>/dev/null | head -n 1)"
+  [[ -n $uri ]] || uri="$(awk '$1 == "deb" && $2 ~ /\/debian\/?$/ { sub(/\/$/, "", $2); print $2; exit }' /etc/apt/sources.list 2>/dev/null)"
+  echo "${uri:-http://deb.debian.org/debian}"
 }
 
+# nginx >= 1.27.3 is needed (upstream `server ... resolve` beside `keepalive`);
+# Debian 12 ships 1.22, so the stand-in takes nginx from Debian's next release,
+# unpacked with debootstrap into a scratch root, and keeps only the binary, the
+# libraries its own ldd lists, and its configuration snippets.
+nginx_suite="${MODELFN_NGINX_SUITE:-forky}"
+
 build_nginx_standin() {
-  local name="$1" root="$work/nginx" opt path
-  if [[ ! -x /usr/sbin/nginx ]]; then
-    [[ $EUID -eq 0 ]] || die "Debian's nginx is not installed and installing it needs root"
-    echo "base image $name: installing Debian's nginx package on this machine"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq >/dev/null
-    apt-get install -y -qq nginx >/dev/null
+  local name="$1" src="$work/debian-$nginx_suite" root="$work/nginx" opt path lib mirror out
+  [[ $EUID -eq 0 ]] || die "building the stand-in $name needs root (debootstrap, chroot)"
+  if ! command -v debootstrap >/dev/null 2>&1; then
+    echo "base image $name: installing debootstrap on this machine"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null
+  fi
+  mirror="$(debian_mirror)"
+  echo "base image $name: unpacking Debian $nginx_suite's nginx from $mirror (debootstrap, about a minute)"
+  # The sid script serves Debian's unreleased suites.
+  out="$(debootstrap --variant=minbase --include=nginx "$nginx_suite" "$src" "$mirror" \
+    /usr/share/debootstrap/scripts/sid 2>&1)" || die "debootstrap of $nginx_suite failed: $(tail -n 5 <<<"$out")"
+  local version
+  version="$(chroot "$src" /usr/sbin/nginx -v 2>&1 | sed -n 's|^nginx version: nginx/||p')"
+  [[ -n $version ]] || die "Debian $nginx_suite's nginx does not run"
+  # The name says which version the gateway's configuration needs (1.30-trixie: 1.30).
+  local want="${name#*:}"
+  want="${want%%-*}"
+  if [[ $want =~ ^[0-9]+\.[0-9]+$ && ${version%.*} != "$want" ]]; then
+    die "Debian $nginx_suite has nginx $version, not $want; cannot stand in for $name"
   fi
 
   make_skeleton "$root"
-  add_binary "$root" /usr/sbin/nginx /usr/sbin/nginx
+  mkdir -p "$root/usr/sbin"
+  cp -L --preserve=mode "$src/usr/sbin/nginx" "$root/usr/sbin/nginx"
+  # ldd inside the scratch root: its glibc and OpenSSL are newer than this machine's.
+  out="$(chroot "$src" ldd /usr/sbin/nginx 2>&1)" || die "ldd of $nginx_suite's nginx failed: $out"
+  grep -q 'not found' <<<"$out" && die "$nginx_suite's nginx lacks libraries: $out"
+  while IFS= read -r lib; do
+    mkdir -p "$root$(dirname "$lib")"
+    cp -L --preserve=mode "$src$lib" "$root$lib"
+  done < <(awk '$2 == "=>" && $3 ~ /^\// { print $3; next } $1 ~ /^\// { print $1 }' <<<"$out")
 
   # Directories compiled into this nginx build: temp paths are created
   # themselves; pid, lock and log files need their parent directory.
+  nginx_opt() {
+    chroot "$src" /usr/sbin/nginx -V 2>&1 | tr ' ' '\n' | sed -n "s|^$1=||p" | head -n 1
+  }
   for opt in --http-client-body-temp-path --http-proxy-temp-path \
     --http-fastcgi-temp-path --http-uwsgi-temp-path --http-scgi-temp-path; do
     path="$(nginx_opt "$opt")"
@@ -233,19 +283,19 @@ build_nginx_standin() {
   ln -sf /dev/stdout "$root/var/log/nginx/access.log"
   ln -sf /dev/stderr "$root/var/log/nginx/error.log"
 
-  cp /etc/nginx/mime.types "$root/etc/nginx/mime.types"
-  for f in fastcgi_params scgi_params uwsgi_params; do
-    if [[ -f /etc/nginx/$f ]]; then
-      cp "/etc/nginx/$f" "$root/etc/nginx/$f"
+  local f
+  for f in mime.types fastcgi_params scgi_params uwsgi_params; do
+    if [[ -f $src/etc/nginx/$f ]]; then
+      cp "$src/etc/nginx/$f" "$root/etc/nginx/$f"
     fi
   done
-  cat >"$root${path:-/usr/share/nginx}/html/index.html" <<'EOF'
+  cat >"$root${path:-/usr/share/nginx}/html/index.html" <<'HTML'
 <!doctype html>
 <title>nginx stand-in</title>
 <p>nginx is running (modelfn local stand-in image).</p>
-EOF
+HTML
   # Our own default configuration: no dynamic modules, servers come from conf.d.
-  cat >"$root/etc/nginx/nginx.conf" <<'EOF'
+  cat >"$root/etc/nginx/nginx.conf" <<'CONF'
 user nginx;
 worker_processes auto;
 
@@ -270,31 +320,42 @@ http {
 
     include /etc/nginx/conf.d/*.conf;
 }
-EOF
-  cat >"$root/etc/passwd" <<'EOF'
+CONF
+  cat >"$root/etc/passwd" <<'EOF2'
 root:x:0:0:root:/root:/bin/sh
 www-data:x:33:33:www-data:/var/www:/usr/sbin/nologin
 nginx:x:101:101:nginx user:/nonexistent:/bin/false
 nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin
-EOF
-  cat >"$root/etc/group" <<'EOF'
+EOF2
+  cat >"$root/etc/group" <<'EOF2'
 root:x:0:
 www-data:x:33:
 nginx:x:101:
 nogroup:x:65534:
-EOF
+EOF2
   post_build="STOPSIGNAL SIGQUIT" import_rootfs "$root" "$name" \
     --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+    --change "ENV NGINX_VERSION=$version" \
     --change 'EXPOSE 80' \
     --change 'CMD ["nginx","-g","daemon off;"]'
 
-  local out
   out="$(docker run --rm --network none "$name" nginx -t 2>&1)" ||
     die "stand-in $name fails 'nginx -t': $out"
 
-  # Serve a trivial config on a loopback port and ask it for a page.
-  printf 'server {\n    listen 80;\n    location / { return 200 "stand-in ok\\n"; }\n}\n' \
-    >"$work/check.conf"
+  # Serve a trivial config on a loopback port and ask it for a page; the upstream
+  # block is what the gateway needs of this version: run-time DNS with keepalive.
+  cat >"$work/check.conf" <<'CONF'
+resolver 127.0.0.11 valid=5s;
+upstream check {
+    zone check 64k;
+    server check.invalid:8080 resolve;
+    keepalive 8;
+}
+server {
+    listen 80;
+    location / { return 200 "stand-in ok\n"; }
+}
+CONF
   test_container="$(docker run -d -p 127.0.0.1::80 \
     -v "$work/check.conf:/etc/nginx/conf.d/default.conf:ro" "$name")"
   local port tries=0
@@ -308,6 +369,105 @@ EOF
   done
   docker rm -f "$test_container" >/dev/null
   test_container=""
+}
+
+# Installed Debian packages NAMES... need, recursively (Pre-Depends and Depends;
+# of alternatives, the first one installed), one a line. Build tools a package
+# merely recommends through a dependency (compilers, headers) are left out.
+package_closure() {
+  local -A seen=()
+  local -a queue=("$@")
+  local p deps dep alt n d a provides
+  provides="$(dpkg-query -W -f='${Package} ${Provides}\n')"
+  while ((${#queue[@]})); do
+    p="${queue[0]}"
+    queue=("${queue[@]:1}")
+    [[ -z ${seen[$p]:-} ]] || continue
+    [[ "$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null)" == installed ]] || continue
+    seen[$p]=1
+    deps="$(dpkg-query -W -f='${Pre-Depends}, ${Depends}' "$p")"
+    IFS=',' read -ra dep <<<"$deps"
+    for d in "${dep[@]}"; do
+      IFS='|' read -ra alt <<<"$d"
+      for a in "${alt[@]}"; do
+        n="$(sed -E 's/\(.*\)//; s/:any//; s/[[:space:]]//g' <<<"$a")"
+        [[ -n $n ]] || continue
+        if [[ "$(dpkg-query -W -f='${db:Status-Status}' "$n" 2>/dev/null)" == installed ]]; then
+          queue+=("$n")
+          break
+        fi
+        n="$(awk -v n="$n" '!found { for (i = 2; i <= NF; i++) { sub(/,$/, "", $i); if ($i == n) { print $1; found = 1 } } }' <<<"$provides")"
+        if [[ -n $n ]]; then
+          queue+=("$n")
+          break
+        fi
+      done
+    done
+  done
+  printf '%s\n' "${!seen[@]}" | grep -vE '^(gcc|cpp|binutils|dpkg$|libc6-dev|libc-dev-bin|linux-libc-dev)|-dev$' | sort
+}
+
+# python:3.11-slim-bookworm stand-in, for the classic stack the benchmark runs
+# (bench/classic): Debian 12's python3 with Flask, gunicorn, scikit-learn and
+# onnx, i.e. the files of those packages and of what they depend on, and dash as
+# /bin/sh for RUN steps.
+python_packages=(python3 python3-flask gunicorn python3-sklearn python3-onnx dash)
+
+build_python_standin() {
+  local name="$1" version want missing=() p
+  for p in "${python_packages[@]}"; do
+    [[ "$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null)" == installed ]] || missing+=("$p")
+  done
+  if ((${#missing[@]})); then
+    [[ $EUID -eq 0 ]] || die "building the stand-in $name needs these Debian packages: ${missing[*]}"
+    echo "base image $name: installing ${missing[*]} on this machine"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+  version="$(python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
+  want="${name#*:}"
+  want="${want%%-*}"
+  [[ $version == "$want" ]] || die "this machine's python3 is $version, not $want; cannot stand in for $name"
+
+  local list="$work/python.files" f
+  package_closure "${python_packages[@]}" | while IFS= read -r p; do dpkg -L "$p"; done |
+    grep -vE '^/usr/share/(doc|man|locale|lintian|info|bug)(/|$)' | sort -u >"$list.all"
+  : >"$list"
+  while IFS= read -r f; do
+    if [[ -L $f || -f $f ]]; then
+      echo "${f#/}" >>"$list"
+    fi
+  done <"$list.all"
+  # Links Debian's alternatives system made (libblas.so.3 -> /etc/alternatives/...
+  # -> openblas) belong to no package: keep those that lead to a kept file.
+  local alt value link
+  while read -r alt _ value; do
+    if grep -qxF "${value#/}" "$list"; then
+      link="$(update-alternatives --query "$alt" | sed -n 's/^Link: //p')"
+      printf '%s\n' "etc/alternatives/$alt" "${link#/}" >>"$list"
+    fi
+  done < <(update-alternatives --get-selections)
+  local root="$work/python"
+  make_skeleton "$root"
+  tar -C / --no-recursion -cf - -T <(sort -u "$list") | tar -C "$root" -xf - --keep-directory-symlink
+  ln -sf dash "$root/usr/bin/sh"
+  cat >"$root/etc/passwd" <<'EOF2'
+root:x:0:0:root:/root:/bin/sh
+nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin
+EOF2
+  cat >"$root/etc/group" <<'EOF2'
+root:x:0:
+nogroup:x:65534:
+EOF2
+  import_rootfs "$root" "$name" \
+    --change 'ENV PATH=/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin' \
+    --change 'ENV LANG=C.UTF-8' \
+    --change "ENV PYTHON_VERSION=$(python3 -c 'import platform; print(platform.python_version())')" \
+    --change 'CMD ["python3"]'
+
+  local out
+  out="$(docker run --rm --network none "$name" python3 -c 'import flask, gunicorn, sklearn, onnx; print("ok")' 2>&1)" ||
+    die "stand-in $name cannot import flask, gunicorn, sklearn and onnx: $out"
+  [[ $out == ok ]] || die "stand-in $name printed '$out'"
 }
 
 ensure_image() {
@@ -332,3 +492,6 @@ work="$(mktemp -d "${TMPDIR:-/tmp}/modelfn-base-images.XXXXXX")"
 ensure_image "$node_image" build_node_standin
 ensure_image "$node_build_image" build_node_standin
 ensure_image "$nginx_image" build_nginx_standin
+if ((classic)); then
+  ensure_image "$python_image" build_python_standin
+fi

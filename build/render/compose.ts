@@ -5,7 +5,7 @@
 import { stringify } from 'yaml';
 import type { ResolvedFunction } from '../../runtime/function/define.ts';
 import {
-  FUNCTION_PORT, GATEWAY_PORT, GATEWAY_RESOURCES, GATEWAY_SYSCTLS, GENERATED_HEADER, HEALTHCHECK, PUBLISHED_HOST, PUBLISHED_PORT,
+  FUNCTION_PORT, GATEWAY_PORT, GATEWAY_RESOURCES, GENERATED_HEADER, HEALTHCHECK, PUBLISHED_HOST, PUBLISHED_PORT,
   REPLICA_RESOURCES, TAG_VARIABLE, TMP_MIB, functionEnvironment, functionImage, gatewayImage, runtimeUser, secretFile, stopGraceSeconds,
 } from '../policy.ts';
 
@@ -69,7 +69,6 @@ export function composeDocument(functions: readonly ResolvedFunction[], options:
     cap_add: ['CHOWN', 'SETGID', 'SETUID'],
     security_opt: ['no-new-privileges:true'],
     restart: 'unless-stopped',
-    sysctls: { ...GATEWAY_SYSCTLS },
     depends_on: Object.fromEntries(functions.map((fn) => [fn.name, { condition: 'service_healthy' }])),
     deploy: { resources: { limits: { cpus: String(GATEWAY_RESOURCES.limits.cpus), memory: `${GATEWAY_RESOURCES.limits.memoryMiB}M` } } },
     networks: ['functions'],

@@ -4,15 +4,17 @@
  */
 import type { ResolvedFunction } from '../../runtime/function/define.ts';
 import { GATEWAY_ERRORS, SERVER_METADATA, functionIndex, functionUnavailable, gatewayRoutes, unknownModel } from '../../runtime/gateway/routes.ts';
-import { DNS_VALID_SECONDS, FUNCTION_PORT, GATEWAY_PAGE, GATEWAY_PORT, GENERATED_HEADER, TIMEOUT_GRACE_MS } from '../policy.ts';
+import { DNS_VALID_SECONDS, FUNCTION_PORT, GATEWAY_PAGE, GATEWAY_PORT, GENERATED_HEADER, TIMEOUT_GRACE_MS, UPSTREAM_KEEPALIVE_CONNECTIONS, UPSTREAM_KEEPALIVE_TIMEOUT_MS } from '../policy.ts';
 
 /**
- * How nginx finds a function's replicas.
- * - `dns`: the service name is resolved through the engine's DNS at request time (every
- *   replica's address, refreshed every few seconds), so replicas added later get traffic.
- *   Docker Compose gives each replica its own address this way.
+ * How nginx finds a function's replicas. Either way each function is an `upstream` with a pool
+ * of kept-alive connections (HTTP/1.1), so a request does not open a TCP connection.
+ * - `dns`: the service name is resolved through the engine's DNS while nginx runs (`server ...
+ *   resolve` in an upstream with a shared-memory zone, nginx >= 1.27.3), every replica's
+ *   address, re-resolved every few seconds: replicas added later get traffic. Docker Compose
+ *   (and Swarm's `dnsrr`) give each replica its own address this way.
  * - `vip`: the service name is one stable virtual address that the engine balances
- *   (Docker Swarm, Kubernetes Services); nginx keeps a keepalive pool to it.
+ *   (Kubernetes Services, Swarm's VIPs), resolved once.
  */
 export type DiscoveryMode = 'dns' | 'vip';
 
@@ -66,6 +68,24 @@ const RESPONSE_HEADERS = [
 ];
 
 const zoneOf = (fn: ResolvedFunction) => `modelfn_${fn.name.replace(/-/g, '_')}`;
+const upstreamOf = zoneOf;
+
+/**
+ * A function's upstream. In `dns` mode the replicas are re-resolved while nginx runs; failures
+ * are not counted against a replica (`max_fails=0`): a refused or reset request is retried on
+ * another one at once, and a replica that comes back (or wakes up) is used again at once.
+ */
+function upstreamBlock(fn: ResolvedFunction, options: Required<NginxOptions>): string {
+  const server = `${options.serviceHost(fn)}:${options.functionPort}`;
+  return [
+    `    upstream ${upstreamOf(fn)} {`,
+    options.mode === 'dns' ? `        zone ${upstreamOf(fn)} 64k;` : '',
+    `        server ${server}${options.mode === 'dns' ? ' resolve' : ''} max_fails=0;`,
+    `        keepalive ${UPSTREAM_KEEPALIVE_CONNECTIONS};`,
+    `        keepalive_timeout ${seconds(UPSTREAM_KEEPALIVE_TIMEOUT_MS)};`,
+    '    }',
+  ].filter(Boolean).join('\n');
+}
 
 /** nginx rates are whole requests per second or per minute. */
 function rate(requestsPerSecond: number): string {
@@ -73,11 +93,9 @@ function rate(requestsPerSecond: number): string {
 }
 
 function functionLocations(fn: ResolvedFunction, options: Required<NginxOptions>): string {
-  const host = options.serviceHost(fn);
-  const upstream = options.mode === 'vip' ? `http://modelfn_${fn.name.replace(/-/g, '_')}` : `http://$modelfn_upstream:${options.functionPort}`;
+  const upstream = `http://${upstreamOf(fn)}`;
   const common = (indent: string) => [
     `${indent}set $modelfn_fn ${fn.name};`,
-    options.mode === 'dns' ? `${indent}set $modelfn_upstream ${host};` : '',
     `${indent}client_max_body_size ${fn.limits.bodySize};`,
     `${indent}proxy_read_timeout ${seconds(fn.limits.timeoutMs + TIMEOUT_GRACE_MS)};`,
     `${indent}proxy_send_timeout ${seconds(fn.limits.timeoutMs + TIMEOUT_GRACE_MS)};`,
@@ -116,14 +134,7 @@ export function nginxConfig(functions: readonly ResolvedFunction[], opts: NginxO
     serviceHost: (fn) => fn.name,
     ...opts,
   };
-  const upstreams = options.mode === 'vip'
-    ? functions.map((fn) => `
-    upstream modelfn_${fn.name.replace(/-/g, '_')} {
-        server ${options.serviceHost(fn)}:${options.functionPort} max_fails=0;
-        keepalive 32;
-        keepalive_timeout 60s;
-    }`).join('\n')
-    : '';
+  const upstreams = functions.map((fn) => `\n${upstreamBlock(fn, options)}`).join('\n');
   const named = Object.entries(GATEWAY_ERRORS).map(([code, message]) => `
     location @modelfn_${code} {
         default_type application/json;${code === '429' ? `\n${[...RESPONSE_HEADERS, 'add_header Retry-After 1 always;'].map((l) => `        ${l}`).join('\n')}` : ''}
@@ -163,7 +174,7 @@ http {
     client_body_buffer_size 1m;
     large_client_header_buffers 4 16k;
 ${options.mode === 'dns' ? `
-    # Replicas are looked up at request time, so replicas added later receive traffic.
+    # Replicas are looked up again every few seconds, so replicas added later receive traffic.
     resolver ${options.resolver} valid=${options.dnsValidSeconds}s ipv6=off;
     resolver_timeout 2s;
 ` : ''}
@@ -195,8 +206,9 @@ ${options.mode === 'dns' ? `
     proxy_set_header X-Forwarded-Prefix $modelfn_prefix;
     proxy_hide_header X-Request-Id;
     proxy_connect_timeout 2s;
-    # Inference is idempotent: a request that could not reach one replica is retried on another.
-    proxy_next_upstream error timeout non_idempotent;
+    # Inference is idempotent: a request that could not reach one replica, or that failed on a
+    # kept-alive connection the replica closed (it restarts, or stops), is retried on another.
+    proxy_next_upstream error timeout http_502 non_idempotent;
     proxy_next_upstream_tries 3;
     proxy_next_upstream_timeout 10s;
 ${zones.length ? `

@@ -15,7 +15,7 @@ import { createHash } from 'node:crypto';
 import { stringify } from 'yaml';
 import type { ResolvedFunction } from '../../runtime/function/define.ts';
 import {
-  DNS_VALID_SECONDS, FILES, FUNCTION_LABEL, GATEWAY_PORT, GATEWAY_RESOURCES, GATEWAY_SYSCTLS, GENERATED_HEADER, PUBLISHED_PORT,
+  DNS_VALID_SECONDS, FILES, FUNCTION_LABEL, GATEWAY_PORT, GATEWAY_RESOURCES, GENERATED_HEADER, PUBLISHED_PORT,
   REPLICA_RESOURCES, TAG_VARIABLE, TMP_MIB, gatewayImage, stopGraceSeconds,
 } from '../policy.ts';
 import { composeHealthcheck, composeSecrets, functionContainer } from './compose.ts';
@@ -83,8 +83,6 @@ export function stackDocument(functions: readonly ResolvedFunction[], options: {
     read_only: true,
     cap_drop: ['ALL'],
     cap_add: ['CHOWN', 'SETGID', 'SETUID'],
-    // As in compose: nginx connects per request, so it must reuse TIME_WAIT ports.
-    sysctls: { ...GATEWAY_SYSCTLS },
     volumes: [TMP],
     configs: [{ source: gatewayConfig, target: '/etc/nginx/nginx.conf' }],
     // Swarm cannot bind a published port to one address (moby/moby#26696): `host` mode publishes

@@ -8,6 +8,15 @@ import { availableParallelism } from 'node:os';
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 
+/**
+ * How long a function server keeps an idle keep-alive connection open (Node's default is 5 s).
+ * Longer than its proxies keep theirs (nginx's upstream keepalive_timeout, 60 s; build/policy.ts
+ * derives it from this; ingress-nginx's default is 60 s too), so the proxy always closes first
+ * and never sends a request on a connection the function is closing. Not a setting: the two
+ * must move together.
+ */
+export const FUNCTION_KEEPALIVE_TIMEOUT_MS = 75_000;
+
 export interface RuntimeConfig {
   /** Address the server binds. */
   host: string;

@@ -2,11 +2,11 @@
  * Running one function as one server process: load the model, listen, drain on SIGTERM/SIGINT.
  * This is exactly what each container runs.
  */
-import { STATUS_CODES, type Server } from 'node:http';
+import { STATUS_CODES, type Server, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { AddressInfo } from 'node:net';
 import { serve } from '@hono/node-server';
-import { intraOpThreadsFor, type RuntimeConfig } from '../core/config.ts';
+import { FUNCTION_KEEPALIVE_TIMEOUT_MS, intraOpThreadsFor, type RuntimeConfig } from '../core/config.ts';
 import { createFunctionApp } from '../http/app.ts';
 import type { ResolvedFunction } from '../function/define.ts';
 import { FunctionHost } from '../function/host.ts';
@@ -94,6 +94,7 @@ export async function startFunction(fn: ResolvedFunction, config: RuntimeConfig,
     s.once('error', reject);
   });
   answerClientErrorsAsJson(server);
+  keepConnections(server);
   const port = (server.address() as AddressInfo).port;
   logger.log('info', 'listening', { fn: fn.name, host: config.host, port, prefix: fn.prefix, ...(process.env.MODELFN_WORKER_ID ? { worker: Number(process.env.MODELFN_WORKER_ID) } : {}) });
   reportListening();
@@ -102,7 +103,13 @@ export async function startFunction(fn: ResolvedFunction, config: RuntimeConfig,
   const shutdown = () => (closing ??= new Promise<{ drained: boolean }>((resolve) => {
     host.state = 'draining';
     logger.log('info', 'shutting down', { fn: fn.name, timeout_ms: config.shutdownTimeoutMs });
-    // Keep-alive connections become idle as their last response goes out: close them as they do.
+    // Idle keep-alive connections first: a proxy holding one would otherwise send it the next
+    // request. Answers still going out say `Connection: close`, so the proxy does not reuse
+    // their connections either; requests arriving meanwhile are still answered.
+    server.closeIdleConnections();
+    server.prependListener('request', (_req, res: ServerResponse) => {
+      res.shouldKeepAlive = false;
+    });
     const idle = setInterval(() => server.closeIdleConnections(), 50);
     const timer = setTimeout(() => {
       logger.log('warn', 'shutdown timeout: closing connections with requests still in flight', { fn: fn.name });
@@ -121,6 +128,16 @@ export async function startFunction(fn: ResolvedFunction, config: RuntimeConfig,
     return result;
   }));
   return { host, server, port, url: `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`, shutdown };
+}
+
+/**
+ * Keep-alive for a server behind a proxy that keeps connections: idle connections stay open
+ * longer than the proxy keeps them (FUNCTION_KEEPALIVE_TIMEOUT_MS), and the time allowed for a
+ * request's headers is longer still, as Node requires for the two to work together.
+ */
+export function keepConnections(server: Server): void {
+  server.keepAliveTimeout = FUNCTION_KEEPALIVE_TIMEOUT_MS;
+  server.headersTimeout = FUNCTION_KEEPALIVE_TIMEOUT_MS + 1000;
 }
 
 /**
