@@ -3,7 +3,9 @@
  * one, but never in CI (CI=true), where a missing engine fails the run.
  */
 import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { join } from 'node:path';
 
 function engineAnswers(): boolean {
   try {
@@ -53,4 +55,24 @@ export async function answersPerReplica(gatewayContainer: string, requestId: Reg
     counts.set(entry.upstream, (counts.get(entry.upstream) ?? 0) + 1);
   }
   return counts;
+}
+
+/**
+ * The nginx image the gateway is built on (nginx/Dockerfile's NGINX_IMAGE), when the engine has
+ * it: the gateway's config needs nginx >= 1.27.3 (upstream `server ... resolve`), newer than the
+ * nginx Debian 12 installs, so config checks run in that image. Skipped with a printed reason
+ * without an engine or the image, except in CI, where .ci/run provides both.
+ */
+export function gatewayNginxImage(suite: string): string | undefined {
+  const image = /^ARG NGINX_IMAGE=(\S+)$/m.exec(readFileSync(join(import.meta.dirname, '../nginx/Dockerfile'), 'utf8'))?.[1];
+  if (!image) throw new Error('nginx/Dockerfile names no NGINX_IMAGE');
+  if (!dockerAvailable(suite)) return undefined;
+  try {
+    execFileSync('docker', ['image', 'inspect', image], { stdio: 'ignore' });
+    return image;
+  } catch {
+    if (process.env.CI === 'true') throw new Error(`${suite}: CI=true but the image ${image} is missing (.ci/run builds it with scripts/base-images.sh)`);
+    process.stdout.write(`\n[skipped] ${suite}: the image ${image} is missing (scripts/base-images.sh builds it)\n`);
+    return undefined;
+  }
 }

@@ -2,8 +2,8 @@
  * Documentation that serves itself: every function's OpenAPI 3.1 document and docs page, and the
  * gateway's root page for browsers, in embedded mode and at a real nginx.
  */
-import { spawn } from 'node:child_process';
-import { chmodSync, closeSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Validator } from '@seriousme/openapi-schema-validator';
@@ -15,7 +15,7 @@ import { startEmbedded, type EmbeddedServer } from '../runtime/gateway/embedded.
 import { FunctionHost } from '../runtime/function/host.ts';
 import { gatewayPage } from '../runtime/pages/ui.ts';
 import { ROOT, errorOf, memoryLogger, openDeclared, postJson, testConfig } from '../runtime/testing/index.ts';
-import { freePort } from './docker.ts';
+import { freePort, gatewayNginxImage } from './docker.ts';
 
 const scratch = mkdtempSync(join(tmpdir(), 'modelfn-docs-'));
 afterAll(() => rmSync(scratch, { recursive: true, force: true }));
@@ -161,37 +161,20 @@ describe("the gateway's root page", () => {
   });
 
   it('nginx answers browsers with the page and API clients with the JSON index', async (ctx) => {
-    const nginx = ['/usr/sbin/nginx', '/usr/bin/nginx'].find(existsSync);
-    if (!nginx) {
-      if (process.env.CI === 'true') throw new Error('CI=true but nginx is not installed (.ci/run installs it)');
-      process.stdout.write('\n[skipped] nginx serving the root page: nginx is not installed on this machine\n');
-      ctx.skip();
-      return;
-    }
-    // The generated config, moved to a free loopback port and this test's own folder.
-    const dir = join(scratch, 'nginx');
-    mkdirSync(dir, { recursive: true });
-    chmodSync(scratch, 0o755);
-    chmodSync(dir, 0o755);
-    copyFileSync(join(ROOT, GATEWAY_PAGE.file), join(dir, 'index.html'));
+    const image = gatewayNginxImage('nginx serving the root page');
+    if (!image) return ctx.skip();
+    // The generated config and page, in the gateway's nginx, published on a free loopback port.
     const port = await freePort();
-    const conf = readFileSync(join(ROOT, 'nginx/nginx.conf'), 'utf8')
-      .replace('listen 8080 default_server;', `listen 127.0.0.1:${port} default_server;`)
-      .replace('pid /tmp/nginx.pid;', `pid ${dir}/nginx.pid;`)
-      .replace(`alias ${GATEWAY_PAGE.image};`, `alias ${dir}/index.html;`);
-    expect(conf).toContain(`alias ${dir}/index.html;`);
-    writeFileSync(join(dir, 'nginx.conf'), conf);
-    // nginx opens /dev/stderr and /dev/stdout itself, which a pipe cannot provide: give it a file.
-    const log = openSync(join(dir, 'nginx.log'), 'w');
-    const child = spawn(nginx, ['-p', dir, '-c', join(dir, 'nginx.conf'), '-g', 'daemon off;'], { stdio: ['ignore', log, log] });
-    closeSync(log);
+    const name = `modelfn-docs-${process.pid}`;
+    execFileSync('docker', ['run', '-d', '--name', name, '-p', `127.0.0.1:${port}:8080`,
+      '-v', `${join(ROOT, 'nginx/nginx.conf')}:/etc/nginx/nginx.conf:ro`, '-v', `${join(ROOT, GATEWAY_PAGE.file)}:${GATEWAY_PAGE.image}:ro`, image], { stdio: 'ignore' });
     try {
       const url = `http://127.0.0.1:${port}`;
       let page: Response | undefined;
       for (let i = 0; i < 50 && !page; i++) {
         page = await fetch(`${url}/`, { headers: { Accept: 'text/html' } }).catch(() => new Promise<undefined>((r) => setTimeout(r, 100)));
       }
-      expect(page, readFileSync(join(dir, 'nginx.log'), 'utf8')).toBeDefined();
+      expect(page, 'nginx did not answer').toBeDefined();
       expect(page!.status).toBe(200);
       expect(page!.headers.get('content-type')).toBe('text/html; charset=utf-8');
       expect(page!.headers.get('vary')).toBe('Accept');
@@ -205,8 +188,7 @@ describe("the gateway's root page", () => {
       // labelled JSON whatever the path's extension.
       for (const path of ['/_modelfn/page', '/_modelfn/index.html', '/nowhere.html']) expect((await errorOf(await fetch(`${url}${path}`))).status).toBe(404);
     } finally {
-      child.kill('SIGTERM');
-      await new Promise((r) => child.once('exit', r));
+      execFileSync('docker', ['rm', '-f', name], { stdio: 'ignore' });
     }
   });
 });
