@@ -111,7 +111,7 @@ export const REPLICA_RESOURCES = {
   reservations: { cpus: 0.1, memoryMiB: 128 },
 } as const;
 
-/** The gateway's share: nginx needs little. */
+/** The gateway's share: nginx needs little. Its worker processes follow the CPU limit (build/render/nginx.ts). */
 export const GATEWAY_RESOURCES = {
   limits: { cpus: 1, memoryMiB: 256 },
   reservations: { cpus: 0.05, memoryMiB: 32 },

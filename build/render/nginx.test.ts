@@ -1,11 +1,13 @@
 // The nginx renderer alone: functions and options in, nginx.conf text out.
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync, openSync, closeSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { resolveDeclaration } from '../../runtime/function/define.ts';
-import { TIMEOUT_GRACE_MS } from '../policy.ts';
+import { gatewayNginxImage } from '../../test/docker.ts';
+import { FUNCTION_KEEPALIVE_TIMEOUT_MS } from '../../runtime/core/config.ts';
+import { TIMEOUT_GRACE_MS, UPSTREAM_KEEPALIVE_TIMEOUT_MS } from '../policy.ts';
 import { nginxConfig } from './nginx.ts';
 
 const config = { bodyLimit: 1024 * 1024, timeoutMs: 30_000 };
@@ -17,21 +19,14 @@ const functions = [
 const scratch = mkdtempSync(join(tmpdir(), 'modelfn-nginx-'));
 afterAll(() => rmSync(scratch, { recursive: true, force: true }));
 
-/** `nginx -t` on a config; undefined when nginx is not installed outside CI. */
+/** `nginx -t` on a config, in the gateway's nginx image; undefined when that cannot run outside CI. */
 function nginxTest(conf: string): { status: number | null; output: string } | undefined {
-  const nginx = ['/usr/sbin/nginx', '/usr/bin/nginx'].find(existsSync);
-  if (!nginx) {
-    if (process.env.CI === 'true') throw new Error('CI=true but nginx is not installed (.ci/run installs it)');
-    process.stdout.write('\n[skipped] nginx -t: nginx is not installed on this machine\n');
-    return undefined;
-  }
+  const image = gatewayNginxImage('nginx -t of rendered configs');
+  if (!image) return undefined;
   const file = join(scratch, `nginx-${Math.random().toString(36).slice(2)}.conf`);
   writeFileSync(file, conf);
-  const log = `${file}.log`;
-  const fd = openSync(log, 'w');
-  const result = spawnSync(nginx, ['-t', '-p', scratch, '-c', file], { stdio: ['ignore', fd, fd] });
-  closeSync(fd);
-  return { status: result.status, output: readFileSync(log, 'utf8') };
+  const result = spawnSync('docker', ['run', '--rm', '--network', 'none', '-v', `${file}:/etc/nginx/nginx.conf:ro`, image, 'nginx', '-t'], { encoding: 'utf8' });
+  return { status: result.status, output: result.stderr };
 }
 
 describe('nginxConfig', () => {
@@ -50,19 +45,28 @@ describe('nginxConfig', () => {
     expect(conf).not.toContain('zone=modelfn_alpha');
   });
 
-  it('resolves replicas at request time in dns mode, for as long as the options say', () => {
+  it('re-resolves replicas while running in dns mode, for as long as the options say, keeping connections to them', () => {
     const compose = nginxConfig(functions, { mode: 'dns' });
     expect(compose).toContain('resolver 127.0.0.11 valid=5s ipv6=off;');
     expect(compose).toContain('# Discovery: dns\n');
     const other = nginxConfig(functions, { mode: 'dns', dnsValidSeconds: 1, discoveryNote: 'for a test', resolver: '10.0.0.2' });
     expect(other).toContain('resolver 10.0.0.2 valid=1s ipv6=off;');
     expect(other).toContain('# Discovery: dns, for a test\n');
-    expect(other).toContain('set $modelfn_upstream alpha;');
+    expect(other).toContain('upstream modelfn_alpha {\n        zone modelfn_alpha_upstream 64k;\n        server alpha:8080 resolve max_fails=0;\n        keepalive 64;\n        keepalive_timeout 60s;\n    }');
+    expect(other).toContain('proxy_pass http://modelfn_alpha;');
+    expect(other).toMatch(/proxy_http_version 1\.1;\n\s*proxy_set_header Connection "";/);
+    // A request that met a connection the function was closing goes to another connection.
+    expect(other).toContain('proxy_next_upstream error timeout http_502 non_idempotent;');
+  });
+
+  it('closes idle connections to a function before the function would', () => {
+    expect(UPSTREAM_KEEPALIVE_TIMEOUT_MS).toBeLessThan(FUNCTION_KEEPALIVE_TIMEOUT_MS);
+    expect(nginxConfig(functions, { mode: 'dns' })).toContain(`keepalive_timeout ${UPSTREAM_KEEPALIVE_TIMEOUT_MS / 1000}s;`);
   });
 
   it('keeps a keepalive pool per function in vip mode, and no resolver', () => {
     const conf = nginxConfig(functions, { mode: 'vip', functionPort: 9000, serviceHost: (fn) => `${fn.name}.svc` });
-    expect(conf).toContain('upstream modelfn_beta_two {\n        server beta-two.svc:9000 max_fails=0;\n        keepalive 32;');
+    expect(conf).toContain('upstream modelfn_beta_two {\n        server beta-two.svc:9000 max_fails=0;\n        keepalive 64;');
     expect(conf).toContain('proxy_pass http://modelfn_alpha;');
     expect(conf).not.toContain('resolver ');
   });

@@ -11,6 +11,8 @@ import { runBuild } from '../../build/build.ts';
 import { buildFunctionImage, functionImage, gatewayImage } from '../../build/docker/images.ts';
 import { compose, composeRun, stackDown, stackUp, waitFor } from '../../build/docker/compose.ts';
 import { soak } from '../../bench/soak.ts';
+import { UPSTREAM_KEEPALIVE_TIMEOUT_MS } from '../../build/policy.ts';
+import { FUNCTION_KEEPALIVE_TIMEOUT_MS } from '../../runtime/core/config.ts';
 import { conformanceSuite, ROOT, errorOf, postJson } from '../../runtime/testing/index.ts';
 import { chromiumAvailable, openBrowser, screenshot, tryGatewayPage } from '../browser.ts';
 import { answersPerReplica, docker, dockerAvailable, freePort } from '../docker.ts';
@@ -222,6 +224,20 @@ describe.runIf(available)('the compose stack on the real Docker engine', () => {
     await load;
     process.stdout.write(`\n[figures] rolling restart of 2 replicas under load: ${statuses.length} requests, ${statuses.filter((x) => x !== 200).length} failed\n`);
     expect(statuses.length).toBeGreaterThan(50);
+    expect(statuses.filter((s) => s !== 200)).toEqual([]);
+  });
+
+  it('loses no request after idle gaps longer than every keep-alive timeout', { timeout: 180_000 }, async () => {
+    // nginx keeps idle connections to the functions for UPSTREAM_KEEPALIVE_TIMEOUT_MS (60 s), the
+    // functions keep theirs longer (75 s), nginx keeps the client's 65 s: one gap past all of them,
+    // between two bursts.
+    const gap = FUNCTION_KEEPALIVE_TIMEOUT_MS + 5000;
+    expect(gap).toBeGreaterThan(UPSTREAM_KEEPALIVE_TIMEOUT_MS);
+    const statuses = await burst();
+    await new Promise((r) => setTimeout(r, gap));
+    statuses.push(...(await burst()));
+    process.stdout.write(`\n[figures] idle gap of ${gap / 1000} s between two bursts: ${statuses.length} requests, ${statuses.filter((x) => x !== 200).length} failed\n`);
+    expect(statuses).toHaveLength(200);
     expect(statuses.filter((s) => s !== 200)).toEqual([]);
   });
 
