@@ -227,7 +227,19 @@ describe.runIf(available)('the compose stack on the real Docker engine', () => {
     expect(statuses.filter((s) => s !== 200)).toEqual([]);
   });
 
-  it('loses no request after idle gaps longer than every keep-alive timeout', { timeout: 180_000 }, async () => {
+  it('loses no request after an idle gap longer than every keep-alive timeout', { timeout: 180_000 }, async () => {
+    const burst = async () => {
+      const statuses: number[] = [];
+      const worker = async () => {
+        for (let i = 0; i < 25; i++) {
+          const res = await fetch(`${url}/iris/predict`, postJson({ instances: [[5.1, 3.5, 1.4, 0.2]] }));
+          statuses.push(res.status);
+          await res.arrayBuffer();
+        }
+      };
+      await Promise.all([worker(), worker(), worker(), worker()]);
+      return statuses;
+    };
     // nginx keeps idle connections to the functions for UPSTREAM_KEEPALIVE_TIMEOUT_MS (60 s), the
     // functions keep theirs longer (75 s), nginx keeps the client's 65 s: one gap past all of them,
     // between two bursts.
