@@ -1,22 +1,26 @@
 /**
- * `npm run bench`: modelfn side by side with the in-process limit and the classic Flask +
- * gunicorn + nginx stack, in one run on this machine. Writes BENCHMARKS.md.
+ * `npm run bench`: modelfn through its gateway (nginx and compose), in embedded mode and at the
+ * in-process limit, side by side with the classic Flask + gunicorn + nginx stack, both as its
+ * article deploys it (two containers in Docker Compose) and natively, in one run on this
+ * machine. Writes BENCHMARKS.md.
  *
  *   npm run bench                  full run (about 15 minutes on 2 cores)
  *   npm run bench -- --quick       short runs, to check the harness
  *   --seconds N  --repeat N  --skip-compose
  *
  * Needs wrk, nginx, gunicorn, python3-flask, python3-sklearn, python3-onnx (installed with
- * apt-get when missing and running as root) and, for the compose rows, a Docker engine.
+ * apt-get when missing and running as root) and, for the compose rows, a Docker engine (the
+ * classic stack's Python image comes from scripts/base-images.sh --classic when it cannot be
+ * pulled).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { cpus, freemem, totalmem } from 'node:os';
-import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { runBuild } from '../build/build.ts';
 import { ROOT, functionImage, imageSizes, run, runtimeImage } from '../build/docker/images.ts';
-import { stackDown, stackUp } from '../build/docker/compose.ts';
+import { compose as composeCommand, stackDown, stackUp } from '../build/docker/compose.ts';
 import { freePort } from '../test/docker.ts';
 import { measureLimit, type LimitResult } from './limit.ts';
 import { wrk, type LoadRequest, type LoadResult } from './wrk.ts';
@@ -32,7 +36,7 @@ const { values: args } = parseArgs({
 const QUICK = args.quick!;
 const SECONDS = Number(args.seconds ?? (QUICK ? 1 : 4));
 const REPEAT = Number(args.repeat ?? (QUICK ? 1 : 3));
-const CONCURRENCY = [1, 16, 64];
+const CONCURRENCY = [1, 64];
 const ROWS = [1, 32];
 const WORK = join(ROOT, 'dist/bench');
 const CORES = cpus().length;
@@ -161,6 +165,45 @@ async function containerMemMb(id: string): Promise<number> {
   return Number(m[1]) * (scale[m[2]] ?? 1);
 }
 
+/** CPU ticks used so far by every process on the machine, by pid, with its name. */
+function cpuTicks(): Map<number, { name: string; ticks: number }> {
+  const ticks = new Map<number, { name: string; ticks: number }>();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      ticks.set(Number(entry), { name: stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')')), ticks: Number(fields[11]) + Number(fields[12]) });
+    } catch {
+      // the process ended meanwhile
+    }
+  }
+  return ticks;
+}
+
+/**
+ * Where the CPU goes while `load` runs: percent of one core per process name (wrk, docker-proxy,
+ * nginx, node...), from /proc, measured until just before the load ends so that wrk still counts.
+ */
+async function cpuDuring(load: () => Promise<unknown>): Promise<{ name: string; percent: number }[]> {
+  const before = cpuTicks();
+  const t0 = performance.now();
+  const running = load();
+  await new Promise((r) => setTimeout(r, SECONDS * 1000 - 300));
+  const after = cpuTicks();
+  const elapsed = (performance.now() - t0) / 1000;
+  await running;
+  const byName = new Map<string, number>();
+  for (const [pid, { name, ticks }] of after) {
+    const used = ticks - (before.get(pid)?.ticks ?? 0);
+    if (used > 0) byName.set(name, (byName.get(name) ?? 0) + used);
+  }
+  const hz = 100; // USER_HZ on Linux
+  return [...byName].map(([name, t]) => ({ name, percent: (t / hz / elapsed) * 100 })).sort((a, b) => b.percent - a.percent).filter((p) => p.percent >= 1);
+}
+
+const cpuShares: { name: string; percent: number }[] = [];
+
 // ---------------------------------------------------------------- measuring
 
 interface Row { target: string; model: ModelName; form: string; rows: number; concurrency: number; result: LoadResult }
@@ -180,10 +223,11 @@ async function measure(target: string, model: ModelName, form: string, rows: num
   return result;
 }
 
+/** Every model, form and concurrency; JSON with one row per request, binary with 1 and 32 (`rowsList`). */
 async function matrix(target: string, models: ModelName[], forms: Record<string, (model: ModelName, rows: number) => LoadRequest>, rowsList = ROWS): Promise<void> {
   for (const model of models) {
     for (const [form, make] of Object.entries(forms)) {
-      for (const rows of rowsList) {
+      for (const rows of form === 'json' ? [1] : rowsList) {
         for (const c of CONCURRENCY) await measure(target, model, form, rows, c, make(model, rows));
       }
     }
@@ -193,8 +237,19 @@ async function matrix(target: string, models: ModelName[], forms: Record<string,
 const memory: Record<string, number> = {};
 const coldStarts: Record<string, number[]> = {};
 
+const CLASSIC_NATIVE = 'classic native';
+const CLASSIC_COMPOSE = 'classic compose';
+const EMBEDDED = 'modelfn embedded';
+const GATEWAY = 'modelfn gateway';
+
+/** The classic stack's nginx.conf (bench/flask/nginx.conf) for an address, an upstream and a folder. */
+function classicNginxConfig(listen: string, upstream: string, dir: string): string {
+  return readFileSync(join(ROOT, 'bench/flask/nginx.conf'), 'utf8')
+    .replaceAll('{{LISTEN}}', listen).replaceAll('{{UPSTREAM}}', upstream).replaceAll('{{DIR}}', dir);
+}
+
 async function flaskStack(): Promise<void> {
-  log('\nclassic stack: Flask + gunicorn (workers = cores) behind nginx');
+  log('\nclassic stack, native: Flask + gunicorn (workers = cores) behind nginx');
   const gunicornPort = await freePort();
   const port = await freePort();
   const gunicorn = start('/usr/bin/python3', ['-m', 'gunicorn', '-w', String(CORES), '-b', `127.0.0.1:${gunicornPort}`, '--chdir', join(ROOT, 'bench/flask'), 'app:app'], {
@@ -202,18 +257,47 @@ async function flaskStack(): Promise<void> {
   });
   const nginxDir = join(WORK, 'flask-nginx');
   mkdirSync(nginxDir, { recursive: true });
-  writeFileSync(join(nginxDir, 'nginx.conf'), readFileSync(join(ROOT, 'bench/flask/nginx.conf'), 'utf8')
-    .replaceAll('{{PORT}}', String(port)).replaceAll('{{UPSTREAM}}', String(gunicornPort)).replaceAll('{{DIR}}', nginxDir));
+  writeFileSync(join(nginxDir, 'nginx.conf'), classicNginxConfig(`127.0.0.1:${port}`, `127.0.0.1:${gunicornPort}`, nginxDir));
   const nginx = start('/usr/sbin/nginx', ['-p', nginxDir, '-c', join(nginxDir, 'nginx.conf'), '-g', 'daemon off;']);
   const base = `http://127.0.0.1:${port}`;
   try {
     await waitOk(`${base}/iris/predict`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: '{"instances":[[1,2,3,4]]}' });
     memory['flask: gunicorn workers, idle'] = await treeRssMb(gunicorn.pid!);
-    await matrix('flask+gunicorn+nginx', ['iris', 'mlp'], { json: (m, r) => flaskPredict(base, m, r) });
+    await matrix(CLASSIC_NATIVE, ['iris', 'mlp'], { json: (m, r) => flaskPredict(base, m, r) });
     memory['flask: gunicorn workers, after load'] = await treeRssMb(gunicorn.pid!);
   } finally {
     await stop(nginx, 'SIGQUIT');
     await stop(gunicorn);
+  }
+}
+
+/**
+ * The classic stack as its article deploys it: the Flask + gunicorn container behind an nginx
+ * container in Docker Compose (bench/flask/Dockerfile and docker-compose.yml), published on a
+ * loopback port, gunicorn with as many workers as natively.
+ */
+async function classicCompose(): Promise<void> {
+  log('\nclassic stack in Docker Compose: a Flask + gunicorn container behind an nginx container');
+  const images = await run('bash', [join(ROOT, 'scripts/base-images.sh'), '--classic']);
+  if (images.trim()) log(images.trim().split('\n').map((l) => `  ${l}`).join('\n'));
+  const dir = join(WORK, 'classic');
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(join(dir, 'models'), { recursive: true });
+  for (const file of ['app.py', 'Dockerfile', 'docker-compose.yml']) copyFileSync(join(ROOT, 'bench/flask', file), join(dir, file));
+  copyFileSync(join(MODELS.iris.dir, 'model.onnx'), join(dir, 'models/iris.onnx'));
+  copyFileSync(join(ROOT, 'bench/models/mlp.onnx'), join(dir, 'models/mlp.onnx'));
+  writeFileSync(join(dir, 'nginx.conf'), classicNginxConfig('80', 'flask:8000', '/tmp'));
+  const port = await freePort();
+  const env = { ...process.env, CLASSIC_PORT: String(port), GUNICORN_WORKERS: String(CORES) };
+  const [command, ...prefix] = composeCommand();
+  const dc = (args: string[]) => run(command, [...prefix, '-p', 'modelfn-bench-classic', '-f', join(dir, 'docker-compose.yml'), ...args], { env });
+  await dc(['up', '-d', '--build']);
+  const base = `http://127.0.0.1:${port}`;
+  try {
+    await waitOk(`${base}/iris/predict`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: '{"instances":[[1,2,3,4]]}' }, 120_000);
+    await matrix(CLASSIC_COMPOSE, ['iris', 'mlp'], { json: (m, r) => flaskPredict(base, m, r) });
+  } finally {
+    await dc(['down', '-v', '--remove-orphans']).catch((err) => log(`  ! classic compose down: ${(err as Error).message}`));
   }
 }
 
@@ -226,18 +310,18 @@ async function embedded(functionsDir: string): Promise<void> {
   const base = `http://127.0.0.1:${port}`;
   try {
     await waitOk(`${base}/v2/models/mlp/ready`);
-    await matrix('modelfn embedded', ['iris', 'mlp'], {
+    await matrix(EMBEDDED, ['iris', 'mlp'], {
       json: (m, r) => jsonInfer(base, m, r),
       binary: (m, r) => binaryInfer(base, m, r),
     });
-    await matrix('modelfn embedded', ['mlp-nobatch'], { json: (m, r) => jsonInfer(base, m, r), binary: (m, r) => binaryInfer(base, m, r) }, [1]);
+    await matrix(EMBEDDED, ['mlp-nobatch'], { json: (m, r) => jsonInfer(base, m, r), binary: (m, r) => binaryInfer(base, m, r) }, [1]);
   } finally {
     await stop(server);
   }
 }
 
 async function compose(functionsDir: string): Promise<void> {
-  log('\nmodelfn through nginx and compose');
+  log('\nmodelfn gateway: nginx and one container per function, in compose');
   const port = await freePort();
   const env = { MODELFN_IMAGE_TAG: 'bench', MODELFN_PORT: String(port), MODELFN_PROJECT: 'modelfn-bench' };
   Object.assign(process.env, env);
@@ -250,12 +334,13 @@ async function compose(functionsDir: string): Promise<void> {
   try {
     const container = (await run('docker', ['ps', '-q', '--filter', 'label=com.docker.compose.project=modelfn-bench', '--filter', 'label=com.docker.compose.service=iris'])).trim().split('\n')[0];
     memory['modelfn iris container, idle (docker stats)'] = await containerMemMb(container);
-    await matrix('modelfn nginx+compose', ['iris', 'mlp'], {
+    await matrix(GATEWAY, ['iris', 'mlp'], {
       json: (m, r) => jsonInfer(base, m, r),
       binary: (m, r) => binaryInfer(base, m, r),
     });
     memory['modelfn iris container, after load (docker stats)'] = await containerMemMb(container);
-    await matrix('modelfn nginx+compose', ['mlp-nobatch'], { json: (m, r) => jsonInfer(base, m, r), binary: (m, r) => binaryInfer(base, m, r) }, [1]);
+    cpuShares.push(...(await cpuDuring(() => wrk(jsonInfer(base, 'iris', 1), 64, SECONDS, WORK, 'cpu'))));
+    await matrix(GATEWAY, ['mlp-nobatch'], { json: (m, r) => jsonInfer(base, m, r), binary: (m, r) => binaryInfer(base, m, r) }, [1]);
     await coldStartContainer();
   } finally {
     await stackDown(stack);
@@ -351,29 +436,44 @@ async function report(limits: Record<string, LimitResult>, profileRows: string[]
     '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
     ...rows.map((r) => `| ${r.target} | ${r.model} | ${r.form} | ${r.rows} | ${r.concurrency} | ${r.result.rps.toFixed(0)} | ${(r.result.rps * r.rows).toFixed(0)} | ${r.result.p50.toFixed(2)} | ${r.result.p99.toFixed(2)} | ${r.result.errors} |`),
   ];
-  const flaskIris = find('flask+gunicorn+nginx', 'iris', 'json', 1, 64);
-  const nginxIris = find('modelfn nginx+compose', 'iris', 'json', 1, 64);
-  const nginxIris1 = find('modelfn nginx+compose', 'iris', 'json', 1, 1);
-  const flaskMlp = find('flask+gunicorn+nginx', 'mlp', 'json', 1, 64);
-  const bestMlp = [find('modelfn nginx+compose', 'mlp', 'binary', 1, 64), find('modelfn nginx+compose', 'mlp', 'json', 1, 64)].filter(Boolean) as LoadResult[];
-  const mlpRows = bestMlp.length ? Math.max(...bestMlp.map((r) => r.rps)) : undefined;
-  const noBatch = [find('modelfn nginx+compose', 'mlp-nobatch', 'binary', 1, 64), find('modelfn nginx+compose', 'mlp-nobatch', 'json', 1, 64)].filter(Boolean) as LoadResult[];
-  const noBatchRows = noBatch.length ? Math.max(...noBatch.map((r) => r.rps)) : undefined;
-  const mlp32 = find('modelfn nginx+compose', 'mlp', 'binary', 32, 64);
-  const cold = coldStarts['container start → first inference (iris)'];
-  const idle = memory['modelfn iris process, idle (RSS)'];
   const ratio = (a?: number, b?: number) => (a !== undefined && b ? a / b : undefined);
   const fmt = (x?: number, digits = 2) => (x === undefined || Number.isNaN(x) ? 'n/a' : x.toFixed(digits));
+  const rps = (target: string, model: ModelName, c = 64) => find(target, model, 'json', 1, c)?.rps;
+  const p50 = (target: string, model: ModelName) => find(target, model, 'json', 1, 1)?.p50;
+  /** One target row: a ratio of requests/s at 64 connections, JSON, one row per request. */
+  const ratioRow = (what: string, model: ModelName, a: string, b: string, goal: number) => {
+    const r = ratio(rps(a, model), rps(b, model));
+    return `| ${what} | ≥ ${goal < 1 ? `${goal * 100}%` : `${goal}×`} | ${fmt(rps(a, model), 0)} vs ${fmt(rps(b, model), 0)} = ${goal < 1 ? `${fmt(r === undefined ? undefined : r * 100, 0)}%` : `${fmt(r)}×`} | ${verdict(r === undefined ? undefined : r >= goal)} |`;
+  };
+  const gw1 = p50(GATEWAY, 'iris');
+  const emb1 = p50(EMBEDDED, 'iris');
+  const mlp32 = find(GATEWAY, 'mlp', 'binary', 32, 64);
+  const cold = coldStarts['container start → first inference (iris)'];
+  const idle = memory['modelfn iris process, idle (RSS)'];
   const targets = [
-    `| iris, c64, through nginx: requests/s vs Flask stack | ≥ 5× | ${fmt(nginxIris?.rps, 0)} vs ${fmt(flaskIris?.rps, 0)} = ${fmt(ratio(nginxIris?.rps, flaskIris?.rps))}× | ${verdict(ratio(nginxIris?.rps, flaskIris?.rps) === undefined ? undefined : ratio(nginxIris?.rps, flaskIris?.rps)! >= 5)} |`,
-    `| iris, c1, through nginx: median latency minus in-process limit | ≤ 1 ms | ${fmt(nginxIris1?.p50)} − ${fmt(limits['iris/1']?.p50, 3)} = ${fmt(nginxIris1 && limits['iris/1'] ? nginxIris1.p50 - limits['iris/1'].p50 : undefined)} ms | ${verdict(nginxIris1 && limits['iris/1'] ? nginxIris1.p50 - limits['iris/1'].p50 <= 1 : undefined)} |`,
-    `| MLP, c64, one row each: rows/s vs Flask stack | ≥ 10× | ${fmt(mlpRows, 0)} vs ${fmt(flaskMlp?.rps, 0)} = ${fmt(ratio(mlpRows, flaskMlp?.rps))}× | ${verdict(ratio(mlpRows, flaskMlp?.rps) === undefined ? undefined : ratio(mlpRows, flaskMlp?.rps)! >= 10)} |`,
-    `| MLP, c64, one row each: rows/s vs modelfn with batching off | ≥ 3× | ${fmt(mlpRows, 0)} vs ${fmt(noBatchRows, 0)} = ${fmt(ratio(mlpRows, noBatchRows))}× | ${verdict(ratio(mlpRows, noBatchRows) === undefined ? undefined : ratio(mlpRows, noBatchRows)! >= 3)} |`,
-    `| MLP, c64, one row each: rows/s vs in-process limit at batch 32 | ≥ 0.5× | ${fmt(mlpRows, 0)} vs ${fmt(limits['mlp/32']?.rowsPerSecond, 0)} = ${fmt(ratio(mlpRows, limits['mlp/32']?.rowsPerSecond))}× | ${verdict(ratio(mlpRows, limits['mlp/32']?.rowsPerSecond) === undefined ? undefined : ratio(mlpRows, limits['mlp/32']?.rowsPerSecond)! >= 0.5)} |`,
-    `| MLP, c64, 32-row binary requests: rows/s vs in-process limit at batch 32 | (reference) | ${fmt(mlp32 ? mlp32.rps * 32 : undefined, 0)} vs ${fmt(limits['mlp/32']?.rowsPerSecond, 0)} = ${fmt(ratio(mlp32 ? mlp32.rps * 32 : undefined, limits['mlp/32']?.rowsPerSecond))}× | |`,
-    `| container cold start to first inference, iris (median of ${cold?.length ?? 0}) | ≤ 500 ms | ${fmt(cold ? median(cold) : undefined, 0)} ms | ${verdict(cold ? median(cold) <= 500 : undefined)} |`,
-    `| resident memory of an idle function process (iris) | ≤ 80 MB | ${fmt(idle, 1)} MB | ${verdict(idle === undefined ? undefined : idle <= 80)} |`,
+    ratioRow('iris, c64: gateway vs classic stack in compose', 'iris', GATEWAY, CLASSIC_COMPOSE, 3),
+    ratioRow('iris, c64: gateway vs classic stack native', 'iris', GATEWAY, CLASSIC_NATIVE, 2),
+    ratioRow('iris, c64: gateway vs embedded mode', 'iris', GATEWAY, EMBEDDED, 0.4),
+    `| iris, c1: gateway median latency vs embedded median + 0.2 ms | ≤ ${fmt(emb1 === undefined ? undefined : emb1 + 0.2)} ms | ${fmt(gw1)} ms (embedded ${fmt(emb1)} ms: +${fmt(gw1 !== undefined && emb1 !== undefined ? gw1 - emb1 : undefined)} ms) | ${verdict(gw1 !== undefined && emb1 !== undefined ? gw1 <= emb1 + 0.2 : undefined)} |`,
+    ratioRow('MLP 784-1024-1024-10, one row per request, c64: gateway vs classic stack in compose', 'mlp', GATEWAY, CLASSIC_COMPOSE, 5),
+    ratioRow('iris, c64: embedded mode vs classic stack native', 'iris', EMBEDDED, CLASSIC_NATIVE, 5),
+    ratioRow('MLP, one row per request, c64: embedded mode vs classic stack native', 'mlp', EMBEDDED, CLASSIC_NATIVE, 10),
+    `| (reference) MLP, c64, 32-row binary requests through the gateway: rows/s vs in-process limit at batch 32 | | ${fmt(mlp32 ? mlp32.rps * 32 : undefined, 0)} vs ${fmt(limits['mlp/32']?.rowsPerSecond, 0)} = ${fmt(ratio(mlp32 ? mlp32.rps * 32 : undefined, limits['mlp/32']?.rowsPerSecond))}× | |`,
+    `| (earlier target) container cold start to first inference, iris (median of ${cold?.length ?? 0}) | ≤ 500 ms | ${fmt(cold ? median(cold) : undefined, 0)} ms | ${verdict(cold ? median(cold) <= 500 : undefined)} |`,
+    `| (earlier target) resident memory of an idle function process (iris) | ≤ 80 MB | ${fmt(idle, 1)} MB | ${verdict(idle === undefined ? undefined : idle <= 80)} |`,
   ];
+  // Side by side: every way to serve the same weights, JSON, one row per request.
+  const sideBySide = (model: ModelName) => {
+    const limit = limits[`${model}/1`];
+    const line = (name: string, target: string) => `| ${model} | ${name} | ${fmt(rps(target, model), 0)} | ${fmt(ratio(rps(GATEWAY, model), rps(target, model)))}× | ${fmt(p50(target, model))} |`;
+    return [
+      line('classic stack in compose (nginx + Flask/gunicorn containers)', CLASSIC_COMPOSE),
+      line('classic stack native (nginx + gunicorn processes)', CLASSIC_NATIVE),
+      line('modelfn gateway (nginx + function containers, compose)', GATEWAY),
+      line('modelfn embedded (one process, no nginx, no Docker)', EMBEDDED),
+      `| ${model} | in-process limit (session.run, batch 1, one thread) | ${fmt(limit?.rowsPerSecond, 0)} | ${fmt(ratio(rps(GATEWAY, model), limit?.rowsPerSecond))}× | ${fmt(limit?.p50, 3)} |`,
+    ];
+  };
   return [
     '# Benchmarks',
     '',
@@ -387,10 +487,11 @@ async function report(limits: Record<string, LimitResult>, profileRows: string[]
     '',
     '```sh',
     `npm run bench${QUICK ? ' -- --quick' : ''}`,
-    `# load: wrk -t1 -c{1,16,64} -d${SECONDS}s --latency -s <body.lua> <url>`,
-    '# classic stack: gunicorn -w <cores> bench/flask/app.py behind nginx (bench/flask/nginx.conf)',
+    `# load: wrk -t1 -c{1,64} -d${SECONDS}s --latency -s <body.lua> <url>`,
+    '# classic native: gunicorn -w <cores> bench/flask/app.py behind nginx (bench/flask/nginx.conf)',
+    '# classic compose: scripts/base-images.sh --classic; docker compose -f bench/flask/docker-compose.yml up -d --build',
     '# modelfn embedded: modelfn start --functions <iris, mlp, mlp-nobatch>',
-    '# modelfn compose: npm run build -- --images; docker compose up (gateway nginx + one container per function)',
+    '# modelfn gateway: npm run build -- --images; docker compose up (nginx gateway + one container per function)',
     '```',
     '',
     '## Targets',
@@ -398,6 +499,15 @@ async function report(limits: Record<string, LimitResult>, profileRows: string[]
     '| target | goal | measured | verdict |',
     '| --- | --- | --- | --- |',
     ...targets,
+    '',
+    '## Side by side',
+    '',
+    'JSON, one row per request: requests/s at 64 connections, and the median latency at 1 connection.',
+    '',
+    '| model | how it is served | requests/s, c64 | gateway is | p50 ms, c1 |',
+    '| --- | --- | --- | --- | --- |',
+    ...sideBySide('iris'),
+    ...sideBySide('mlp'),
     '',
     '## The limit: in-process session.run',
     '',
@@ -426,6 +536,12 @@ async function report(limits: Record<string, LimitResult>, profileRows: string[]
     '',
     '## Where the time goes',
     '',
+    `CPU per process while wrk -c64 sends iris JSON requests through the gateway (${SECONDS} s, percent of one core; 200% is the whole machine):`,
+    '',
+    '| process | CPU |',
+    '| --- | --- |',
+    ...cpuShares.map((p) => `| ${p.name} | ${p.percent.toFixed(0)}% |`),
+    '',
     `\`node --cpu-prof\` of one iris function process under wrk -c64 (JSON, ${SECONDS} s); self time:`,
     '',
     '| share | function |',
@@ -452,6 +568,7 @@ for (const model of ['iris', 'mlp'] as const) {
   }
 }
 await flaskStack();
+if (!args['skip-compose']) await classicCompose();
 await embedded(functionsDir);
 if (!args['skip-compose']) await compose(functionsDir);
 await processStart();

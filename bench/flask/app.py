@@ -26,10 +26,11 @@ def initializers(path):
 
 
 def iris_model():
-    weights = initializers(os.path.join(ROOT, "functions", "iris", "model.onnx"))
+    weights = initializers(os.environ.get("IRIS_MODEL", os.path.join(ROOT, "functions", "iris", "model.onnx")))
     w = next(v for v in weights.values() if v.ndim == 2)
     b = next(v for v in weights.values() if v.ndim == 1)
-    clf = LogisticRegression(multi_class="multinomial")
+    # Multinomial: the default for several classes (and the only choice in newer scikit-learn).
+    clf = LogisticRegression()
     # The ONNX Gemm multiplies by W transposed: W has one row per class, as coef_ does.
     clf.coef_ = w.astype(np.float64)
     clf.intercept_ = b.astype(np.float64)
