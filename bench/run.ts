@@ -4,7 +4,7 @@
  * article deploys it (two containers in Docker Compose) and natively, in one run on this
  * machine. Writes BENCHMARKS.md.
  *
- *   npm run bench                  full run (about 15 minutes on 2 cores)
+ *   npm run bench                  full run (about 11 minutes on 2 cores)
  *   npm run bench -- --quick       short runs, to check the harness
  *   --seconds N  --repeat N  --skip-compose
  *
