@@ -10,6 +10,7 @@ import { discoverFunctions } from './functions.ts';
 import { buildFunctionImage, buildGatewayImage, buildRuntimeImage, ensureBaseImages } from './docker/images.ts';
 import { generatedFiles } from './generate.ts';
 import { readConfig } from '../runtime/core/config.ts';
+import { describeFunctions } from '../runtime/pages/describe.ts';
 
 export interface BuildOptions {
   functionsDir: string;
@@ -45,7 +46,15 @@ export async function runBuild(options: BuildOptions): Promise<number> {
     for (const p of problems) log(`  - ${p}`);
     return 1;
   }
-  const files = generatedFiles(functions);
+  // Each model's metadata, read once: the list at GET / and the page show what each function really serves.
+  const described = await describeFunctions(functions);
+  const broken = described.filter((fn) => fn.error);
+  if (broken.length) {
+    log(`modelfn build: ${broken.length} problem${broken.length > 1 ? 's' : ''}:`);
+    for (const fn of broken) log(`  - ${fn.error}`);
+    return 1;
+  }
+  const files = generatedFiles(described);
   if (options.check) {
     const stale = Object.entries(files).filter(([path, text]) => {
       const file = join(options.root, path);

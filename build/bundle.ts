@@ -67,6 +67,12 @@ export async function bundleFunction(fn: ResolvedFunction, outRoot: string): Pro
   const model = join(outDir, fn.modelFile);
   mkdirSync(dirname(model), { recursive: true });
   copyFileSync(fn.modelPath, model);
+  // Example files the docs pages send (routeDocs exampleFile) travel with the function.
+  for (const doc of Object.values(fn.routeDocs)) {
+    if (!doc.exampleFile) continue;
+    mkdirSync(dirname(join(outDir, doc.exampleFile)), { recursive: true });
+    copyFileSync(join(fn.dir, doc.exampleFile), join(outDir, doc.exampleFile));
+  }
   return {
     name: fn.name,
     outDir: relative(process.cwd(), outDir) || '.',

@@ -3,7 +3,8 @@
  * functions (no environment, no clock, no file system), so the same source gives the same files
  * on every machine and the drift test means the same for everyone.
  */
-import type { ResolvedFunction } from '../runtime/function/define.ts';
+import { VERSION } from '../runtime/core/version.ts';
+import { cardOf, type DescribedFunction } from '../runtime/pages/describe.ts';
 import { gatewayPage } from '../runtime/pages/ui.ts';
 import { FILES, GATEWAY_PAGE } from './policy.ts';
 import { composeFile } from './render/compose.ts';
@@ -12,14 +13,16 @@ import { nginxConfig } from './render/nginx.ts';
 import { stackFile, swarmGatewayConfig } from './render/swarm.ts';
 
 /**
- * The generated files' text, by path.
+ * The generated files' text, by path. The functions are described from their models
+ * (runtime/pages/describe.ts, which reads each model's metadata): the list at GET / and the page
+ * show what each function really serves.
  *
  * @example for (const [path, text] of Object.entries(generatedFiles(functions))) writeFileSync(path, text);
  */
-export function generatedFiles(functions: readonly ResolvedFunction[]): Record<string, string> {
+export function generatedFiles(functions: readonly DescribedFunction[]): Record<string, string> {
   return {
     [FILES.nginx]: nginxConfig(functions, { mode: 'dns' }),
-    [GATEWAY_PAGE.file]: `<!-- Generated from runtime/pages/ui.ts by modelfn build: do not edit; run \`npm run build\`. -->\n${gatewayPage()}`,
+    [GATEWAY_PAGE.file]: `<!-- Generated from runtime/pages/ui.ts by modelfn build: do not edit; run \`npm run build\`. -->\n${gatewayPage(functions.map((fn) => cardOf(fn)), VERSION)}`,
     [FILES.compose]: composeFile(functions),
     [FILES.swarmStack]: stackFile(functions),
     [FILES.swarmNginx]: swarmGatewayConfig(functions),

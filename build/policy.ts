@@ -147,5 +147,7 @@ export function functionEnvironment(fn: ResolvedFunction): Record<string, string
     // id); a second line from the function cost 38% of a container's throughput, all of it in
     // the engine's log pipeline (bench: 5.7k -> 3.5k requests/s). Errors are still logged.
     MODELFN_ACCESS_LOG: 'false',
+    // The service's name resolves to every replica: GET /stats adds them up for the live view.
+    MODELFN_PEERS: `${fn.name}:${FUNCTION_PORT}`,
   };
 }

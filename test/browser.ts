@@ -3,7 +3,7 @@
  * ever downloaded). Skipped with a printed reason where /usr/bin/chromium is missing, except in
  * CI (CI=true), where a missing browser fails the run.
  */
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
@@ -23,14 +23,15 @@ export function chromiumAvailable(suite: string): boolean {
   return false;
 }
 
-/** A browser with a fresh profile of its own; `close` removes the profile. */
-export async function openBrowser(): Promise<{ context: BrowserContext; page: Page; errors: string[]; close(): Promise<void> }> {
+/** A browser with a fresh profile of its own (JavaScript off on request); `close` removes the profile. */
+export async function openBrowser(options: { javaScript?: boolean } = {}): Promise<{ context: BrowserContext; page: Page; errors: string[]; close(): Promise<void> }> {
   const profile = mkdtempSync(join(tmpdir(), 'modelfn-chromium-'));
   const context = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM,
     headless: true,
     args: ARGS,
     viewport: { width: 1100, height: 900 },
+    javaScriptEnabled: options.javaScript ?? true,
   });
   const page = context.pages()[0] ?? (await context.newPage());
   const errors: string[] = [];
@@ -46,30 +47,48 @@ export async function openBrowser(): Promise<{ context: BrowserContext; page: Pa
   };
 }
 
-/** Saves a full-page screenshot as test-artifacts/<name>.png and returns its path. */
-export async function screenshot(page: Page, name: string): Promise<string> {
+/** Saves a screenshot (the full page unless told) as test-artifacts/<name>.png and returns its path. */
+export async function screenshot(page: Page, name: string, options: { fullPage?: boolean } = {}): Promise<string> {
   mkdirSync(ARTIFACTS, { recursive: true });
   const path = join(ARTIFACTS, `${name}.png`);
-  await page.screenshot({ path, fullPage: true });
+  await page.screenshot({ path, fullPage: options.fullPage ?? true });
   return path;
 }
 
+/** The form a function's card shows (the chosen route's). */
+export const visibleForm = (page: Page, fn: string) => page.locator(`[data-function="${fn}"] form.try:not([hidden])`);
+
 /**
- * Does what a person does on the gateway's root page: sends iris's prefilled /species request
- * and vad's recording, and reads the answers shown. Resolves to the two answers' text.
+ * Does what a person does on the gateway's root page: sends iris's prefilled /species request,
+ * digits' example image and vad's example recording (one click), and reads the answers shown.
  */
-export async function tryGatewayPage(page: Page, url: string): Promise<{ iris: string; vad: string }> {
+export async function tryGatewayPage(page: Page, url: string): Promise<{ iris: string; digits: string; vad: string }> {
   await page.goto(`${url}/`);
-  const iris = page.locator('[data-function="iris"]');
-  await iris.locator('form button[type=submit]').click();
-  await iris.locator('pre.answer.ok').waitFor({ timeout: 15_000 });
-  const vad = page.locator('[data-function="vad"]');
-  await vad.locator('input[type=file]').setInputFiles({
-    name: 'speech.wav',
-    mimeType: 'audio/wav',
-    buffer: readFileSync(join(ROOT, 'functions/vad/test/speech.wav')),
-  });
-  await vad.locator('form button[type=submit]').click();
-  await vad.locator('pre.answer.ok').waitFor({ timeout: 15_000 });
-  return { iris: await iris.locator('pre.answer').innerText(), vad: await vad.locator('pre.answer').innerText() };
+  const answers: Record<string, string> = {};
+  for (const [fn, button] of [['iris', 'button[type=submit]'], ['digits', 'button[type=submit]'], ['vad', 'button[data-example]']] as const) {
+    const form = visibleForm(page, fn);
+    await form.locator(button).click();
+    await form.locator('pre.answer.ok, pre.answer.failed').waitFor({ timeout: 15_000 });
+    answers[fn] = await form.locator('pre.answer').innerText();
+  }
+  return { iris: answers.iris, digits: answers.digits, vad: answers.vad };
+}
+
+/** The live view's row of a function, as shown: state, replicas, requests/s, median, p99, batch, errors/s, reason. */
+export async function liveRow(page: Page, fn: string): Promise<Record<string, string>> {
+  const row = page.locator(`tr[data-live="${fn}"]`);
+  const fields = ['state', 'replicas', 'rps', 'p50', 'p99', 'batch', 'errors', 'reason'];
+  return Object.fromEntries(await Promise.all(fields.map(async (f) => [f, (await row.locator(`[data-field="${f}"]`).innerText()).trim()])));
+}
+
+/** Waits until the live view of a function satisfies `ok` (it refreshes itself every 2 s). */
+export async function waitForLiveRow(page: Page, fn: string, ok: (row: Record<string, string>) => boolean, timeoutMs = 15_000): Promise<Record<string, string>> {
+  const deadline = Date.now() + timeoutMs;
+  let row = await liveRow(page, fn);
+  while (!ok(row)) {
+    if (Date.now() > deadline) throw new Error(`live view of ${fn} never became as expected: ${JSON.stringify(row)}`);
+    await page.waitForTimeout(250);
+    row = await liveRow(page, fn);
+  }
+  return row;
 }

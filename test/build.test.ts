@@ -6,6 +6,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { runBuild } from '../build/build.ts';
 import { generatedFiles } from '../build/generate.ts';
+import { describeFunctions } from '../runtime/pages/describe.ts';
 import { discoverFunctions } from '../build/functions.ts';
 import { TIMEOUT_GRACE_MS } from '../build/policy.ts';
 import { readConfig } from '../runtime/core/config.ts';
@@ -83,7 +84,7 @@ describe('generated files', () => {
   it('are up to date with functions/ (npm run build regenerates them)', async () => {
     const { functions, problems } = await discoverFunctions(join(ROOT, 'functions'), readConfig({}));
     expect(problems).toEqual([]);
-    for (const [path, text] of Object.entries(generatedFiles(functions))) {
+    for (const [path, text] of Object.entries(generatedFiles(await describeFunctions(functions)))) {
       expect(readFileSync(join(ROOT, path), 'utf8'), `${path} is out of date: run npm run build`).toBe(text);
       expect(text.split('\n')[0]).toMatch(/^(# |<!-- )Generated from \S+ by modelfn build/);
     }
@@ -107,14 +108,14 @@ describe('generated files', () => {
 
   it('take limits and replicas from the declarations: nginx and the app agree', async () => {
     const { functions } = await discoverFunctions(join(ROOT, 'functions'), readConfig({}));
-    const { 'nginx/nginx.conf': conf, 'docker-compose.yml': yml } = generatedFiles(functions);
+    const { 'nginx/nginx.conf': conf, 'docker-compose.yml': yml } = generatedFiles(await describeFunctions(functions));
     const compose = parse(yml) as { services: Record<string, any> };
     for (const fn of functions) {
       const block = conf.slice(conf.indexOf(`location ^~ ${fn.prefix}/ {`));
       expect(block).toMatch(new RegExp(`client_max_body_size ${fn.limits.bodySize};`));
       expect(block).toMatch(new RegExp(`proxy_read_timeout ${Math.ceil((fn.limits.timeoutMs + TIMEOUT_GRACE_MS) / 1000)}s;`));
       const service = compose.services[fn.name];
-      expect(service.environment).toEqual({ MODELFN_BODY_LIMIT: String(fn.limits.bodySize), MODELFN_TIMEOUT_MS: String(fn.limits.timeoutMs), MODELFN_ACCESS_LOG: 'false' });
+      expect(service.environment).toEqual({ MODELFN_BODY_LIMIT: String(fn.limits.bodySize), MODELFN_TIMEOUT_MS: String(fn.limits.timeoutMs), MODELFN_ACCESS_LOG: 'false', MODELFN_PEERS: `${fn.name}:8080` });
       expect(service.deploy.replicas).toBe(fn.replicas);
       expect(service).toMatchObject({ read_only: true, cap_drop: ['ALL'], security_opt: ['no-new-privileges:true'], user: '65532:65532', init: true });
       expect(service.healthcheck.test).toEqual(['CMD', '/usr/local/bin/node', '/app/healthcheck.mjs']);

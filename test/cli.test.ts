@@ -46,7 +46,8 @@ describe('modelfn: help, exit codes and messages', () => {
     for (const name of COMMANDS) expect(npx.stdout).toMatch(new RegExp(`^  ${name} `, 'm'));
     const { scripts } = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> };
     const aliases = { serve: 'serve', start: 'start', dev: 'dev', build: 'build', up: 'up', down: 'down', logs: 'logs', 'deploy:swarm': 'deploy', 'undeploy:swarm': 'undeploy' };
-    for (const [script, command] of Object.entries(aliases)) expect(scripts[script]).toBe(`node bin/modelfn.mjs ${command}`);
+    // `exec`: npm's shell becomes node, so npm's SIGTERM reaches the command (test/start.test.ts).
+    for (const [script, command] of Object.entries(aliases)) expect(scripts[script]).toBe(`exec node bin/modelfn.mjs ${command}`);
   });
 
   it('prints its help with every command, and each command its own', async () => {
@@ -101,8 +102,30 @@ describe('modelfn list', () => {
     writeFileSync(join(dir, 'broken/model.onnx'), 'not a model');
     const result = await modelfn(['list', '--functions', dir]);
     expect(result.code).toBe(1);
-    expect(result.stdout).toMatch(/^broken\s+-\s+-\s+cannot load: .*broken\/model.onnx: not a valid ONNX model/m);
+    expect(result.stdout).toMatch(/^broken\s+-\s+-\s+cannot load \(see below\)$/m);
     expect(result.stdout).toMatch(/^good\s+\/good\s+1\s+input FP32 \[-1, 4\]/m);
+    // The error sits on a line of its own under the table, which stays narrow.
+    expect(result.stdout).toMatch(/^broken cannot load:\n  .*broken\/model.onnx: not a valid ONNX model/m);
+    const tableLines = result.stdout.slice(0, result.stdout.indexOf('\n\n')).split('\n');
+    expect(Math.max(...tableLines.map((l) => l.length))).toBeLessThanOrEqual(80);
+  });
+});
+
+describe('a syntax error in function.ts', () => {
+  it('is reported with its line and column by modelfn list and npm run serve', async () => {
+    const dir = join(scratch, 'syntax');
+    mkdirSync(join(dir, 'typo'), { recursive: true });
+    cpSync(join(ROOT, 'functions/iris/model.onnx'), join(dir, 'typo/model.onnx'));
+    writeFileSync(join(dir, 'package.json'), '{"type": "module"}\n');
+    writeFileSync(join(dir, 'typo/function.ts'), 'export default {\n');
+    const [listed, served] = await Promise.all([
+      modelfn(['list', '--functions', dir]),
+      run('npm', ['run', '--silent', 'serve', '--', join(dir, 'typo')], { env: shellEnv({ PORT: '0' }) }),
+    ]);
+    expect(listed.code).toBe(1);
+    expect(listed.stdout).toMatch(/^typo cannot load:\n  .*typo\/function\.ts:2:0: cannot be loaded: Expected [^\n]* but found end of file$/m);
+    expect(served.code).toBe(1);
+    expect(served.stderr).toMatch(/typo\/function\.ts:2:0: cannot be loaded: Expected .* but found end of file/);
   });
 });
 
@@ -217,7 +240,7 @@ describe('modelfn invoke', () => {
   it('sends "instances" to /predict, "inputs" to infer, nothing as the example, and a file to the file route', async () => {
     writeFileSync(join(scratch, 'request.json'), JSON.stringify({ inputs: [{ name: 'input', datatype: 'FP32', shape: [1, 4], data: [6.7, 3.0, 5.2, 2.3] }] }));
     const [predict, infer, example, wav, species] = await Promise.all([
-      invoke(['iris', '{"instances": [[5.1, 3.5, 1.4, 0.2]]}']),
+      invoke(['iris', '{"instances": [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]}']),
       invoke(['iris', `@${join(scratch, 'request.json')}`]),
       invoke(['iris']),
       invoke(['vad', '@functions/vad/test/speech.wav']),

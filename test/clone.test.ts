@@ -63,6 +63,8 @@ describe('a fresh clone, set up and started as the README says', () => {
     expect(prediction.probabilities).toHaveLength(10);
     expect(Number.isInteger(prediction.label)).toBe(true);
 
+    // npm has nothing to warn about in the project's configuration (npm ci and npm start alike).
+    expect(started.output()).not.toMatch(/npm warn|Unknown (project|user) config/i);
     await started.stop();
     started = undefined;
   });

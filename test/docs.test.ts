@@ -9,7 +9,11 @@ import { join } from 'node:path';
 import { Validator } from '@seriousme/openapi-schema-validator';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GATEWAY_PAGE } from '../build/policy.ts';
+import { discoverFunctions } from '../build/functions.ts';
 import { createFunctionApp } from '../runtime/http/app.ts';
+import { readConfig } from '../runtime/core/config.ts';
+import { VERSION } from '../runtime/core/version.ts';
+import { cardOf, describeFunctions } from '../runtime/pages/describe.ts';
 import { resolveFunction } from '../runtime/function/discover.ts';
 import { startEmbedded, type EmbeddedServer } from '../runtime/gateway/embedded.ts';
 import { FunctionHost } from '../runtime/function/host.ts';
@@ -128,7 +132,15 @@ describe('OpenAPI documents of any function', () => {
     const host = new FunctionHost(resolveFunction(join(ROOT, 'functions/iris'), undefined, undefined, config));
     const { app } = createFunctionApp(host, { config });
     expect(await errorOf(await app.request('/openapi.json'))).toEqual({ status: 503, error: "model 'iris' is still loading" });
-    expect((await app.request('/docs')).status).toBe(200);
+    // The docs page says why instead of a bare error, and what to do.
+    const docs = await app.request('/docs');
+    expect(docs.status).toBe(503);
+    expect(docs.headers.get('content-type')).toMatch(/^text\/html/);
+    const html = await docs.text();
+    expect(html).toContain("<pre class=\"failure\">model &#39;iris&#39; is still loading</pre>");
+    expect(html).toContain('npx modelfn list');
+    host.setFailed('functions/iris/model.onnx: not a valid ONNX model');
+    expect(await (await app.request('/docs')).text()).toContain('failed to load: functions/iris/model.onnx: not a valid ONNX model');
   });
 
   it('refuses a routeDocs entry that does not name a method and a path', async () => {
@@ -143,7 +155,12 @@ describe("the gateway's root page", () => {
       const page = await fetch(`${server.url}/`, { headers: { Accept: 'text/html,application/xhtml+xml,*/*;q=0.8' } });
       expect(page.headers.get('content-type')).toMatch(/^text\/html/);
       expect(page.headers.get('vary')).toBe('Accept');
-      expect(await page.text()).toBe(gatewayPage());
+      const html = await page.text();
+      // Rendered on the server: every function's card and live row are in the HTML as served.
+      for (const name of ['digits', 'iris', 'vad']) {
+        expect(html).toContain(`<section class="card" id="fn-${name}" data-function="${name}" data-state="ready">`);
+        expect(html).toMatch(new RegExp(`<tr data-live="${name}"[^>]*>[\\s\\S]*?class="state state-ready">ready<`));
+      }
       for (const accept of ['*/*', 'application/json']) {
         const index = await fetch(`${server.url}/`, { headers: { Accept: accept } });
         expect(index.headers.get('vary')).toBe('Accept');
@@ -154,9 +171,10 @@ describe("the gateway's root page", () => {
     }
   });
 
-  it('is the page nginx serves: nginx/index.html comes from runtime/pages/ui.ts', () => {
+  it('is the page nginx serves: nginx/index.html comes from runtime/pages/ui.ts', async () => {
     const file = readFileSync(join(ROOT, GATEWAY_PAGE.file), 'utf8');
-    expect(file.slice(file.indexOf('\n') + 1)).toBe(gatewayPage());
+    const { functions } = await discoverFunctions(join(ROOT, 'functions'), readConfig({}));
+    expect(file.slice(file.indexOf('\n') + 1)).toBe(gatewayPage((await describeFunctions(functions)).map((fn) => cardOf(fn)), VERSION));
     expect(readFileSync(join(ROOT, 'nginx/Dockerfile'), 'utf8')).toContain(`COPY index.html ${GATEWAY_PAGE.image}`);
   });
 
@@ -183,7 +201,10 @@ describe("the gateway's root page", () => {
       const index = await fetch(`${url}/`);
       expect(index.headers.get('content-type')).toBe('application/json');
       expect(index.headers.get('vary')).toBe('Accept');
-      expect(((await index.json()) as { functions: { name: string }[] }).functions.map((f) => f.name)).toEqual(['digits', 'iris', 'vad']);
+      const listed = ((await index.json()) as { functions: { name: string; predict?: string; routes?: string[] }[] }).functions;
+      expect(listed.map((f) => f.name)).toEqual(['digits', 'iris', 'vad']);
+      // The build read each model: only routes that work are advertised (vad has three inputs).
+      expect(listed.map((f) => [f.predict, f.routes])).toEqual([['/digits/predict', undefined], ['/iris/predict', ['POST /iris/species']], [undefined, ['POST /vad/segments']]]);
       // The page's own location is internal: asked for directly, it is the gateway's JSON 404,
       // labelled JSON whatever the path's extension.
       for (const path of ['/_modelfn/page', '/_modelfn/index.html', '/nowhere.html']) expect((await errorOf(await fetch(`${url}${path}`))).status).toBe(404);

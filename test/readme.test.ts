@@ -43,6 +43,20 @@ describe('the README', () => {
     expect(() => expectShown({ id: '42' }, { id: 42 })).toThrow();
   });
 
+  it('says on its first screen, in this order: what modelfn is, the two commands, a picture of the gateway page, where to go next', () => {
+    const top = README.slice(0, README.indexOf('From another shell'));
+    const at = (text: string) => {
+      const i = top.indexOf(text);
+      expect(i, text).toBeGreaterThan(-1);
+      return i;
+    };
+    const order = [at('ONNX models as small serverless-style functions'), at('npm ci && npm start'), at('npm ci && npm test'), at('](docs/gateway-page.png)'), at('Next: ')];
+    expect([...order].sort((a, b) => a - b)).toEqual(order);
+    expect(top.split('\n').length).toBeLessThanOrEqual(40);
+    const png = readFileSync(join(ROOT, 'docs/gateway-page.png'));
+    expect(png.subarray(1, 4).toString()).toBe('PNG');
+  });
+
   it('lists every setting with its default', () => {
     for (const setting of SETTINGS) expect(README).toContain(`| \`${setting.env}\` | \`${setting.default}\` |`);
   });

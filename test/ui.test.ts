@@ -1,71 +1,228 @@
 /**
- * The pages, as a person uses them: headless Chromium on the gateway's root page and on a
- * function's docs page (embedded mode). Screenshots are kept in test-artifacts/.
+ * The pages, as a person uses them: headless Chromium on the gateway's root page (its cards and
+ * its live view) and on the docs pages, in embedded mode and behind a real nginx, with and
+ * without JavaScript. Screenshots are kept in test-artifacts/.
  */
-import { existsSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { nginxConfig } from '../build/render/nginx.ts';
+import { VERSION } from '../runtime/core/version.ts';
+import { loadFunctionDir } from '../runtime/function/discover.ts';
 import { startEmbedded, type EmbeddedServer } from '../runtime/gateway/embedded.ts';
-import { ROOT, memoryLogger, testConfig } from '../runtime/testing/index.ts';
-import { chromiumAvailable, openBrowser, screenshot, tryGatewayPage } from './browser.ts';
+import { cardOf, describeFunctions } from '../runtime/pages/describe.ts';
+import { gatewayPage } from '../runtime/pages/ui.ts';
+import { startFunction, type RunningFunction } from '../runtime/serve/server.ts';
+import { ROOT, memoryLogger, postJson, testConfig } from '../runtime/testing/index.ts';
+import { chromiumAvailable, liveRow, openBrowser, screenshot, tryGatewayPage, visibleForm, waitForLiveRow } from './browser.ts';
+import { freePort } from './docker.ts';
+import { nginxBinary, startNginx } from './nginx.ts';
 
 /** The answer's body: the text after the status line. */
 const bodyOf = (answer: string) => JSON.parse(answer.slice(answer.indexOf('\n') + 1));
 
+const scratch = mkdtempSync(join(tmpdir(), 'modelfn-ui-'));
+afterAll(() => rmSync(scratch, { recursive: true, force: true }));
+
+/** The live view counted requests: a rate above zero and a median in milliseconds. */
+const counted = (row: Record<string, string>) => row.state === 'ready' && Number(row.rps) > 0 && / ms$/.test(row.p50) && / ms$/.test(row.p99);
+
 describe.runIf(chromiumAvailable('browser tests'))('in a browser (headless Chromium)', () => {
   let server: EmbeddedServer;
-  let browser: Awaited<ReturnType<typeof openBrowser>>;
   beforeAll(async () => {
     server = await startEmbedded({ functionsDir: join(ROOT, 'functions'), config: testConfig({ PORT: '0' }), logger: memoryLogger() });
-    browser = await openBrowser();
   });
-  afterAll(async () => {
-    await browser?.close();
-    await server?.shutdown();
+  afterAll(() => server?.shutdown());
+
+  it('every page reads without JavaScript: rendered on the server', async () => {
+    const browser = await openBrowser({ javaScript: false });
+    try {
+      const { page } = browser;
+      await page.goto(`${server.url}/`);
+      expect(await page.locator('[data-function]').evaluateAll((cards) => cards.map((c) => c.getAttribute('data-function')))).toEqual(['digits', 'iris', 'vad']);
+      for (const fn of ['digits', 'iris', 'vad']) expect((await liveRow(page, fn)).state).toBe('ready');
+      const digits = page.locator('[data-function="digits"]');
+      expect(await digits.locator('p').first().innerText()).toMatch(/^Handwritten digits: an 8x8 greyscale image/);
+      // A real image of an 8 from scikit-learn's digits, not zeros.
+      expect((await visibleForm(page, 'digits').locator('textarea').inputValue()).replace(/\s+/g, ' ')).toContain('[ [ 0, 0, 9, 14, 8, 1, 0, 0, 0, 0, 12, 14, 14, 12');
+      expect(await visibleForm(page, 'vad').locator('button[data-example]').innerText()).toBe('Send the example (speech.wav)');
+      await screenshot(page, 'gateway-page-without-javascript');
+
+      await page.goto(`${server.url}/iris/docs`);
+      expect(await page.locator('h1').innerText()).toBe('iris');
+      // Every route is shown with the path a person calls: the function's under /iris, the model's at /v2/models/iris.
+      const paths = await page.locator('details[data-operation] summary code').allInnerTexts();
+      expect(paths).toEqual(expect.arrayContaining(['/iris/species', '/iris/predict', '/v2/models/iris/infer', '/v2/models/iris', '/iris/v2/health/live', '/iris/metrics', '/iris/stats']));
+      expect(paths.every((p) => p.startsWith('/iris/') || p.startsWith('/v2/models/iris'))).toBe(true);
+      await screenshot(page, 'iris-docs-without-javascript');
+    } finally {
+      await browser.close();
+    }
   });
 
-  it("the gateway's root page lists every function, and sends a prediction and a recording", async () => {
-    const { page } = browser;
-    const { iris, vad } = await tryGatewayPage(page, server.url);
-    expect(await page.locator('[data-function]').evaluateAll((cards) => cards.map((c) => c.getAttribute('data-function')))).toEqual(['digits', 'iris', 'vad']);
-    expect(iris).toMatch(/^200 OK/);
-    expect(bodyOf(iris).predictions.map((p: { species: string }) => p.species)).toEqual(['setosa', 'virginica']);
-    expect(vad).toMatch(/^200 OK/);
-    expect(bodyOf(vad).segments).toHaveLength(2);
-    // digits offers /predict, prefilled from its model's metadata (64 zeros).
-    expect(await page.locator('[data-function="digits"] select').inputValue()).not.toBe('');
-    expect(await page.locator('[data-function="digits"] textarea').inputValue()).toContain('"instances"');
-    const shot = await screenshot(page, 'gateway-page');
-    expect(existsSync(shot)).toBe(true);
-    expect(browser.errors).toEqual([]);
+  it("sends iris's flowers, digits' image and vad's recording in one click each; the live view counts them", async () => {
+    const browser = await openBrowser();
+    try {
+      const { page } = browser;
+      const { iris, digits, vad } = await tryGatewayPage(page, server.url);
+      expect(iris).toMatch(/^200 OK/);
+      expect(bodyOf(iris).predictions.map((p: { species: string }) => p.species)).toEqual(['setosa', 'virginica']);
+      expect(digits).toMatch(/^200 OK/);
+      expect(bodyOf(digits).predictions[0].label).toBe(8);
+      expect(vad).toMatch(/^200 OK/);
+      expect(bodyOf(vad).segments).toEqual([{ start: 1.024, end: 2.688 }, { start: 3.712, end: 4.288 }]);
+      // The live view refreshes by itself: each function's requests appear within a few seconds.
+      const irisRow = await waitForLiveRow(page, 'iris', counted);
+      expect(irisRow.replicas).toBe('1');
+      expect(Number(irisRow.batch)).toBeGreaterThanOrEqual(1);
+      await waitForLiveRow(page, 'digits', counted);
+      // vad runs one frame at a time, with no batch dimension: no batch size to show.
+      expect((await waitForLiveRow(page, 'vad', counted)).batch).toBe('–');
+      expect(existsSync(await screenshot(page, 'gateway-page'))).toBe(true);
+      // The first screen, as the README shows it (docs/gateway-page.png is a copy).
+      await page.locator('body').evaluate(() => window.scrollTo(0, 0));
+      await screenshot(page, 'gateway-page-first-screen', { fullPage: false });
+      expect(browser.errors).toEqual([]);
+
+      // A capture taken as soon as the page has loaded, before any script ran, shows everything.
+      await page.goto(`${server.url}/`, { waitUntil: 'commit' });
+      await page.waitForSelector('[data-function="vad"] form.try', { state: 'attached' });
+      expect(await page.locator('[data-function]').count()).toBe(3);
+      await screenshot(page, 'gateway-page-at-once');
+    } finally {
+      await browser.close();
+    }
   });
 
   it('shows an error answer as an error', async () => {
-    const { page } = browser;
-    await page.goto(`${server.url}/`);
-    const iris = page.locator('[data-function="iris"]');
-    await iris.locator('select').selectOption({ label: 'POST /iris/predict · Predict: instances in, predictions out' });
-    await iris.locator('textarea').fill('{"instances": [[1, 2]]}');
-    await iris.locator('form button[type=submit]').click();
-    const answer = iris.locator('pre.answer.failed');
-    await answer.waitFor({ timeout: 15_000 });
-    expect(await answer.innerText()).toMatch(/^400 Bad Request[\s\S]*the model expects \[-1,4\]/);
+    const browser = await openBrowser();
+    try {
+      const { page } = browser;
+      await page.goto(`${server.url}/`);
+      const card = page.locator('[data-function="iris"]');
+      await card.locator('select').selectOption({ label: 'POST /iris/predict · Predict: instances in, predictions out' });
+      const form = visibleForm(page, 'iris');
+      await form.locator('textarea').fill('{"instances": [[[5.1, 3.5, 1.4, 0.2]]]}');
+      await form.locator('button[type=submit]').click();
+      const answer = form.locator('pre.answer.failed');
+      await answer.waitFor({ timeout: 15_000 });
+      expect(await answer.innerText()).toMatch(/^400 Bad Request[\s\S]*the batch has shape \[1,1,4\], the model expects \[-1,4\]/);
+    } finally {
+      await browser.close();
+    }
   });
 
   it("a function's docs page lists its routes and tries one", async () => {
-    const { page } = browser;
-    await page.goto(`${server.url}/iris/docs`);
-    await page.locator('h1').waitFor();
-    expect(await page.locator('h1').innerText()).toBe('iris');
-    const operations = await page.locator('details[data-operation]').evaluateAll((list) => list.map((d) => d.getAttribute('data-operation')));
-    expect(operations).toEqual(expect.arrayContaining(['post_species', 'predict', 'infer', 'model_metadata', 'live', 'metrics']));
-    expect(await page.locator('.tensors').first().innerText()).toBe('input input: FP32 [-1, 4]');
-    const infer = page.locator('details[data-operation="infer"]');
-    await infer.locator('button[type=submit]').click();
-    await infer.locator('pre.answer.ok').waitFor({ timeout: 15_000 });
-    const answer = bodyOf(await infer.locator('pre.answer').innerText());
-    expect(answer.outputs.find((o: { name: string }) => o.name === 'label').data).toEqual([0, 2]);
-    await screenshot(page, 'iris-docs');
-    expect(browser.errors).toEqual([]);
+    const browser = await openBrowser();
+    try {
+      const { page } = browser;
+      await page.goto(`${server.url}/iris/docs`);
+      const operations = await page.locator('details[data-operation]').evaluateAll((list) => list.map((d) => d.getAttribute('data-operation')));
+      expect(operations).toEqual(expect.arrayContaining(['post_species', 'predict', 'infer', 'model_metadata', 'live', 'metrics', 'stats']));
+      expect(await page.locator('.tensors').innerText()).toBe('input input: FP32 [-1, 4]\noutput probabilities: FP32 [-1, 3]\noutput label: INT64 [-1]');
+      const infer = page.locator('details[data-operation="infer"]');
+      await infer.locator('button[type=submit]').click();
+      await infer.locator('pre.answer.ok').waitFor({ timeout: 15_000 });
+      const answer = bodyOf(await infer.locator('pre.answer').innerText());
+      expect(answer.outputs.find((o: { name: string }) => o.name === 'label').data).toEqual([0, 2]);
+      await screenshot(page, 'iris-docs');
+      expect(browser.errors).toEqual([]);
+    } finally {
+      await browser.close();
+    }
+  });
+});
+
+describe.runIf(chromiumAvailable('browser tests'))('a broken function on the pages', () => {
+  it('its card and its docs page say why, with the line and column, and what to do', async () => {
+    const dir = join(scratch, 'broken/functions');
+    mkdirSync(join(dir, 'typo'), { recursive: true });
+    mkdirSync(join(dir, 'digits'), { recursive: true });
+    writeFileSync(join(scratch, 'broken/package.json'), '{"type": "module"}\n');
+    copyFileSync(join(ROOT, 'functions/iris/model.onnx'), join(dir, 'typo/model.onnx'));
+    writeFileSync(join(dir, 'typo/function.ts'), "export default {\n  description: 'has a typo',\n);\n");
+    copyFileSync(join(ROOT, 'functions/digits/model.onnx'), join(dir, 'digits/model.onnx'));
+    const server = await startEmbedded({ functionsDir: dir, config: testConfig({ PORT: '0' }), logger: memoryLogger() });
+    const browser = await openBrowser();
+    try {
+      const { page } = browser;
+      await page.goto(`${server.url}/`);
+      const card = page.locator('[data-function="typo"]');
+      expect(await card.getAttribute('data-state')).toBe('failed');
+      const reason = await card.locator('pre.failure').innerText();
+      // Where (line and column, as the compiler counts them) and what.
+      expect(reason).toMatch(/typo\/function\.ts:3:\d+: cannot be loaded: \S.*$/);
+      const row = await waitForLiveRow(page, 'typo', (r) => r.state === 'failed');
+      expect(row.reason).toBe(reason);
+      expect((await liveRow(page, 'digits')).state).toBe('ready');
+      await screenshot(page, 'gateway-page-broken-function');
+
+      await page.goto(`${server.url}/typo/docs`);
+      expect(await page.locator('h1').innerText()).toBe('typo not serving');
+      expect(await page.locator('pre.failure').innerText()).toContain(reason);
+      expect(await page.locator('main').innerText()).toContain('npx modelfn list');
+      await screenshot(page, 'broken-function-docs');
+    } finally {
+      await browser.close();
+      await server.shutdown();
+    }
+  });
+});
+
+describe.runIf(chromiumAvailable('browser tests'))('the live view behind nginx', () => {
+  const running: RunningFunction[] = [];
+  afterAll(async () => {
+    for (const fn of running) await fn.shutdown();
+  });
+
+  it('adds up the replicas of a function, and shows a function with no replica as unavailable', { timeout: 90_000 }, async (ctx) => {
+    const nginx = nginxBinary('the live view behind nginx');
+    if (!nginx) return ctx.skip();
+    const config = testConfig();
+    const [iris, digits, vad] = await Promise.all(['iris', 'digits', 'vad'].map((name) => loadFunctionDir(join(ROOT, 'functions', name), config)));
+    // iris at two replicas, each able to reach both (MODELFN_PEERS), digits at one, vad at none.
+    const irisPorts = [await freePort(), await freePort()];
+    const peers = irisPorts.map((p) => `127.0.0.1:${p}`).join(',');
+    for (const port of irisPorts) running.push(await startFunction(iris, testConfig({ PORT: String(port), MODELFN_PEERS: peers }), memoryLogger()));
+    running.push(await startFunction(digits, testConfig({ PORT: '0' }), memoryLogger()));
+    const vadPort = await freePort();
+    const described = await describeFunctions([digits, iris, vad]);
+    // The generated config, with each function's upstream on loopback instead of its service.
+    const upstreams: Record<string, string[]> = {
+      iris: irisPorts.map((p) => `127.0.0.1:${p}`),
+      digits: [`127.0.0.1:${running[2].port}`],
+      vad: [`127.0.0.1:${vadPort}`],
+    };
+    let conf = nginxConfig(described, { mode: 'vip', serviceHost: (fn) => `${fn.name}.invalid` });
+    for (const [name, servers] of Object.entries(upstreams)) {
+      conf = conf.replace(`server ${name}.invalid:8080 max_fails=0;`, servers.map((s) => `server ${s} max_fails=0;`).join('\n        '));
+    }
+    const gateway = await startNginx(nginx, conf, gatewayPage(described.map((fn) => cardOf(fn)), VERSION), join(scratch, 'nginx'));
+    const browser = await openBrowser();
+    try {
+      for (let i = 0; i < 20; i++) expect((await fetch(`${gateway.url}/iris/predict${i % 2 ? '/' : ''}`, postJson({ instances: [[5.1, 3.5, 1.4, 0.2]] }))).status).toBe(200);
+      // Behind nginx too, /iris/ is the function: its entry, and its docs for a browser.
+      expect(await (await fetch(`${gateway.url}/iris/`)).json()).toMatchObject({ name: 'iris', prefix: '/iris', predict: '/iris/predict' });
+      const toDocs = await fetch(`${gateway.url}/iris/`, { headers: { Accept: 'text/html' }, redirect: 'manual' });
+      expect([toDocs.status, toDocs.headers.get('location')]).toEqual([302, '/iris/docs']);
+      const { page } = browser;
+      await page.goto(`${gateway.url}/`);
+      const irisRow = await waitForLiveRow(page, 'iris', (r) => counted(r) && r.replicas === '2');
+      // Both replicas served (nginx spreads the requests): their windows add up to all 20.
+      expect(Number(irisRow.rps)).toBeGreaterThan(0);
+      expect((await waitForLiveRow(page, 'digits', (r) => r.state === 'ready')).replicas).toBe('1');
+      const vadRow = await waitForLiveRow(page, 'vad', (r) => r.state === 'unavailable');
+      expect(vadRow.reason).toBe("function 'vad' is unavailable: no replica is answering");
+      expect(await page.locator('[data-function="vad"]').getAttribute('data-state')).toBe('unavailable');
+      await screenshot(page, 'gateway-page-nginx-live');
+      const stats = (await (await fetch(`${gateway.url}/iris/stats`)).json()) as { replicas: number; window: { requests: number } };
+      expect(stats.replicas).toBe(2);
+      expect(stats.window.requests).toBe(20);
+      expect(browser.errors).toEqual([]);
+    } finally {
+      await browser.close();
+      await gateway.stop();
+    }
   });
 });

@@ -21,7 +21,7 @@ describe('composeFile', () => {
 
   it('gives each function its limits, replicas, grace period and a hardened container', () => {
     const alpha = doc.services.alpha;
-    expect(alpha.environment).toEqual({ MODELFN_BODY_LIMIT: '2048', MODELFN_TIMEOUT_MS: '12500', MODELFN_ACCESS_LOG: 'false' });
+    expect(alpha.environment).toEqual({ MODELFN_BODY_LIMIT: '2048', MODELFN_TIMEOUT_MS: '12500', MODELFN_ACCESS_LOG: 'false', MODELFN_PEERS: 'alpha:8080' });
     expect(alpha.deploy).toEqual({ replicas: 3, resources: { limits: { cpus: '2', memory: '512M' } } });
     expect(alpha.stop_grace_period).toBe('18s');
     expect(alpha).toMatchObject({ user: '65532:65532', read_only: true, init: true, cap_drop: ['ALL'], security_opt: ['no-new-privileges:true'], expose: ['8080'] });

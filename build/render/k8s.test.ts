@@ -99,6 +99,8 @@ function expectFaithful(fn: ResolvedFunction, manifests: Manifest[]): void {
     { name: 'MODELFN_TIMEOUT_MS', value: String(fn.limits.timeoutMs) },
     // ingress-nginx logs each request; the function does not log it again.
     { name: 'MODELFN_ACCESS_LOG', value: 'false' },
+    // The Service's name: its one address reaches one replica, whose figures /stats answers.
+    { name: 'MODELFN_PEERS', value: `${fn.name}:8080` },
   ]);
   expect(container.resources).toEqual({ requests: { cpu: '250m', memory: '128Mi' }, limits: { cpu: '2', memory: '512Mi' } });
   // A request that started just before the shutdown may run its whole timeout after the preStop wait.

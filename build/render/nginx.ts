@@ -3,7 +3,7 @@
  * truth for prefixes, body limits and timeouts.
  */
 import type { ResolvedFunction } from '../../runtime/function/define.ts';
-import { GATEWAY_ERRORS, SERVER_METADATA, functionIndex, functionUnavailable, gatewayRoutes, unknownModel } from '../../runtime/gateway/routes.ts';
+import { GATEWAY_ERRORS, SERVER_METADATA, functionIndex, functionUnavailable, gatewayRoutes, noRoute, unknownModel } from '../../runtime/gateway/routes.ts';
 import { DNS_VALID_SECONDS, FUNCTION_PORT, GATEWAY_PAGE, GATEWAY_PORT, GATEWAY_RESOURCES, GENERATED_HEADER, TIMEOUT_GRACE_MS, UPSTREAM_KEEPALIVE_CONNECTIONS, UPSTREAM_KEEPALIVE_TIMEOUT_MS } from '../policy.ts';
 
 /**
@@ -136,7 +136,8 @@ export function nginxConfig(functions: readonly ResolvedFunction[], opts: NginxO
     ...opts,
   };
   const upstreams = functions.map((fn) => `\n${upstreamBlock(fn, options)}`).join('\n');
-  const named = Object.entries(GATEWAY_ERRORS).map(([code, message]) => `
+  const errors: Record<string, string> = { ...GATEWAY_ERRORS, 404: noRoute(functions.map((fn) => fn.prefix)) };
+  const named = Object.entries(errors).map(([code, message]) => `
     location @modelfn_${code} {
         default_type application/json;${code === '429' ? `\n${[...RESPONSE_HEADERS, 'add_header Retry-After 1 always;'].map((l) => `        ${l}`).join('\n')}` : ''}
         return ${code} ${quote(JSON.stringify({ error: message }))};

@@ -62,9 +62,11 @@ declarations and the models; nothing needs to be running. Exits 1 when a functio
       process.stdout.write(table(
         ['function', 'prefix', 'replicas', 'inputs', 'outputs'],
         functions.map((f) => f.error
-          ? [f.name, '-', '-', `cannot load: ${f.error}`, '']
+          ? [f.name, '-', '-', 'cannot load (see below)', '']
           : [f.name, f.prefix!, String(f.replicas), f.inputs!.map(tensorText), f.outputs!.map(tensorText)]),
       ));
+      // Errors are long (a path, a line and column, the reason): each on lines of its own, so the table stays narrow.
+      for (const f of functions.filter((x) => x.error)) process.stdout.write(`\n${f.name} cannot load:\n  ${f.error}\n`);
     }
     return functions.some((f) => f.error) ? 1 : 0;
   },

@@ -3,7 +3,7 @@
  * exported to ONNX (see scripts/models/iris.py). Adds `POST /species`, which takes flowers by
  * their measurements and answers species names with probabilities.
  */
-import { HttpError, Tensor, defineFunction } from '../../runtime/index.ts';
+import { HttpError, Tensor, defineFunction, float32Number } from '../../runtime/index.ts';
 
 export const SPECIES = ['setosa', 'versicolor', 'virginica'] as const;
 export const FEATURES = ['sepal_length', 'sepal_width', 'petal_length', 'petal_width'] as const;
@@ -31,8 +31,8 @@ export default defineFunction({
         { sepal_length: 6.7, sepal_width: 3.0, petal_length: 5.2, petal_width: 2.3 },
       ] },
       responseExample: { predictions: [
-        { species: 'setosa', probabilities: { setosa: 0.981585, versicolor: 0.018415, virginica: 0 } },
-        { species: 'virginica', probabilities: { setosa: 0.000056, versicolor: 0.080086, virginica: 0.919858 } },
+        { species: 'setosa', probabilities: { setosa: 0.98158467, versicolor: 0.018415343, virginica: 1.4496837e-8 } },
+        { species: 'virginica', probabilities: { setosa: 0.00005595393, versicolor: 0.08008588, virginica: 0.91985816 } },
       ] },
     },
   },
@@ -52,7 +52,8 @@ export default defineFunction({
         const best = row.indexOf(Math.max(...row));
         return {
           species: SPECIES[best],
-          probabilities: Object.fromEntries(SPECIES.map((s, j) => [s, Math.round(row[j] * 1e6) / 1e6])),
+          // Printed as /predict prints float32 outputs: the shortest decimal of the model's value.
+          probabilities: Object.fromEntries(SPECIES.map((s, j) => [s, float32Number(row[j])])),
         };
       });
       return c.json({ predictions });

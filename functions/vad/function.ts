@@ -108,6 +108,7 @@ export default defineFunction({
       summary: 'Speech segments of a WAV recording',
       description: 'Send the recording as the body (PCM 8 to 32 bits or 32-bit float, any sample rate, mono or not). Answers the speech segments in seconds.',
       contentType: 'audio/wav',
+      exampleFile: 'test/speech.wav',
       query: {
         threshold: `speech probability from 0.16 to 0.99 (default ${DEFAULTS.threshold})`,
         min_silence_ms: `silence that ends a segment, ms (default ${DEFAULTS.minSilenceMs})`,

@@ -43,6 +43,8 @@ export interface RuntimeConfig {
   workers: number;
   /** Run inference on a thread of its own. */
   inferenceThread: boolean;
+  /** `host:port` resolving to every replica of this function, for `GET /stats` to add them up ('' = this replica alone). */
+  peers: string;
 }
 
 interface Setting {
@@ -66,6 +68,7 @@ export const SETTINGS: readonly Setting[] = [
   { env: 'MODELFN_WORKERS', default: '1', description: 'server processes per function, sharing its port; auto = one per core' },
   { env: 'MODELFN_INFERENCE_THREAD', default: 'true', description: 'run inference on its own thread, so a long run never stalls the server' },
   { env: 'MODELFN_ORT_SPINNING', default: 'false', description: "let onnxruntime's threads spin while idle (lower latency, busier cores)" },
+  { env: 'MODELFN_PEERS', default: 'none', description: "host:port (or a comma-separated list) reaching every replica of the function, each name resolved to all its addresses: GET /stats adds up all replicas" },
 ];
 
 /** A setting that cannot be used; the message names the variable and the problem. */
@@ -149,6 +152,7 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env): RuntimeConfig 
     ortSpinning: boolean(env, 'MODELFN_ORT_SPINNING'),
     inferenceThread: boolean(env, 'MODELFN_INFERENCE_THREAD'),
     workers: raw(env, 'MODELFN_WORKERS') === 'auto' ? cores : integer(env, 'MODELFN_WORKERS', 1, cores * 4),
+    peers: raw(env, 'MODELFN_PEERS').trim() === 'none' ? '' : raw(env, 'MODELFN_PEERS').trim(),
   };
 }
 

@@ -23,6 +23,9 @@ export interface Metrics {
   batchSize: Histogram<'model'>;
   batchQueueSeconds: Histogram<'model'>;
   batchQueueDepth: Gauge<'model'>;
+  /** The request latency histogram and its buckets (the live view reads its windows from them). */
+  requestDuration: Histogram<'method' | 'route' | 'status' | 'ok'>;
+  latencyBuckets: readonly number[];
 }
 
 /** Options for loadModel that feed a function's metrics. */
@@ -72,6 +75,8 @@ export function createMetrics(): Metrics {
   return {
     registry,
     middleware: [countRequests],
+    requestDuration: duration,
+    latencyBuckets: BUCKETS,
     handler: async (c) => c.text(await registry.metrics(), 200, { 'Content-Type': registry.contentType }),
     inferenceSeconds: new Histogram({
       name: 'modelfn_inference_duration_seconds',

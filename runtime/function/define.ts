@@ -64,6 +64,8 @@ export interface RouteDoc {
   contentType?: string;
   /** An example request body (JSON routes). */
   requestExample?: unknown;
+  /** A file in the function's folder that is an example body (file routes): the pages send it in one click. */
+  exampleFile?: string;
   /** An example answer. */
   responseExample?: unknown;
   /** Query parameters: name to description. */
@@ -162,6 +164,7 @@ const declarationSchema = z.strictObject({
       description: z.string().optional(),
       contentType: z.string().regex(/^[\w.+-]+\/[\w.+-]+$/, 'must be a media type such as audio/wav').optional(),
       requestExample: z.unknown().optional(),
+      exampleFile: z.string().regex(/^(?!.*\.\.)[\w-][\w./-]*$/, "must be a path inside the function's folder, such as 'test/speech.wav'").optional(),
       responseExample: z.unknown().optional(),
       query: z.record(z.string(), z.string()).optional(),
     }),

@@ -6,6 +6,7 @@ import { basename, join, relative, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { RuntimeConfig } from '../core/config.ts';
 import { DeclarationError, resolveDeclaration, type ResolvedFunction } from './define.ts';
+import { readOnnxMetadata } from './onnx-metadata.ts';
 
 /** File names a declaration may have, in the order they are looked for. */
 export const DECLARATION_FILES = ['function.ts', 'function.mts', 'function.js', 'function.mjs'] as const;
@@ -26,6 +27,27 @@ export function displayPath(path: string): string {
 }
 
 /**
+ * The declaration with what the model documents itself (runtime/onnx-metadata.ts) filling its
+ * gaps: the description from the ONNX doc_string, the example from `modelfn.example`.
+ */
+function withModelDocs(dir: string, declaration: unknown): unknown {
+  if (declaration !== undefined && (typeof declaration !== 'object' || declaration === null || Array.isArray(declaration))) return declaration;
+  const declared = (declaration ?? {}) as Record<string, unknown>;
+  const modelPath = join(dir, typeof declared.model === 'string' ? declared.model : 'model.onnx');
+  const { docString, props } = readOnnxMetadata(modelPath);
+  const docs: Record<string, unknown> = {};
+  if (docString?.trim()) docs.description = docString.trim();
+  if (props['modelfn.example']) {
+    try {
+      docs.example = JSON.parse(props['modelfn.example']);
+    } catch {
+      throw new DeclarationError(displayPath(modelPath), "metadata_props 'modelfn.example' is not JSON");
+    }
+  }
+  return Object.keys(docs).length ? { ...docs, ...declared } : declaration;
+}
+
+/**
  * Resolves a function from its folder and the declaration module it exports (if any),
  * checking that the model file exists. Used both from source and from bundles.
  */
@@ -37,7 +59,7 @@ export function resolveFunction(
   folderName = basename(resolve(dir)),
 ): ResolvedFunction {
   const absDir = resolve(dir);
-  const fn = resolveDeclaration(declaration, {
+  const fn = resolveDeclaration(withModelDocs(absDir, declaration), {
     dir: absDir,
     folderName,
     declarationFile: declarationFile && displayPath(declarationFile),
@@ -48,7 +70,36 @@ export function resolveFunction(
     throw new DeclarationError(displayPath(fn.modelPath), `model file not found${hint}`);
   }
   if (!statSync(fn.modelPath).isFile()) throw new DeclarationError(displayPath(fn.modelPath), 'is not a file');
+  for (const [route, doc] of Object.entries(fn.routeDocs)) {
+    if (doc.exampleFile && !statSync(join(absDir, doc.exampleFile), { throwIfNoEntry: false })?.isFile()) {
+      throw new DeclarationError(declarationFile ? displayPath(declarationFile) : displayPath(absDir), `routeDocs['${route}'].exampleFile: ${doc.exampleFile} is not a file in ${displayPath(absDir)}`);
+    }
+  }
   return fn;
+}
+
+/**
+ * Where and why a declaration file failed to import, keeping the line and column: esbuild's
+ * syntax errors arrive as "Transform failed with 1 error:" followed by `file:line:col: ERROR: ...`
+ * lines, and errors thrown while the module runs name the place in their stack.
+ *
+ * @example loadFailure(err, 'functions/x/function.ts') // { where: 'functions/x/function.ts:2:0', reason: 'Expected "}" but found end of file' }
+ */
+export function loadFailure(err: unknown, file: string): { where: string; reason: string } {
+  const message = String((err as Error)?.message ?? err).replace(/\u001b\[[0-9;]*m/g, '');
+  // esbuild (tsx): `file:line:col: ERROR: text`; oxc (vite): `[CODE] text` then `[ file:line:col ]`.
+  const esbuild = [...message.matchAll(/^(.+?):(\d+):(\d+): ERROR: (.*)$/gm)];
+  if (esbuild.length) {
+    const [, , line, column] = esbuild[0];
+    return { where: `${displayPath(file)}:${line}:${column}`, reason: esbuild.map((m) => m[4]).join('; ') };
+  }
+  const oxc = /\[[A-Z_]+\]\s*(.+)[\s\S]*?\[\s*\S+?:(\d+):(\d+)\s*\]/.exec(message);
+  if (oxc) return { where: `${displayPath(file)}:${oxc[2]}:${oxc[3]}`, reason: oxc[1].trim() };
+  const first = message.split('\n')[0];
+  // The first stack frame inside the declaration file says where a thrown error came from.
+  const frame = String((err as Error)?.stack ?? '').split('\n').find((l) => l.includes(file));
+  const at = frame && /:(\d+):(\d+)\)?\s*$/.exec(frame);
+  return { where: at ? `${displayPath(file)}:${at[1]}:${at[2]}` : displayPath(file), reason: first };
 }
 
 /**
@@ -70,8 +121,8 @@ export async function loadFunctionDir(dir: string, config: Pick<RuntimeConfig, '
       // A fresh load (watch mode) imports the declaration and everything it imports anew.
       mod = (fresh ? await (await import('tsx/esm/api')).tsImport(url, import.meta.url) : await import(url)) as { default?: unknown };
     } catch (err) {
-      const reason = String((err as Error)?.message ?? err).split('\n')[0];
-      throw new DeclarationError(displayPath(declarationFile), `cannot be loaded: ${reason}`);
+      const { where, reason } = loadFailure(err, declarationFile);
+      throw new DeclarationError(where, `cannot be loaded: ${reason}`);
     }
     if (mod.default === undefined) {
       throw new DeclarationError(displayPath(declarationFile), 'has no default export; export default defineFunction({...})');

@@ -1,9 +1,11 @@
 /**
  * Embedded mode: every function in one process on one port, routed exactly as the nginx
  * gateway routes them (runtime/gateway/routes.ts), without Docker. A function that fails to load
- * answers 503 JSON; the others serve. In watch mode a function reloads when its files change.
+ * answers 503 JSON; the others serve. Function folders added or removed while it runs are served
+ * or forgotten; a failed function is retried when its folder changes; in watch mode (npm run
+ * dev) every function reloads when its files change.
  */
-import { watch, type FSWatcher } from 'node:fs';
+import { existsSync, watch, type FSWatcher } from 'node:fs';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { basename, join, relative, resolve, sep } from 'node:path';
@@ -15,13 +17,17 @@ import type { ResolvedFunction } from '../function/define.ts';
 import { listFunctionDirs, loadFunctionDir } from '../function/discover.ts';
 import { assertValidFunctionSet, functionSetProblems } from '../function/validate.ts';
 import { errorResponse } from '../http/errors.ts';
-import { GATEWAY_ERRORS, SERVER_METADATA, functionIndex, gatewayRoutes, matchRoute, unknownModel, type GatewayRoute } from './routes.ts';
+import { SERVER_METADATA, forwardedPath, functionIndex, gatewayRoutes, matchRoute, noRoute, unknownModel, type GatewayRoute } from './routes.ts';
 import { FunctionHost } from '../function/host.ts';
 import type { Logger } from '../core/log.ts';
 import { createMetrics } from '../core/metrics.ts';
 import type { Model } from '../engine/model.ts';
 import { answerClientErrorsAsJson, loadFunctionModel } from '../serve/server.ts';
-import { gatewayPage, wantsHtml } from '../pages/ui.ts';
+import { summarize, type FunctionStats } from '../core/stats.ts';
+import { VERSION } from '../core/version.ts';
+import { cardOf, describeHost, type DescribedFunction } from '../pages/describe.ts';
+import type { CustomRoute } from '../pages/openapi.ts';
+import { failedDocsPage, gatewayPage, wantsHtml } from '../pages/ui.ts';
 
 /** One function slot: its app, or why it could not load. */
 interface Slot {
@@ -30,14 +36,16 @@ interface Slot {
   app?: Hono;
   host?: FunctionHost;
   model?: Model;
+  routes: CustomRoute[];
   failure?: string;
+  close?: () => void;
 }
 
 export interface EmbeddedOptions {
   functionsDir: string;
   config: RuntimeConfig;
   logger: Logger;
-  /** Reload a function when its files change. */
+  /** Reload a function when its files change (npm run dev). Folders added or removed are followed either way. */
   watch?: boolean;
 }
 
@@ -53,7 +61,7 @@ export interface EmbeddedServer {
 }
 
 /** A function folder read (declaration resolved), or why it could not be. */
-type Resolved = { dir: string; fn: ResolvedFunction; failure?: undefined } | { dir: string; fn: Slot['fn']; failure: string };
+type Resolved = { dir: string; fn: ResolvedFunction; failure?: undefined } | { dir: string; fn: Slot['fn']; routes: CustomRoute[]; failure: string };
 
 /** Reads one function folder; a failure becomes a slot that answers 503. */
 async function resolveSlot(dir: string, config: RuntimeConfig, logger: Logger, fresh: boolean): Promise<Resolved> {
@@ -63,7 +71,7 @@ async function resolveSlot(dir: string, config: RuntimeConfig, logger: Logger, f
   } catch (err) {
     const failure = (err as Error).message;
     logger.log('error', 'function failed to load', { fn: folder, error: failure });
-    return { dir, fn: { name: folder, prefix: `/${folder}`, replicas: 1 }, failure };
+    return { dir, fn: { name: folder, prefix: `/${folder}`, replicas: 1 }, routes: [], failure };
   }
 }
 
@@ -73,17 +81,29 @@ async function loadSlot(resolved: Resolved, config: RuntimeConfig, logger: Logge
   const { dir, fn } = resolved;
   const host = new FunctionHost(fn);
   const metrics = createMetrics();
-  const { app } = createFunctionApp(host, { config, logger, metrics, stripPrefix: fn.prefix });
+  const { app, customRoutes, close } = createFunctionApp(host, { config, logger, metrics, stripPrefix: fn.prefix });
   try {
     const model = await loadFunctionModel(host, config, metrics, logger);
     logger.log('info', 'function loaded', { fn: fn.name, prefix: fn.prefix, load_ms: Math.round(model.loadMs * 10) / 10 });
-    return { dir, fn, app, host, model };
+    return { dir, fn, app, host, model, routes: customRoutes, close };
   } catch (err) {
     const failure = (err as Error).message;
     host.setFailed(failure);
     logger.log('error', 'function failed to load', { fn: fn.name, error: failure });
-    return { dir, fn, app, host, failure };
+    return { dir, fn, app, host, routes: customRoutes, failure, close };
   }
+}
+
+/** What the gateway shows of a slot. */
+function describeSlot(slot: Slot): DescribedFunction {
+  if (slot.host) return describeHost(slot.host, slot.routes);
+  return { ...(slot.fn as ResolvedFunction), ownRoutes: slot.routes, error: `function '${slot.fn.name}' failed to load: ${slot.failure}` };
+}
+
+/** A slot's live figures: its app's /stats, or its failure. */
+async function slotStats(slot: Slot): Promise<FunctionStats> {
+  if (slot.app) return (await (await slot.app.request(`${slot.fn.prefix}/stats`)).json()) as FunctionStats;
+  return summarize(slot.fn.name, 'failed', { seconds: 0, requests: 0, errors: 0, le: [], counts: [0], batches: 0, batchRows: 0 }, 0, 0, slot.failure);
 }
 
 /**
@@ -98,7 +118,7 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedS
   for (const dir of listFunctionDirs(root)) resolved.push(await resolveSlot(dir, config, logger, false));
   // Colliding names or prefixes would silently hide a function: refuse to start, naming every problem.
   assertValidFunctionSet(resolved.flatMap((r) => (r.failure === undefined ? [r.fn] : [])));
-  const slots: Slot[] = [];
+  let slots: Slot[] = [];
   for (const r of resolved) slots.push(await loadSlot(r, config, logger));
   let routes: GatewayRoute[] = [];
   let bySlot = new Map<string, Slot>();
@@ -110,9 +130,11 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedS
   reindex();
 
   const gateway = new Hono();
-  gateway.get('/', (c) => {
+  gateway.get('/', async (c) => {
     c.header('Vary', 'Accept');
-    return wantsHtml(c.req.header('accept')) ? c.html(gatewayPage()) : c.json(functionIndex(slots.map((s) => s.fn)));
+    if (!wantsHtml(c.req.header('accept'))) return c.json(functionIndex(slots.map(describeSlot)));
+    const cards = await Promise.all(slots.map(async (s) => cardOf(describeSlot(s), await slotStats(s))));
+    return c.html(gatewayPage(cards, VERSION));
   });
   gateway.get('/v2', (c) => c.json(SERVER_METADATA));
   gateway.get('/v2/health/live', (c) => c.json({ live: true }));
@@ -122,37 +144,70 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedS
     const route = matchRoute(routes, path);
     if (!route) {
       const model = /^\/v2\/models\/([A-Za-z0-9._-]+)(\/|$)/.exec(path);
-      return errorResponse(c, 404, model ? unknownModel(model[1]) : GATEWAY_ERRORS[404]);
+      return errorResponse(c, 404, model ? unknownModel(model[1]) : noRoute(slots.map((s) => s.fn.prefix)));
     }
     if (route.kind === 'redirect') {
       const url = new URL(c.req.url);
       return c.redirect(`${route.path}/${url.search}`, 308);
     }
     const slot = bySlot.get(route.fn);
-    if (!slot?.app) return errorResponse(c, 503, `function '${route.fn}' failed to load: ${slot?.failure ?? 'unknown'}`);
+    if (!slot?.app) {
+      // A function whose declaration failed still has its docs page and its live figures: the reason.
+      const own = slot && forwardedPath(route, path).replace(/(.)\/$/, '$1');
+      if (slot && own === '/docs') return c.html(failedDocsPage(slot.fn, describeSlot(slot).error!, [], slot.fn.prefix), 503);
+      if (slot && own === '/stats') return c.json(await slotStats(slot));
+      return errorResponse(c, 503, `function '${route.fn}' failed to load: ${slot?.failure ?? 'unknown'}`);
+    }
     // The function's app strips its own prefix (createFunctionApp's stripPrefix): the request
     // goes through untouched, body stream and all. Rebuilding it cost over half the throughput.
     return slot.app.fetch(c.req.raw, c.env);
   });
 
+  const release = async (slot: Slot | undefined) => {
+    slot?.close?.();
+    if (slot?.model) await slot.model.release().catch(() => {});
+  };
   const reload = async (dir: string) => {
-    const index = slots.findIndex((s) => s.dir === dir);
-    const old = index >= 0 ? slots[index] : undefined;
+    const old = slots.find((s) => s.dir === dir);
     let candidate = await resolveSlot(dir, config, logger, true);
     if (candidate.failure === undefined) {
       const others = slots.filter((s) => s.dir !== dir && s.host).map((s) => s.fn as ResolvedFunction);
       const problems = functionSetProblems([...others, candidate.fn]);
       if (problems.length) {
         logger.log('error', 'function failed to load', { fn: candidate.fn.name, error: problems.join('; ') });
-        candidate = { dir, fn: candidate.fn, failure: problems.join('; ') };
+        candidate = { dir, fn: candidate.fn, routes: [], failure: problems.join('; ') };
       }
     }
     const next = await loadSlot(candidate, config, logger);
-    if (index >= 0) slots[index] = next;
+    // The slots may have changed while it loaded: replace the old one where it is now.
+    const at = old ? slots.indexOf(old) : -1;
+    if (at >= 0) slots[at] = next;
     else slots.push(next);
     reindex();
-    if (old?.model) await old.model.release().catch(() => {});
-    logger.log('info', 'function reloaded', { fn: next.fn.name, ok: !next.failure });
+    await release(old);
+    logger.log('info', old ? 'function reloaded' : 'function added', { fn: next.fn.name, ok: !next.failure });
+  };
+  const remove = async (dir: string) => {
+    const old = slots.find((s) => s.dir === dir);
+    if (!old) return;
+    slots = slots.filter((s) => s !== old);
+    reindex();
+    await release(old);
+    logger.log('info', 'function removed', { fn: old.fn.name });
+  };
+  // Changes of one folder are handled one after the other, never two loads of it at once.
+  const queues = new Map<string, Promise<void>>();
+  const folderChanged = (dir: string) => {
+    const run = async () => {
+      const isFunction = listFunctionDirs(root).includes(dir);
+      const slot = slots.find((s) => s.dir === dir);
+      if (!isFunction) await remove(dir);
+      // npm start follows folders added and removed, and retries a function that failed;
+      // npm run dev also reloads a working function when its files change.
+      else if (!slot || slot.failure || options.watch) await reload(dir);
+    };
+    const next = (queues.get(dir) ?? Promise.resolve()).then(run, run).catch((err) => logger.log('error', 'reload failed', { dir, error: (err as Error).message }));
+    queues.set(dir, next);
   };
 
   const server = await new Promise<Server>((done, reject) => {
@@ -164,23 +219,20 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedS
   const url = `http://${config.host}:${port}`;
   logger.log('info', 'listening', { mode: 'embedded', host: config.host, port, functions: slots.map((s) => s.fn.name) });
 
-  let watcher: FSWatcher | undefined;
-  if (options.watch) {
-    const pending = new Map<string, NodeJS.Timeout>();
-    watcher = watch(root, { recursive: true }, (_event, file) => {
-      if (!file) return;
-      const folder = String(file).split(sep)[0];
-      if (!folder || folder.startsWith('.')) return;
-      const dir = join(root, folder);
-      // Editors write in bursts: reload once things settle.
-      clearTimeout(pending.get(dir));
-      pending.set(dir, setTimeout(() => {
-        pending.delete(dir);
-        logger.log('info', 'change detected', { fn: folder, file: relative(root, join(root, String(file))) });
-        void reload(dir);
-      }, 150));
-    });
-  }
+  const pending = new Map<string, NodeJS.Timeout>();
+  const watcher: FSWatcher | undefined = existsSync(root) ? watch(root, { recursive: true }, (_event, file) => {
+    if (!file) return;
+    const folder = String(file).split(sep)[0];
+    if (!folder || folder.startsWith('.') || folder.startsWith('_')) return;
+    const dir = join(root, folder);
+    // Editors and `modelfn new` write in bursts: act once things settle.
+    clearTimeout(pending.get(dir));
+    pending.set(dir, setTimeout(() => {
+      pending.delete(dir);
+      logger.log('info', 'change detected', { fn: folder, file: relative(root, join(root, String(file))) });
+      folderChanged(dir);
+    }, 150));
+  }) : undefined;
 
   return {
     url,
@@ -190,6 +242,7 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedS
     reload,
     async shutdown() {
       watcher?.close();
+      for (const timer of pending.values()) clearTimeout(timer);
       for (const slot of slots) if (slot.host) slot.host.state = 'draining';
       await new Promise<void>((done) => {
         const idle = setInterval(() => server.closeIdleConnections(), 50);
@@ -201,7 +254,7 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedS
         });
         server.closeIdleConnections();
       });
-      for (const slot of slots) await slot.model?.release().catch(() => {});
+      for (const slot of slots) await release(slot);
     },
   };
 }

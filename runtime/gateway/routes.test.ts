@@ -1,6 +1,6 @@
 // The gateway's route table alone: what nginx and embedded mode are both made from.
 import { describe, expect, it } from 'vitest';
-import { forwardedPath, functionIndex, gatewayRoutes, matchRoute } from './routes.ts';
+import { forwardedPath, functionIndex, gatewayRoutes, matchRoute, noRoute } from './routes.ts';
 
 const functions = [{ name: 'iris', prefix: '/iris' }, { name: 'iris-v2', prefix: '/flowers/iris' }];
 const routes = gatewayRoutes(functions);
@@ -28,9 +28,23 @@ describe('gatewayRoutes and matchRoute', () => {
 });
 
 describe('functionIndex', () => {
-  it("lists each function's routes and replicas, as GET / answers", () => {
-    const index = functionIndex([{ name: 'iris', prefix: '/iris', replicas: 2 }]);
+  it("lists each function's routes and replicas, as GET / answers: only the routes that work", () => {
+    const index = functionIndex([
+      { name: 'iris', prefix: '/iris', replicas: 2, inputs: 1, ownRoutes: [{ method: 'POST', path: '/species' }] },
+      { name: 'vad', prefix: '/vad', replicas: 1, inputs: 3 },
+      { name: 'broken', prefix: '/broken', replicas: 1, error: 'model.onnx: not a valid ONNX model' },
+    ]);
     expect(index.name).toBe('modelfn');
-    expect(index.functions).toEqual([{ name: 'iris', prefix: '/iris', model: '/v2/models/iris', predict: '/iris/predict', docs: '/iris/docs', replicas: 2 }]);
+    expect(index.functions).toEqual([
+      { name: 'iris', prefix: '/iris', model: '/v2/models/iris', predict: '/iris/predict', routes: ['POST /iris/species'], docs: '/iris/docs', replicas: 2 },
+      // /predict takes models with one input: not advertised for three.
+      { name: 'vad', prefix: '/vad', model: '/v2/models/vad', docs: '/vad/docs', replicas: 1 },
+      { name: 'broken', prefix: '/broken', model: '/v2/models/broken', docs: '/broken/docs', replicas: 1, error: 'model.onnx: not a valid ONNX model' },
+    ]);
+  });
+
+  it('answers a path no function takes by naming the functions and how to add one', () => {
+    expect(noRoute(['/iris', '/vad'])).toBe('no route at the gateway for this path; the functions are at /iris/, /vad/ (GET / lists them); add one with npx modelfn new <name>');
+    expect(noRoute([])).toBe('no route at the gateway for this path: there are no functions yet; add one with npx modelfn new <name>');
   });
 });

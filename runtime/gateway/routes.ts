@@ -4,6 +4,9 @@
  */
 import type { ResolvedFunction } from '../function/define.ts';
 import { VERSION } from '../core/version.ts';
+import { functionEntry, type FunctionSummary } from '../pages/entry.ts';
+
+export type { FunctionSummary };
 
 export type GatewayRoute =
   /** `<prefix>` exactly: redirect to `<prefix>/`. */
@@ -46,19 +49,8 @@ export function forwardedPath(route: GatewayRoute, path: string): string {
 }
 
 /** The function list the gateway answers at `GET /`. */
-export function functionIndex(functions: readonly Pick<ResolvedFunction, 'name' | 'prefix' | 'replicas' | 'description'>[]) {
-  return {
-    name: 'modelfn',
-    version: VERSION,
-    functions: functions.map((fn) => ({
-      name: fn.name,
-      prefix: fn.prefix,
-      model: `/v2/models/${fn.name}`,
-      predict: `${fn.prefix}/predict`,
-      docs: `${fn.prefix}/docs`,
-      replicas: fn.replicas,
-    })),
-  };
+export function functionIndex(functions: readonly FunctionSummary[]) {
+  return { name: 'modelfn', version: VERSION, functions: functions.map(functionEntry) };
 }
 
 /** The protocol's server metadata, as the gateway answers it. */
@@ -73,6 +65,11 @@ export const GATEWAY_ERRORS = {
   503: 'service unavailable',
   504: 'the function did not answer in time',
 } as const;
+
+/** The gateway's 404 for a path no function takes: what there is, and how to add a function. */
+export const noRoute = (prefixes: readonly string[]) => prefixes.length
+  ? `no route at the gateway for this path; the functions are at ${prefixes.map((p) => `${p}/`).join(', ')} (GET / lists them); add one with npx modelfn new <name>`
+  : 'no route at the gateway for this path: there are no functions yet; add one with npx modelfn new <name>';
 
 export const unknownModel = (name: string) => `unknown model '${name}'; GET / lists the functions`;
 export const functionUnavailable = (name: string) => `function '${name}' is unavailable: no replica is answering`;

@@ -29,6 +29,39 @@ describe('function app', () => {
     expect((await errorOf(await app.request('/predict', postJson({ instances: [['a', 1, 2, 3]] })))).error).toMatch(/element 0 is "a"/);
   });
 
+  it('reports the shape of the batch as sent, however deep', async () => {
+    const { app } = await openFunctionDir('functions/iris');
+    for (const [instances, shape] of [[[[[5.1, 3.5, 1.4, 0.2]]], '[1,1,4]'], [[5.1, 3.5, 1.4, 0.2], '[4]'], [[[[[1, 2]]], [[[3, 4]]]], '[2,1,1,2]']] as const) {
+      expect(await errorOf(await app.request('/predict', postJson({ instances })))).toEqual({
+        status: 400,
+        error: `instances (input 'input'): the batch has shape ${shape}, the model expects [-1,4] (-1 = any size); each instance is one row of shape [4]`,
+      });
+    }
+  });
+
+  it('prints float32 answers as the shortest decimal of the value, in /predict and in iris /species alike', async () => {
+    const { app } = await openFunctionDir('functions/iris');
+    const row = [6.7, 3.0, 5.2, 2.3];
+    const predict = (await (await app.request('/predict', postJson({ instances: [row] }))).json()) as { predictions: { probabilities: number[] }[] };
+    const species = (await (await app.request('/species', postJson({ flowers: [row] }))).json()) as { predictions: { probabilities: Record<string, number> }[] };
+    const [p] = predict.predictions;
+    expect(Object.values(species.predictions[0].probabilities)).toEqual(p.probabilities);
+    for (const v of p.probabilities) {
+      // No float64 digits: at most 9 significant digits, the most a float32 needs.
+      expect(String(v).replace(/^0\.0*|e.*$|\./g, '').length).toBeLessThanOrEqual(9);
+    }
+    const infer = (await (await app.request('/v2/models/iris/infer', postJson({ inputs: [{ name: 'input', datatype: 'FP32', shape: [1, 4], data: row }] }))).json()) as { outputs: { name: string; data: number[] }[] };
+    expect(infer.outputs.find((o) => o.name === 'probabilities')!.data.map(Math.fround)).toEqual(p.probabilities.map(Math.fround));
+  });
+
+  it('answers at its root, with or without a trailing slash', async () => {
+    const { app } = await openFunctionDir('functions/iris');
+    expect(await (await app.request('/')).json()).toEqual({ name: 'iris', prefix: '/iris', model: '/v2/models/iris', predict: '/iris/predict', routes: ['POST /iris/species'], docs: '/iris/docs', replicas: 1 });
+    const browser = await app.request('/', { headers: { Accept: 'text/html' } });
+    expect([browser.status, browser.headers.get('location')]).toEqual([302, '/docs']);
+    expect((await app.request('/species/', postJson({ flowers: [[5.1, 3.5, 1.4, 0.2]] }))).status).toBe(200);
+  });
+
   it('refuses /predict for a model with several inputs, pointing at the protocol route', async () => {
     const { app } = await openFunctionDir('functions/vad');
     const err = await errorOf(await app.request('/predict', postJson({ instances: [[0]] })));

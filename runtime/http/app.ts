@@ -12,7 +12,9 @@ import { loadApiKeys, requireApiKey } from './auth.ts';
 import { limitBody } from './body-limit.ts';
 import type { RuntimeConfig } from '../core/config.ts';
 import { DeclarationError } from '../function/define.ts';
-import { docsRoutes } from '../pages/docs.ts';
+import { docsRoutes, ownRoutes } from '../pages/docs.ts';
+import type { CustomRoute } from '../pages/openapi.ts';
+import { statsRoute } from './stats.ts';
 import { errorResponse, handleError, handleNotFound } from './errors.ts';
 import type { FunctionHost } from '../function/host.ts';
 import { accessLog, createLogger, type Logger } from '../core/log.ts';
@@ -22,7 +24,7 @@ import { modelRoutes, serverRoutes } from './protocol.ts';
 import { VERSION } from '../core/version.ts';
 
 export interface FunctionAppOptions {
-  config: Pick<RuntimeConfig, 'maxElements' | 'accessLog' | 'logLevel'>;
+  config: Pick<RuntimeConfig, 'maxElements' | 'accessLog' | 'logLevel'> & Partial<Pick<RuntimeConfig, 'peers'>>;
   logger?: Logger;
   metrics?: Metrics;
   /**
@@ -46,20 +48,30 @@ function jsonException(status: 504, message: string): HTTPException {
  * const { app } = createFunctionApp(host, { config: readConfig() });
  * await app.request('/v2/health/ready');
  */
-export function createFunctionApp(host: FunctionHost, options: FunctionAppOptions): { app: Hono; metrics: Metrics; logger: Logger } {
+export interface FunctionApp {
+  app: Hono;
+  metrics: Metrics;
+  logger: Logger;
+  /** The routes the function added itself. */
+  customRoutes: CustomRoute[];
+  /** Stops the app's timers (the live view's snapshots). */
+  close(): void;
+}
+
+export function createFunctionApp(host: FunctionHost, options: FunctionAppOptions): FunctionApp {
   const { config } = options;
   const fn = host.fn;
   const logger = options.logger ?? createLogger(config.logLevel);
   const metrics = options.metrics ?? createMetrics();
   const strip = options.stripPrefix;
-  const app = strip
-    ? new Hono({
-        getPath: (req) => {
-          const path = getPath(req);
-          return path.startsWith(`${strip}/`) ? path.slice(strip.length) : path;
-        },
-      })
-    : new Hono();
+  const app = new Hono({
+    getPath: (req) => {
+      let path = getPath(req);
+      if (strip && path.startsWith(`${strip}/`)) path = path.slice(strip.length);
+      // `/predict/` is `/predict`: a trailing slash never makes a route unknown.
+      return path.length > 1 && path.endsWith('/') ? path.slice(0, -1) : path;
+    },
+  });
 
   app.use(requestId({ headerName: 'X-Request-Id', limitLength: 200 }));
   if (config.accessLog) app.use(accessLog(logger, { fn: fn.name }));
@@ -96,8 +108,9 @@ export function createFunctionApp(host: FunctionHost, options: FunctionAppOption
   // The function's own routes come before the default /predict, so a function may replace it.
   const builtIn = app.routes.length;
   fn.routes?.(app, host);
-  const custom = app.routes.slice(builtIn);
+  const customRoutes = ownRoutes(app.routes.slice(builtIn));
+  const stats = statsRoute(app, host, metrics, { peers: config.peers });
   predictRoute(app, host, config.maxElements);
-  docsRoutes(app, host, custom);
-  return { app, metrics, logger };
+  docsRoutes(app, host, customRoutes);
+  return { app, metrics, logger, customRoutes, close: stats.stop };
 }

@@ -29,9 +29,12 @@ export function loadApiKeys(name: string, secret: string, env: NodeJS.ProcessEnv
 
 const digest = (text: string) => createHash('sha256').update(text).digest();
 
-/** Paths that stay open for health probes: liveness, readiness, model readiness. */
+/**
+ * Paths that stay open: the health probes (liveness, readiness, model readiness), and the live
+ * view's figures (`/stats`: state, rates and latency, never a request's data).
+ */
 export function isProbe(path: string): boolean {
-  return path === '/v2/health/live' || path === '/v2/health/ready' || /^\/v2\/models\/[^/]+(\/versions\/[^/]+)?\/ready$/.test(path);
+  return path === '/v2/health/live' || path === '/v2/health/ready' || path === '/stats' || /^\/v2\/models\/[^/]+(\/versions\/[^/]+)?\/ready$/.test(path);
 }
 
 /**

@@ -10,6 +10,9 @@ import type { FunctionHost } from '../function/host.ts';
 import { parseBody } from '../tensor/infer.ts';
 import { readJsonBody, runModel } from './protocol.ts';
 
+/** Deeper nesting than this is not read (no ONNX model here comes close). */
+const MAX_RANK = 32;
+
 /** The shape of one instance, read from its nesting (first element at each level). */
 function instanceShape(instance: unknown, maxRank: number): number[] {
   const shape: number[] = [];
@@ -22,6 +25,23 @@ function instanceShape(instance: unknown, maxRank: number): number[] {
   return shape;
 }
 
+/**
+ * A float32 as the shortest decimal that reads back as the same float32: what the model
+ * computed, without the digits a float64 print adds (0.98158467, not 0.9815846681594849).
+ * Not finite: null, as JSON has no NaN or Infinity.
+ *
+ * @example float32Number(Math.fround(0.1)) // 0.1
+ */
+export function float32Number(v: number): number | null {
+  if (!Number.isFinite(v)) return null;
+  if (v === 0) return 0;
+  for (let digits = 6; digits < 9; digits++) {
+    const short = Number(v.toPrecision(digits));
+    if (Math.fround(short) === v) return short;
+  }
+  return Number(v.toPrecision(9));
+}
+
 /** Row r of a tensor whose first dimension is the batch, nested to its remaining shape. */
 function row(tensor: ort.Tensor, r: number, rows: number): unknown {
   const dims = tensor.dims;
@@ -29,7 +49,9 @@ function row(tensor: ort.Tensor, r: number, rows: number): unknown {
   const inner = batched ? dims.slice(1) : dims;
   const size = inner.reduce((a, b) => a * b, 1);
   const start = batched ? r * size : 0;
-  const at = jsonValueAt(tensor);
+  // float32 as the shortest decimal of its value; every other type as the protocol prints it.
+  const data = tensor.data;
+  const at = data instanceof Float32Array ? (i: number) => float32Number(data[i]) : jsonValueAt(tensor);
   let pos = start;
   const build = (depth: number): unknown => {
     if (depth === inner.length) return at(pos++);
@@ -53,14 +75,12 @@ export function predictRoute(app: Hono, host: FunctionHost, maxElements: number)
     }
     const instances = (json as { instances: unknown[] }).instances;
     if (instances.length === 0) return c.json({ predictions: [] });
-    const shape = [instances.length, ...instanceShape(instances[0], Math.max(spec.shape.length - 1, 0))];
+    // The nesting is read past the model's rank, so a wrong shape is reported as it was sent.
+    const shape = [instances.length, ...instanceShape(instances[0], MAX_RANK)];
     const where = `instances (input '${spec.name}')`;
-    const mismatch = shapeMismatch(spec.shape, shape);
-    if (mismatch && 'rank' in mismatch) {
-      throw new HttpError(400, `${where}: instances of shape [${shape.slice(1).join(',')}] make a tensor of rank ${shape.length}, the model expects rank ${spec.shape.length} ([${spec.shape.join(',')}], -1 = any size)`);
-    }
-    if (mismatch) {
-      throw new HttpError(400, `${where}: the batch has shape [${shape.join(',')}], the model expects [${spec.shape.join(',')}] (-1 = any size)`);
+    if (shapeMismatch(spec.shape, shape)) {
+      const row = spec.shape.length > 1 ? `; each instance is one row of shape [${spec.shape.slice(1).join(',')}]` : '; each instance is one value';
+      throw new HttpError(400, `${where}: the batch has shape [${shape.join(',')}], the model expects [${spec.shape.join(',')}] (-1 = any size)${row}`);
     }
     const count = elementCount(where, shape, maxElements);
     const tensor = tensorFromJson(where, spec.info, shape, count, instances);

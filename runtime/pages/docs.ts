@@ -1,33 +1,63 @@
 /**
- * `GET /openapi.json` and `GET /docs`: every function documents itself, its own routes
- * included, with its model's datatypes and shapes.
+ * `GET /openapi.json`, `GET /docs` and `GET /`: every function documents itself, its own routes
+ * included, with its model's datatypes and shapes; `/examples/<file>` serves the example files
+ * its routes declare.
  */
-import type { Hono } from 'hono';
+import { readFile } from 'node:fs/promises';
+import { basename, join } from 'node:path';
+import type { Context, Hono } from 'hono';
 import type { RouterRoute } from 'hono/types';
 import type { FunctionHost } from '../function/host.ts';
+import { functionEntry } from './entry.ts';
 import { openApiDocument, type CustomRoute } from './openapi.ts';
-import { docsPage } from './ui.ts';
+import { docsPage, failedDocsPage, wantsHtml } from './ui.ts';
 
 const PREFIX = /^(\/[A-Za-z0-9._~-]+)+$/;
 
+/** The routes a function added itself, as operations (middleware and app.all routes are not). */
+export function ownRoutes(routes: readonly RouterRoute[]): CustomRoute[] {
+  return routes.filter((r) => r.method !== 'ALL').map((r) => ({ method: r.method.toUpperCase(), path: r.path }));
+}
+
 /**
- * Adds the document and the docs page. `custom` are the routes the function declared itself.
- * Behind the gateway the document's server is the function's prefix.
- *
- * @example docsRoutes(app, host, app.routes.slice(builtIn));
+ * Where the function is mounted: nginx says so in X-Forwarded-Prefix; in embedded mode the app
+ * strips its prefix itself, which shows as the difference between the URL and the path.
  */
-export function docsRoutes(app: Hono, host: FunctionHost, custom: readonly RouterRoute[]): void {
-  const routes: CustomRoute[] = custom
-    // Middleware (app.use) and app.all routes are not operations.
-    .filter((r) => r.method !== 'ALL')
-    .map((r) => ({ method: r.method.toUpperCase(), path: r.path }));
-  app.get('/openapi.json', (c) => {
-    // nginx says where the function is mounted in X-Forwarded-Prefix; in embedded mode the app
-    // strips its prefix itself, which shows as the difference between the URL and the path.
-    const urlPath = new URL(c.req.url).pathname;
-    const prefix = c.req.header('x-forwarded-prefix') ?? (urlPath !== c.req.path && urlPath.endsWith(c.req.path) ? urlPath.slice(0, -c.req.path.length) : undefined);
-    // host.model answers 503 while the model is loading or failed: the document needs its metadata.
-    return c.json(openApiDocument(host.fn, host.model, routes, prefix && PREFIX.test(prefix) ? prefix : '/'));
+export function mountedPrefix(c: Context): string {
+  const urlPath = new URL(c.req.url).pathname.replace(/(.)\/$/, '$1');
+  const path = c.req.path === '/' ? '' : c.req.path;
+  const prefix = c.req.header('x-forwarded-prefix') ?? (urlPath !== c.req.path && urlPath.endsWith(path) ? urlPath.slice(0, urlPath.length - path.length) : '');
+  return PREFIX.test(prefix) ? prefix : '';
+}
+
+/**
+ * Adds the document, the docs page, the function's root and its example files. `custom` are the
+ * routes the function declared itself.
+ *
+ * @example docsRoutes(app, host, ownRoutes(app.routes.slice(builtIn)));
+ */
+export function docsRoutes(app: Hono, host: FunctionHost, custom: readonly CustomRoute[]): void {
+  const document = (prefix: string) => openApiDocument(host.fn, host.model, custom, prefix || '/');
+  // host.model answers 503 while the model is loading or failed: the document needs its metadata.
+  app.get('/openapi.json', (c) => c.json(document(mountedPrefix(c))));
+  app.get('/docs', (c) => {
+    const prefix = mountedPrefix(c);
+    if (!host.isReady && host.state !== 'draining') return c.html(failedDocsPage(host.fn, host.notReadyReason(), custom, prefix), 503);
+    return c.html(docsPage(document(prefix)));
   });
-  app.get('/docs', (c) => c.html(docsPage(host.fn.name)));
+  // `/iris/` is where people land by trimming a URL: browsers go to the docs, clients get the entry of GET /.
+  app.get('/', (c) => {
+    const prefix = mountedPrefix(c);
+    if (wantsHtml(c.req.header('accept'))) return c.redirect(`${prefix}/docs`, 302);
+    const inputs = host.isReady ? host.model.inputs.length : undefined;
+    return c.json(functionEntry({ ...host.fn, prefix: prefix || host.fn.prefix, inputs, ownRoutes: custom }));
+  });
+  const examples = new Map(Object.values(host.fn.routeDocs).flatMap((d) => (d.exampleFile ? [[basename(d.exampleFile), { file: d.exampleFile, type: d.contentType ?? 'application/octet-stream' }] as const] : [])));
+  if (examples.size) {
+    app.get('/examples/:file', async (c) => {
+      const example = examples.get(c.req.param('file'));
+      if (!example) return c.json({ error: `no example file '${c.req.param('file')}'; there are: ${[...examples.keys()].join(', ')}` }, 404);
+      return c.body(await readFile(join(host.fn.dir, example.file)), 200, { 'Content-Type': example.type, 'Cache-Control': 'max-age=300' });
+    });
+  }
 }

@@ -122,6 +122,7 @@ function customOperation(route: CustomRoute, path: string, params: string[], doc
       : { schema: { type: 'string', contentMediaType: type } };
     op.requestBody = { required: true, content: { [type]: body } };
   }
+  if (doc?.exampleFile) op['x-example-file'] = `/examples/${doc.exampleFile.split('/').pop()}`;
   op.responses = answer('the answer', {}, doc?.responseExample);
   return op;
 }
@@ -222,6 +223,12 @@ export function openApiDocument(
     operationId: 'metrics',
     summary: 'Prometheus metrics',
     responses: { '200': { description: 'metrics in the Prometheus text format', content: { 'text/plain': { schema: { type: 'string' } } } } },
+  });
+  add('/stats', 'get', {
+    tags: ['operations'],
+    operationId: 'stats',
+    summary: 'The last minute: state, requests/s, latency, batch size (the live view)',
+    responses: answer('figures over the last minute, from the metrics', { type: 'object' }),
   });
   add('/openapi.json', 'get', { tags: ['operations'], operationId: 'openapi', summary: 'This document', responses: answer('OpenAPI 3.1', { type: 'object' }) });
 

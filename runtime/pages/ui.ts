@@ -1,18 +1,66 @@
 /**
- * The pages people open in a browser: a function's docs page (`GET /docs`) and the gateway's
- * root page (`GET /` with `Accept: text/html`, in embedded mode and at nginx alike). Both are
- * self-contained (no CDN, no downloaded assets) and read everything they show from the
- * function index and each function's `openapi.json`, so one static page serves any functions.
+ * The pages people open in a browser, rendered on the server: a function's docs page
+ * (`GET /docs`) and the gateway's root page (`GET /` with `Accept: text/html`, in embedded mode
+ * and at nginx alike), with its live view of every function. Everything is in the HTML as
+ * served, so a reader without JavaScript and a capture taken at once see it all; the script only
+ * sends the forms and refreshes the live figures. Self-contained: no CDN, no downloaded assets.
  */
+import type { FunctionStats } from '../core/stats.ts';
+import type { CustomRoute } from './openapi.ts';
 
 /** True when a request's Accept header asks for a page rather than JSON. */
 export function wantsHtml(accept: string | undefined): boolean {
   return /text\/html/i.test(accept ?? '');
 }
 
+const escapeHtml = (text: unknown) => String(text).replace(/[&<>"']/g, (ch) => `&#${ch.charCodeAt(0)};`);
+
+/**
+ * JSON that fits the width stays on one line; long lists of scalars wrap like text. Plain
+ * ES2017 source, so the same code runs on the server and in the page (a compiler's rendering of
+ * a TypeScript function would differ between tools, and the generated page must not).
+ */
+const FORMAT_JSON = `function formatJson(value, indent, width) {
+  indent = indent || '';
+  width = width || 88;
+  function scalar(v) { return v === null || typeof v !== 'object'; }
+  function flat(v) {
+    if (scalar(v)) return JSON.stringify(v);
+    if (Array.isArray(v)) return '[' + v.map(flat).join(', ') + ']';
+    return '{' + Object.keys(v).map(function (k) { return JSON.stringify(k) + ': ' + flat(v[k]); }).join(', ') + '}';
+  }
+  var one = flat(value);
+  if (scalar(value) || indent.length + one.length <= width) return one;
+  var inner = indent + '  ';
+  if (Array.isArray(value)) {
+    if (value.every(scalar)) {
+      var lines = [], line = '';
+      value.forEach(function (x) {
+        var item = JSON.stringify(x);
+        if (line && inner.length + line.length + item.length + 2 > width) { lines.push(line + ','); line = ''; }
+        line += (line ? ', ' : '') + item;
+      });
+      lines.push(line);
+      return '[\\n' + lines.map(function (l) { return inner + l; }).join('\\n') + '\\n' + indent + ']';
+    }
+    return '[\\n' + value.map(function (x) { return inner + formatJson(x, inner, width); }).join(',\\n') + '\\n' + indent + ']';
+  }
+  return '{\\n' + Object.keys(value).map(function (k) {
+    return inner + JSON.stringify(k) + ': ' + formatJson(value[k], inner, width);
+  }).join(',\\n') + '\\n' + indent + '}';
+}`;
+
+/**
+ * Formats JSON for reading (the pages' example requests and answers).
+ *
+ * @example formatJson({ instances: [[5.1, 3.5, 1.4, 0.2]] }) // '{"instances": [[5.1, 3.5, 1.4, 0.2]]}'
+ */
+// Our own constant source, shared with the page script.
+export const formatJson = new Function(`return ${FORMAT_JSON}`)() as (value: unknown, indent?: string, width?: number) => string;
+
 const STYLE = `
-:root { color-scheme: light dark; --fg: #1b1f24; --muted: #57606a; --line: #d0d7de; --card: #f6f8fa; --accent: #0969da; --bad: #cf222e; --good: #1a7f37; }
-@media (prefers-color-scheme: dark) { :root { --fg: #e6edf3; --muted: #9198a1; --line: #30363d; --card: #161b22; --accent: #4493f8; --bad: #f85149; --good: #3fb950; } }
+:root { color-scheme: light dark; --fg: #1b1f24; --muted: #57606a; --line: #d0d7de; --card: #f6f8fa; --accent: #0969da; --bad: #cf222e; --good: #1a7f37; --warn: #9a6700; --idle: #6e7781; }
+@media (prefers-color-scheme: dark) { :root { --fg: #e6edf3; --muted: #9198a1; --line: #30363d; --card: #161b22; --accent: #4493f8; --bad: #f85149; --good: #3fb950; --warn: #d29922; --idle: #8b949e; } }
 * { box-sizing: border-box; }
 body { margin: 0 auto; max-width: 72rem; padding: 1.5rem; font: 15px/1.5 system-ui, sans-serif; color: var(--fg); }
 h1 { margin: 0 0 .25rem; font-size: 1.6rem; } h2 { margin: 0; font-size: 1.25rem; }
@@ -27,15 +75,28 @@ details { border-top: 1px solid var(--line); padding: .5rem 0; }
 summary { cursor: pointer; }
 .method { display: inline-block; min-width: 3.5rem; font-weight: 600; font-family: ui-monospace, monospace; }
 form { display: grid; gap: .5rem; margin-top: .5rem; }
+form[hidden] { display: none; }
 label { display: grid; gap: .15rem; }
 textarea { width: 100%; min-height: 5rem; resize: vertical; padding: .5rem; border: 1px solid var(--line); border-radius: 6px; background: transparent; color: inherit; }
 input[type=text], select { padding: .3rem .4rem; border: 1px solid var(--line); border-radius: 6px; background: transparent; color: inherit; }
-button { justify-self: start; padding: .35rem 1rem; border: 0; border-radius: 6px; background: var(--accent); color: #fff; font-weight: 600; cursor: pointer; }
+.buttons { display: flex; flex-wrap: wrap; gap: .5rem; }
+button { padding: .35rem 1rem; border: 0; border-radius: 6px; background: var(--accent); color: #fff; font-weight: 600; cursor: pointer; }
+button.secondary { background: transparent; color: var(--accent); border: 1px solid var(--accent); }
 pre.answer { margin: .5rem 0 0; padding: .5rem; border-left: 3px solid var(--line); white-space: pre-wrap; word-break: break-word; max-height: 30rem; overflow: auto; }
 pre.answer:empty { display: none; }
 pre.answer.ok { border-color: var(--good); } pre.answer.failed { border-color: var(--bad); }
 pre.example { margin: .5rem 0; padding: .5rem; border: 1px dashed var(--line); border-radius: 6px; white-space: pre-wrap; }
+pre.failure { margin: .5rem 0; padding: .5rem .75rem; border-left: 3px solid var(--bad); white-space: pre-wrap; word-break: break-word; }
 .status { font-weight: 600; }
+.state { display: inline-block; padding: 0 .5rem; border-radius: 1rem; font-size: 13px; font-weight: 600; color: #fff; background: var(--idle); }
+.state-ready { background: var(--good); } .state-failed, .state-unavailable { background: var(--bad); }
+.state-loading, .state-waking, .state-draining { background: var(--warn); } .state-asleep { background: var(--idle); }
+table.live { width: 100%; border-collapse: collapse; margin: .75rem 0 .25rem; font-variant-numeric: tabular-nums; }
+table.live th, table.live td { padding: .3rem .6rem; border-bottom: 1px solid var(--line); text-align: right; white-space: nowrap; }
+table.live th:first-child, table.live td:first-child, table.live th:nth-child(2), table.live td:nth-child(2) { text-align: left; }
+table.live td.reason { white-space: normal; text-align: left; color: var(--bad); font-size: 13px; }
+table.live tr.busy td[data-field="rps"] { font-weight: 700; }
+table.live td.slow { color: var(--bad); font-weight: 700; }
 `;
 
 /**
@@ -45,278 +106,345 @@ pre.example { margin: .5rem 0; padding: .5rem; border: 1px dashed var(--line); b
 const SCRIPT = `
 (function () {
   'use strict';
-
-  function h(tag, attrs) {
-    var node = document.createElement(tag);
-    Object.keys(attrs || {}).forEach(function (k) {
-      if (k === 'text') node.textContent = attrs[k];
-      else if (k === 'className') node.className = attrs[k];
-      else node.setAttribute(k, attrs[k]);
-    });
-    for (var i = 2; i < arguments.length; i++) {
-      var child = arguments[i];
-      if (child === null || child === undefined) continue;
-      node.appendChild(typeof child === 'string' ? document.createTextNode(child) : child);
-    }
-    return node;
-  }
-
-  function scalar(v) { return v === null || typeof v !== 'object'; }
-
-  function flat(v) {
-    if (scalar(v)) return JSON.stringify(v);
-    if (Array.isArray(v)) return '[' + v.map(flat).join(', ') + ']';
-    return '{' + Object.keys(v).map(function (k) { return JSON.stringify(k) + ': ' + flat(v[k]); }).join(', ') + '}';
-  }
-
-  // JSON that fits the width stays on one line; long lists of numbers wrap like text.
-  function formatJson(v, indent, width) {
-    indent = indent || '';
-    width = width || 88;
-    var one = flat(v);
-    if (scalar(v) || indent.length + one.length <= width) return one;
-    var inner = indent + '  ';
-    if (Array.isArray(v)) {
-      if (v.every(scalar)) {
-        var lines = [], line = '';
-        v.forEach(function (x) {
-          var item = JSON.stringify(x);
-          if (line && inner.length + line.length + item.length + 2 > width) { lines.push(line + ','); line = ''; }
-          line += (line ? ', ' : '') + item;
-        });
-        lines.push(line);
-        return '[\\n' + lines.map(function (l) { return inner + l; }).join('\\n') + '\\n' + indent + ']';
-      }
-      return '[\\n' + v.map(function (x) { return inner + formatJson(x, inner, width); }).join(',\\n') + '\\n' + indent + ']';
-    }
-    return '{\\n' + Object.keys(v).map(function (k) {
-      return inner + JSON.stringify(k) + ': ' + formatJson(v[k], inner, width);
-    }).join(',\\n') + '\\n' + indent + '}';
-  }
-
-  function shape(s) { return '[' + s.join(', ') + ']'; }
-
-  function tensorList(title, tensors) {
-    var list = h('ul', { className: 'tensors' });
-    (tensors || []).forEach(function (t) { list.appendChild(h('li', { text: title + ' ' + t.name + ': ' + t.datatype + ' ' + shape(t.shape) })); });
-    return list;
-  }
-
-  function operations(doc) {
-    var out = [];
-    Object.keys(doc.paths || {}).forEach(function (path) {
-      ['get', 'post', 'put', 'patch', 'delete'].forEach(function (method) {
-        var op = doc.paths[path][method];
-        if (op) out.push({ path: path, method: method.toUpperCase(), op: op });
-      });
-    });
-    return out;
-  }
-
-  // What an operation takes: JSON (a textarea), another media type (a file), or nothing.
-  function bodyOf(op) {
-    var content = op.requestBody && op.requestBody.content;
-    if (!content) return { kind: 'none' };
-    if (content['application/json']) return { kind: 'json', type: 'application/json', example: content['application/json'].example };
-    var type = Object.keys(content)[0];
-    return { kind: 'file', type: type };
-  }
-
-  function serverOf(doc) {
-    var url = (doc.servers && doc.servers[0] && doc.servers[0].url) || '';
-    return url.replace(/\\/$/, '');
-  }
+  var formatJson = ${FORMAT_JSON};
 
   function showAnswer(pre, res, text, ms) {
     var body = text;
     try { body = formatJson(JSON.parse(text)); } catch (e) { if (body.length > 20000) body = body.slice(0, 20000) + '\\n...'; }
     pre.className = 'answer ' + (res.ok ? 'ok' : 'failed');
     pre.textContent = '';
-    pre.appendChild(h('span', { className: 'status', text: res.status + ' ' + res.statusText }));
+    var status = document.createElement('span');
+    status.className = 'status';
+    status.textContent = res.status + ' ' + res.statusText;
+    pre.appendChild(status);
     pre.appendChild(document.createTextNode(' (' + Math.round(ms) + ' ms)\\n' + body));
   }
 
-  // A form that sends one request to an operation and shows the answer under it.
-  function tryForm(doc, entry) {
-    var form = h('form', { 'data-path': entry.path, 'data-method': entry.method });
-    var fields = {};
-    (entry.op.parameters || []).forEach(function (p) {
-      var input = h('input', { type: 'text', name: p.name, placeholder: p.description || p.name });
-      if (p.schema && p.schema.enum) input.value = p.schema.enum[0];
-      fields[p.name] = { param: p, input: input };
-      form.appendChild(h('label', {}, h('span', { className: 'muted', text: p.name + ' (' + p.in + ')' }), input));
+  function send(form, body) {
+    var pre = form.querySelector('pre.answer');
+    var url = form.getAttribute('data-url'), query = [];
+    Array.prototype.forEach.call(form.querySelectorAll('input[data-in]'), function (input) {
+      if (input.getAttribute('data-in') === 'path') url = url.replace('{' + input.name + '}', encodeURIComponent(input.value));
+      else if (input.value !== '') query.push(encodeURIComponent(input.name) + '=' + encodeURIComponent(input.value));
     });
-    var body = bodyOf(entry.op);
-    var editor = null;
-    if (body.kind === 'json') {
-      editor = h('textarea', { name: 'body', spellcheck: 'false', 'aria-label': 'JSON request body' });
-      editor.value = body.example === undefined ? '' : formatJson(body.example);
-      editor.rows = Math.min(Math.max(editor.value.split('\\n').length, 3), 16);
-      form.appendChild(editor);
-    } else if (body.kind === 'file') {
-      editor = h('input', { type: 'file', name: 'file', 'aria-label': body.type + ' file' });
-      form.appendChild(h('label', {}, h('span', { className: 'muted', text: 'file to send (' + body.type + ')' }), editor));
-    }
-    var pre = h('pre', { className: 'answer', 'aria-live': 'polite' });
-    form.appendChild(h('button', { type: 'submit', text: 'Send' }));
-    form.appendChild(pre);
+    var init = { method: form.getAttribute('data-method'), headers: {} };
+    if (body !== undefined) { init.headers['Content-Type'] = form.getAttribute('data-type'); init.body = body; }
+    var started = performance.now();
+    pre.className = 'answer';
+    pre.textContent = 'sending...';
+    return fetch(url + (query.length ? '?' + query.join('&') : ''), init).then(function (res) {
+      return res.text().then(function (text) { showAnswer(pre, res, text, performance.now() - started); });
+    }).catch(function (err) {
+      pre.className = 'answer failed';
+      pre.textContent = 'the request failed: ' + err.message;
+    });
+  }
+
+  Array.prototype.forEach.call(document.querySelectorAll('form.try'), function (form) {
     form.addEventListener('submit', function (event) {
       event.preventDefault();
-      var path = entry.path, query = [];
-      Object.keys(fields).forEach(function (name) {
-        var f = fields[name], value = f.input.value;
-        if (f.param.in === 'path') path = path.replace('{' + name + '}', encodeURIComponent(value));
-        else if (value !== '') query.push(encodeURIComponent(name) + '=' + encodeURIComponent(value));
-      });
-      var init = { method: entry.method, headers: {} };
-      if (body.kind === 'json') { init.headers['Content-Type'] = body.type; init.body = editor.value; }
-      if (body.kind === 'file') {
-        if (!editor.files.length) { pre.className = 'answer failed'; pre.textContent = 'choose a file first'; return; }
-        init.headers['Content-Type'] = body.type;
-        init.body = editor.files[0];
-      }
-      var started = performance.now();
-      pre.className = 'answer';
-      pre.textContent = 'sending...';
-      fetch(serverOf(doc) + path + (query.length ? '?' + query.join('&') : ''), init).then(function (res) {
-        return res.text().then(function (text) { showAnswer(pre, res, text, performance.now() - started); });
-      }).catch(function (err) {
+      var editor = form.querySelector('textarea'), file = form.querySelector('input[type=file]');
+      if (file && !file.files.length) {
+        var pre = form.querySelector('pre.answer');
         pre.className = 'answer failed';
-        pre.textContent = 'the request failed: ' + err.message;
+        pre.textContent = 'choose a file first, or send the example';
+        return;
+      }
+      send(form, editor ? editor.value : file ? file.files[0] : undefined);
+    });
+    var example = form.querySelector('button[data-example]');
+    if (example) example.addEventListener('click', function () {
+      fetch(example.getAttribute('data-example')).then(function (res) {
+        if (!res.ok) throw new Error('the example file answered ' + res.status);
+        return res.blob();
+      }).then(function (blob) { return send(form, blob); }).catch(function (err) {
+        var pre = form.querySelector('pre.answer');
+        pre.className = 'answer failed';
+        pre.textContent = err.message;
       });
     });
-    return form;
-  }
+  });
 
-  function failure(res) {
-    return res.text().then(function (text) {
-      var message = text;
-      try { message = JSON.parse(text).error || text; } catch (e) { /* not JSON */ }
-      throw new Error(res.status + ': ' + message);
+  // A card's route picker shows the form of the chosen route.
+  Array.prototype.forEach.call(document.querySelectorAll('select[data-routes]'), function (select) {
+    var card = select.closest('[data-function]');
+    select.addEventListener('change', function () {
+      Array.prototype.forEach.call(card.querySelectorAll('form.try'), function (form, i) { form.hidden = String(i) !== select.value; });
     });
-  }
+  });
 
-  function getJson(url) {
-    return fetch(url, { headers: { Accept: 'application/json' } }).then(function (res) { return res.ok ? res.json() : failure(res); });
+  // The live view: each function's /stats, every two seconds.
+  var rows = document.querySelectorAll('tr[data-live]');
+  function figure(v, unit) { return v === null || v === undefined ? '–' : v + (unit || ''); }
+  function setState(name, state, reason) {
+    var row = document.querySelector('tr[data-live="' + name + '"]');
+    var card = document.querySelector('[data-function="' + name + '"]');
+    [row && row.querySelector('[data-field=state]'), card && card.querySelector('header .state')].forEach(function (badge) {
+      if (!badge) return;
+      badge.textContent = state;
+      badge.className = 'state state-' + state;
+    });
+    if (card) card.setAttribute('data-state', state);
+    var cell = row && row.querySelector('[data-field=reason]');
+    if (cell) cell.textContent = reason || '';
   }
-
-  function docsPage(root) {
-    var base = location.pathname.replace(/\\/docs\\/?$/, '');
-    getJson(base + '/openapi.json').then(function (doc) {
-      document.title = doc.info.title + ' · modelfn docs';
-      root.appendChild(h('h1', { text: doc.info.title }));
-      root.appendChild(h('p', { text: doc.info.description }));
-      var meta = doc['x-modelfn'] || {};
-      root.appendChild(tensorList('input', meta.inputs));
-      root.appendChild(tensorList('output', meta.outputs));
-      var about = h('p', { className: 'muted' }, 'Routes at ', h('code', { text: serverOf(doc) + '/' }),
-        ' · errors are JSON {"error": "..."} · ', h('a', { href: base + '/openapi.json', text: 'openapi.json' }));
-      // Behind the gateway (a prefix), its root page lists every function.
-      if (serverOf(doc)) about.appendChild(h('span', {}, ' · ', h('a', { href: '/', text: 'every function' })));
-      root.appendChild(about);
-      (doc.tags || []).forEach(function (tag) {
-        var ops = operations(doc).filter(function (o) { return (o.op.tags || [])[0] === tag.name; });
-        if (!ops.length) return;
-        var section = h('section', { className: 'card', id: 'tag-' + tag.name }, h('h2', { text: tag.name }), h('p', { className: 'muted', text: tag.description || '' }));
-        ops.forEach(function (o) {
-          var details = h('details', { 'data-operation': o.op.operationId },
-            h('summary', {}, h('span', { className: 'method', text: o.method }), h('code', { text: o.path }), ' ', h('span', { className: 'muted', text: o.op.summary || '' })));
-          if ((tag.name === 'function' || tag.name === 'inference') && o.path.indexOf('{version}') < 0) details.open = true;
-          if (o.op.description) details.appendChild(h('p', { text: o.op.description }));
-          details.appendChild(tryForm(doc, o));
-          var ok = (o.op.responses || {})['200'], content = ok && ok.content && ok.content['application/json'];
-          if (content && content.example !== undefined) {
-            details.appendChild(h('p', { className: 'muted', text: 'An answer looks like:' }));
-            details.appendChild(h('pre', { className: 'example', text: formatJson(content.example) }));
-          }
-          section.appendChild(details);
-        });
-        root.appendChild(section);
+  function update(row) {
+    var name = row.getAttribute('data-live'), prefix = row.getAttribute('data-prefix');
+    var field = function (f) { return row.querySelector('[data-field=' + f + ']'); };
+    return fetch(prefix + '/stats', { headers: { Accept: 'application/json' }, cache: 'no-store' }).then(function (res) {
+      return res.text().then(function (text) {
+        var body = {};
+        try { body = JSON.parse(text); } catch (e) { /* not JSON */ }
+        if (!res.ok) {
+          // No replica answers (nginx's 502/503): nothing runs, so nothing to count.
+          setState(name, res.status === 503 || res.status === 502 ? 'unavailable' : 'failed', body.error || res.status + ' ' + res.statusText);
+          ['replicas', 'rps', 'errors'].forEach(function (f) { field(f).textContent = '0'; });
+          row.className = '';
+          return;
+        }
+        setState(name, body.state, body.reason);
+        field('replicas').textContent = body.state === 'asleep' ? '0' : body.readyReplicas + (body.readyReplicas === body.replicas ? '' : ' of ' + body.replicas);
+        field('rps').textContent = figure(body.requestsPerSecond);
+        field('p50').textContent = figure(body.latencyMs && body.latencyMs.p50, ' ms');
+        field('p99').textContent = figure(body.latencyMs && body.latencyMs.p99, ' ms');
+        field('p99').className = body.latencyMs && body.latencyMs.p99 > 1000 ? 'slow' : '';
+        field('batch').textContent = figure(body.batchSize);
+        field('errors').textContent = figure(body.errorsPerSecond);
+        field('errors').className = body.errorsPerSecond > 0 ? 'slow' : '';
+        row.className = body.requestsPerSecond > 0 ? 'busy' : '';
       });
-    }).catch(function (err) {
-      root.appendChild(h('p', { className: 'answer failed', text: 'cannot load ' + base + '/openapi.json: ' + err.message }));
+    }).catch(function (err) { setState(name, 'unavailable', err.message); });
+  }
+  function tick() {
+    Promise.all(Array.prototype.map.call(rows, update)).then(function () {
+      var stamp = document.querySelector('[data-live-updated]');
+      if (stamp) stamp.textContent = 'updated ' + new Date().toLocaleTimeString();
+      setTimeout(tick, 2000);
     });
   }
-
-  // The gateway: one card per function, each with a form for the request it is most likely tried with.
-  function gatewayPage(root) {
-    getJson('/').then(function (index) {
-      root.appendChild(h('h1', { text: 'modelfn' }));
-      root.appendChild(h('p', { className: 'muted', text: index.functions.length + ' functions · version ' + index.version + ' · JSON clients get this list at GET / as JSON' }));
-      index.functions.forEach(function (fn) {
-        var card = h('section', { className: 'card', id: 'fn-' + fn.name, 'data-function': fn.name });
-        var docs = fn.prefix + '/docs';
-        card.appendChild(h('header', {}, h('h2', { text: fn.name }), h('code', { text: fn.prefix + '/' }),
-          h('span', { className: 'muted', text: fn.replicas + (fn.replicas === 1 ? ' replica' : ' replicas') }),
-          h('a', { href: docs, text: 'docs' }), h('a', { href: fn.prefix + '/openapi.json', text: 'openapi.json' })));
-        root.appendChild(card);
-        getJson(fn.prefix + '/openapi.json').then(function (doc) {
-          var meta = doc['x-modelfn'] || {};
-          card.appendChild(h('p', { text: doc.info.description }));
-          card.appendChild(tensorList('input', meta.inputs));
-          card.appendChild(tensorList('output', meta.outputs));
-          var ops = operations(doc).filter(function (o) { return bodyOf(o.op).kind !== 'none' && o.path.indexOf('{version}') < 0; });
-          var preferred = ops.filter(function (o) { return (o.op.tags || [])[0] === 'function'; })[0]
-            || ops.filter(function (o) { return o.path === '/predict'; })[0] || ops[0];
-          var select = h('select', { 'aria-label': 'route' });
-          ops.forEach(function (o, i) {
-            var option = h('option', { value: String(i), text: o.method + ' ' + fn.prefix + o.path + ' · ' + (o.op.summary || '') });
-            if (o === preferred) option.selected = true;
-            select.appendChild(option);
-          });
-          var slot = h('div', {});
-          var show = function () { slot.textContent = ''; slot.appendChild(tryForm(doc, ops[Number(select.value)])); };
-          select.addEventListener('change', show);
-          card.appendChild(h('label', {}, h('span', { className: 'muted', text: 'try a route' }), select));
-          card.appendChild(slot);
-          if (ops.length) show();
-        }).catch(function (err) {
-          card.appendChild(h('p', { className: 'answer failed', text: 'unavailable: ' + err.message }));
-        });
-      });
-    }).catch(function (err) {
-      root.appendChild(h('p', { className: 'answer failed', text: 'cannot load the function list: ' + err.message }));
-    });
-  }
-
-  var root = document.getElementById('app');
-  if (document.body.getAttribute('data-page') === 'gateway') gatewayPage(root); else docsPage(root);
+  if (rows.length) tick();
 })();
 `;
 
-function page(title: string, kind: 'gateway' | 'docs'): string {
+function shell(title: string, kind: 'gateway' | 'docs', body: string): string {
   return `<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <link rel="icon" href="data:,">
-<title>${title}</title>
+<title>${escapeHtml(title)}</title>
 <style>${STYLE}</style>
 </head>
 <body data-page="${kind}">
-<main id="app"></main>
-<noscript>This page needs JavaScript; the same information is at openapi.json.</noscript>
+<main id="app">
+${body}
+</main>
 <script>${SCRIPT}</script>
 </body>
 </html>
 `;
 }
 
-/**
- * The gateway's root page for browsers: every function with a form to try it.
- *
- * @example gateway.get('/', (c) => (wantsHtml(c.req.header('accept')) ? c.html(gatewayPage()) : c.json(index)));
- */
-export function gatewayPage(): string {
-  return page('modelfn', 'gateway');
+// ---- OpenAPI documents as operations ---------------------------------------------------------
+
+type Json = Record<string, any>;
+
+interface Operation {
+  id: string;
+  tag: string;
+  method: string;
+  /** The path a person calls at the gateway (or at the server, when served alone). */
+  url: string;
+  summary: string;
+  description?: string;
+  params: { name: string; in: string; description?: string; value?: string }[];
+  body: { kind: 'none' } | { kind: 'json'; type: string; example?: unknown } | { kind: 'file'; type: string; exampleFile?: string };
+  answerExample?: unknown;
 }
 
 /**
- * A function's interactive docs page; it reads `openapi.json` beside it.
- *
- * @example app.get('/docs', (c) => c.html(docsPage(fn.name)));
+ * Every operation of a document, with the path a person calls: the function's routes under its
+ * prefix, the protocol's model routes at `/v2/models/<name>/...` as the gateway routes them.
  */
-export function docsPage(name: string): string {
-  return page(`${name.replace(/[^a-z0-9-]/g, '')} · modelfn docs`, 'docs');
+function operations(doc: Json): Operation[] {
+  const server = String(doc.servers?.[0]?.url ?? '/').replace(/\/$/, '');
+  const out: Operation[] = [];
+  for (const [path, item] of Object.entries<Json>(doc.paths ?? {})) {
+    for (const method of ['get', 'post', 'put', 'patch', 'delete']) {
+      const op = item[method] as Json | undefined;
+      if (!op) continue;
+      const content = op.requestBody?.content as Json | undefined;
+      let body: Operation['body'] = { kind: 'none' };
+      if (content?.['application/json']) body = { kind: 'json', type: 'application/json', example: content['application/json'].example };
+      else if (content) body = { kind: 'file', type: Object.keys(content)[0], ...(op['x-example-file'] ? { exampleFile: server + op['x-example-file'] } : {}) };
+      out.push({
+        id: op.operationId,
+        tag: op.tags?.[0] ?? '',
+        method: method.toUpperCase(),
+        url: path.startsWith('/v2/models/') ? path : server + path,
+        summary: op.summary ?? '',
+        description: op.description,
+        params: (op.parameters ?? []).map((p: Json) => ({ name: p.name, in: p.in, description: p.description, value: p.schema?.enum?.[0] })),
+        body,
+        answerExample: op.responses?.['200']?.content?.['application/json']?.example,
+      });
+    }
+  }
+  return out;
+}
+
+const shapeText = (shape: readonly number[]) => `[${shape.join(', ')}]`;
+
+function tensorList(meta: Json): string {
+  const items = (role: string, list: Json[] | undefined) => (list ?? []).map((t) => `<li>${role} ${escapeHtml(t.name)}: ${escapeHtml(t.datatype)} ${shapeText(t.shape)}</li>`);
+  return `<ul class="tensors">${[...items('input', meta.inputs), ...items('output', meta.outputs)].join('')}</ul>`;
+}
+
+/** A form that sends one request to an operation; the script shows the answer under it. */
+function tryForm(op: Operation, hidden = false): string {
+  const params = op.params.map((p) => `<label><span class="muted">${escapeHtml(p.name)} (${escapeHtml(p.in)})</span><input type="text" name="${escapeHtml(p.name)}" data-in="${escapeHtml(p.in)}" placeholder="${escapeHtml(p.description ?? p.name)}" value="${escapeHtml(p.value ?? '')}"></label>`);
+  let editor = '';
+  let example = '';
+  if (op.body.kind === 'json') {
+    const text = op.body.example === undefined ? '' : formatJson(op.body.example);
+    editor = `<textarea name="body" spellcheck="false" aria-label="JSON request body" rows="${Math.min(Math.max(text.split('\n').length, 3), 16)}">${escapeHtml(text)}</textarea>`;
+  } else if (op.body.kind === 'file') {
+    editor = `<label><span class="muted">file to send (${escapeHtml(op.body.type)})</span><input type="file" name="file" aria-label="${escapeHtml(op.body.type)} file"></label>`;
+    if (op.body.exampleFile) {
+      example = `<button type="button" class="secondary" data-example="${escapeHtml(op.body.exampleFile)}">Send the example (${escapeHtml(op.body.exampleFile.split('/').pop())})</button>`;
+    }
+  }
+  const type = op.body.kind === 'none' ? '' : ` data-type="${escapeHtml(op.body.type)}"`;
+  return `<form class="try" data-operation="${escapeHtml(op.id)}" data-method="${op.method}" data-url="${escapeHtml(op.url)}"${type}${hidden ? ' hidden' : ''}>
+${[...params, editor].filter(Boolean).join('\n')}
+<div class="buttons">${example}<button type="submit">Send</button></div>
+<pre class="answer" aria-live="polite"></pre>
+</form>`;
+}
+
+// ---- the docs page -----------------------------------------------------------------------------
+
+/**
+ * A function's docs page, from its OpenAPI document: every route with the path to call, a form
+ * that sends it, and an example answer.
+ *
+ * @example app.get('/docs', (c) => c.html(docsPage(openApiDocument(fn, model, routes, '/iris'))));
+ */
+export function docsPage(doc: Json): string {
+  const name = String(doc.info.title);
+  const server = String(doc.servers?.[0]?.url ?? '/').replace(/\/$/, '');
+  const ops = operations(doc);
+  const sections = (doc.tags as Json[] ?? []).map((tag) => {
+    const mine = ops.filter((o) => o.tag === tag.name);
+    if (!mine.length) return '';
+    const items = mine.map((o) => {
+      const open = (tag.name === 'function' || tag.name === 'inference') && !o.url.includes('{version}');
+      const answer = o.answerExample === undefined ? '' : `<p class="muted">An answer looks like:</p><pre class="example">${escapeHtml(formatJson(o.answerExample))}</pre>`;
+      return `<details data-operation="${escapeHtml(o.id)}"${open ? ' open' : ''}>
+<summary><span class="method">${o.method}</span><code>${escapeHtml(o.url)}</code> <span class="muted">${escapeHtml(o.summary)}</span></summary>
+${o.description ? `<p>${escapeHtml(o.description)}</p>` : ''}${tryForm(o)}${answer}
+</details>`;
+    }).join('\n');
+    return `<section class="card" id="tag-${escapeHtml(tag.name)}"><h2>${escapeHtml(tag.name)}</h2><p class="muted">${escapeHtml(tag.description ?? '')}</p>\n${items}\n</section>`;
+  }).join('\n');
+  const where = server ? `<code>${escapeHtml(server)}/…</code> and <code>/v2/models/${escapeHtml(name)}/…</code>` : '<code>/</code>';
+  return shell(`${name} · modelfn docs`, 'docs', `${server ? '<p class="muted"><a href="/">← every function</a></p>' : ''}
+<h1>${escapeHtml(name)}</h1>
+<p>${escapeHtml(doc.info.description)}</p>
+${tensorList(doc['x-modelfn'] ?? {})}
+<p class="muted">Routes at ${where} · errors are JSON {"error": "..."} · <a href="${escapeHtml(server)}/openapi.json">openapi.json</a></p>
+${sections}`);
+}
+
+/** What a person can do about a function that does not serve. */
+function failureHelp(fn: { name: string; description?: string }, reason: string, routes: readonly CustomRoute[], prefix: string): string {
+  const own = routes.length ? `<p>Its own routes, once it loads: ${routes.map((r) => `<code>${escapeHtml(r.method)} ${escapeHtml(prefix + r.path)}</code>`).join(', ')}.</p>` : '';
+  return `<pre class="failure">${escapeHtml(reason)}</pre>
+${fn.description ? `<p>${escapeHtml(fn.description)}</p>` : ''}${own}
+<ul>
+<li>The message says which file and, for code, which line and column. Fix it and save: <code>npm run dev</code> reloads the function at once, and <code>npm start</code> retries a function that failed when its folder changes.</li>
+<li><code>npx modelfn list</code> loads every function and shows which ones fail and why.</li>
+<li>Until then its routes answer 503 with this reason, and the other functions keep serving.</li>
+</ul>`;
+}
+
+/**
+ * The docs page of a function that does not serve (its declaration or model failed to load, or
+ * it is still loading): the reason and what to do, instead of a bare error.
+ */
+export function failedDocsPage(fn: { name: string; description?: string }, reason: string, routes: readonly CustomRoute[], prefix: string): string {
+  return shell(`${fn.name} · modelfn docs`, 'docs', `${prefix ? '<p class="muted"><a href="/">← every function</a></p>' : ''}
+<h1>${escapeHtml(fn.name)} <span class="state state-failed">not serving</span></h1>
+${failureHelp(fn, reason, routes, prefix)}`);
+}
+
+// ---- the gateway page --------------------------------------------------------------------------
+
+/** One function on the gateway page. */
+export interface FunctionCard {
+  name: string;
+  prefix: string;
+  replicas: number;
+  description?: string;
+  /** Its OpenAPI document (server = its prefix), when its model is loaded. */
+  document?: Json;
+  /** Its custom routes, shown when there is no document. */
+  routes?: readonly CustomRoute[];
+  /** Its live figures when the page is rendered (embedded mode); nginx's static page has none. */
+  stats?: FunctionStats;
+}
+
+function liveRow(card: FunctionCard): string {
+  const s = card.stats;
+  const n = (v: number | null | undefined, unit = '') => (v === null || v === undefined ? '–' : `${v}${unit}`);
+  const state = s?.state ?? '…';
+  return `<tr data-live="${escapeHtml(card.name)}" data-prefix="${escapeHtml(card.prefix)}"${s && s.requestsPerSecond > 0 ? ' class="busy"' : ''}>
+<td><a href="#fn-${escapeHtml(card.name)}">${escapeHtml(card.name)}</a></td><td><span data-field="state" class="state state-${escapeHtml(state)}">${escapeHtml(state)}</span></td>
+<td data-field="replicas">${s ? s.readyReplicas : '–'}</td><td data-field="rps">${n(s?.requestsPerSecond)}</td><td data-field="p50">${n(s?.latencyMs.p50, ' ms')}</td>
+<td data-field="p99">${n(s?.latencyMs.p99, ' ms')}</td><td data-field="batch">${n(s?.batchSize)}</td><td data-field="errors">${n(s?.errorsPerSecond)}</td>
+<td data-field="reason" class="reason">${escapeHtml(s?.reason ?? '')}</td></tr>`;
+}
+
+function gatewayCard(card: FunctionCard): string {
+  const state = card.stats?.state ?? (card.document ? '…' : 'failed');
+  const header = `<header><h2>${escapeHtml(card.name)}</h2><code>${escapeHtml(card.prefix)}/</code><span class="state state-${escapeHtml(state)}">${escapeHtml(state)}</span>
+<span class="muted">${card.replicas} ${card.replicas === 1 ? 'replica' : 'replicas'} declared</span><a href="${escapeHtml(card.prefix)}/docs">docs</a><a href="${escapeHtml(card.prefix)}/openapi.json">openapi.json</a></header>`;
+  const open = `<section class="card" id="fn-${escapeHtml(card.name)}" data-function="${escapeHtml(card.name)}" data-state="${escapeHtml(state)}">`;
+  const doc = card.document;
+  if (!doc) {
+    const reason = card.stats?.reason ?? 'not loaded';
+    return `${open}\n${header}\n${failureHelp(card, reason, card.routes ?? [], card.prefix)}\n</section>`;
+  }
+  // The routes worth trying here: those that take a body, the function's own first.
+  const ops = operations(doc).filter((o) => o.body.kind !== 'none' && !o.url.includes('{version}'));
+  let preferred = ops.findIndex((o) => o.tag === 'function');
+  if (preferred < 0) preferred = Math.max(0, ops.findIndex((o) => o.id === 'predict'));
+  const options = ops.map((o, i) => `<option value="${i}"${i === preferred ? ' selected' : ''}>${o.method} ${escapeHtml(o.url)} · ${escapeHtml(o.summary)}</option>`).join('');
+  return `${open}
+${header}
+<p>${escapeHtml(doc.info.description)}</p>
+${tensorList(doc['x-modelfn'] ?? {})}
+<label><span class="muted">try a route</span><select aria-label="route" data-routes>${options}</select></label>
+${ops.map((o, i) => tryForm(o, i !== preferred)).join('\n')}
+</section>`;
+}
+
+/**
+ * The gateway's root page for browsers: the live view of every function, then a card per
+ * function with a form to try it.
+ *
+ * @example gateway.get('/', async (c) => c.html(gatewayPage(await cards())));
+ */
+export function gatewayPage(cards: readonly FunctionCard[], version: string): string {
+  return shell('modelfn', 'gateway', `<h1>modelfn</h1>
+<p class="muted">${cards.length} functions · version ${escapeHtml(version)} · JSON clients get this list at GET / as JSON</p>
+<table class="live" aria-label="live view">
+<thead><tr><th>function</th><th>state</th><th>replicas</th><th>requests/s</th><th>median</th><th>p99</th><th>batch</th><th>errors/s</th><th></th></tr></thead>
+<tbody>
+${cards.map(liveRow).join('\n')}
+</tbody>
+</table>
+<p class="muted">Over the last minute, from each function's own metrics (<code>GET /&lt;prefix&gt;/stats</code>); refreshed every 2 s. <span data-live-updated></span></p>
+${cards.map(gatewayCard).join('\n')}`);
 }

@@ -14,7 +14,7 @@ import { soak } from '../../bench/soak.ts';
 import { UPSTREAM_KEEPALIVE_TIMEOUT_MS } from '../../build/policy.ts';
 import { FUNCTION_KEEPALIVE_TIMEOUT_MS } from '../../runtime/core/config.ts';
 import { conformanceSuite, ROOT, errorOf, postJson } from '../../runtime/testing/index.ts';
-import { chromiumAvailable, openBrowser, screenshot, tryGatewayPage } from '../browser.ts';
+import { chromiumAvailable, openBrowser, screenshot, tryGatewayPage, waitForLiveRow } from '../browser.ts';
 import { answersPerReplica, docker, dockerAvailable, freePort } from '../docker.ts';
 
 const available = dockerAvailable('compose stack (test/e2e/compose.test.ts)');
@@ -126,9 +126,16 @@ describe.runIf(available)('the compose stack on the real Docker engine', () => {
     if (!chromiumAvailable('the root page at nginx in a browser')) return;
     const browser = await openBrowser();
     try {
-      const { iris, vad } = await tryGatewayPage(browser.page, url);
+      const { iris, digits, vad } = await tryGatewayPage(browser.page, url);
       expect(iris).toContain('"species": "virginica"');
+      expect(digits).toContain('"label": 8');
       expect(vad).toMatch(/^200 OK/);
+      // The live view adds up each function's replicas through Docker's DNS (MODELFN_PEERS).
+      for (const name of ['digits', 'iris']) {
+        const row = await waitForLiveRow(browser.page, name, (r) => r.state === 'ready' && r.replicas === '2' && Number(r.rps) > 0, 30_000);
+        expect(row.p50).toMatch(/ ms$/);
+      }
+      expect((await waitForLiveRow(browser.page, 'vad', (r) => r.state === 'ready')).replicas).toBe('1');
       await screenshot(browser.page, 'gateway-page-nginx');
     } finally {
       await browser.close();

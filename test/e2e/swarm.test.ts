@@ -144,7 +144,7 @@ describe.runIf(available)('the stack on a single-node Docker Swarm', () => {
       expect(container).toMatchObject({ Image: functionImage(name, tag), User: '65532:65532', ReadOnly: true, Init: true, CapabilityDrop: ['ALL'] });
       expect(container.Healthcheck.Test).toEqual(['CMD', '/usr/local/bin/node', '/app/healthcheck.mjs']);
       const limit = name === 'vad' ? { MODELFN_BODY_LIMIT: '26214400', MODELFN_TIMEOUT_MS: '60000' } : { MODELFN_BODY_LIMIT: '10485760', MODELFN_TIMEOUT_MS: '30000' };
-      expect([...container.Env].sort()).toEqual(Object.entries({ ...limit, MODELFN_ACCESS_LOG: 'false' }).map(([k, v]) => `${k}=${v}`).sort());
+      expect([...container.Env].sort()).toEqual(Object.entries({ ...limit, MODELFN_ACCESS_LOG: 'false', MODELFN_PEERS: `${name}:8080` }).map(([k, v]) => `${k}=${v}`).sort());
       expect(Spec.UpdateConfig).toMatchObject({ Parallelism: 1, Order: 'start-first', FailureAction: 'rollback' });
       expect(Spec.RollbackConfig).toMatchObject({ Order: 'start-first' });
       expect(Spec.TaskTemplate.Resources.Limits).toEqual({ NanoCPUs: 2e9, MemoryBytes: 512 * 1024 ** 2 });

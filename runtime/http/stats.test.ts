@@ -1,0 +1,44 @@
+import { resolve } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { addWindows, quantileMs, summarize, type FunctionStats, type StatsWindow } from '../core/stats.ts';
+import { ROOT, openDeclared, postJson } from '../testing/index.ts';
+
+const LE = [0.001, 0.01, 0.1];
+
+describe('the live figures (GET /stats)', () => {
+  it('reads quantiles from histogram buckets as Prometheus does', () => {
+    // 10 requests under 1 ms, 10 between 1 and 10 ms.
+    expect(quantileMs(0.5, LE, [10, 10, 0, 0])).toBe(1);
+    expect(quantileMs(0.75, LE, [10, 10, 0, 0])).toBe(5.5);
+    expect(quantileMs(0.99, LE, [0, 0, 0, 4])).toBe(100);
+    expect(quantileMs(0.5, LE, [0, 0, 0, 0])).toBeNull();
+  });
+
+  it('adds up the windows of replicas', () => {
+    const a: StatsWindow = { seconds: 60, requests: 10, errors: 1, le: LE, counts: [10, 0, 0, 0], batches: 5, batchRows: 10 };
+    const b: StatsWindow = { seconds: 30, requests: 30, errors: 0, le: LE, counts: [0, 30, 0, 0], batches: 30, batchRows: 30 };
+    const sum = summarize('x', 'ready', addWindows([a, b]), 2, 2);
+    expect(sum).toMatchObject({ replicas: 2, readyReplicas: 2, windowSeconds: 60, requestsPerSecond: 0.667, errorsPerSecond: 0.0167, batchSize: 1.14 });
+    expect(sum.latencyMs.p50).toBeGreaterThan(1);
+  });
+
+  it("counts a function's work over the last minute from its metrics, not the polling of its pages", async () => {
+    const { app } = await openDeclared(resolve(ROOT, 'functions/iris'), {
+      routes(hono) {
+        hono.post('/boom', () => {
+          throw new Error('broken on purpose');
+        });
+      },
+    });
+    for (let i = 0; i < 5; i++) expect((await app.request('/predict', postJson({ instances: [[5.1, 3.5, 1.4, 0.2], [6.7, 3, 5.2, 2.3]] }))).status).toBe(200);
+    expect((await app.request('/boom', { method: 'POST' })).status).toBe(500);
+    for (const path of ['/metrics', '/stats', '/docs', '/openapi.json', '/v2/health/ready', '/v2/models/iris']) expect((await app.request(path)).status).toBe(200);
+    const stats = (await (await app.request('/stats')).json()) as FunctionStats;
+    expect(stats).toMatchObject({ name: 'iris', state: 'ready', replicas: 1, readyReplicas: 1, batchSize: 2 });
+    expect(stats.window).toMatchObject({ requests: 6, errors: 1, batches: 5, batchRows: 10 });
+    expect(stats.window.counts.reduce((x, y) => x + y, 0)).toBe(6);
+    expect(stats.latencyMs.p50).toBeGreaterThan(0);
+    expect(stats.latencyMs.p99).toBeGreaterThanOrEqual(stats.latencyMs.p50!);
+    expect(stats.requestsPerSecond).toBeGreaterThan(0);
+  });
+});

@@ -1,0 +1,62 @@
+/**
+ * A function as the gateway presents it: its entry in `GET /` (which routes work) and its card
+ * on the gateway page (its OpenAPI document). Embedded mode describes the functions it serves;
+ * the build describes them from their models for nginx's static list and page.
+ */
+import { Hono } from 'hono';
+import type { FunctionStats } from '../core/stats.ts';
+import { loadModel } from '../engine/model.ts';
+import type { ResolvedFunction } from '../function/define.ts';
+import { FunctionHost } from '../function/host.ts';
+import { ownRoutes } from './docs.ts';
+import type { FunctionSummary } from './entry.ts';
+import { openApiDocument, type CustomRoute } from './openapi.ts';
+import type { FunctionCard } from './ui.ts';
+
+export interface DescribedFunction extends ResolvedFunction, FunctionSummary {
+  ownRoutes: CustomRoute[];
+  /** The OpenAPI document, with the function's prefix as its server; absent when the model did not load. */
+  document?: Record<string, unknown>;
+}
+
+/** The routes a declaration adds, read without building the whole app. */
+export function declaredRoutes(fn: ResolvedFunction): CustomRoute[] {
+  const app = new Hono();
+  fn.routes?.(app, new FunctionHost(fn));
+  return ownRoutes(app.routes);
+}
+
+/** A function whose model is loaded in `host`. */
+export function describeHost(host: FunctionHost, routes: CustomRoute[]): DescribedFunction {
+  const fn = host.fn;
+  if (host.state !== 'ready') return { ...fn, ownRoutes: routes, ...(host.state === 'failed' ? { error: host.notReadyReason() } : {}) };
+  const model = host.model;
+  return { ...fn, ownRoutes: routes, inputs: model.inputs.length, document: openApiDocument(fn, model, routes, fn.prefix) };
+}
+
+/**
+ * Reads every function's model metadata (no inference thread, no run) to describe it.
+ *
+ * @example const described = await describeFunctions(functions); nginxConfig(described, { mode: 'dns' });
+ */
+export async function describeFunctions(functions: readonly ResolvedFunction[]): Promise<DescribedFunction[]> {
+  const out: DescribedFunction[] = [];
+  for (const fn of functions) {
+    const host = new FunctionHost(fn);
+    const routes = declaredRoutes(fn);
+    try {
+      const model = await loadModel(fn.modelPath, { thread: false });
+      host.setModel(model);
+      out.push(describeHost(host, routes));
+      await model.release();
+    } catch (err) {
+      out.push({ ...fn, ownRoutes: routes, error: (err as Error).message });
+    }
+  }
+  return out;
+}
+
+/** The gateway page's card of a described function. */
+export function cardOf(fn: DescribedFunction, stats?: FunctionStats): FunctionCard {
+  return { name: fn.name, prefix: fn.prefix, replicas: fn.replicas, description: fn.description, document: fn.document, routes: fn.ownRoutes, stats };
+}
