@@ -1,22 +1,17 @@
 /**
- * A real nginx on a loopback port for tests: a generated config moved to a free port and a
- * folder of its own, run in the foreground and stopped by its pid. Skipped with a printed reason
- * where nginx is missing, except in CI (CI=true), where a missing nginx fails the run.
+ * The gateway's own nginx (its image, nginx 1.30) on a loopback port for tests, in front of
+ * servers the test runs on loopback: a generated config moved to a free port, run on the host's
+ * network so its upstreams may be 127.0.0.1, and removed afterwards. Skipped with a printed
+ * reason where the engine or the image is missing, except in CI (test/docker.ts decides).
  */
-import { spawn } from 'node:child_process';
-import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { GATEWAY_PAGE } from '../build/policy.ts';
-import { freePort } from './docker.ts';
+import { freePort, gatewayNginxImage } from './docker.ts';
 
-/** The nginx binary, or undefined (printing why) where tests may skip. */
-export function nginxBinary(suite: string): string | undefined {
-  const nginx = ['/usr/sbin/nginx', '/usr/bin/nginx'].find(existsSync);
-  if (nginx) return nginx;
-  if (process.env.CI === 'true') throw new Error(`${suite}: CI=true but nginx is not installed (.ci/run installs it)`);
-  process.stdout.write(`\n[skipped] ${suite}: nginx is not installed on this machine\n`);
-  return undefined;
-}
+/** The gateway's nginx image, or undefined (printing why) where tests may skip. */
+export const nginxImage = gatewayNginxImage;
 
 export interface LocalNginx {
   url: string;
@@ -28,41 +23,40 @@ export interface LocalNginx {
 /**
  * Runs `conf` (a generated nginx.conf) on a free loopback port, serving `page` as the root page.
  *
- * @example const gateway = await startNginx(nginx, nginxConfig(functions, { mode: 'dns' }), page, dir);
+ * @example const gateway = await startNginx(image, nginxConfig(functions, { mode: 'vip' }), page, dir);
  */
-export async function startNginx(nginx: string, conf: string, page: string, dir: string): Promise<LocalNginx> {
+export async function startNginx(image: string, conf: string, page: string, dir: string): Promise<LocalNginx> {
   mkdirSync(dir, { recursive: true });
-  // nginx's workers run as another user: they must be able to reach the page.
+  // nginx's workers run as another user: they must be able to read the files.
   chmodSync(dirname(dir), 0o755);
   chmodSync(dir, 0o755);
   writeFileSync(join(dir, 'index.html'), page);
   const port = await freePort();
-  const moved = conf
-    .replace(/listen \d+ default_server;/, `listen 127.0.0.1:${port} default_server;`)
-    .replace('pid /tmp/nginx.pid;', `pid ${dir}/nginx.pid;`)
-    .replace(`alias ${GATEWAY_PAGE.image};`, `alias ${dir}/index.html;`);
-  if (!moved.includes(`alias ${dir}/index.html;`)) throw new Error('the generated nginx config no longer has the page alias this helper moves');
+  const moved = conf.replace(/listen \d+ default_server;/, `listen 127.0.0.1:${port} default_server;`);
+  if (!moved.includes(`listen 127.0.0.1:${port}`)) throw new Error('the generated nginx config no longer has the listen line this helper moves');
   writeFileSync(join(dir, 'nginx.conf'), moved);
-  // nginx opens /dev/stderr and /dev/stdout itself, which a pipe cannot provide: give it a file.
-  const logFile = join(dir, 'nginx.log');
-  const fd = openSync(logFile, 'w');
-  const child = spawn(nginx, ['-p', dir, '-c', join(dir, 'nginx.conf'), '-g', 'daemon off;'], { stdio: ['ignore', fd, fd] });
-  closeSync(fd);
+  const name = `modelfn-test-nginx-${process.pid}-${port}`;
+  execFileSync('docker', ['run', '-d', '--name', name, '--network', 'host',
+    '-v', `${join(dir, 'nginx.conf')}:/etc/nginx/nginx.conf:ro`, '-v', `${join(dir, 'index.html')}:${GATEWAY_PAGE.image}:ro`, image], { stdio: 'ignore' });
   const url = `http://127.0.0.1:${port}`;
-  const log = () => readFileSync(logFile, 'utf8');
+  const log = () => {
+    try {
+      return execFileSync('docker', ['logs', '--tail', '200', name], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    } catch (err) {
+      return String((err as { stderr?: string }).stderr ?? err);
+    }
+  };
+  const stop = async () => {
+    execFileSync('docker', ['rm', '-f', name], { stdio: 'ignore' });
+  };
   for (let i = 0; ; i++) {
-    if (child.exitCode !== null) throw new Error(`nginx exited (${child.exitCode}):\n${log()}`);
     if (await fetch(`${url}/v2/health/live`).then((r) => r.ok, () => false)) break;
-    if (i > 100) throw new Error(`nginx did not answer:\n${log()}`);
+    if (i > 100) {
+      const text = log();
+      await stop();
+      throw new Error(`nginx did not answer:\n${text}`);
+    }
     await new Promise((r) => setTimeout(r, 100));
   }
-  return {
-    url,
-    log,
-    async stop() {
-      if (child.exitCode !== null) return;
-      child.kill('SIGTERM');
-      await new Promise((r) => child.once('exit', r));
-    },
-  };
+  return { url, log, stop };
 }

@@ -17,7 +17,7 @@ import { startFunction, type RunningFunction } from '../runtime/serve/server.ts'
 import { ROOT, memoryLogger, postJson, testConfig } from '../runtime/testing/index.ts';
 import { chromiumAvailable, liveRow, openBrowser, screenshot, tryGatewayPage, visibleForm, waitForLiveRow } from './browser.ts';
 import { freePort } from './docker.ts';
-import { nginxBinary, startNginx } from './nginx.ts';
+import { nginxImage, startNginx } from './nginx.ts';
 
 /** The answer's body: the text after the status line. */
 const bodyOf = (answer: string) => JSON.parse(answer.slice(answer.indexOf('\n') + 1));
@@ -177,7 +177,7 @@ describe.runIf(chromiumAvailable('browser tests'))('the live view behind nginx',
   });
 
   it('adds up the replicas of a function, and shows a function with no replica as unavailable', { timeout: 90_000 }, async (ctx) => {
-    const nginx = nginxBinary('the live view behind nginx');
+    const nginx = nginxImage('the live view behind nginx');
     if (!nginx) return ctx.skip();
     const config = testConfig();
     const [iris, digits, vad] = await Promise.all(['iris', 'digits', 'vad'].map((name) => loadFunctionDir(join(ROOT, 'functions', name), config)));
