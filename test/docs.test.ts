@@ -152,9 +152,11 @@ describe("the gateway's root page", () => {
   it('goes to browsers; API clients keep getting the JSON index (embedded mode)', async () => {
     const server = await startEmbedded({ functionsDir: join(ROOT, 'functions'), config: testConfig({ PORT: '0' }), logger: memoryLogger() });
     try {
+      // fetch asks for gzip as browsers do: the page comes compressed (and fetch decodes it).
       const page = await fetch(`${server.url}/`, { headers: { Accept: 'text/html,application/xhtml+xml,*/*;q=0.8' } });
       expect(page.headers.get('content-type')).toMatch(/^text\/html/);
-      expect(page.headers.get('vary')).toBe('Accept');
+      expect(page.headers.get('vary')).toBe('Accept, Accept-Encoding');
+      expect(page.headers.get('content-encoding')).toBe('gzip');
       const html = await page.text();
       // Rendered on the server: every function's card and live row are in the HTML as served.
       for (const name of ['digits', 'iris', 'vad']) {
@@ -163,7 +165,7 @@ describe("the gateway's root page", () => {
       }
       for (const accept of ['*/*', 'application/json']) {
         const index = await fetch(`${server.url}/`, { headers: { Accept: accept } });
-        expect(index.headers.get('vary')).toBe('Accept');
+        expect(index.headers.get('vary')).toBe('Accept, Accept-Encoding');
         expect(((await index.json()) as { functions: { name: string; docs: string }[] }).functions.map((f) => f.docs)).toEqual(['/digits/docs', '/iris/docs', '/vad/docs']);
       }
     } finally {

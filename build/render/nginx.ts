@@ -169,6 +169,10 @@ http {
     default_type application/octet-stream;
     sendfile on;
     tcp_nodelay on;
+    # The functions decode compressed request bodies and compress their own answers when the
+    # client asks: Content-Encoding and Accept-Encoding pass through unchanged, and nginx must
+    # not compress a second time.
+    gzip off;
     keepalive_timeout 65s;
     keepalive_requests 10000;
     client_body_temp_path /tmp/nginx-client-body;

@@ -22,6 +22,7 @@ import { FunctionHost } from '../function/host.ts';
 import type { Logger } from '../core/log.ts';
 import { createMetrics } from '../core/metrics.ts';
 import type { Model } from '../engine/model.ts';
+import { compressResponse } from '../http/response-compression.ts';
 import { answerClientErrorsAsJson, loadFunctionModel } from '../serve/server.ts';
 import { summarize, type FunctionStats } from '../core/stats.ts';
 import { VERSION } from '../core/version.ts';
@@ -130,7 +131,7 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedS
   reindex();
 
   const gateway = new Hono();
-  gateway.get('/', async (c) => {
+  gateway.get('/', compressResponse(), async (c) => {
     c.header('Vary', 'Accept');
     if (!wantsHtml(c.req.header('accept'))) return c.json(functionIndex(slots.map(describeSlot)));
     const cards = await Promise.all(slots.map(async (s) => cardOf(describeSlot(s), await slotStats(s))));

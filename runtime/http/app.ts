@@ -21,6 +21,8 @@ import { accessLog, createLogger, type Logger } from '../core/log.ts';
 import { createMetrics, type Metrics } from '../core/metrics.ts';
 import { predictRoute } from './predict.ts';
 import { modelRoutes, serverRoutes } from './protocol.ts';
+import { decodeRequestBody } from './request-encoding.ts';
+import { compressResponse } from './response-compression.ts';
 import { VERSION } from '../core/version.ts';
 
 export interface FunctionAppOptions {
@@ -76,6 +78,7 @@ export function createFunctionApp(host: FunctionHost, options: FunctionAppOption
   app.use(requestId({ headerName: 'X-Request-Id', limitLength: 200 }));
   if (config.accessLog) app.use(accessLog(logger, { fn: fn.name }));
   app.use(...metrics.middleware);
+  app.use(compressResponse());
   app.use(methodNotAllowed({
     app,
     onMethodNotAllowed: (c, methods) => errorResponse(c, 405, `${c.req.method} is not allowed on ${c.req.path}; use ${methods.join(', ')}`, { Allow: methods.join(', ') }),
@@ -94,6 +97,11 @@ export function createFunctionApp(host: FunctionHost, options: FunctionAppOption
     onError: (c) => errorResponse(c, 413, `request body is larger than the limit of ${fn.limits.bodySize} bytes for '${fn.name}'`),
   }));
   app.use(timeout(fn.limits.timeoutMs, () => jsonException(504, `request to '${fn.name}' timed out after ${fn.limits.timeoutMs} ms`)));
+  // Every route below, the function's own included, reads the body decoded.
+  app.use(decodeRequestBody({
+    maxSize: fn.limits.bodySize,
+    onTooLarge: (c) => errorResponse(c, 413, `request body is larger than the limit of ${fn.limits.bodySize} bytes for '${fn.name}' once decompressed`),
+  }));
   app.onError(handleError((err, c) => logger.log('error', 'unhandled error', {
     fn: fn.name,
     request_id: c.get('requestId'),

@@ -1,0 +1,78 @@
+import { randomBytes } from 'node:crypto';
+import { gunzipSync, inflateSync } from 'node:zlib';
+import { Hono } from 'hono';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { compressResponse } from './response-compression.ts';
+import { openFunctionDir, postJson } from '../testing/index.ts';
+
+const big = JSON.stringify({ values: Array.from({ length: 1000 }, (_, i) => i % 7) });
+const random = new Uint8Array(randomBytes(4096));
+
+function app(): Hono {
+  const a = new Hono();
+  a.use(compressResponse());
+  a.get('/json', (c) => c.body(big, 200, { 'Content-Type': 'application/json' }));
+  a.get('/small', (c) => c.json({ ok: true }));
+  a.get('/binary', (c) => c.body(new TextEncoder().encode(big), 200, { 'Content-Type': 'application/octet-stream', 'Inference-Header-Content-Length': '7' }));
+  a.get('/random', (c) => c.body(random, 200, { 'Content-Type': 'application/octet-stream' }));
+  a.get('/image', (c) => c.body(new TextEncoder().encode(big), 200, { 'Content-Type': 'image/png' }));
+  a.get('/vary', (c) => c.body(big, 200, { 'Content-Type': 'application/json', Vary: 'Accept' }));
+  a.get('/no-transform', (c) => c.body(big, 200, { 'Content-Type': 'application/json', 'Cache-Control': 'no-transform' }));
+  return a;
+}
+
+const get = (path: string, acceptEncoding?: string) => app().request(path, { headers: acceptEncoding ? { 'Accept-Encoding': acceptEncoding } : {} });
+const bytes = async (res: Response) => Buffer.from(await res.arrayBuffer());
+
+describe('compressResponse', () => {
+  it('compresses JSON and binary answers with the coding the client prefers', async () => {
+    for (const [accept, encoding, decode] of [['gzip', 'gzip', gunzipSync], ['deflate', 'deflate', inflateSync], ['deflate;q=0.5, gzip;q=0.9', 'gzip', gunzipSync], ['br, deflate', 'deflate', inflateSync]] as const) {
+      for (const path of ['/json', '/binary']) {
+        const res = await get(path, accept);
+        expect(res.headers.get('content-encoding'), `${path} ${accept}`).toBe(encoding);
+        expect(res.headers.get('vary')).toBe('Accept-Encoding');
+        const body = await bytes(res);
+        expect(Number(res.headers.get('content-length') ?? body.length)).toBeLessThan(big.length);
+        expect(decode(body).toString()).toBe(big);
+      }
+    }
+    expect((await get('/binary', 'gzip')).headers.get('inference-header-content-length')).toBe('7');
+  });
+
+  it('sends plain what is small, does not shrink, is not compressible, or was not asked for', async () => {
+    const plain: [string, string | undefined][] = [
+      ['/small', 'gzip'], ['/random', 'gzip'], ['/image', 'gzip'], ['/json', undefined], ['/json', 'gzip;q=0'], ['/json', 'identity'], ['/json', 'br'], ['/no-transform', 'gzip'],
+    ];
+    for (const [path, accept] of plain) {
+      const res = await get(path, accept);
+      expect(res.headers.get('content-encoding'), `${path} ${accept}`).toBeNull();
+      expect(res.status).toBe(200);
+    }
+    expect(await bytes(await get('/random', 'gzip'))).toEqual(Buffer.from(random));
+    expect(await (await get('/small', 'gzip')).json()).toEqual({ ok: true });
+  });
+
+  it('adds Accept-Encoding to an existing Vary', async () => {
+    expect((await get('/vary', 'gzip')).headers.get('vary')).toBe('Accept, Accept-Encoding');
+  });
+});
+
+describe('compressed answers from a function', () => {
+  let fn: Hono;
+  beforeAll(async () => {
+    ({ app: fn } = await openFunctionDir('functions/iris'));
+  });
+
+  it('compresses a large inference answer and its docs page, and leaves a one-row answer plain', async () => {
+    const rows = { inputs: [{ name: 'input', datatype: 'FP32', shape: [50, 4], data: new Array(200).fill(1) }] };
+    const res = await fn.request('/v2/models/iris/infer', postJson(rows, { 'Accept-Encoding': 'gzip' }));
+    expect(res.headers.get('content-encoding')).toBe('gzip');
+    const plain = await (await fn.request('/v2/models/iris/infer', postJson(rows))).text();
+    expect(gunzipSync(await bytes(res)).toString()).toBe(plain);
+    const one = await fn.request('/v2/models/iris/infer', postJson({ inputs: [{ name: 'input', datatype: 'FP32', shape: [1, 4], data: [1, 2, 3, 4] }] }, { 'Accept-Encoding': 'gzip' }));
+    expect(one.headers.get('content-encoding')).toBeNull();
+    const docs = await fn.request('/docs', { headers: { 'Accept-Encoding': 'gzip, deflate' } });
+    expect(docs.headers.get('content-encoding')).toBe('gzip');
+    expect(gunzipSync(await bytes(docs)).toString()).toMatch(/<html/i);
+  });
+});
