@@ -4,10 +4,12 @@
  */
 import type { Hono } from 'hono';
 import type ort from 'onnxruntime-node';
-import { elementCount, jsonValueAt, shapeMismatch, tensorFromJson } from '../tensor/codec.ts';
+import { elementCount, hasWideIntegers, jsonValueAt, shapeMismatch, tensorFromJson } from '../tensor/codec.ts';
 import { HttpError } from '../core/errors.ts';
 import type { FunctionHost } from '../function/host.ts';
 import { parseBody } from '../tensor/infer.ts';
+import { stringifyExact, withExactIntegers } from '../tensor/json-exact.ts';
+import type { TensorSpec } from '../tensor/types.ts';
 import { readJsonBody, runModel } from './protocol.ts';
 
 /** Deeper nesting than this is not read (no ONNX model here comes close). */
@@ -62,6 +64,24 @@ function row(tensor: ort.Tensor, r: number, rows: number): unknown {
   return build(0);
 }
 
+/** Reads `{"instances": [...]}` into the model's one input; no tensor for no instances. */
+function decodeInstances(json: unknown, spec: TensorSpec, maxElements: number): { rows: number; tensor?: ort.Tensor } {
+  if (typeof json !== 'object' || json === null || !Array.isArray((json as { instances?: unknown }).instances)) {
+    throw new HttpError(400, 'predict request must be a JSON object with an "instances" array, e.g. {"instances": [[5.1, 3.5, 1.4, 0.2]]}');
+  }
+  const instances = (json as { instances: unknown[] }).instances;
+  if (instances.length === 0) return { rows: 0 };
+  // The nesting is read past the model's rank, so a wrong shape is reported as it was sent.
+  const shape = [instances.length, ...instanceShape(instances[0], MAX_RANK)];
+  const where = `instances (input '${spec.name}')`;
+  if (shapeMismatch(spec.shape, shape)) {
+    const row = spec.shape.length > 1 ? `; each instance is one row of shape [${spec.shape.slice(1).join(',')}]` : '; each instance is one value';
+    throw new HttpError(400, `${where}: the batch has shape [${shape.join(',')}], the model expects [${spec.shape.join(',')}] (-1 = any size)${row}`);
+  }
+  const count = elementCount(where, shape, maxElements);
+  return { rows: instances.length, tensor: tensorFromJson(where, spec.info, shape, count, instances) };
+}
+
 export function predictRoute(app: Hono, host: FunctionHost, maxElements: number): void {
   app.post('/predict', async (c) => {
     const model = host.model;
@@ -69,32 +89,24 @@ export function predictRoute(app: Hono, host: FunctionHost, maxElements: number)
       throw new HttpError(400, `/predict serves models with one input; '${host.fn.name}' has ${model.inputs.length} (${model.inputs.map((i) => i.name).join(', ')}): use /v2/models/${host.fn.name}/infer`);
     }
     const spec = model.inputs[0];
-    const { json } = parseBody(await readJsonBody(c), undefined);
-    if (typeof json !== 'object' || json === null || !Array.isArray((json as { instances?: unknown }).instances)) {
-      throw new HttpError(400, 'predict request must be a JSON object with an "instances" array, e.g. {"instances": [[5.1, 3.5, 1.4, 0.2]]}');
-    }
-    const instances = (json as { instances: unknown[] }).instances;
-    if (instances.length === 0) return c.json({ predictions: [] });
-    // The nesting is read past the model's rank, so a wrong shape is reported as it was sent.
-    const shape = [instances.length, ...instanceShape(instances[0], MAX_RANK)];
-    const where = `instances (input '${spec.name}')`;
-    if (shapeMismatch(spec.shape, shape)) {
-      const row = spec.shape.length > 1 ? `; each instance is one row of shape [${spec.shape.slice(1).join(',')}]` : '; each instance is one value';
-      throw new HttpError(400, `${where}: the batch has shape [${shape.join(',')}], the model expects [${spec.shape.join(',')}] (-1 = any size)${row}`);
-    }
-    const count = elementCount(where, shape, maxElements);
-    const tensor = tensorFromJson(where, spec.info, shape, count, instances);
+    const { json, text } = parseBody(await readJsonBody(c), undefined);
+    const { rows, tensor } = withExactIntegers(text, json, (parsed) => decodeInstances(parsed, spec, maxElements));
+    if (!tensor) return c.json({ predictions: [] });
     const fetches = await runModel(model, { [spec.name]: tensor });
     const names = model.outputs.map((o) => o.name);
-    const predictions = new Array(instances.length);
-    for (let r = 0; r < instances.length; r++) {
+    const predictions = new Array(rows);
+    for (let r = 0; r < rows; r++) {
       if (names.length === 1) {
-        predictions[r] = row(fetches[names[0]], r, instances.length);
+        predictions[r] = row(fetches[names[0]], r, rows);
       } else {
         const entry: Record<string, unknown> = {};
-        for (const name of names) entry[name] = row(fetches[name], r, instances.length);
+        for (const name of names) entry[name] = row(fetches[name], r, rows);
         predictions[r] = entry;
       }
+    }
+    // 64-bit integers beyond ±2^53 come as BigInt, which JSON.stringify refuses.
+    if (names.some((name) => hasWideIntegers(fetches[name]))) {
+      return c.body(stringifyExact({ predictions }), 200, { 'Content-Type': 'application/json' });
     }
     return c.json({ predictions });
   });

@@ -7,6 +7,7 @@
 import ort from 'onnxruntime-node';
 import { fromHalfBits, toHalfBits, type DatatypeInfo, type NumericArray } from './datatypes.ts';
 import { HttpError } from '../core/errors.ts';
+import { InexactIntegerError } from './json-exact.ts';
 
 type Storage = NumericArray | string[];
 type Writer = (out: Storage, i: number, v: unknown) => boolean;
@@ -14,15 +15,21 @@ type Writer = (out: Storage, i: number, v: unknown) => boolean;
 function writers(info: DatatypeInfo): Writer {
   const min = info.min ?? 0;
   const max = info.max ?? 0;
+  const bigMin = info.bigMin ?? 0n;
+  const bigMax = info.bigMax ?? 0n;
+  // BigInts only come from parseJsonExact (integers beyond ±2^53, read again for a 64-bit
+  // tensor of the same request): a float tensor takes them as the nearest double.
   switch (info.kind) {
     case 'float':
-      return (out, i, v) => typeof v === 'number' && ((out as Float32Array)[i] = v, true);
+      return (out, i, v) => (typeof v === 'number' ? ((out as Float32Array)[i] = v, true) : typeof v === 'bigint' && ((out as Float32Array)[i] = Number(v), true));
     case 'half':
-      return (out, i, v) => typeof v === 'number' && ((out as Uint16Array)[i] = toHalfBits(v), true);
+      return (out, i, v) => (typeof v === 'number' ? ((out as Uint16Array)[i] = toHalfBits(v), true) : typeof v === 'bigint' && ((out as Uint16Array)[i] = toHalfBits(Number(v)), true));
     case 'int':
       return (out, i, v) => typeof v === 'number' && Number.isInteger(v) && v >= min && v <= max && ((out as Int32Array)[i] = v, true);
     case 'bigint':
-      return (out, i, v) => typeof v === 'number' && Number.isSafeInteger(v) && v >= min && ((out as BigInt64Array)[i] = BigInt(v), true);
+      return (out, i, v) => (typeof v === 'number'
+        ? Number.isSafeInteger(v) && v >= min && ((out as BigInt64Array)[i] = BigInt(v), true)
+        : typeof v === 'bigint' && v >= bigMin && v <= bigMax && ((out as BigInt64Array)[i] = v, true));
     case 'bool':
       return (out, i, v) => typeof v === 'boolean' && ((out as Uint8Array)[i] = v ? 1 : 0, true);
     case 'string':
@@ -42,16 +49,14 @@ function expectation(info: DatatypeInfo): string {
     case 'float':
     case 'half': return 'a number';
     case 'int': return `an integer from ${info.min} to ${info.max}`;
-    case 'bigint': return info.datatype === 'UINT64'
-      ? 'a non-negative integer up to 2^53 (send larger values in binary)'
-      : 'an integer within ±2^53 (send larger values in binary)';
+    case 'bigint': return `an integer from ${info.bigMin} to ${info.bigMax}`;
     case 'bool': return 'true or false';
     case 'string': return 'a string';
   }
 }
 
 function preview(v: unknown): string {
-  const text = Array.isArray(v) ? 'an array' : v === null ? 'null' : typeof v === 'object' ? 'an object' : JSON.stringify(v);
+  const text = typeof v === 'bigint' ? String(v) : Array.isArray(v) ? 'an array' : v === null ? 'null' : typeof v === 'object' ? 'an object' : JSON.stringify(v);
   return text.length > 40 ? `${text.slice(0, 37)}...` : text;
 }
 
@@ -102,7 +107,12 @@ export function tensorFromJson(where: string, info: DatatypeInfo, shape: readonl
   const out: Storage = info.array ? new info.array(count) : new Array<string>(count);
   const write = writerOf(info);
   const fail = (i: number, v: unknown): never => {
-    throw new HttpError(400, `${where}: element ${i} is ${preview(v)}, expected ${expectation(info)} for ${info.datatype}`);
+    const message = `${where}: element ${i} is ${preview(v)}, expected ${expectation(info)} for ${info.datatype}`;
+    // JSON.parse rounded this integer; withExactIntegers reads the digits again.
+    if (info.kind === 'bigint' && typeof v === 'number' && Number.isInteger(v) && !Number.isSafeInteger(v)) {
+      throw new InexactIntegerError(400, `${message}; write integers beyond ±2^53 as plain digits`);
+    }
+    throw new HttpError(400, message);
   };
   if (!Array.isArray(data)) {
     if (shape.length === 0 && count === 1 && data !== undefined) {
@@ -247,7 +257,20 @@ function numberAt(tensor: ort.Tensor): (i: number) => number {
   return (i) => (data as Float32Array)[i];
 }
 
-/** Reads element i of any tensor as a JSON value: booleans, strings, numbers (NaN and ±Infinity as null). */
+const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
+
+/** Whether a tensor holds 64-bit integers a double cannot carry exactly. */
+export function hasWideIntegers(tensor: ort.Tensor): boolean {
+  const data = tensor.data;
+  if (!(data instanceof BigInt64Array || data instanceof BigUint64Array)) return false;
+  for (let i = 0; i < data.length; i++) if (data[i] > MAX_SAFE || data[i] < -MAX_SAFE) return true;
+  return false;
+}
+
+/**
+ * Reads element i of any tensor as a JSON value: booleans, strings, numbers (NaN and ±Infinity
+ * as null); 64-bit integers beyond ±2^53 as BigInt, for stringifyExact.
+ */
 export function jsonValueAt(tensor: ort.Tensor): (i: number) => unknown {
   if (tensor.type === 'bool') {
     const bytes = tensor.data as Uint8Array;
@@ -256,6 +279,10 @@ export function jsonValueAt(tensor: ort.Tensor): (i: number) => unknown {
   if (tensor.type === 'string') {
     const strings = tensor.data as string[];
     return (i) => strings[i];
+  }
+  const data = tensor.data;
+  if (data instanceof BigInt64Array || data instanceof BigUint64Array) {
+    return (i) => (data[i] <= MAX_SAFE && data[i] >= -MAX_SAFE ? Number(data[i]) : data[i]);
   }
   const at = numberAt(tensor);
   return (i) => {

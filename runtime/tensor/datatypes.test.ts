@@ -72,7 +72,9 @@ describe('every datatype round-trips', () => {
       ['int8', [0, 0, 0, 0, 0, 128], /element 5 is 128, expected an integer from -128 to 127 for INT8/],
       ['uint8', [-1, 0, 0, 0, 0, 0], /element 0 is -1/],
       ['int32', [0, 1.5, 0, 0, 0, 0], /element 1 is 1.5/],
-      ['int64', [0, 0, 2 ** 60, 0, 0, 0], /element 2 .* within ±2\^53/],
+      ['int64', [0, 0, 2 ** 63, 0, 0, 0], /element 2 is 9223372036854776000, expected an integer from -9223372036854775808 to 9223372036854775807 for INT64$/],
+      ['int64', [0, 0, 1e20, 0, 0, 0], /element 2 is 100000000000000000000, expected an integer from -9223372036854775808 to 9223372036854775807 for INT64$/],
+      ['uint64', [0, -1, 0, 0, 0, 0], /element 1 is -1, expected an integer from 0 to 18446744073709551615 for UINT64$/],
       ['bool', [0, 1, 0, 1, 0, 1], /element 0 is 0, expected true or false/],
       ['string', ['a', 'b', 3, 'd', 'e', 'f'], /element 2 is 3, expected a string/],
       ['float32', ['1', 0, 0, 0, 0, 0], /element 0 is "1", expected a number/],
@@ -83,6 +85,82 @@ describe('every datatype round-trips', () => {
       expect(res.status).toBe(400);
       expect(((await res.json()) as { error: string }).error).toMatch(pattern);
     }
+  });
+});
+
+describe('64-bit integers in JSON, exactly, up to the limits of each type', () => {
+  let app: Hono;
+  beforeAll(async () => {
+    ({ app } = await openDeclared(FIXTURES, { name: 'datatypes', model: 'datatypes.onnx' }));
+  });
+  // Written as JSON text: JSON.stringify cannot hold these values.
+  const WIDE: Record<string, string[]> = {
+    INT64: ['-9223372036854775808', '9223372036854775807', '9007199254740993', '-9007199254740993', '0', '1'],
+    UINT64: ['0', '18446744073709551615', '9007199254740993', '9223372036854775808', '1', '2'],
+  };
+  /** A request with every input at its CASES values but `type`'s, given as JSON text. */
+  const body = (type: 'int64' | 'uint64', dataText: string, extra = '') => {
+    const others = Object.entries(CASES).filter(([t]) => t !== type).map(([t, v]) => JSON.stringify({ name: `in_${t}`, datatype: DATATYPE[t], shape: [2, 3], data: v }));
+    return `{"inputs":[{"name":"in_${type}","datatype":"${type.toUpperCase()}","shape":[2,3],"data":${dataText}},${others.join(',')}]${extra}}`;
+  };
+
+  for (const type of ['int64', 'uint64'] as const) {
+    const datatype = type.toUpperCase();
+    const values = WIDE[datatype];
+    it(`${datatype}: flat and nested JSON in, JSON and binary out, digit for digit`, async () => {
+      const flat = `[${values.join(',')}]`;
+      const nested = `[[${values.slice(0, 3).join(',')}],[${values.slice(3).join(',')}]]`;
+      for (const data of [flat, nested]) {
+        const res = await app.request('/v2/models/datatypes/infer', postJson(body(type, data, `,"outputs":[{"name":"out_${type}"}]`)));
+        expect(res.status).toBe(200);
+        expect(await res.text()).toContain(`{"name":"out_${type}","datatype":"${datatype}","shape":[2,3],"data":${flat}}`);
+      }
+      const res = await app.request('/v2/models/datatypes/infer', postJson(body(type, flat, `,"outputs":[{"name":"out_${type}","parameters":{"binary_data":true}}]`)));
+      const { binary } = await readBinaryResponse(res);
+      const read = (i: number) => String(type === 'int64' ? binary.readBigInt64LE(i * 8) : binary.readBigUInt64LE(i * 8));
+      expect(values.map((_, i) => read(i))).toEqual(values);
+    });
+  }
+
+  it('in binary, both ways', async () => {
+    const bytes = Buffer.alloc(48);
+    WIDE.INT64.forEach((v, i) => bytes.writeBigInt64LE(BigInt(v), i * 8));
+    const others = Object.entries(CASES).filter(([t]) => t !== 'int64').map(([t, v]) => ({ name: `in_${t}`, datatype: DATATYPE[t], shape: [2, 3], data: v }));
+    const header = { inputs: [{ name: 'in_int64', datatype: 'INT64', shape: [2, 3], parameters: { binary_data_size: 48 } }, ...others], outputs: [{ name: 'out_int64' }] };
+    const res = await app.request('/v2/models/datatypes/infer', binaryRequest(header, [bytes]));
+    expect(await res.text()).toContain(`"data":[${WIDE.INT64.join(',')}]`);
+  });
+
+  it('refuses values past the limits, and numbers that are not plain digits beyond 2^53', async () => {
+    const cases: [type: 'int64' | 'uint64', value: string, message: string][] = [
+      ['int64', '9223372036854775808', 'element 0 is 9223372036854775808, expected an integer from -9223372036854775808 to 9223372036854775807 for INT64'],
+      ['int64', '-9223372036854775809', 'element 0 is -9223372036854775809, expected an integer from -9223372036854775808 to 9223372036854775807 for INT64'],
+      ['uint64', '18446744073709551616', 'element 0 is 18446744073709551616, expected an integer from 0 to 18446744073709551615 for UINT64'],
+      ['uint64', '9007199254740993.0', 'element 0 is 9007199254740992, expected an integer from 0 to 18446744073709551615 for UINT64; write integers beyond ±2^53 as plain digits'],
+    ];
+    for (const [type, value, message] of cases) {
+      const res = await app.request('/v2/models/datatypes/infer', postJson(body(type, `[${value},1,2,3,4,5]`)));
+      expect(await res.json()).toEqual({ error: `input 'in_${type}': ${message}` });
+    }
+  });
+
+  it('keeps the other tensors of such a request as JSON.parse reads them', async () => {
+    const text = body('int64', '[9223372036854775807,1,2,3,4,5]', ',"outputs":[{"name":"out_float64"},{"name":"out_string"}]')
+      .replace('"data":[0,1.5,-2.25,1.7976931348623157e+308,5e-324,0.1]', '"data":[12345678901234567890,1.5,-2.25,1,2,0.1]');
+    expect(text).toContain('12345678901234567890');
+    const res = await app.request('/v2/models/datatypes/infer', postJson(text));
+    const out = ((await res.json()) as { outputs: { data: unknown[] }[] }).outputs;
+    expect(out[0].data).toEqual([12345678901234567890, 1.5, -2.25, 1, 2, 0.1]);
+    expect(out[1].data).toEqual(CASES.string);
+  });
+
+  it('/predict reads and writes them exactly too', async () => {
+    const { app: wide } = await openDeclared(FIXTURES, { name: 'wide', model: 'wide-integers.onnx' });
+    const res = await wide.request('/predict', postJson('{"instances": [[9223372036854775807, -9223372036854775808], [1, 2]]}'));
+    expect(res.headers.get('content-type')).toMatch(/^application\/json/);
+    expect(await res.text()).toBe('{"predictions":[{"same":[9223372036854775807,-9223372036854775808],"unsigned":[9223372036854775807,9223372036854775808]},{"same":[1,2],"unsigned":[1,2]}]}');
+    const small = await wide.request('/predict', postJson({ instances: [[1, -2]] }));
+    expect(await small.json()).toEqual({ predictions: [{ same: [1, -2], unsigned: [1, 18446744073709551614] }] });
   });
 });
 

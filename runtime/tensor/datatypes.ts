@@ -26,9 +26,12 @@ export interface DatatypeInfo {
   array?: new (n: number) => NumericArray;
   /** Views n elements of a buffer at a byte offset (offset must be aligned). */
   view?: (buffer: ArrayBufferLike, byteOffset: number, n: number) => NumericArray;
-  /** Smallest and largest value for the narrow integer types. */
+  /** Smallest and largest value for the narrow integer types (for INT64/UINT64: of the exact JSON numbers). */
   min?: number;
   max?: number;
+  /** Smallest and largest value of INT64 and UINT64. */
+  bigMin?: bigint;
+  bigMax?: bigint;
 }
 
 function info(
@@ -37,6 +40,7 @@ function info(
   kind: JsonKind,
   Ctor?: (new (n: number) => NumericArray) & (new (b: ArrayBufferLike, o: number, n: number) => NumericArray) & { BYTES_PER_ELEMENT: number },
   range?: [number, number],
+  bigRange?: [bigint, bigint],
 ): DatatypeInfo {
   return {
     datatype,
@@ -47,6 +51,8 @@ function info(
     view: Ctor ? (buffer, byteOffset, n) => new Ctor(buffer, byteOffset, n) : undefined,
     min: range?.[0],
     max: range?.[1],
+    bigMin: bigRange?.[0],
+    bigMax: bigRange?.[1],
   };
 }
 
@@ -55,11 +61,11 @@ const TABLE: DatatypeInfo[] = [
   info('UINT8', 'uint8', 'int', Uint8Array, [0, 255]),
   info('UINT16', 'uint16', 'int', Uint16Array, [0, 65535]),
   info('UINT32', 'uint32', 'int', Uint32Array, [0, 4294967295]),
-  info('UINT64', 'uint64', 'bigint', BigUint64Array, [0, Number.MAX_SAFE_INTEGER]),
+  info('UINT64', 'uint64', 'bigint', BigUint64Array, [0, Number.MAX_SAFE_INTEGER], [0n, 2n ** 64n - 1n]),
   info('INT8', 'int8', 'int', Int8Array, [-128, 127]),
   info('INT16', 'int16', 'int', Int16Array, [-32768, 32767]),
   info('INT32', 'int32', 'int', Int32Array, [-2147483648, 2147483647]),
-  info('INT64', 'int64', 'bigint', BigInt64Array, [Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER]),
+  info('INT64', 'int64', 'bigint', BigInt64Array, [Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER], [-(2n ** 63n), 2n ** 63n - 1n]),
   info('FP16', 'float16', 'half', Uint16Array),
   info('FP32', 'float32', 'float', Float32Array),
   info('FP64', 'float64', 'float', Float64Array),

@@ -7,6 +7,7 @@ import type ort from 'onnxruntime-node';
 import { classify, elementCount, shapeMismatch, shapeText, tensorFromBinary, tensorFromJson, tensorToBytes, tensorToJsonData } from './codec.ts';
 import { DATATYPES } from './datatypes.ts';
 import { HttpError } from '../core/errors.ts';
+import { withExactIntegers } from './json-exact.ts';
 import type { Feeds, TensorSpec } from './types.ts';
 
 /** Header naming the length of the JSON part of a binary request or response. */
@@ -57,7 +58,7 @@ function parameters(where: string, v: unknown): Record<string, unknown> {
  * Splits a request body into its JSON header and binary part, and parses the JSON.
  * `headerLength` is the Inference-Header-Content-Length header, if sent.
  */
-export function parseBody(body: Uint8Array, headerLength: string | undefined): { json: unknown; binaryStart: number } {
+export function parseBody(body: Uint8Array, headerLength: string | undefined): { json: unknown; text: string; binaryStart: number } {
   let end = body.length;
   if (headerLength !== undefined) {
     const n = Number(headerLength);
@@ -74,7 +75,7 @@ export function parseBody(body: Uint8Array, headerLength: string | undefined): {
     throw new HttpError(400, 'request JSON is not valid UTF-8');
   }
   try {
-    return { json: JSON.parse(text), binaryStart: end };
+    return { json: JSON.parse(text), text, binaryStart: end };
   } catch (err) {
     throw new HttpError(400, `malformed JSON: ${(err as Error).message}`);
   }
@@ -94,9 +95,15 @@ function checkShapeAgainst(where: string, spec: TensorSpec, shape: readonly numb
 /**
  * Parses and validates an inference request against the model's inputs and outputs and
  * decodes its tensors. Every problem is a 400 naming the tensor and what is wrong.
+ * Request and tensor `parameters` the server has no use for (priority, timeout, sequence ids,
+ * a client's own keys) are ignored, as standard clients expect.
  */
 export function decodeInferRequest(model: ModelSignature, body: Uint8Array, headerLength: string | undefined, maxElements: number): InferRequest {
-  const { json, binaryStart } = parseBody(body, headerLength);
+  const { json, text, binaryStart } = parseBody(body, headerLength);
+  return withExactIntegers(text, json, (parsed) => decodeParsedRequest(model, parsed, body, binaryStart, headerLength, maxElements));
+}
+
+function decodeParsedRequest(model: ModelSignature, json: unknown, body: Uint8Array, binaryStart: number, headerLength: string | undefined, maxElements: number): InferRequest {
   if (!isObject(json)) throw new HttpError(400, 'inference request must be a JSON object with an "inputs" array');
   const { id, inputs, outputs } = json;
   if (id !== undefined && typeof id !== 'string') throw new HttpError(400, "'id' must be a string");
@@ -147,11 +154,11 @@ export function decodeInferRequest(model: ModelSignature, body: Uint8Array, head
   }
 
   let requested: RequestedOutput[];
-  if (outputs === undefined) {
+  if (outputs !== undefined && !Array.isArray(outputs)) throw new HttpError(400, "'outputs' must be an array");
+  // No outputs named, or an empty list (as Triton takes it): every output.
+  if (outputs === undefined || outputs.length === 0) {
     requested = [...model.outputs.keys()].map((name) => ({ name, binary: binaryByDefault }));
   } else {
-    if (!Array.isArray(outputs)) throw new HttpError(400, "'outputs' must be an array");
-    if (outputs.length === 0) throw new HttpError(400, "'outputs' is empty; name the outputs to return, or leave 'outputs' out for all of them");
     requested = outputs.map((o, i) => {
       if (!isObject(o) || typeof o.name !== 'string') throw new HttpError(400, `outputs[${i}] must be an object with a 'name'`);
       if (!model.outputs.has(o.name)) {
