@@ -910,9 +910,10 @@ describe('fuzzing the protocol and predict routes in process', () => {
       expect(t.logger.lines.slice(before)).toEqual([]);
     });
 
-    it("'outputs': [] is a 400 that says what to do, not onnxruntime's \"'fetches' cannot be an empty array\"", async () => {
-      const err = await errorOf(await infer('iris', JSON.stringify({ inputs: [{ name: 'input', datatype: 'FP32', shape: [1, 4], data: [1, 2, 3, 4] }], outputs: [] })));
-      expect(err).toEqual({ status: 400, error: "'outputs' is empty; name the outputs to return, or leave 'outputs' out for all of them" });
+    it("'outputs': [] returns every output (as Triton takes it), not onnxruntime's \"'fetches' cannot be an empty array\"", async () => {
+      const res = await infer('iris', JSON.stringify({ inputs: [{ name: 'input', datatype: 'FP32', shape: [1, 4], data: [1, 2, 3, 4] }], outputs: [] }));
+      expect(res.status).toBe(200);
+      expect(((await res.json()) as { outputs: { name: string }[] }).outputs.map((o) => o.name)).toEqual(['probabilities', 'label']);
     });
 
     it('cuts an echoed path or version short in 404 and 405 messages', async () => {
