@@ -6,6 +6,13 @@
 ARG NODE_IMAGE=node:20-bookworm
 FROM ${NODE_IMAGE} AS node
 RUN strip -o /tmp/node /usr/local/bin/node && /tmp/node -e 0
+# Models may need a locale (onnxruntime's StringNormalizer builds on en_US.UTF-8), and an empty
+# file system has none: compile it here with this image's own localedef, so it matches the glibc
+# copied below. Debian's locale sources are installed first where the image lacks them.
+RUN if [ ! -e /usr/share/i18n/locales/en_US ]; then \
+      apt-get update && apt-get install -y --no-install-recommends locales; \
+    fi \
+ && localedef -i en_US -f UTF-8 /tmp/en_US.UTF-8
 
 FROM scratch
 ARG LIBDIR=x86_64-linux-gnu
@@ -16,6 +23,7 @@ COPY --from=node ${LOADER} ${LOADER}
 COPY --from=node /lib/${LIBDIR}/libc.so.6 /lib/${LIBDIR}/libm.so.6 /lib/${LIBDIR}/libstdc++.so.6 \
      /lib/${LIBDIR}/libgcc_s.so.1 /lib/${LIBDIR}/libdl.so.2 /lib/${LIBDIR}/libpthread.so.0 \
      /lib/${LIBDIR}/librt.so.1 /lib/${LIBDIR}/
+COPY --from=node /tmp/en_US.UTF-8 /usr/lib/locale/en_US.UTF-8
 COPY node_modules /app/node_modules
 COPY healthcheck.mjs /app/healthcheck.mjs
 ENV NODE_ENV=production \

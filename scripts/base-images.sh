@@ -9,10 +9,11 @@
 #   node:20-bookworm-slim  this machine's node 20 binary at /usr/local/bin/node,
 #                          the libraries ldd lists for it plus the rest of
 #                          glibc's (librt, ...), a `node` user (1000)
-#   node:20-bookworm       the same plus a shell (dash as /bin/sh) and binutils'
-#                          strip: the build stage of the runtime image strips
-#                          the node binary, as the upstream image (which
-#                          carries binutils) can
+#   node:20-bookworm       the same plus a shell (dash as /bin/sh), binutils'
+#                          strip and glibc's localedef with Debian's locale
+#                          sources: the build stage of the runtime image strips
+#                          the node binary and compiles en_US.UTF-8, as the
+#                          upstream image (binutils; apt for `locales`) can
 #   nginx:1.30-trixie      nginx 1.30 from Debian's next release (forky),
 #                          unpacked with debootstrap from the Debian archive
 #                          this machine uses (Debian 12's own nginx, 1.22, lacks
@@ -24,7 +25,8 @@
 #                          gunicorn, scikit-learn and onnx: those packages'
 #                          files and their dependencies', dash as /bin/sh
 #
-# Stand-ins carry the label org.modelfn.standin=true, use Debian's merged-/usr
+# Stand-ins carry the label org.modelfn.standin=true (and the version of this
+# recipe: an older stand-in is rebuilt), use Debian's merged-/usr
 # layout (/lib -> usr/lib, ...) and, but for node:20-bookworm and python, hold
 # no shell or package manager: they serve as COPY --from sources and to run
 # node / nginx, not for RUN steps.
@@ -39,6 +41,8 @@ nginx_image="nginx:1.30-trixie"
 python_image="python:3.11-slim-bookworm"
 pull_timeout="${MODELFN_PULL_TIMEOUT:-20}"
 standin_label="org.modelfn.standin=true"
+# Bump when a stand-in gains something the Dockerfiles rely on (2: localedef and locale sources).
+standin_version=2
 
 force=0
 classic=0
@@ -139,7 +143,7 @@ import_rootfs() {
   fi
   old_id="$(docker image inspect -f '{{.Id}}' "$name" 2>/dev/null || true)"
   imported="$(tar -C "$root" "${tar_opts[@]}" -cf - . |
-    docker import "$@" --change "LABEL $standin_label" -)"
+    docker import "$@" --change "LABEL $standin_label" --change "LABEL org.modelfn.standin.version=$standin_version" -)"
   if [[ -n $post_build ]]; then
     out="$(printf 'FROM %s\n%s\n' "$imported" "$post_build" | docker build -q -t "$name" - 2>&1)" ||
       die "could not finish stand-in $name: $out"
@@ -194,6 +198,16 @@ EOF
     fi
     command -v strip >/dev/null 2>&1 || die "no strip on this machine (install binutils) to build a stand-in for $name"
     add_binary "$root" "$(command -v strip)" /usr/bin/strip
+    # localedef and the sources of the locales (Debian's `locales` package); the character map
+    # goes in uncompressed, since localedef would need gzip to read the packaged one.
+    if [[ ! -e /usr/share/i18n/locales/en_US ]] && [[ $EUID -eq 0 ]]; then
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq locales >/dev/null
+    fi
+    [[ -e /usr/share/i18n/locales/en_US ]] || die "no locale sources on this machine (install locales) to build a stand-in for $name"
+    add_binary "$root" "$(command -v localedef)" /usr/bin/localedef
+    mkdir -p "$root/usr/share/i18n/charmaps"
+    cp -r /usr/share/i18n/locales "$root/usr/share/i18n/locales"
+    gzip -dc /usr/share/i18n/charmaps/UTF-8.gz >"$root/usr/share/i18n/charmaps/UTF-8"
   fi
   import_rootfs "$root" "$name" \
     --change 'ENV PATH=/usr/local/bin:/usr/bin:/bin' \
@@ -478,6 +492,12 @@ ensure_image() {
     return 0
   fi
   if docker image inspect "$name" >/dev/null 2>&1; then
+    local labels
+    labels="$(docker image inspect -f '{{index .Config.Labels "org.modelfn.standin"}} {{index .Config.Labels "org.modelfn.standin.version"}}' "$name" 2>/dev/null || true)"
+    if [[ $labels == "true "* && ${labels#true } != "$standin_version" ]]; then
+      "$builder" "$name"
+      echo "base image $name: rebuilt an outdated local stand-in (recipe version $standin_version)"
+    fi
     return 0
   fi
   if timeout "$pull_timeout" docker pull -q "$name" >/dev/null 2>&1; then

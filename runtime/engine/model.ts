@@ -75,6 +75,17 @@ function specOf(meta: ort.InferenceSession.ValueMetadata, path: string, role: st
 }
 
 /**
+ * What to install when onnxruntime could not build a locale the model asks for (its
+ * StringNormalizer uses en_US.UTF-8), or undefined for other failures.
+ */
+export function missingLocale(reason: string): string | undefined {
+  const name = /Failed to construct locale with name:\s*([A-Za-z0-9_.@-]+)/.exec(reason)?.[1];
+  if (!name) return undefined;
+  const [language, charset = 'UTF-8'] = name.split('.');
+  return `the model needs the ${name} locale, which this machine lacks; install it (Debian/Ubuntu: apt-get install locales && localedef -i ${language} -f ${charset} ${name}) and start again`;
+}
+
+/**
  * Loads a model file; throws ModelLoadError with one line naming the file and the problem.
  *
  * @example const model = await loadModel('functions/iris/model.onnx');
@@ -142,6 +153,8 @@ export async function loadModel(path: string, options: LoadModelOptions = {}): P
     }
   } catch (err) {
     const reason = String((err as Error)?.message ?? err).split('\n')[0];
+    const locale = missingLocale(reason);
+    if (locale) throw new ModelLoadError(`${path}: ${locale}`);
     const threadFailed = useThread && !(err instanceof SessionCreateError);
     throw new ModelLoadError(threadFailed ? `${path}: the inference thread failed to start: ${reason}` : `${path}: not a valid ONNX model (onnxruntime: ${reason})`);
   }

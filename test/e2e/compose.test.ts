@@ -13,7 +13,7 @@ import { compose, composeRun, stackDown, stackUp, waitFor } from '../../build/do
 import { soak } from '../../bench/soak.ts';
 import { UPSTREAM_KEEPALIVE_TIMEOUT_MS } from '../../build/policy.ts';
 import { FUNCTION_KEEPALIVE_TIMEOUT_MS } from '../../runtime/core/config.ts';
-import { conformanceSuite, ROOT, errorOf, postJson } from '../../runtime/testing/index.ts';
+import { FIXTURES, conformanceSuite, ROOT, errorOf, postJson } from '../../runtime/testing/index.ts';
 import { chromiumAvailable, openBrowser, screenshot, tryGatewayPage, waitForLiveRow } from '../browser.ts';
 import { answersPerReplica, docker, dockerAvailable, freePort } from '../docker.ts';
 
@@ -21,6 +21,8 @@ const available = dockerAvailable('compose stack (test/e2e/compose.test.ts)');
 const FUNCTIONS = ['digits', 'iris', 'vad'];
 /** A fourth function, only in this test's copy: API keys and a tight rate limit. */
 const LIMITED = 'limited';
+/** A fifth, zero code: a model whose StringNormalizer needs the en_US.UTF-8 locale in the image. */
+const LOCALE = 'normalizer';
 const API_KEY = 'e2e-0123456789abcdef';
 
 describe.runIf(available)('the compose stack on the real Docker engine', () => {
@@ -43,6 +45,8 @@ describe.runIf(available)('the compose stack on the real Docker engine', () => {
     mkdirSync(join(root, 'functions', LIMITED));
     cpSync(join(ROOT, 'functions/iris/model.onnx'), join(root, 'functions', LIMITED, 'model.onnx'));
     writeFileSync(join(root, 'functions', LIMITED, 'function.ts'), "export default { auth: { apiKeys: 'limited-keys' }, rateLimit: { requestsPerSecond: 1, burst: 2 } };\n");
+    mkdirSync(join(root, 'functions', LOCALE));
+    cpSync(join(FIXTURES, 'normalizer.onnx'), join(root, 'functions', LOCALE, 'model.onnx'));
     mkdirSync(join(root, 'secrets'));
     writeFileSync(join(root, 'secrets/limited-keys'), `${API_KEY}\n`, { mode: 0o644 });
     // iris at two replicas too, for the rolling restart and the soak.
@@ -51,12 +55,12 @@ describe.runIf(available)('the compose stack on the real Docker engine', () => {
     Object.assign(process.env, env);
     const code = await runBuild({ functionsDir: join(root, 'functions'), outDir: join(root, 'dist'), root, images: true, check: false, log: (l) => buildLog.push(l) });
     expect(code, buildLog.join('\n')).toBe(0);
-    url = await stackUp(stack(), [...FUNCTIONS, LIMITED]);
+    url = await stackUp(stack(), [...FUNCTIONS, LIMITED, LOCALE]);
   }, 600_000);
 
   afterAll(async () => {
     if (!down) await stackDown(stack()).catch(() => {});
-    for (const image of [...[...FUNCTIONS, LIMITED].map((f) => functionImage(f, tag)), gatewayImage(tag)]) {
+    for (const image of [...[...FUNCTIONS, LIMITED, LOCALE].map((f) => functionImage(f, tag)), gatewayImage(tag)]) {
       try {
         docker(['rmi', '-f', image]);
       } catch {
@@ -84,7 +88,7 @@ describe.runIf(available)('the compose stack on the real Docker engine', () => {
     expect(await (await fetch(`${url}/v2/health/live`)).json()).toEqual({ live: true });
     expect((await fetch(`${url}/v2/health/ready`)).status).toBe(200);
     const index = (await (await fetch(`${url}/`)).json()) as { functions: { name: string; prefix: string; replicas: number }[] };
-    expect(index.functions.map((f) => f.name)).toEqual([...FUNCTIONS, LIMITED].sort());
+    expect(index.functions.map((f) => f.name)).toEqual([...FUNCTIONS, LIMITED, LOCALE].sort());
     expect(index.functions.find((f) => f.name === 'digits')!.replicas).toBe(2);
     const missing = await fetch(`${url}/nowhere`);
     expect(missing.headers.get('server')).toBe('nginx');
@@ -103,6 +107,11 @@ describe.runIf(available)('the compose stack on the real Docker engine', () => {
       ] } : undefined,
     }));
   }
+
+  it('serves a model that needs the en_US.UTF-8 locale from the runtime image (built from scratch)', async () => {
+    const res = await fetch(`${url}/v2/models/${LOCALE}/infer`, postJson({ inputs: [{ name: 'text', datatype: 'BYTES', shape: [4], data: ['The', 'quick', 'a', 'Fox'] }] }));
+    expect(await res.json()).toEqual({ model_name: LOCALE, model_version: '1', outputs: [{ name: 'normalized', datatype: 'BYTES', shape: [2], data: ['QUICK', 'FOX'] }] });
+  });
 
   it('serves the custom routes under their prefixes, passing the request id through', async () => {
     const species = await fetch(`${url}/iris/species`, postJson({ flowers: [[6.7, 3.0, 5.2, 2.3]] }, { 'X-Request-Id': 'e2e-trace' }));
