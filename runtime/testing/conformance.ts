@@ -2,8 +2,9 @@
  * The Open Inference Protocol conformance suite: one set of tests every function passes,
  * whether it runs in process (app.request) or behind a real URL.
  */
+import { deflateSync, gzipSync } from 'node:zlib';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { binaryRequest, errorOf, postJson, readBinaryResponse } from './helpers.ts';
+import { binaryRequest, compressionBomb, decodedBody, errorOf, postJson, readBinaryResponse } from './helpers.ts';
 
 export type Requester = (path: string, init?: RequestInit) => Promise<Response>;
 
@@ -301,6 +302,89 @@ export function conformanceSuite(label: string, setup: () => Promise<{ request: 
       expect(out.datatype).toBe('BYTES');
       expect(out.data.length).toBe(count(out.shape));
       for (const s of out.data) expect(s).toMatch(/^-?[\d.e+-]+:\d+(:.+)?$|^(NaN|-?Infinity):\d+/);
+    });
+
+    it('takes gzip and deflate request bodies as if sent plain, JSON and binary; 415 for an unknown coding', async () => {
+      const plain = await (await infer(example)).json();
+      const gzipped = await request(`${base}/infer`, { method: 'POST', headers: { 'Content-Type': 'application/json', 'Content-Encoding': 'gzip' }, body: gzipSync(JSON.stringify(example)) });
+      expect(gzipped.status).toBe(200);
+      expect(await gzipped.json()).toEqual(plain);
+      // As Triton's client sends it: zlib data, Inference-Header-Content-Length of the decoded body.
+      const header = { inputs: example.inputs.map(({ data, ...x }) => ({ ...x, parameters: { binary_data_size: encodeBinary(x.datatype, data).length } })) };
+      const binary = binaryRequest(header, example.inputs.map((x) => encodeBinary(x.datatype, x.data)));
+      const deflated = await request(`${base}/infer`, {
+        method: 'POST',
+        headers: { ...(binary.headers as Record<string, string>), 'Content-Encoding': 'deflate' },
+        body: deflateSync(binary.body as Buffer) as Uint8Array<ArrayBuffer>,
+      });
+      expect(deflated.status).toBe(200);
+      expect(await deflated.json()).toEqual(plain);
+      const unknown = await request(`${base}/infer`, { method: 'POST', headers: { 'Content-Type': 'application/json', 'Content-Encoding': 'compress' }, body: JSON.stringify(example) });
+      expect(unknown.headers.get('accept-encoding')).toBe('gzip, deflate, identity');
+      expect(await errorOf(unknown)).toEqual({ status: 415, error: "unsupported Content-Encoding 'compress'; send the body as gzip, deflate or identity" });
+    });
+
+    it('answers 413 to a small gzip body that inflates past the body limit', async () => {
+      const res = await request(`${base}/infer`, { method: 'POST', headers: { 'Content-Type': 'application/json', 'Content-Encoding': 'gzip' }, body: compressionBomb() as Uint8Array<ArrayBuffer> });
+      const err = await errorOf(res);
+      expect(err.status).toBe(413);
+      expect(err.error).toMatch(/once decompressed$/);
+    });
+
+    it('compresses answers for Accept-Encoding gzip or deflate when they are large enough to gain, JSON and binary', async () => {
+      // 64 times the example when every input's first dimension is free, for an answer worth compressing.
+      const batchable = meta.inputs.every((t) => t.shape[0] === -1);
+      const batched = batchable
+        ? { inputs: example.inputs.map((x) => ({ ...x, shape: [x.shape[0] * 64, ...x.shape.slice(1)], data: new Array(64).fill(x.data).flat() })) }
+        : example;
+      const plainRes = await infer(batched);
+      expect(plainRes.status).toBe(200);
+      const plain = await decodedBody(plainRes);
+      const gz = await infer(batched, { 'Accept-Encoding': 'gzip' });
+      expect(gz.headers.get('content-encoding')).toBe(plain.length >= 1024 ? 'gzip' : null);
+      expect((await decodedBody(gz)).toString()).toBe(plain.toString());
+      const header = { ...batched, parameters: { binary_data_output: true } };
+      const bin = await infer(header, { 'Accept-Encoding': 'deflate' });
+      expect(bin.status).toBe(200);
+      const binPlain = await infer(header);
+      // Inference-Header-Content-Length counts the decoded body, compressed or not.
+      expect(bin.headers.get('inference-header-content-length')).toBe(binPlain.headers.get('inference-header-content-length'));
+      expect([null, 'deflate']).toContain(bin.headers.get('content-encoding'));
+      expect(await decodedBody(bin)).toEqual(await decodedBody(binPlain));
+    });
+
+    it('reads INT64 and UINT64 in JSON exactly up to their limits, and writes them exactly', async () => {
+      // Every 64-bit output in JSON carries the same integers as its binary form, digit for digit.
+      const text = (await decodedBody(await infer(example))).toString();
+      const { header, binary } = await readBinaryResponse(await infer({ ...example, parameters: { binary_data_output: true } }));
+      let pos = 0;
+      for (const o of header.outputs as (InputJson & { parameters: { binary_data_size: number } })[]) {
+        const size = o.parameters.binary_data_size;
+        if (o.datatype === 'INT64' || o.datatype === 'UINT64') {
+          const json = new RegExp(`"name":${JSON.stringify(o.name).replace(/[[\]\\^$.|?*+()]/g, '\\$&')},"datatype":"${o.datatype}","shape":\\[[^\\]]*\\],"data":\\[([^\\]]*)\\]`).exec(text);
+          expect(json, text.slice(0, 300)).not.toBeNull();
+          const view = binary.subarray(pos, pos + size);
+          const exact = Array.from({ length: size / 8 }, (_, i) => String(o.datatype === 'INT64' ? view.readBigInt64LE(i * 8) : view.readBigUInt64LE(i * 8)));
+          expect(json![1] === '' ? [] : json![1].split(',')).toEqual(exact);
+        }
+        pos += size;
+      }
+      // 64-bit inputs: the type's own limits decide, not those of a double.
+      for (const [i, spec] of meta.inputs.entries()) {
+        if (spec.datatype !== 'INT64' && spec.datatype !== 'UINT64') continue;
+        const x = example.inputs[i];
+        if (count(x.shape) === 0) continue;
+        const past = spec.datatype === 'INT64' ? '9223372036854775808' : '18446744073709551616';
+        const limit = spec.datatype === 'INT64' ? '9223372036854775807' : '18446744073709551615';
+        const body = (value: string) => JSON.stringify(withInput(i, { data: x.data.map((_, j) => (j === 0 ? '@' : _)) })).replace('"@"', value);
+        const refused = await errorOf(await infer(body(past)));
+        expect(refused.status).toBe(400);
+        expect(refused.error).toContain(`element 0 is ${past}, expected an integer from`);
+        expect(refused.error).toContain(limit);
+        // Within the limits, beyond 2^53: the request decodes (the model may still refuse the value).
+        const within = await infer(body('9007199254740993'));
+        if (within.status !== 200) expect((await errorOf(within)).error).not.toMatch(/expected an integer/);
+      }
     });
 
     it('exports Prometheus metrics', async () => {

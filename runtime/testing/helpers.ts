@@ -2,6 +2,7 @@
  * Test helpers: a function loaded in process, and requests in the protocol's forms.
  */
 import { resolve } from 'node:path';
+import { gunzipSync, gzipSync, inflateSync } from 'node:zlib';
 import { readConfig, type RuntimeConfig } from '../core/config.ts';
 import type { FunctionDeclaration } from '../function/define.ts';
 import { loadFunctionDir, resolveFunction } from '../function/discover.ts';
@@ -71,4 +72,23 @@ export async function errorOf(res: Response): Promise<{ status: number; error: s
   if (typeof (body as { error?: unknown }).error !== 'string') throw new Error(`expected {"error": string}, got ${text.slice(0, 200)}`);
   if (res.headers.get('content-type')?.includes('application/json') !== true) throw new Error(`error without a JSON content type: ${res.headers.get('content-type')}`);
   return { status: res.status, error: (body as { error: string }).error };
+}
+
+/**
+ * A response body as sent before compression: in process (app.request) the body still carries
+ * its Content-Encoding; fetch over HTTP has already decoded it and left the header.
+ */
+export async function decodedBody(res: Response): Promise<Buffer> {
+  const body = Buffer.from(await res.arrayBuffer());
+  const encoding = res.headers.get('content-encoding');
+  if (encoding === 'gzip' && body[0] === 0x1f && body[1] === 0x8b) return gunzipSync(body);
+  if (encoding === 'deflate' && body.length >= 2 && (body[0] & 0x0f) === 8 && ((body[0] << 8) | body[1]) % 31 === 0) return inflateSync(body);
+  return body;
+}
+
+let bomb: Buffer | undefined;
+/** About 1 MB of gzip that inflates to 1 GiB of zeros (16 gzip members of 64 MiB each). */
+export function compressionBomb(): Buffer {
+  bomb ??= Buffer.concat(new Array(16).fill(gzipSync(Buffer.alloc(64 * 1024 * 1024), { level: 9 })));
+  return bomb;
 }

@@ -6,7 +6,7 @@
  */
 export {
   ROOT, FIXTURES, memoryLogger, testConfig, openFunctionDir, openDeclared,
-  postJson, binaryRequest, bytesOf, readBinaryResponse, errorOf,
+  postJson, binaryRequest, bytesOf, readBinaryResponse, errorOf, decodedBody, compressionBomb,
 } from './helpers.ts';
 export { conformanceSuite, zeroRequest, nest, encodeBinary, decodeBinary, type Requester } from './conformance.ts';
 export { exampleRequest } from '../pages/openapi.ts';
