@@ -60,9 +60,11 @@ const LOADS: Record<string, (base: string) => LoadRequest> = {
  */
 async function startTree(dir: string): Promise<{ child: ChildProcess; url: string }> {
   const port = await freePort();
-  // The tree's own `npm start` entry (`tsx <entry>` in its package.json).
-  const entry = /tsx\s+(\S+)/.exec(JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')).scripts.start)![1];
-  const child = spawn(process.execPath, ['--import', 'tsx', entry, '--port', String(port)], { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
+  // The tree's own `npm start` script: `tsx <entry> ...` or `node <entry> ...`.
+  const [command, ...words] = (JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')).scripts.start as string).split(/\s+/);
+  if (command !== 'tsx' && command !== 'node') throw new Error(`${dir}: cannot run its npm start script without npm: ${command}`);
+  const args = [...(command === 'tsx' ? ['--import', 'tsx'] : []), ...words, '--port', String(port)];
+  const child = spawn(process.execPath, args, { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
   let err = '';
   child.stderr!.on('data', (d) => (err += d));
   const url = `http://127.0.0.1:${port}`;
