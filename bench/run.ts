@@ -23,6 +23,7 @@ import { ROOT, functionImage, imageSizes, run, runtimeImage } from '../build/doc
 import { compose as composeCommand, stackDown, stackUp } from '../build/docker/compose.ts';
 import { freePort } from '../test/docker.ts';
 import { measureLimit, type LimitResult } from './limit.ts';
+import { measureWakes, wakeSection, writeWakeSection } from './wake.ts';
 import { wrk, type LoadRequest, type LoadResult } from './wrk.ts';
 
 const { values: args } = parseArgs({
@@ -583,3 +584,8 @@ if (!args['skip-compose']) {
 const text = await report(limits, profileRows, startedAt);
 writeFileSync(join(ROOT, 'BENCHMARKS.md'), text);
 log('\nwrote BENCHMARKS.md');
+if (!args['skip-compose']) {
+  const wake = await measureWakes(QUICK ? 2 : 7, QUICK ? 4 : 20);
+  writeWakeSection(wakeSection(wake, `npm run bench${QUICK ? ' -- --quick' : ''}`));
+  log('wrote the "Scale to zero" section of BENCHMARKS.md');
+}

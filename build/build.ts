@@ -5,9 +5,9 @@
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
-import { bundleFunction, type BundleResult } from './bundle.ts';
+import { bundleActivator, bundleFunction, type BundleResult } from './bundle.ts';
 import { discoverFunctions } from './functions.ts';
-import { buildFunctionImage, buildGatewayImage, buildRuntimeImage, ensureBaseImages } from './docker/images.ts';
+import { buildActivatorImage, buildFunctionImage, buildGatewayImage, buildRuntimeImage, ensureBaseImages } from './docker/images.ts';
 import { generatedFiles } from './generate.ts';
 import { readConfig } from '../runtime/core/config.ts';
 import { describeFunctions } from '../runtime/pages/describe.ts';
@@ -71,6 +71,12 @@ export async function runBuild(options: BuildOptions): Promise<number> {
     results.push(result);
     log(`  ✓ ${fn.name.padEnd(16)} ${fn.prefix.padEnd(18)} bundled in ${Math.round(performance.now() - started)} ms`);
   }
+  const scaled = functions.some((fn) => fn.scale);
+  if (scaled) {
+    const started = performance.now();
+    await bundleActivator(options.outDir);
+    log(`  ✓ ${'activator'.padEnd(16)} ${'(scale to zero)'.padEnd(18)} bundled in ${Math.round(performance.now() - started)} ms`);
+  }
   for (const [path, text] of Object.entries(files)) {
     const file = join(options.root, path);
     mkdirSync(join(file, '..'), { recursive: true });
@@ -90,6 +96,7 @@ export async function runBuild(options: BuildOptions): Promise<number> {
     };
     await timed('runtime base', () => buildRuntimeImage(options.outDir));
     for (const fn of functions) await timed(`function ${fn.name}`, () => buildFunctionImage(fn.name, options.outDir));
+    if (scaled) await timed('activator', () => buildActivatorImage(options.outDir));
     await timed('gateway', () => buildGatewayImage(join(options.root, 'nginx')));
   }
   return 0;

@@ -38,18 +38,10 @@ function entrySource(fn: ResolvedFunction): string {
   ].join('\n');
 }
 
-/**
- * Writes `<outRoot>/<name>/main.mjs`, `main.mjs.map` and the model.
- *
- * @example await bundleFunction(fn, 'dist');
- */
-export async function bundleFunction(fn: ResolvedFunction, outRoot: string): Promise<BundleResult> {
-  const outDir = join(outRoot, fn.name);
-  rmSync(outDir, { recursive: true, force: true });
-  mkdirSync(outDir, { recursive: true });
-  const outfile = join(outDir, 'main.mjs');
+/** esbuild's settings for a container entry: one minified ESM file and its source map. */
+async function bundleEntry(contents: string, sourcefile: string, outfile: string): Promise<void> {
   await build({
-    stdin: { contents: entrySource(fn), resolveDir: ROOT, sourcefile: `functions/${folderOf(fn)}/entry.ts`, loader: 'ts' },
+    stdin: { contents, resolveDir: ROOT, sourcefile, loader: 'ts' },
     bundle: true,
     platform: 'node',
     format: 'esm',
@@ -64,6 +56,19 @@ export async function bundleFunction(fn: ResolvedFunction, outRoot: string): Pro
     outfile,
     logLevel: 'silent',
   });
+}
+
+/**
+ * Writes `<outRoot>/<name>/main.mjs`, `main.mjs.map` and the model.
+ *
+ * @example await bundleFunction(fn, 'dist');
+ */
+export async function bundleFunction(fn: ResolvedFunction, outRoot: string): Promise<BundleResult> {
+  const outDir = join(outRoot, fn.name);
+  rmSync(outDir, { recursive: true, force: true });
+  mkdirSync(outDir, { recursive: true });
+  const outfile = join(outDir, 'main.mjs');
+  await bundleEntry(entrySource(fn), `functions/${folderOf(fn)}/entry.ts`, outfile);
   const model = join(outDir, fn.modelFile);
   mkdirSync(dirname(model), { recursive: true });
   copyFileSync(fn.modelPath, model);
@@ -80,4 +85,21 @@ export async function bundleFunction(fn: ResolvedFunction, outRoot: string): Pro
     mapBytes: statSync(`${outfile}.map`).size,
     modelBytes: statSync(model).size,
   };
+}
+
+/** Where the activator's bundle goes under the output folder. */
+export const ACTIVATOR_DIR = '_activator';
+
+/**
+ * Writes the activator's bundle, `<outRoot>/_activator/main.mjs` (scale to zero on compose).
+ *
+ * @example await bundleActivator('dist');
+ */
+export async function bundleActivator(outRoot: string): Promise<string> {
+  const outDir = join(outRoot, ACTIVATOR_DIR);
+  rmSync(outDir, { recursive: true, force: true });
+  mkdirSync(outDir, { recursive: true });
+  const main = JSON.stringify(join(ROOT, 'runtime/activator/main.ts'));
+  await bundleEntry(`import { runActivator } from ${main};\nawait runActivator();\n`, 'runtime/activator/entry.ts', join(outDir, 'main.mjs'));
+  return outDir;
 }

@@ -6,9 +6,10 @@
 import { VERSION } from '../runtime/core/version.ts';
 import { cardOf, type DescribedFunction } from '../runtime/pages/describe.ts';
 import { gatewayPage } from '../runtime/pages/ui.ts';
-import { FILES, GATEWAY_PAGE } from './policy.ts';
+import { ACTIVATOR_SERVICE, FILES, GATEWAY_PAGE } from './policy.ts';
 import { composeFile } from './render/compose.ts';
 import { k8sFiles } from './render/k8s.ts';
+import { knativeFiles } from './render/knative.ts';
 import { nginxConfig } from './render/nginx.ts';
 import { stackFile, swarmGatewayConfig } from './render/swarm.ts';
 
@@ -21,11 +22,12 @@ import { stackFile, swarmGatewayConfig } from './render/swarm.ts';
  */
 export function generatedFiles(functions: readonly DescribedFunction[]): Record<string, string> {
   return {
-    [FILES.nginx]: nginxConfig(functions, { mode: 'dns' }),
+    [FILES.nginx]: nginxConfig(functions, { mode: 'dns', activator: ACTIVATOR_SERVICE }),
     [GATEWAY_PAGE.file]: `<!-- Generated from runtime/pages/ui.ts by modelfn build: do not edit; run \`npm run build\`. -->\n${gatewayPage(functions.map((fn) => cardOf(fn)), VERSION)}`,
     [FILES.compose]: composeFile(functions),
     [FILES.swarmStack]: stackFile(functions),
     [FILES.swarmNginx]: swarmGatewayConfig(functions),
     ...k8sFiles(functions),
+    ...knativeFiles(functions),
   };
 }

@@ -19,6 +19,7 @@ export const FILES = {
   swarmStack: 'deploy/swarm/stack.yml',
   swarmNginx: 'deploy/swarm/nginx.conf',
   k8sDir: 'deploy/k8s',
+  knativeDir: 'deploy/knative',
 } as const;
 
 /** The gateway's page for browsers (runtime/pages/ui.ts): written beside nginx.conf, copied into the image here. */
@@ -43,6 +44,17 @@ export const PUBLISHED_PORT = '${MODELFN_PORT:-8080}';
 export const TAG_VARIABLE = '${MODELFN_IMAGE_TAG:-latest}';
 export const functionImage = (name: string, tag: string) => `modelfn/${name}:${tag}`;
 export const gatewayImage = (tag: string) => `modelfn/gateway:${tag}`;
+/** The activator (scale to zero on compose): its bundle on the runtime image. */
+export const activatorImage = (tag: string) => `modelfn/activator:${tag}`;
+
+/** The activator's service name: the gateway hands it the requests of sleeping functions. */
+export const ACTIVATOR_SERVICE = 'activator';
+/** Port of the control server of a function that scales (reached by the activator only). */
+export const CONTROL_PORT = 9090;
+/** The activator's share: it holds requests and talks to the engine, nothing more. */
+export const ACTIVATOR_RESOURCES = { limits: { cpus: 0.5, memoryMiB: 128 } } as const;
+/** Longest a wake may take (the activator's MODELFN_WAKE_TIMEOUT_MS default); the gateway waits this plus a function's timeout. */
+export const WAKE_BOUND_MS = 30_000;
 
 /** Health check of a function container: the protocol's readiness, through the image's own script. */
 export const HEALTHCHECK = {

@@ -10,6 +10,7 @@ import { describeFunctions } from '../runtime/pages/describe.ts';
 import { discoverFunctions } from '../build/functions.ts';
 import { TIMEOUT_GRACE_MS } from '../build/policy.ts';
 import { readConfig } from '../runtime/core/config.ts';
+import { resolveDeclaration } from '../runtime/function/define.ts';
 import { ROOT } from '../runtime/testing/index.ts';
 import { gatewayNginxImage } from './docker.ts';
 
@@ -125,6 +126,44 @@ describe('generated files', () => {
     expect(conf).toContain('server_tokens off;');
   });
 
+  it('add the activator for functions that scale, and hand their failed requests to it', () => {
+    const config = readConfig({});
+    const where = (name: string) => ({ dir: `/nowhere/${name}`, folderName: name });
+    const sleepy = { ...resolveDeclaration({ scale: { min: 0, idleSeconds: 3, wake: 'unpause' } }, where('sleepy'), config), ownRoutes: [] };
+    const awake = { ...resolveDeclaration({}, where('awake'), config), ownRoutes: [] };
+    const files = generatedFiles([awake, sleepy]);
+    const compose = parse(files['docker-compose.yml']) as { services: Record<string, any> };
+    expect(compose.services.activator).toMatchObject({
+      user: '65532:65532', group_add: ['${MODELFN_DOCKER_GID:-0}'], read_only: true, cap_drop: ['ALL'],
+      security_opt: ['no-new-privileges:true'], volumes: ['/var/run/docker.sock:/var/run/docker.sock'], networks: ['functions'],
+    });
+    expect(compose.services.activator.ports).toBeUndefined();
+    expect(JSON.parse(compose.services.activator.environment.MODELFN_SCALED_FUNCTIONS)).toEqual([
+      { name: 'sleepy', prefix: '/sleepy', min: 0, max: 1, idleSeconds: 3, wake: 'unpause', concurrency: 32, timeoutMs: 30_000, bodySize: 10 * 1024 * 1024 },
+    ]);
+    // Only the activator gets the socket; only the scaled function a control server.
+    for (const name of ['awake', 'sleepy', 'gateway']) expect(JSON.stringify(compose.services[name])).not.toContain('docker.sock');
+    expect(compose.services.sleepy.environment).toMatchObject({ MODELFN_CONTROL_PORT: '9090', MODELFN_CONTROL_FROM: 'activator' });
+    expect(compose.services.awake.environment.MODELFN_CONTROL_PORT).toBeUndefined();
+    expect(compose.services.gateway.depends_on.activator).toEqual({ condition: 'service_healthy' });
+    const conf = files['nginx/nginx.conf'];
+    const block = (prefix: string) => conf.slice(conf.indexOf(`location ^~ ${prefix}/ {`), conf.indexOf('}', conf.indexOf(`location ^~ ${prefix}/ {`)));
+    expect(block('/sleepy')).toContain('error_page 502 503 = @modelfn_activate;');
+    expect(block('/awake')).toContain('error_page 502 503 =503 @modelfn_unavailable;');
+    expect(conf).toContain('proxy_pass http://modelfn_activator/_activate/$modelfn_fn$request_uri;');
+    expect(conf).toContain('server activator:8080 resolve max_fails=0;');
+    expect(conf).toContain('server activator:8080 resolve max_fails=0;');
+    // Without a scaled function there is no activator at all.
+    const plain = generatedFiles([awake]);
+    expect(plain['docker-compose.yml']).not.toContain('activator');
+    expect(plain['nginx/nginx.conf']).not.toContain('activat');
+    // Swarm has no activator: a scaled function there behaves as before.
+    expect(files['deploy/swarm/nginx.conf']).not.toContain('activat');
+    const image = gatewayNginxImage('nginx -t of a config with the activator');
+    if (image) nginxTest(conf, image);
+  });
+
+
   it('nginx.conf and the swarm gateway config pass nginx -t in the gateway\'s nginx', (ctx) => {
     const image = gatewayNginxImage('nginx -t of the generated configs');
     if (!image) return ctx.skip();
@@ -135,3 +174,12 @@ describe('generated files', () => {
     }
   });
 });
+
+/** nginx -t of a config in the gateway's own nginx image. */
+function nginxTest(text: string, image: string): void {
+  const conf = join(scratch, `nginx-${Math.random().toString(36).slice(2)}.conf`);
+  writeFileSync(conf, text);
+  const result = spawnSync('docker', ['run', '--rm', '--network', 'none', '-v', `${conf}:/etc/nginx/nginx.conf:ro`, image, 'nginx', '-t'], { encoding: 'utf8' });
+  expect(result.status, result.stderr).toBe(0);
+  expect(result.stderr).toContain('test is successful');
+}

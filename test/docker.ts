@@ -76,3 +76,9 @@ export function gatewayNginxImage(suite: string): string | undefined {
     return undefined;
   }
 }
+
+/** What a compose project left on the engine: containers, networks, volumes (empty when nothing). */
+export function projectLeftovers(project: string): string {
+  const label = `label=com.docker.compose.project=${project}`;
+  return [['ps', '-aq'], ['network', 'ls', '-q'], ['volume', 'ls', '-q']].map((args) => docker([...args, '--filter', label]).trim()).join('');
+}

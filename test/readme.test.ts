@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SETTINGS } from '../runtime/core/config.ts';
+import { ACTIVATOR_SETTINGS } from '../runtime/activator/config.ts';
 import { DECLARATION_FIELDS } from '../runtime/function/define.ts';
 import { startEmbedded } from '../runtime/gateway/embedded.ts';
 import { ROOT, memoryLogger, postJson, testConfig } from '../runtime/testing/index.ts';
@@ -58,7 +59,7 @@ describe('the README', () => {
   });
 
   it('lists every setting with its default', () => {
-    for (const setting of SETTINGS) expect(README).toContain(`| \`${setting.env}\` | \`${setting.default}\` |`);
+    for (const setting of [...SETTINGS, ...ACTIVATOR_SETTINGS]) expect(README).toContain(`| \`${setting.env}\` | \`${setting.default}\` |`);
   });
 
   it('lists every declaration field', () => {

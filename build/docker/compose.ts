@@ -3,6 +3,7 @@
  * through the gateway) and down (containers, networks and volumes removed).
  */
 import { execFileSync } from 'node:child_process';
+import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { run } from './images.ts';
 
@@ -37,12 +38,24 @@ export function projectName(options: StackOptions): string {
   return options.project ?? options.env?.MODELFN_PROJECT ?? process.env.MODELFN_PROJECT ?? 'modelfn';
 }
 
+/**
+ * The group owning the engine's socket: the activator (scale to zero) runs non-root with it.
+ * MODELFN_DOCKER_GID wins; undefined when there is no socket here.
+ */
+export function dockerGroup(env: NodeJS.ProcessEnv = process.env): string | undefined {
+  if (env.MODELFN_DOCKER_GID) return env.MODELFN_DOCKER_GID;
+  const socket = statSync('/var/run/docker.sock', { throwIfNoEntry: false });
+  return socket ? String(socket.gid) : undefined;
+}
+
 /** Runs a compose command for the stack. */
 export function composeRun(options: StackOptions, args: string[]): Promise<string> {
   const [command, ...pre] = compose();
+  const env = { ...process.env, ...options.env };
+  const gid = dockerGroup(env);
   return run(command, [...pre, '-p', projectName(options), '-f', join(options.root, 'docker-compose.yml'), ...args], {
     cwd: options.root,
-    env: { ...process.env, ...options.env },
+    env: gid ? { ...env, MODELFN_DOCKER_GID: gid } : env,
   });
 }
 

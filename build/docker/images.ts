@@ -15,6 +15,7 @@ export const runtimeImage = () => `modelfn/runtime:${VERSION}`;
 export const imageTag = (env: NodeJS.ProcessEnv = process.env) => env.MODELFN_IMAGE_TAG || 'latest';
 export const functionImage = (name: string, tag = imageTag()) => policy.functionImage(name, tag);
 export const gatewayImage = (tag = imageTag()) => policy.gatewayImage(tag);
+export const activatorImage = (tag = imageTag()) => policy.activatorImage(tag);
 
 interface Platform {
   /** onnxruntime-node's folder for the platform. */
@@ -102,6 +103,15 @@ export async function buildFunctionImage(name: string, distRoot: string): Promis
   writeFileSync(join(context, '.dockerignore'), '*.map\n.dockerignore\n');
   await dockerBuild(functionImage(name), join(ROOT, 'docker/function.Dockerfile'), context, { RUNTIME_IMAGE: runtimeImage() });
   return functionImage(name);
+}
+
+/** The activator's image: its bundle (dist/_activator) on the runtime image, like a function's. */
+export async function buildActivatorImage(distRoot: string): Promise<string> {
+  const context = join(distRoot, '_activator');
+  if (!existsSync(join(context, 'main.mjs'))) throw new Error(`${context}: no activator bundle; run the build first`);
+  writeFileSync(join(context, '.dockerignore'), '*.map\n.dockerignore\n');
+  await dockerBuild(activatorImage(), join(ROOT, 'docker/function.Dockerfile'), context, { RUNTIME_IMAGE: runtimeImage() });
+  return activatorImage();
 }
 
 export async function buildGatewayImage(nginxDir: string = join(ROOT, 'nginx')): Promise<string> {

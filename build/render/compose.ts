@@ -4,9 +4,11 @@
  */
 import { stringify } from 'yaml';
 import type { ResolvedFunction } from '../../runtime/function/define.ts';
+import type { ScaledSpec } from '../../runtime/activator/activator.ts';
 import {
-  FUNCTION_PORT, GATEWAY_PORT, GATEWAY_RESOURCES, GENERATED_HEADER, HEALTHCHECK, PUBLISHED_HOST, PUBLISHED_PORT,
-  REPLICA_RESOURCES, TAG_VARIABLE, TMP_MIB, functionEnvironment, functionImage, gatewayImage, runtimeUser, secretFile, stopGraceSeconds,
+  ACTIVATOR_RESOURCES, ACTIVATOR_SERVICE, CONTROL_PORT, FUNCTION_PORT, GATEWAY_PORT, GATEWAY_RESOURCES, GENERATED_HEADER, HEALTHCHECK,
+  PUBLISHED_HOST, PUBLISHED_PORT, REPLICA_RESOURCES, TAG_VARIABLE, TMP_MIB, activatorImage, functionEnvironment, functionImage, gatewayImage,
+  runtimeUser, secretFile, stopGraceSeconds,
 } from '../policy.ts';
 
 export interface ComposeOptions {
@@ -39,15 +41,55 @@ export const functionContainer = (fn: ResolvedFunction, tag: string) => ({
   environment: functionEnvironment(fn),
 });
 
+/** What the activator is told of a scaled function. */
+export function scaledSpec(fn: ResolvedFunction): ScaledSpec {
+  if (!fn.scale) throw new Error(`${fn.name} does not scale`);
+  const { min, max, idleSeconds, wake, concurrency } = fn.scale;
+  return { name: fn.name, prefix: fn.prefix, min, max, idleSeconds, wake, concurrency, timeoutMs: fn.limits.timeoutMs, bodySize: fn.limits.bodySize };
+}
+
+/**
+ * The activator's service: the only container with the engine's socket. Not published; on the
+ * functions' network, where it answers the gateway alone. It runs as the runtime's non-root user
+ * with the socket's group (MODELFN_DOCKER_GID, which `npm run up` reads off the socket).
+ */
+function activatorService(functions: readonly ResolvedFunction[], tag: string) {
+  return {
+    image: activatorImage(tag),
+    init: true,
+    user: runtimeUser(),
+    group_add: ['${MODELFN_DOCKER_GID:-0}'],
+    read_only: true,
+    tmpfs: ['/tmp:size=16m,mode=1777'],
+    cap_drop: ['ALL'],
+    security_opt: ['no-new-privileges:true'],
+    environment: {
+      MODELFN_SCALED_FUNCTIONS: JSON.stringify(functions.filter((fn) => fn.scale).map(scaledSpec)),
+      MODELFN_ACTIVATOR_FROM: 'gateway',
+      MODELFN_CONTROL_PORT: String(CONTROL_PORT),
+    },
+    volumes: ['/var/run/docker.sock:/var/run/docker.sock'],
+    expose: [String(FUNCTION_PORT)],
+    healthcheck: { ...composeHealthcheck(), start_period: '5s' },
+    restart: 'unless-stopped',
+    deploy: { resources: { limits: { cpus: String(ACTIVATOR_RESOURCES.limits.cpus), memory: `${ACTIVATOR_RESOURCES.limits.memoryMiB}M` } } },
+    networks: ['functions'],
+  };
+}
+
 /** The compose document as an object (Compose Specification format). */
 export function composeDocument(functions: readonly ResolvedFunction[], options: ComposeOptions = {}) {
   const services: Record<string, unknown> = {};
   for (const fn of functions) {
     services[fn.name] = {
       ...functionContainer(fn, options.tag ?? TAG_VARIABLE),
+      ...(fn.scale ? {
+        // The control server through which the activator puts it to sleep, for the activator only.
+        environment: { ...functionEnvironment(fn), MODELFN_CONTROL_PORT: String(CONTROL_PORT), MODELFN_CONTROL_FROM: ACTIVATOR_SERVICE },
+      } : {}),
       tmpfs: [`/tmp:size=${TMP_MIB}m,mode=1777`],
       security_opt: ['no-new-privileges:true'],
-      expose: [String(FUNCTION_PORT)],
+      expose: fn.scale ? [String(FUNCTION_PORT), String(CONTROL_PORT)] : [String(FUNCTION_PORT)],
       healthcheck: composeHealthcheck(),
       restart: 'unless-stopped',
       stop_grace_period: `${stopGraceSeconds(fn)}s`,
@@ -60,6 +102,8 @@ export function composeDocument(functions: readonly ResolvedFunction[], options:
       ...(fn.auth ? { secrets: [fn.auth.apiKeys] } : {}),
     };
   }
+  const scaled = functions.some((fn) => fn.scale);
+  if (scaled) services[ACTIVATOR_SERVICE] = activatorService(functions, options.tag ?? TAG_VARIABLE);
   services.gateway = {
     image: gatewayImage(options.tag ?? TAG_VARIABLE),
     ports: [`${PUBLISHED_HOST}:${PUBLISHED_PORT}:${GATEWAY_PORT}`],
@@ -69,7 +113,8 @@ export function composeDocument(functions: readonly ResolvedFunction[], options:
     cap_add: ['CHOWN', 'SETGID', 'SETUID'],
     security_opt: ['no-new-privileges:true'],
     restart: 'unless-stopped',
-    depends_on: Object.fromEntries(functions.map((fn) => [fn.name, { condition: 'service_healthy' }])),
+    // A function that scales may be asleep before the gateway starts: the activator wakes it.
+    depends_on: Object.fromEntries([...functions.filter((fn) => !fn.scale).map((fn) => fn.name), ...(scaled ? [ACTIVATOR_SERVICE] : [])].map((name) => [name, { condition: 'service_healthy' }])),
     deploy: { resources: { limits: { cpus: String(GATEWAY_RESOURCES.limits.cpus), memory: `${GATEWAY_RESOURCES.limits.memoryMiB}M` } } },
     networks: ['functions'],
   };

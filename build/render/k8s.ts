@@ -37,7 +37,7 @@ const PART_OF = 'modelfn';
 const ANNOTATION = 'nginx.ingress.kubernetes.io';
 
 /** Requests decide scheduling and the autoscaler's utilisation; the limits are compose's and Swarm's. */
-const POD_RESOURCES = {
+export const POD_RESOURCES = {
   requests: { cpu: POD_CPU_REQUEST, memory: `${REPLICA_RESOURCES.reservations.memoryMiB}Mi` },
   limits: { cpu: String(REPLICA_RESOURCES.limits.cpus), memory: `${REPLICA_RESOURCES.limits.memoryMiB}Mi` },
 };
@@ -48,6 +48,29 @@ const labelsOf = (fn: ResolvedFunction) => ({
   'app.kubernetes.io/component': 'function',
 });
 const selectorOf = (fn: ResolvedFunction) => ({ 'app.kubernetes.io/name': fn.name, 'app.kubernetes.io/part-of': PART_OF });
+
+/** A function container's environment: its limits, and its API keys from a Secret. */
+export function functionEnv(fn: ResolvedFunction) {
+  return [
+    ...Object.entries(functionEnvironment(fn)).map(([name, value]) => ({ name, value })),
+    // API keys from a Secret named as the declaration says, key `keys` (one per line).
+    ...(fn.auth ? [{ name: keysVariable(fn.name), valueFrom: { secretKeyRef: { name: fn.auth.apiKeys, key: 'keys' } } }] : []),
+  ];
+}
+
+/** The hardening of a function container: non-root, read-only root, no capability, no escalation. */
+export function containerSecurityContext() {
+  const { uid, gid } = RUNTIME_USER;
+  return {
+    runAsNonRoot: true,
+    runAsUser: uid,
+    runAsGroup: gid,
+    readOnlyRootFilesystem: true,
+    allowPrivilegeEscalation: false,
+    capabilities: { drop: ['ALL'] },
+    seccompProfile: { type: 'RuntimeDefault' as const },
+  };
+}
 
 export function deployment(fn: ResolvedFunction, options: K8sOptions = {}): IDeployment {
   const { uid, gid } = RUNTIME_USER;
@@ -74,25 +97,13 @@ export function deployment(fn: ResolvedFunction, options: K8sOptions = {}): IDep
             image: functionImage(fn.name, options.tag ?? 'latest'),
             imagePullPolicy: 'IfNotPresent',
             ports: [{ name: 'http', containerPort: FUNCTION_PORT, protocol: 'TCP' }],
-            env: [
-              ...Object.entries(functionEnvironment(fn)).map(([name, value]) => ({ name, value })),
-              // API keys from a Secret named as the declaration says, key `keys` (one per line).
-              ...(fn.auth ? [{ name: keysVariable(fn.name), valueFrom: { secretKeyRef: { name: fn.auth.apiKeys, key: 'keys' } } }] : []),
-            ],
+            env: functionEnv(fn),
             resources: POD_RESOURCES,
             // Traffic only once the model is loaded; a restart only when the process stops answering.
             readinessProbe: { httpGet: { path: `/v2/models/${fn.name}/ready`, port: 'http' }, ...PROBES.readiness },
             livenessProbe: { httpGet: { path: '/v2/health/live', port: 'http' }, ...PROBES.liveness },
             lifecycle: { preStop: { exec: { command: ['/usr/local/bin/node', '-e', `setTimeout(() => {}, ${PRESTOP_SECONDS * 1000})`] } } },
-            securityContext: {
-              runAsNonRoot: true,
-              runAsUser: uid,
-              runAsGroup: gid,
-              readOnlyRootFilesystem: true,
-              allowPrivilegeEscalation: false,
-              capabilities: { drop: ['ALL'] },
-              seccompProfile: { type: 'RuntimeDefault' },
-            },
+            securityContext: containerSecurityContext(),
             volumeMounts: [{ name: 'tmp', mountPath: '/tmp' }],
           }],
           volumes: [{ name: 'tmp', emptyDir: { medium: 'Memory', sizeLimit: `${TMP_MIB}Mi` } }],
@@ -209,6 +220,24 @@ function yamlDocuments(objects: readonly object[]): string {
 }
 
 /**
+ * The kustomization of a folder of manifests: every file in it, the namespace, and the functions'
+ * images (`kustomize edit set image modelfn/iris=registry.example.com/iris:1.2` points at a registry).
+ */
+export function kustomizationFile(dir: string, files: Record<string, string>, functions: readonly ResolvedFunction[], options: K8sOptions = {}): string {
+  const kustomization = {
+    apiVersion: 'kustomize.config.k8s.io/v1beta1',
+    kind: 'Kustomization',
+    namespace: options.namespace ?? PART_OF,
+    resources: Object.keys(files).map((path) => path.slice(dir.length + 1)),
+    images: functions.map((fn) => {
+      const [name, newTag] = functionImage(fn.name, options.tag ?? 'latest').split(':');
+      return { name, newTag };
+    }),
+  };
+  return `${GENERATED_HEADER}\n${stringify(kustomization, { lineWidth: 0 })}`;
+}
+
+/**
  * Every file of deploy/k8s, by path relative to the project root.
  *
  * @example for (const [path, text] of Object.entries(k8sFiles(functions))) writeFileSync(path, text);
@@ -216,17 +245,6 @@ function yamlDocuments(objects: readonly object[]): string {
 export function k8sFiles(functions: readonly ResolvedFunction[], options: K8sOptions = {}): Record<string, string> {
   const files: Record<string, string> = { [`${K8S_DIR}/namespace.yaml`]: yamlDocuments([namespace(options)]) };
   for (const fn of functions) files[`${K8S_DIR}/${fn.name}.yaml`] = yamlDocuments(functionManifests(fn, options));
-  const kustomization = {
-    apiVersion: 'kustomize.config.k8s.io/v1beta1',
-    kind: 'Kustomization',
-    namespace: options.namespace ?? PART_OF,
-    resources: Object.keys(files).map((path) => path.slice(K8S_DIR.length + 1)),
-    // `kustomize edit set image modelfn/iris=registry.example.com/iris:1.2` points at a registry.
-    images: functions.map((fn) => {
-      const [name, newTag] = functionImage(fn.name, options.tag ?? 'latest').split(':');
-      return { name, newTag };
-    }),
-  };
-  files[`${K8S_DIR}/kustomization.yaml`] = `${GENERATED_HEADER}\n${stringify(kustomization, { lineWidth: 0 })}`;
+  files[`${K8S_DIR}/kustomization.yaml`] = kustomizationFile(K8S_DIR, files, functions, options);
   return files;
 }

@@ -4,7 +4,7 @@
  */
 import type { ResolvedFunction } from '../../runtime/function/define.ts';
 import { GATEWAY_ERRORS, SERVER_METADATA, functionIndex, functionUnavailable, gatewayRoutes, noRoute, unknownModel } from '../../runtime/gateway/routes.ts';
-import { DNS_VALID_SECONDS, FUNCTION_PORT, GATEWAY_PAGE, GATEWAY_PORT, GATEWAY_RESOURCES, GENERATED_HEADER, TIMEOUT_GRACE_MS, UPSTREAM_KEEPALIVE_CONNECTIONS, UPSTREAM_KEEPALIVE_TIMEOUT_MS } from '../policy.ts';
+import { DNS_VALID_SECONDS, FUNCTION_PORT, GATEWAY_PAGE, GATEWAY_PORT, GATEWAY_RESOURCES, GENERATED_HEADER, TIMEOUT_GRACE_MS, UPSTREAM_KEEPALIVE_CONNECTIONS, UPSTREAM_KEEPALIVE_TIMEOUT_MS, WAKE_BOUND_MS } from '../policy.ts';
 
 /**
  * How nginx finds a function's replicas. Either way each function is an `upstream` with a pool
@@ -32,6 +32,12 @@ export interface NginxOptions {
   listenPort?: number;
   /** Host name of a function's service (its name by default). */
   serviceHost?: (fn: ResolvedFunction) => string;
+  /**
+   * Host name of the activator (compose): a function with `scale` that no replica answers for
+   * (connection refused, no address) has its request handed there to wake it. Without it,
+   * such a request gets the 503 JSON as for any function.
+   */
+  activator?: string;
 }
 
 /** Escapes a value for an nginx single-quoted string. */
@@ -54,7 +60,8 @@ function errorPages(indent: string, unavailable: string): string {
     `${indent}error_page 404 @modelfn_404;`,
     `${indent}error_page 413 @modelfn_413;`,
     `${indent}error_page 429 @modelfn_429;`,
-    `${indent}error_page 502 503 =503 ${unavailable};`,
+    // '=' alone: the client gets the activator's own status (200 once woken).
+    unavailable === '@modelfn_activate' ? `${indent}error_page 502 503 = ${unavailable};` : `${indent}error_page 502 503 =503 ${unavailable};`,
     `${indent}error_page 504 @modelfn_504;`,
   ].join('\n');
 }
@@ -75,7 +82,7 @@ const upstreamOf = zoneOf;
  * are not counted against a replica (`max_fails=0`): a refused or reset request is retried on
  * another one at once, and a replica that comes back (or wakes up) is used again at once.
  */
-function upstreamBlock(fn: ResolvedFunction, options: Required<NginxOptions>): string {
+function upstreamBlock(fn: ResolvedFunction, options: Options): string {
   const server = `${options.serviceHost(fn)}:${options.functionPort}`;
   return [
     `    upstream ${upstreamOf(fn)} {`,
@@ -88,12 +95,15 @@ function upstreamBlock(fn: ResolvedFunction, options: Required<NginxOptions>): s
   ].filter(Boolean).join('\n');
 }
 
+/** The options with every default filled in (the activator stays optional: compose alone has one). */
+type Options = NginxOptions & Required<Omit<NginxOptions, 'activator'>>;
+
 /** nginx rates are whole requests per second or per minute. */
 function rate(requestsPerSecond: number): string {
   return Number.isInteger(requestsPerSecond) ? `${requestsPerSecond}r/s` : `${Math.max(1, Math.round(requestsPerSecond * 60))}r/m`;
 }
 
-function functionLocations(fn: ResolvedFunction, options: Required<NginxOptions>): string {
+function functionLocations(fn: ResolvedFunction, options: Options): string {
   const upstream = `http://${upstreamOf(fn)}`;
   const common = (indent: string) => [
     `${indent}set $modelfn_fn ${fn.name};`,
@@ -101,7 +111,8 @@ function functionLocations(fn: ResolvedFunction, options: Required<NginxOptions>
     `${indent}proxy_read_timeout ${seconds(fn.limits.timeoutMs + TIMEOUT_GRACE_MS)};`,
     `${indent}proxy_send_timeout ${seconds(fn.limits.timeoutMs + TIMEOUT_GRACE_MS)};`,
     fn.rateLimit ? `${indent}limit_req zone=${zoneOf(fn)} burst=${fn.rateLimit.burst} nodelay;` : '',
-    errorPages(indent, '@modelfn_unavailable'),
+    // A sleeping function refuses connections: nginx's own 502/503 then wakes it through the activator.
+    errorPages(indent, fn.scale && options.activator ? '@modelfn_activate' : '@modelfn_unavailable'),
   ].filter(Boolean).join('\n');
   const locations = gatewayRoutes([fn]).map((route) => {
     switch (route.kind) {
@@ -126,7 +137,7 @@ function functionLocations(fn: ResolvedFunction, options: Required<NginxOptions>
  * @example writeFileSync('nginx/nginx.conf', nginxConfig(functions, { mode: 'dns' }));
  */
 export function nginxConfig(functions: readonly ResolvedFunction[], opts: NginxOptions): string {
-  const options: Required<NginxOptions> = {
+  const options: Options = {
     resolver: '127.0.0.11',
     dnsValidSeconds: DNS_VALID_SECONDS.compose,
     discoveryNote: '',
@@ -135,7 +146,16 @@ export function nginxConfig(functions: readonly ResolvedFunction[], opts: NginxO
     serviceHost: (fn) => fn.name,
     ...opts,
   };
-  const upstreams = functions.map((fn) => `\n${upstreamBlock(fn, options)}`).join('\n');
+  const scaled = functions.filter((fn) => fn.scale);
+  const activator = options.activator && scaled.length ? options.activator : undefined;
+  const upstreams = functions.map((fn) => `\n${upstreamBlock(fn, options)}`).join('\n') + (activator ? `
+
+    # The activator (scale to zero), re-resolved like the functions, connections kept.
+    upstream modelfn_activator {
+        zone modelfn_activator_upstream 64k;
+        server ${activator}:${options.functionPort} resolve max_fails=0;
+        keepalive 8;
+    }` : '');
   const errors: Record<string, string> = { ...GATEWAY_ERRORS, 404: noRoute(functions.map((fn) => fn.prefix)) };
   const named = Object.entries(errors).map(([code, message]) => `
     location @modelfn_${code} {
@@ -145,6 +165,16 @@ export function nginxConfig(functions: readonly ResolvedFunction[], opts: NginxO
   const zones = functions.filter((fn) => fn.rateLimit).map((fn) =>
     `    limit_req_zone $binary_remote_addr zone=${zoneOf(fn)}:10m rate=${rate(fn.rateLimit!.requestsPerSecond)};`);
   const serverMeta = JSON.stringify(SERVER_METADATA);
+  const activate = activator ? `
+    # Functions that scale to zero: a request no replica took goes to the activator, which wakes
+    # one and forwards it (the body is sent again from nginx's buffer).
+    location @modelfn_activate {
+        recursive_error_pages on;
+        error_page 502 503 504 =503 @modelfn_unavailable;
+        proxy_read_timeout ${seconds(WAKE_BOUND_MS + Math.max(...scaled.map((fn) => fn.limits.timeoutMs)) + TIMEOUT_GRACE_MS)};
+        proxy_pass http://modelfn_activator/_activate/$modelfn_fn$request_uri;
+    }
+` : '';
   // A location with add_header of its own inherits none from the server: repeat them with Vary.
   const rootHeaders = [...RESPONSE_HEADERS, 'add_header Vary Accept always;'].map((line) => `            ${line}`).join('\n');
 
@@ -272,7 +302,7 @@ ${rootHeaders}
         }
 ${functions.map((fn) => functionLocations(fn, options)).join('\n')}
 ${named}
-
+${activate}
     location @modelfn_unavailable {
         default_type application/json;
         return 503 ${jsonWithVariables({ error: functionUnavailable('$modelfn_fn') })};

@@ -45,6 +45,12 @@ export interface RuntimeConfig {
   inferenceThread: boolean;
   /** `host:port` resolving to every replica of this function, for `GET /stats` to add them up ('' = this replica alone). */
   peers: string;
+  /** One inference with the function's example before turning ready. */
+  warmUp: boolean;
+  /** Port of the control server the activator sleeps and wakes the function through (0: none). */
+  controlPort: number;
+  /** Host name whose addresses alone may use the control server (empty: any). */
+  controlFrom: string;
 }
 
 interface Setting {
@@ -69,6 +75,9 @@ export const SETTINGS: readonly Setting[] = [
   { env: 'MODELFN_INFERENCE_THREAD', default: 'true', description: 'run inference on its own thread, so a long run never stalls the server' },
   { env: 'MODELFN_ORT_SPINNING', default: 'false', description: "let onnxruntime's threads spin while idle (lower latency, busier cores)" },
   { env: 'MODELFN_PEERS', default: 'none', description: "host:port (or a comma-separated list) reaching every replica of the function, each name resolved to all its addresses: GET /stats adds up all replicas" },
+  { env: 'MODELFN_WARMUP', default: 'true', description: "one inference with the function's example before the server listens, so the first request is not the slow one" },
+  { env: 'MODELFN_CONTROL_PORT', default: '0', description: 'port of the control server the activator puts the function to sleep and wakes it through (0: none; set by the compose file for functions with `scale`)' },
+  { env: 'MODELFN_CONTROL_FROM', default: '', description: 'host name whose addresses alone may use the control server (the compose file sets `activator`)' },
 ];
 
 /** A setting that cannot be used; the message names the variable and the problem. */
@@ -153,6 +162,9 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env): RuntimeConfig 
     inferenceThread: boolean(env, 'MODELFN_INFERENCE_THREAD'),
     workers: raw(env, 'MODELFN_WORKERS') === 'auto' ? cores : integer(env, 'MODELFN_WORKERS', 1, cores * 4),
     peers: raw(env, 'MODELFN_PEERS').trim() === 'none' ? '' : raw(env, 'MODELFN_PEERS').trim(),
+    warmUp: boolean(env, 'MODELFN_WARMUP'),
+    controlPort: integer(env, 'MODELFN_CONTROL_PORT', 0, 65535),
+    controlFrom: raw(env, 'MODELFN_CONTROL_FROM'),
   };
 }
 

@@ -26,6 +26,11 @@ export interface Metrics {
   /** The request latency histogram and its buckets (the live view reads its windows from them). */
   requestDuration: Histogram<'method' | 'route' | 'status' | 'ok'>;
   latencyBuckets: readonly number[];
+  /** Seconds of each start-up phase of this process: process (to the model load), model_load, warm_up. */
+  startupSeconds: Gauge<'phase'>;
+  /** Times the activator woke this process from a freeze, and how long its listener took to return. */
+  wakes: Counter;
+  wakeSeconds: Gauge;
 }
 
 /** Options for loadModel that feed a function's metrics. */
@@ -111,5 +116,13 @@ export function createMetrics(): Metrics {
       labelNames: ['model'],
       registers: [registry],
     }),
+    startupSeconds: new Gauge({
+      name: 'modelfn_startup_seconds',
+      help: 'Seconds of each start-up phase: process (start to model load), model_load, warm_up',
+      labelNames: ['phase'],
+      registers: [registry],
+    }),
+    wakes: new Counter({ name: 'modelfn_wakes_total', help: 'Times the activator woke this process from a freeze', registers: [registry] }),
+    wakeSeconds: new Gauge({ name: 'modelfn_wake_seconds', help: 'Seconds the last wake from a freeze took inside the process (listening again)', registers: [registry] }),
   };
 }

@@ -43,6 +43,11 @@ export interface FunctionDeclaration {
   };
   /** Replicas (containers) to run. Defaults to 1. */
   replicas?: number;
+  /**
+   * Scaling with the traffic (Docker Compose: the activator; Kubernetes: Knative). Off by default:
+   * the declared replicas run all the time.
+   */
+  scale?: ScaleDeclaration;
   /** API keys: the name of the secret holding them (see runtime/http/auth.ts). Off by default. */
   auth?: { apiKeys: string };
   /** Requests per second per client at the gateway, with a burst allowance. Off by default. */
@@ -54,6 +59,24 @@ export interface FunctionDeclaration {
   routes?: RoutesHook;
   /** Documentation of custom routes for the OpenAPI document and docs pages, keyed `'POST /species'`. */
   routeDocs?: Readonly<Record<string, RouteDoc>>;
+}
+
+/** How a function scales with its traffic: to zero when idle, and between `min` and `max` under load. */
+export interface ScaleDeclaration {
+  /** Replicas kept when idle; 0 puts the function to sleep after `idleSeconds` without a request. Defaults to 0. */
+  min?: number;
+  /** Replicas at most. Defaults to `replicas` (no scaling out). */
+  max?: number;
+  /** Seconds without a request (and none in flight) before a replica goes to sleep. Defaults to 300. */
+  idleSeconds?: number;
+  /**
+   * How a sleeping replica wakes: `start` (it was stopped: its memory is freed, it wakes in
+   * hundreds of milliseconds) or `unpause` (it was frozen: memory kept, it wakes in milliseconds).
+   * Defaults to `start`.
+   */
+  wake?: 'start' | 'unpause';
+  /** Requests in flight per replica above which a replica is added. Defaults to the batch size with batching, else 8. */
+  concurrency?: number;
 }
 
 /** How a custom route appears in the function's OpenAPI document and docs pages. */
@@ -93,6 +116,8 @@ export interface ResolvedFunction {
   limits: { bodySize: number; timeoutMs: number };
   batching: { enabled: boolean; maxBatchSize: number; maxDelayMs: number; maxQueue: number };
   replicas: number;
+  /** Undefined when the function does not scale (it runs `replicas` all the time). */
+  scale?: Required<ScaleDeclaration>;
   auth?: { apiKeys: string };
   rateLimit?: { requestsPerSecond: number; burst: number };
   labels: Readonly<Record<string, readonly string[]>>;
@@ -122,6 +147,10 @@ export const NAME_PATTERN = /^[a-z][a-z0-9-]{0,62}$/;
 const PREFIX_PATTERN = /^(\/[a-zA-Z0-9._~-]+)+$/;
 
 const positiveInt = z.number().int().positive();
+/** Most replicas a function may declare or scale to. */
+export const MAX_REPLICAS = 64;
+/** Default seconds without a request before a scaled function sleeps. */
+export const DEFAULT_IDLE_SECONDS = 300;
 
 const declarationSchema = z.strictObject({
   name: z.string().regex(NAME_PATTERN, 'must be lowercase letters, digits and dashes, starting with a letter').optional(),
@@ -139,7 +168,14 @@ const declarationSchema = z.strictObject({
     maxDelayMs: z.number().min(0).optional(),
     maxQueue: positiveInt.optional(),
   }).optional(),
-  replicas: positiveInt.max(64).optional(),
+  replicas: positiveInt.max(MAX_REPLICAS).optional(),
+  scale: z.strictObject({
+    min: z.number().int().min(0).max(MAX_REPLICAS).optional(),
+    max: positiveInt.max(MAX_REPLICAS).optional(),
+    idleSeconds: z.number().int().min(1).max(86_400).optional(),
+    wake: z.enum(['start', 'unpause']).optional(),
+    concurrency: positiveInt.max(100_000).optional(),
+  }).optional(),
   auth: z.strictObject({
     apiKeys: z.string().regex(/^[a-zA-Z0-9][a-zA-Z0-9._-]{0,62}$/, 'must name a secret (letters, digits, dots, dashes)'),
   }).optional(),
@@ -208,6 +244,8 @@ export function resolveDeclaration(
   if (!NAME_PATTERN.test(name)) {
     throw new DeclarationError(file, `the folder name '${name}' is not a valid function name (lowercase letters, digits and dashes, starting with a letter); rename it or set 'name'`);
   }
+  const replicas = d.replicas ?? Math.max(1, d.scale?.min ?? 1);
+  const scale = d.scale && resolveScale(d.scale, replicas, d.replicas !== undefined, file);
   const modelFile = d.model ?? 'model.onnx';
   const labels = Array.isArray(d.labels) ? {} : { ...(d.labels as Record<string, readonly string[]> | undefined) };
   return {
@@ -231,7 +269,11 @@ export function resolveDeclaration(
       maxDelayMs: d.batching?.maxDelayMs ?? 2,
       maxQueue: d.batching?.maxQueue ?? 1024,
     },
-    replicas: d.replicas ?? 1,
+    replicas,
+    scale: scale && {
+      ...scale,
+      concurrency: d.scale?.concurrency ?? ((d.batching?.enabled ?? true) ? (d.batching?.maxBatchSize ?? 32) : 8),
+    },
     auth: d.auth,
     rateLimit: d.rateLimit && { requestsPerSecond: d.rateLimit.requestsPerSecond, burst: d.rateLimit.burst ?? Math.ceil(d.rateLimit.requestsPerSecond) },
     labels,
@@ -240,4 +282,17 @@ export function resolveDeclaration(
     routes: d.routes,
     routeDocs: { ...d.routeDocs },
   };
+}
+
+/**
+ * Checks that `scale` and `replicas` agree (`min <= replicas <= max`) and fills in the defaults.
+ * `replicas` is what `up` starts; `min` what stays when idle; `max` the most the load may bring.
+ */
+function resolveScale(scale: ScaleDeclaration, replicas: number, replicasDeclared: boolean, file: string): Omit<Required<ScaleDeclaration>, 'concurrency'> {
+  const min = scale.min ?? 0;
+  const max = scale.max ?? Math.max(replicas, min, 1);
+  if (min > max) throw new DeclarationError(file, `scale.min: must be at most scale.max (${max}), got ${min}`);
+  if (replicasDeclared && replicas < min) throw new DeclarationError(file, `replicas: must be at least scale.min (${min}), got ${replicas}`);
+  if (replicas > max) throw new DeclarationError(file, `scale.max: must be at least replicas (${replicas}), got ${max}`);
+  return { min, max, idleSeconds: scale.idleSeconds ?? DEFAULT_IDLE_SECONDS, wake: scale.wake ?? 'start' };
 }

@@ -8,6 +8,7 @@ import { HTTPException } from 'hono/http-exception';
 import { methodNotAllowed } from 'hono/method-not-allowed';
 import { requestId } from 'hono/request-id';
 import { timeout } from 'hono/timeout';
+import { trackActivity, type Activity } from './activity.ts';
 import { loadApiKeys, requireApiKey } from './auth.ts';
 import { limitBody } from './body-limit.ts';
 import type { RuntimeConfig } from '../core/config.ts';
@@ -29,6 +30,8 @@ export interface FunctionAppOptions {
   config: Pick<RuntimeConfig, 'maxElements' | 'accessLog' | 'logLevel'> & Partial<Pick<RuntimeConfig, 'peers'>>;
   logger?: Logger;
   metrics?: Metrics;
+  /** Counts the traffic, for the activator (scale to zero). */
+  activity?: Activity;
   /**
    * Serve paths under this prefix as if it were absent (embedded mode): the gateway hands the
    * request over as it came, instead of rebuilding it with a new URL.
@@ -77,6 +80,7 @@ export function createFunctionApp(host: FunctionHost, options: FunctionAppOption
 
   app.use(requestId({ headerName: 'X-Request-Id', limitLength: 200 }));
   if (config.accessLog) app.use(accessLog(logger, { fn: fn.name }));
+  if (options.activity) app.use(trackActivity(options.activity));
   app.use(...metrics.middleware);
   app.use(compressResponse());
   app.use(methodNotAllowed({

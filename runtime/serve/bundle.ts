@@ -7,6 +7,7 @@ import { DeclarationError } from '../function/define.ts';
 import { resolveFunction } from '../function/discover.ts';
 import { createLogger } from '../core/log.ts';
 import { ModelLoadError } from '../engine/model.ts';
+import { startControl } from './control.ts';
 import { exitOnSignals, startFunction } from './server.ts';
 import { serveWithWorkers } from './workers.ts';
 
@@ -31,6 +32,8 @@ export async function runBundled(declaration: unknown, info: BundleInfo): Promis
     const fn = resolveFunction(info.dir, declaration, info.declarationFile, config, info.folder);
     await serveWithWorkers(config.workers, async () => {
       const running = await startFunction(fn, config, logger);
+      // With several workers each would hold its own state: the activator needs one process.
+      if (config.workers === 1) await startControl(running, config, logger);
       exitOnSignals(running, logger);
     }, logger);
   } catch (err) {

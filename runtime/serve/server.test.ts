@@ -1,10 +1,11 @@
+import { request as httpRequest } from 'node:http';
 import { copyFileSync, mkdtempSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
-import { request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ROOT, postJson } from '../testing/index.ts';
+import { freshConnection } from '../testing/helpers.ts';
 import { runServe, startServerProcess, type ServerProcess } from '../testing/process.ts';
 
 const IRIS_MODEL = resolve(ROOT, 'functions/iris/model.onnx');
@@ -17,18 +18,6 @@ function functionDir(name: string, files: Record<string, string>, model: string 
   if (model) copyFileSync(model, join(dir, 'model.onnx'));
   for (const [file, text] of Object.entries(files)) writeFileSync(join(dir, file), text);
   return dir;
-}
-
-/** A request on a fresh connection (no pooled keep-alive), resolving to its error code on failure. */
-function freshConnection(url: string): Promise<number | string> {
-  return new Promise((done) => {
-    const req = httpRequest(`${url}/v2/health/live`, { agent: false }, (res) => {
-      res.resume();
-      done(res.statusCode!);
-    });
-    req.on('error', (err: NodeJS.ErrnoException) => done(err.code ?? 'error'));
-    req.end();
-  });
 }
 
 describe('the server process', () => {

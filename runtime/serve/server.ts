@@ -6,6 +6,7 @@ import { STATUS_CODES, type Server, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { AddressInfo } from 'node:net';
 import { serve } from '@hono/node-server';
+import { createActivity, type Activity } from '../http/activity.ts';
 import { FUNCTION_KEEPALIVE_TIMEOUT_MS, intraOpThreadsFor, type RuntimeConfig } from '../core/config.ts';
 import { createFunctionApp } from '../http/app.ts';
 import type { ResolvedFunction } from '../function/define.ts';
@@ -13,6 +14,7 @@ import { FunctionHost } from '../function/host.ts';
 import { createLogger, type Logger } from '../core/log.ts';
 import { createMetrics, modelMetricsOptions, type Metrics } from '../core/metrics.ts';
 import { loadModel, type Model } from '../engine/model.ts';
+import { warmUp } from './warmup.ts';
 import { reportListening } from './workers.ts';
 import type { Hono } from 'hono';
 
@@ -22,6 +24,20 @@ export interface RunningFunction {
   /** The address actually bound (port 0 picks a free one). */
   port: number;
   url: string;
+  metrics: Metrics;
+  /** The function's traffic, for the activator. */
+  activity: Activity;
+  /** Milliseconds of each start-up phase: process start to model load, model load, warm-up. */
+  startup: { processMs: number; modelLoadMs: number; warmUpMs: number };
+  /** Whether the server accepts connections (false while asleep). */
+  readonly listening: boolean;
+  /**
+   * Stops accepting connections (they are refused, so the gateway hands new requests to the
+   * activator) and resolves once every connection has closed, idle ones closed as they go idle.
+   */
+  stopListening(timeoutMs: number): Promise<{ drained: boolean }>;
+  /** Accepts connections again on the same port. */
+  listen(): Promise<void>;
   /** Readiness turns false, no new connections, in-flight requests finish (within the shutdown timeout). */
   shutdown(): Promise<{ drained: boolean }>;
 }
@@ -36,6 +52,7 @@ export interface PreparedFunction {
   app: Hono;
   metrics: Metrics;
   model: Model;
+  activity: Activity;
 }
 
 /**
@@ -76,10 +93,11 @@ export async function loadFunctionModel(host: FunctionHost, config: RuntimeConfi
 export async function prepareFunction(fn: ResolvedFunction, config: RuntimeConfig, logger: Logger = createLogger(config.logLevel)): Promise<PreparedFunction> {
   const host = new FunctionHost(fn);
   const metrics = createMetrics();
-  const { app } = createFunctionApp(host, { config, logger, metrics });
+  const activity = createActivity();
+  const { app } = createFunctionApp(host, { config, logger, metrics, activity });
   const model = await loadFunctionModel(host, config, metrics, logger);
   logger.log('info', 'model loaded', { fn: fn.name, model: fn.modelFile, load_ms: Math.round(model.loadMs * 10) / 10 });
-  return { host, app, metrics, model };
+  return { host, app, metrics, model, activity };
 }
 
 /**
@@ -88,7 +106,20 @@ export async function prepareFunction(fn: ResolvedFunction, config: RuntimeConfi
  * @example const running = await startFunction(fn, readConfig()); await running.shutdown();
  */
 export async function startFunction(fn: ResolvedFunction, config: RuntimeConfig, logger: Logger = createLogger(config.logLevel)): Promise<RunningFunction> {
-  const { host, app, model } = await prepareFunction(fn, config, logger);
+  const beforeLoad = performance.now();
+  const { host, app, model, metrics, activity } = await prepareFunction(fn, config, logger);
+  // performance.now() counts from the process's start.
+  metrics.startupSeconds.set({ phase: 'process' }, beforeLoad / 1000);
+  metrics.startupSeconds.set({ phase: 'model_load' }, model.loadMs / 1000);
+  const startup = { processMs: beforeLoad, modelLoadMs: model.loadMs, warmUpMs: 0 };
+  if (config.warmUp) {
+    // Ready only once warm: the listener opens after the example ran.
+    const warm = await warmUp(host, config.maxElements);
+    startup.warmUpMs = warm.ms;
+    metrics.startupSeconds.set({ phase: 'warm_up' }, warm.ms / 1000);
+    if (warm.error) logger.log('warn', 'warm-up inference failed; serving anyway', { fn: fn.name, error: warm.error });
+    else logger.log('info', 'warmed up', { fn: fn.name, warm_up_ms: Math.round(warm.ms * 10) / 10 });
+  }
   const server = await new Promise<Server>((resolve, reject) => {
     const s = serve({ fetch: app.fetch, port: config.port, hostname: config.host }, () => resolve(s as Server)) as Server;
     s.once('error', reject);
@@ -99,35 +130,56 @@ export async function startFunction(fn: ResolvedFunction, config: RuntimeConfig,
   logger.log('info', 'listening', { fn: fn.name, host: config.host, port, prefix: fn.prefix, ...(process.env.MODELFN_WORKER_ID ? { worker: Number(process.env.MODELFN_WORKER_ID) } : {}) });
   reportListening();
 
-  let closing: Promise<{ drained: boolean }> | undefined;
-  const shutdown = () => (closing ??= new Promise<{ drained: boolean }>((resolve) => {
-    host.state = 'draining';
-    logger.log('info', 'shutting down', { fn: fn.name, timeout_ms: config.shutdownTimeoutMs });
-    // Idle keep-alive connections first: a proxy holding one would otherwise send it the next
-    // request. Answers still going out say `Connection: close`, so the proxy does not reuse
-    // their connections either; requests arriving meanwhile are still answered.
+  // While closing, answers say `Connection: close`, so a proxy does not reuse their connections.
+  let closingConnections = false;
+  server.prependListener('request', (_req, res: ServerResponse) => {
+    if (closingConnections) res.shouldKeepAlive = false;
+  });
+  /**
+   * Closes the listener and waits for the connections to end; cuts them off after `timeoutMs`.
+   * Idle keep-alive connections go first: a proxy holding one would otherwise send it the next
+   * request. Requests arriving meanwhile on open connections are still answered.
+   */
+  const close = (timeoutMs: number) => new Promise<{ drained: boolean }>((resolve) => {
+    closingConnections = true;
     server.closeIdleConnections();
-    server.prependListener('request', (_req, res: ServerResponse) => {
-      res.shouldKeepAlive = false;
-    });
     const idle = setInterval(() => server.closeIdleConnections(), 50);
     const timer = setTimeout(() => {
-      logger.log('warn', 'shutdown timeout: closing connections with requests still in flight', { fn: fn.name });
+      logger.log('warn', 'closing connections with requests still in flight', { fn: fn.name });
       clearInterval(idle);
       server.closeAllConnections();
       resolve({ drained: false });
-    }, config.shutdownTimeoutMs);
+    }, timeoutMs);
     server.close(() => {
       clearTimeout(timer);
       clearInterval(idle);
       resolve({ drained: true });
     });
     server.closeIdleConnections();
-  }).then(async (result) => {
+  });
+  let closing: Promise<{ drained: boolean }> | undefined;
+  const shutdown = () => (closing ??= (async () => {
+    host.state = 'draining';
+    logger.log('info', 'shutting down', { fn: fn.name, timeout_ms: config.shutdownTimeoutMs });
+    const result = await close(config.shutdownTimeoutMs);
     await model.release().catch(() => {});
     return result;
-  }));
-  return { host, server, port, url: `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`, shutdown };
+  })());
+  const listen = () => new Promise<void>((resolve, reject) => {
+    if (server.listening) return resolve();
+    server.once('error', reject);
+    server.listen(port, config.host, () => {
+      server.off('error', reject);
+      closingConnections = false;
+      resolve();
+    });
+  });
+  return {
+    host, server, port, metrics, activity, startup, shutdown, listen,
+    url: `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`,
+    get listening() { return server.listening; },
+    stopListening: close,
+  };
 }
 
 /**

@@ -1,6 +1,7 @@
 /**
  * Test helpers: a function loaded in process, and requests in the protocol's forms.
  */
+import { request as httpRequest } from 'node:http';
 import { resolve } from 'node:path';
 import { gunzipSync, gzipSync, inflateSync } from 'node:zlib';
 import { readConfig, type RuntimeConfig } from '../core/config.ts';
@@ -91,4 +92,16 @@ let bomb: Buffer | undefined;
 export function compressionBomb(): Buffer {
   bomb ??= Buffer.concat(new Array(16).fill(gzipSync(Buffer.alloc(64 * 1024 * 1024), { level: 9 })));
   return bomb;
+}
+
+/** A GET on a fresh connection (no pooled keep-alive), resolving to its status, or its error code on failure. */
+export function freshConnection(url: string, path = '/v2/health/live'): Promise<number | string> {
+  return new Promise((done) => {
+    const req = httpRequest(`${url}${path}`, { agent: false }, (res) => {
+      res.resume();
+      done(res.statusCode!);
+    });
+    req.on('error', (err: NodeJS.ErrnoException) => done(err.code ?? 'error'));
+    req.end();
+  });
 }

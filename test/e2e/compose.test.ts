@@ -15,7 +15,7 @@ import { UPSTREAM_KEEPALIVE_TIMEOUT_MS } from '../../build/policy.ts';
 import { FUNCTION_KEEPALIVE_TIMEOUT_MS } from '../../runtime/core/config.ts';
 import { FIXTURES, conformanceSuite, ROOT, errorOf, postJson } from '../../runtime/testing/index.ts';
 import { chromiumAvailable, openBrowser, screenshot, tryGatewayPage, waitForLiveRow } from '../browser.ts';
-import { answersPerReplica, docker, dockerAvailable, freePort } from '../docker.ts';
+import { answersPerReplica, docker, dockerAvailable, freePort, projectLeftovers } from '../docker.ts';
 
 const available = dockerAvailable('compose stack (test/e2e/compose.test.ts)');
 const FUNCTIONS = ['digits', 'iris', 'vad'];
@@ -297,9 +297,6 @@ describe.runIf(available)('the compose stack on the real Docker engine', () => {
   it('goes down leaving no containers, networks or volumes behind', async () => {
     await stackDown(stack());
     down = true;
-    const label = `label=com.docker.compose.project=${project}`;
-    expect(docker(['ps', '-aq', '--filter', label]).trim()).toBe('');
-    expect(docker(['network', 'ls', '-q', '--filter', label]).trim()).toBe('');
-    expect(docker(['volume', 'ls', '-q', '--filter', label]).trim()).toBe('');
+    expect(projectLeftovers(project)).toBe('');
   });
 });

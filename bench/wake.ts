@@ -1,0 +1,199 @@
+/**
+ * `npm run bench:wake` (also run at the end of `npm run bench`): scale to zero on the real
+ * engine, through the gateway on 127.0.0.1. Writes the "Scale to zero" section of BENCHMARKS.md.
+ *
+ *   - asleep to first answer, stopped (`wake: 'start'`) and frozen (`wake: 'unpause'`): the
+ *     median of several wakes of iris, each after the function went to sleep;
+ *   - 16 concurrent requests sent while a function sleeps: how many are answered, and when;
+ *   - the memory of 20 functions of which 18 are asleep, against the same 20 all awake.
+ *
+ *   --rounds N      wakes measured per mode (default 7)
+ *   --functions N   functions in the memory comparison (default 20; 2 never sleep)
+ */
+import { cpSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { runBuild } from '../build/build.ts';
+import { ROOT, activatorImage, functionImage, gatewayImage, run } from '../build/docker/images.ts';
+import { stackDown, stackUp, waitFor } from '../build/docker/compose.ts';
+import { freePort } from '../test/docker.ts';
+
+const log = (line: string) => process.stdout.write(`${line}\n`);
+const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
+const IRIS = { instances: [[5.1, 3.5, 1.4, 0.2]] };
+const SECTION_START = '<!-- bench:wake -->';
+const SECTION_END = '<!-- /bench:wake -->';
+
+interface Stack {
+  root: string;
+  project: string;
+  env: Record<string, string>;
+  url: string;
+  tag: string;
+  names: string[];
+}
+
+/** A project of iris copies, each with the given declaration, built and up. */
+async function stackOf(name: string, declarations: Record<string, string>): Promise<Stack> {
+  const root = join(ROOT, 'dist/bench-wake', name);
+  rmSync(root, { recursive: true, force: true });
+  mkdirSync(join(root, 'functions'), { recursive: true });
+  symlinkSync(join(ROOT, 'runtime'), join(root, 'runtime'));
+  for (const [fn, declaration] of Object.entries(declarations)) {
+    mkdirSync(join(root, 'functions', fn));
+    cpSync(join(ROOT, 'functions/iris/model.onnx'), join(root, 'functions', fn, 'model.onnx'));
+    writeFileSync(join(root, 'functions', fn, 'function.ts'), `export default ${declaration};\n`);
+  }
+  const tag = `bench-wake-${process.pid}`;
+  const project = `modelfn-bench-${name}-${process.pid}`;
+  const env = { MODELFN_IMAGE_TAG: tag, MODELFN_PORT: String(await freePort()), MODELFN_PROJECT: project };
+  Object.assign(process.env, env);
+  const lines: string[] = [];
+  if (await runBuild({ functionsDir: join(root, 'functions'), outDir: join(root, 'dist'), root, images: true, check: false, log: (l) => lines.push(l) }) !== 0) {
+    throw new Error(lines.join('\n'));
+  }
+  const names = Object.keys(declarations);
+  const url = await stackUp({ root, project, env }, names);
+  return { root, project, env, url, tag, names };
+}
+
+async function teardown(stack: Stack): Promise<void> {
+  await stackDown({ root: stack.root, project: stack.project, env: stack.env });
+  for (const image of [...stack.names.map((n) => functionImage(n, stack.tag)), gatewayImage(stack.tag), activatorImage(stack.tag)]) {
+    await run('docker', ['rmi', '-f', image]).catch(() => '');
+  }
+}
+
+async function states(stack: Stack, service: string): Promise<string[]> {
+  const ids = (await run('docker', ['ps', '-aq', '--filter', `label=com.docker.compose.project=${stack.project}`, '--filter', `label=com.docker.compose.service=${service}`])).trim().split('\n').filter(Boolean);
+  return Promise.all(ids.map(async (id) => (await run('docker', ['inspect', '--format', '{{.State.Status}}', id])).trim()));
+}
+
+const untilAsleep = (stack: Stack, service: string, state: string) => waitFor(`${service} ${state}`, async () => {
+  const s = await states(stack, service);
+  return (s.length > 0 && s.every((x) => x === state)) || s.join(', ');
+}, 60_000);
+
+async function predict(stack: Stack, fn: string): Promise<{ ms: number; status: number }> {
+  const started = performance.now();
+  const res = await fetch(`${stack.url}/${fn}/predict`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(IRIS) });
+  await res.arrayBuffer();
+  return { ms: performance.now() - started, status: res.status };
+}
+
+/** Memory of every container of the project, MiB, from the engine's stats. */
+async function projectMemoryMiB(stack: Stack): Promise<{ total: number; containers: number }> {
+  const ids = (await run('docker', ['ps', '-q', '--filter', `label=com.docker.compose.project=${stack.project}`])).trim().split('\n').filter(Boolean);
+  const out = await run('docker', ['stats', '--no-stream', '--format', '{{.MemUsage}}', ...ids]);
+  const scale: Record<string, number> = { B: 1 / 1024 ** 2, KiB: 1 / 1024, MiB: 1, GiB: 1024, kB: 1 / 1024, MB: 1, GB: 1024 };
+  let total = 0;
+  for (const line of out.trim().split('\n')) {
+    const m = /^([\d.]+)\s*([KMG]?i?B|kB)/.exec(line);
+    if (m) total += Number(m[1]) * (scale[m[2]] ?? 1);
+  }
+  return { total, containers: ids.length };
+}
+
+export interface WakeFigures {
+  stoppedMs: number[];
+  frozenMs: number[];
+  burst: { answered: number; sent: number; ms: number; mode: string }[];
+  memory?: { functions: number; asleep: number; allOnMiB: number; asleepMiB: number; allOnContainers: number; asleepContainers: number };
+  load: string;
+}
+
+/** Runs the wake measurements; returns the figures. */
+export async function measureWakes(rounds: number, memoryFunctions: number): Promise<WakeFigures> {
+  const figures: WakeFigures = { stoppedMs: [], frozenMs: [], burst: [], load: '' };
+  log('scale to zero: iris stopped and frozen when idle (idleSeconds 2)');
+  const stack = await stackOf('modes', { stopped: '{ scale: { min: 0, idleSeconds: 2 } }', frozen: "{ scale: { min: 0, idleSeconds: 2, wake: 'unpause' } }" });
+  try {
+    for (const [fn, state, into] of [['stopped', 'exited', figures.stoppedMs], ['frozen', 'paused', figures.frozenMs]] as const) {
+      for (let i = 0; i < rounds; i++) {
+        await untilAsleep(stack, fn, state);
+        await new Promise((r) => setTimeout(r, 300));
+        const { ms, status } = await predict(stack, fn);
+        if (status !== 200) throw new Error(`${fn}: status ${status} after a wake`);
+        into.push(ms);
+        log(`  ${fn}: asleep -> first answer ${ms.toFixed(1)} ms`);
+      }
+      await untilAsleep(stack, fn, state);
+      const started = performance.now();
+      const burst = await Promise.all(Array.from({ length: 16 }, () => predict(stack, fn)));
+      const answered = burst.filter((b) => b.status === 200).length;
+      figures.burst.push({ mode: fn, answered, sent: 16, ms: performance.now() - started });
+      log(`  ${fn}: 16 concurrent during a wake, ${answered} answered in ${(performance.now() - started).toFixed(0)} ms`);
+    }
+  } finally {
+    await teardown(stack);
+  }
+  if (memoryFunctions > 2) {
+    log(`\nmemory: ${memoryFunctions} functions, ${memoryFunctions - 2} of which go to sleep`);
+    const declarations: Record<string, string> = {};
+    for (let i = 1; i <= memoryFunctions; i++) declarations[`fn${String(i).padStart(2, '0')}`] = i <= 2 ? '{}' : '{ scale: { min: 0, idleSeconds: 45 } }';
+    const many = await stackOf('memory', declarations);
+    try {
+      // Every function has just answered through the gateway (stackUp): all are awake.
+      await new Promise((r) => setTimeout(r, 5000));
+      const allOn = await projectMemoryMiB(many);
+      log(`  all ${memoryFunctions} awake: ${allOn.total.toFixed(0)} MiB in ${allOn.containers} containers`);
+      for (const fn of Object.keys(declarations).slice(2)) await untilAsleep(many, fn, 'exited');
+      await new Promise((r) => setTimeout(r, 3000));
+      const asleep = await projectMemoryMiB(many);
+      log(`  ${memoryFunctions - 2} asleep: ${asleep.total.toFixed(0)} MiB in ${asleep.containers} containers`);
+      figures.memory = { functions: memoryFunctions, asleep: memoryFunctions - 2, allOnMiB: allOn.total, asleepMiB: asleep.total, allOnContainers: allOn.containers, asleepContainers: asleep.containers };
+    } finally {
+      await teardown(many);
+    }
+  }
+  figures.load = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
+  return figures;
+}
+
+const ms = (v: number) => `${v.toFixed(v < 100 ? 1 : 0)} ms`;
+
+/** The BENCHMARKS.md section. */
+export function wakeSection(f: WakeFigures, command: string): string {
+  const stopped = median(f.stoppedMs);
+  const frozen = median(f.frozenMs);
+  const rows = [
+    `| asleep -> first answer through the gateway, stopped (\`wake: 'start'\`) | <= 500 ms | ${ms(stopped)} (min ${ms(Math.min(...f.stoppedMs))}, max ${ms(Math.max(...f.stoppedMs))}, ${f.stoppedMs.length} wakes) | ${stopped <= 500 ? 'met' : 'missed'} |`,
+    `| asleep -> first answer through the gateway, frozen (\`wake: 'unpause'\`) | <= 30 ms | ${ms(frozen)} (min ${ms(Math.min(...f.frozenMs))}, max ${ms(Math.max(...f.frozenMs))}, ${f.frozenMs.length} wakes) | ${frozen <= 30 ? 'met' : 'missed'} |`,
+    ...f.burst.map((b) => `| 16 concurrent requests during one wake (${b.mode}) | all answered | ${b.answered}/${b.sent} answered, the last after ${ms(b.ms)} | ${b.answered === b.sent ? 'met' : 'missed'} |`),
+    ...(f.memory ? [`| memory of ${f.memory.functions} functions, ${f.memory.asleep} asleep, against all awake | less | ${f.memory.asleepMiB.toFixed(0)} MiB (${f.memory.asleepContainers} containers running) against ${f.memory.allOnMiB.toFixed(0)} MiB (${f.memory.allOnContainers}): ${(f.memory.allOnMiB / f.memory.asleepMiB).toFixed(1)}x less | met |`] : []),
+  ];
+  return [
+    SECTION_START,
+    '## Scale to zero',
+    '',
+    `\`${command}\` (bench/wake.ts; load average at the end: ${f.load}). iris behind the gateway and the`,
+    'activator on the real engine; each wake measured from a request sent to a function that is asleep',
+    'to its answer at the client, the median of the wakes. Memory: `docker stats` of every container',
+    'of the project (functions, gateway, activator).',
+    '',
+    '| what | target | measured | |',
+    '| --- | --- | --- | --- |',
+    ...rows,
+    '',
+    SECTION_END,
+  ].join('\n');
+}
+
+/** Puts the section into BENCHMARKS.md, replacing the previous one. */
+export function writeWakeSection(section: string): void {
+  const file = join(ROOT, 'BENCHMARKS.md');
+  const text = readFileSync(file, 'utf8');
+  const start = text.indexOf(SECTION_START);
+  const end = text.indexOf(SECTION_END);
+  const next = start >= 0 && end > start ? `${text.slice(0, start)}${section}${text.slice(end + SECTION_END.length)}` : `${text.trimEnd()}\n\n${section}\n`;
+  writeFileSync(file, next);
+}
+
+const isMain = process.argv[1] && resolve(process.argv[1]) === resolve(import.meta.filename);
+if (isMain) {
+  const { values } = parseArgs({ options: { rounds: { type: 'string', default: '7' }, functions: { type: 'string', default: '20' } } });
+  const figures = await measureWakes(Number(values.rounds), Number(values.functions));
+  const command = `npm run bench:wake${values.rounds !== '7' || values.functions !== '20' ? ` -- --rounds ${values.rounds} --functions ${values.functions}` : ''}`;
+  writeWakeSection(wakeSection(figures, command));
+  log('\nwrote the "Scale to zero" section of BENCHMARKS.md');
+}

@@ -1,0 +1,74 @@
+/**
+ * The Knative Serving manifests in deploy/knative: valid against @kubernetes-models/knative's
+ * schemas, and carrying each declaration's scale (min-scale, max-scale, scale-down-delay,
+ * containerConcurrency) with the same image, probes and hardening as deploy/k8s.
+ */
+import { readFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { Service as KnativeService } from '@kubernetes-models/knative/serving.knative.dev/v1/Service';
+import { Namespace } from 'kubernetes-models/v1/Namespace';
+import { describe, expect, it } from 'vitest';
+import { parseAllDocuments } from 'yaml';
+import { deployment } from './k8s.ts';
+import { KNATIVE_DIR, knativeFiles, knativeService } from './knative.ts';
+import { readConfig } from '../../runtime/core/config.ts';
+import { resolveDeclaration } from '../../runtime/function/define.ts';
+import { ROOT } from '../../runtime/testing/index.ts';
+
+const config = readConfig({});
+const declare = (declaration: object) => resolveDeclaration(declaration, { dir: '/nowhere/sleepy', folderName: 'sleepy' }, config);
+
+function validated(text: string): any[] {
+  return parseAllDocuments(text).map((doc) => {
+    const m = doc.toJS();
+    if (m.kind === 'Service') new KnativeService(m).validate();
+    else if (m.kind === 'Namespace') new Namespace(m).validate();
+    else throw new Error(`unexpected ${m.kind}`);
+    return m;
+  });
+}
+
+describe('Knative Serving manifests (deploy/knative)', () => {
+  it('validates every committed manifest against the Knative and Kubernetes schemas', () => {
+    const dir = join(ROOT, KNATIVE_DIR);
+    const names = readdirSync(dir).filter((n) => n !== 'kustomization.yaml');
+    expect(names).toContain('iris.yaml');
+    for (const name of names) expect(() => validated(readFileSync(join(dir, name), 'utf8')), name).not.toThrow();
+  });
+
+  it('renders a function that scales to zero with its bounds, idle time and concurrency', () => {
+    const [service] = validated(knativeFiles([declare({ scale: { min: 0, idleSeconds: 3 } })], { tag: 'v2' })[`${KNATIVE_DIR}/sleepy.yaml`]);
+    expect(service.apiVersion).toBe('serving.knative.dev/v1');
+    expect(service.spec.template.metadata.annotations).toEqual({
+      'autoscaling.knative.dev/min-scale': '0',
+      'autoscaling.knative.dev/max-scale': '1',
+      'autoscaling.knative.dev/initial-scale': '1',
+      'autoscaling.knative.dev/scale-down-delay': '3s',
+    });
+    expect(service.spec.template.spec.containerConcurrency).toBe(32);
+    expect(service.spec.template.spec.timeoutSeconds).toBe(31);
+    expect(service.spec.template.spec.containers[0].image).toBe('modelfn/sleepy:v2');
+  });
+
+  it('keeps the probes and hardening of the Deployment', () => {
+    const fn = declare({ scale: { min: 0, max: 3, idleSeconds: 7200, concurrency: 4 } });
+    const knative = knativeService(fn).spec!.template!.spec!;
+    const container = deployment(fn).spec!.template.spec!.containers[0];
+    const [own] = knative.containers;
+    expect(own.securityContext).toEqual(container.securityContext);
+    expect(own.readinessProbe!.httpGet!.path).toBe(container.readinessProbe!.httpGet!.path);
+    expect(own.livenessProbe!.httpGet!.path).toBe(container.livenessProbe!.httpGet!.path);
+    expect(own.env).toEqual(container.env);
+    expect(own.resources).toEqual(container.resources);
+    expect(knative.containerConcurrency).toBe(4);
+    // Knative refuses a delay above an hour.
+    expect(knativeService(fn).spec!.template!.metadata!.annotations!['autoscaling.knative.dev/scale-down-delay']).toBe('3600s');
+  });
+
+  it('keeps a function without scale at its declared replicas', () => {
+    const annotations = knativeService(declare({ replicas: 2 })).spec!.template!.metadata!.annotations!;
+    expect(annotations['autoscaling.knative.dev/min-scale']).toBe('2');
+    expect(annotations['autoscaling.knative.dev/scale-down-delay']).toBeUndefined();
+    expect(knativeService(declare({ replicas: 2 })).spec!.template!.spec!.containerConcurrency).toBeUndefined();
+  });
+});

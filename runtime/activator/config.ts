@@ -1,0 +1,80 @@
+/**
+ * The activator's settings, from its environment (the compose file sets them from the
+ * declarations): which functions scale and how, the engine's socket, who may call it.
+ */
+import { z } from 'zod';
+import type { ScaledSpec } from './activator.ts';
+
+export interface ActivatorConfig {
+  host: string;
+  port: number;
+  socket: string;
+  /** The compose project; by default read from the activator's own container labels. */
+  project?: string;
+  /** Host name whose addresses alone may send requests (the gateway). */
+  from: string;
+  functions: ScaledSpec[];
+  functionPort: number;
+  controlPort: number;
+  wakeTimeoutMs: number;
+  failureCooldownMs: number;
+  stopDelayMs: number;
+  tickMs: number;
+}
+
+/** The activator's variables, their defaults and meaning (the README's table). */
+export const ACTIVATOR_SETTINGS = [
+  { env: 'MODELFN_SCALED_FUNCTIONS', default: '[]', description: 'the functions that scale, as JSON (written by the build into the compose file)' },
+  { env: 'MODELFN_DOCKER_SOCKET', default: '/var/run/docker.sock', description: "the engine's socket, or `tcp://host:port` of a socket proxy" },
+  { env: 'MODELFN_PROJECT', default: '', description: "the compose project it acts on (default: its own container's compose label)" },
+  { env: 'MODELFN_ACTIVATOR_FROM', default: 'gateway', description: 'host name whose addresses alone may send it requests' },
+  { env: 'MODELFN_WAKE_TIMEOUT_MS', default: '30000', description: 'longest a wake may take before the held requests get 503' },
+  { env: 'MODELFN_WAKE_RETRY_MS', default: '5000', description: 'after a failed wake, requests get 503 at once for this long (Retry-After)' },
+  { env: 'MODELFN_SCALE_TICK_MS', default: '1000', description: 'how often it looks at every function (idle time, requests in flight)' },
+  { env: 'MODELFN_STOP_DELAY_MS', default: '6000', description: "how long a replica to be stopped keeps its address, port closed, before its container stops: longer than the gateway keeps a DNS answer (5 s), so the gateway never connects to a vanished address" },
+] as const;
+
+const spec = z.strictObject({
+  name: z.string().min(1),
+  prefix: z.string().startsWith('/'),
+  min: z.number().int().min(0),
+  max: z.number().int().min(1),
+  idleSeconds: z.number().int().min(1),
+  wake: z.enum(['start', 'unpause']),
+  concurrency: z.number().int().min(1),
+  timeoutMs: z.number().int().min(1),
+  bodySize: z.number().int().min(1),
+});
+
+const value = (env: NodeJS.ProcessEnv, name: (typeof ACTIVATOR_SETTINGS)[number]['env']) =>
+  env[name] || ACTIVATOR_SETTINGS.find((s) => s.env === name)!.default;
+
+function integer(env: NodeJS.ProcessEnv, name: (typeof ACTIVATOR_SETTINGS)[number]['env'], min: number): number {
+  const n = Number(value(env, name));
+  if (!Number.isSafeInteger(n) || n < min) throw new Error(`${name}=${JSON.stringify(env[name])}: expected an integer of at least ${min}`);
+  return n;
+}
+
+/** Reads the activator's settings; throws naming the variable that is wrong. */
+export function readActivatorConfig(env: NodeJS.ProcessEnv = process.env): ActivatorConfig {
+  let functions: ScaledSpec[];
+  try {
+    functions = z.array(spec).parse(JSON.parse(value(env, 'MODELFN_SCALED_FUNCTIONS')));
+  } catch (err) {
+    throw new Error(`MODELFN_SCALED_FUNCTIONS: expected a JSON list of scaled functions (${(err as Error).message.split('\n')[0]})`);
+  }
+  return {
+    host: env.MODELFN_HOST || '127.0.0.1',
+    port: Number(env.PORT || 8080),
+    socket: value(env, 'MODELFN_DOCKER_SOCKET'),
+    project: value(env, 'MODELFN_PROJECT') || undefined,
+    from: value(env, 'MODELFN_ACTIVATOR_FROM'),
+    functions,
+    functionPort: 8080,
+    controlPort: Number(env.MODELFN_CONTROL_PORT || 9090),
+    wakeTimeoutMs: integer(env, 'MODELFN_WAKE_TIMEOUT_MS', 100),
+    failureCooldownMs: integer(env, 'MODELFN_WAKE_RETRY_MS', 0),
+    stopDelayMs: integer(env, 'MODELFN_STOP_DELAY_MS', 0),
+    tickMs: integer(env, 'MODELFN_SCALE_TICK_MS', 50),
+  };
+}

@@ -1,0 +1,138 @@
+/**
+ * The few Docker Engine API calls the activator makes, over the engine's Unix socket with
+ * node:http: list, inspect, start, stop, pause, unpause, create, remove, logs. API v1.41 (Docker
+ * 20.10), which later engines still serve.
+ */
+import { request } from 'node:http';
+
+/** A container as the list call describes it. */
+export interface ContainerSummary {
+  Id: string;
+  Names: string[];
+  Labels: Record<string, string>;
+  /** created, running, paused, restarting, removing, exited or dead. */
+  State: string;
+  Status: string;
+  NetworkSettings?: { Networks?: Record<string, { IPAddress?: string }> };
+}
+
+/** The parts of `GET /containers/{id}/json` the activator reads. */
+export interface ContainerDetails {
+  Id: string;
+  Name: string;
+  Config: Record<string, unknown> & { Labels: Record<string, string>; Hostname?: string };
+  HostConfig: Record<string, unknown> & { NetworkMode?: string };
+  State: { Status: string; Running: boolean; Paused: boolean; Restarting: boolean; ExitCode: number; Error: string; StartedAt: string };
+  NetworkSettings: { Networks: Record<string, { IPAddress?: string; Aliases?: string[] | null }> };
+}
+
+/** An answer of the engine other than success. */
+export class DockerError extends Error {
+  override name = 'DockerError';
+  constructor(readonly status: number, message: string) {
+    super(message);
+  }
+}
+
+export interface DockerClient {
+  list(filters: Record<string, string[]>, options?: { all?: boolean }): Promise<ContainerSummary[]>;
+  inspect(id: string): Promise<ContainerDetails>;
+  start(id: string): Promise<void>;
+  stop(id: string, seconds: number): Promise<void>;
+  pause(id: string): Promise<void>;
+  unpause(id: string): Promise<void>;
+  create(name: string, body: object): Promise<string>;
+  remove(id: string): Promise<void>;
+  /** The last lines a container wrote (stdout and stderr). */
+  logs(id: string, lines: number): Promise<string>;
+}
+
+export const API_VERSION = 'v1.41';
+
+/**
+ * Removes the engine's framing of a non-TTY log stream: each frame is an 8-byte header
+ * (stream, three zero bytes, big-endian length) and its payload.
+ */
+export function demultiplex(raw: Buffer): string {
+  let out = '';
+  let at = 0;
+  while (at + 8 <= raw.length && raw[at + 1] === 0 && raw[at + 2] === 0 && raw[at + 3] === 0) {
+    const length = raw.readUInt32BE(at + 4);
+    out += raw.subarray(at + 8, at + 8 + length).toString('utf8');
+    at += 8 + length;
+  }
+  return at === 0 ? raw.toString('utf8') : out;
+}
+
+/**
+ * A client for the engine at `address`: a Unix socket's path, or `tcp://host:port` (a socket
+ * proxy that lets through only the calls the activator makes).
+ *
+ * @example const docker = dockerClient(); await docker.list({ label: ['com.docker.compose.project=modelfn'] });
+ */
+export function dockerClient(address = '/var/run/docker.sock', timeoutMs = 30_000): DockerClient {
+  const tcp = /^tcp:\/\/([^:/]+):(\d+)\/?$/.exec(address);
+  const where = tcp ? { host: tcp[1], port: Number(tcp[2]) } : { socketPath: address };
+  const call = (method: string, path: string, body?: object): Promise<{ status: number; data: Buffer }> => new Promise((resolve, reject) => {
+    const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
+    const req = request({
+      ...where,
+      method,
+      path: `/${API_VERSION}${path}`,
+      headers: { Host: 'docker', ...(payload ? { 'Content-Type': 'application/json', 'Content-Length': payload.length } : {}) },
+      timeout: timeoutMs,
+    }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (d: Buffer) => chunks.push(d));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, data: Buffer.concat(chunks) }));
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(new Error(`the Docker engine did not answer ${method} ${path} within ${timeoutMs} ms`)));
+    req.on('error', reject);
+    req.end(payload);
+  });
+  const expect = async (method: string, path: string, ok: number[], body?: object): Promise<Buffer> => {
+    const { status, data } = await call(method, path, body);
+    if (ok.includes(status)) return data;
+    let message = data.toString('utf8');
+    try {
+      message = (JSON.parse(message) as { message?: string }).message ?? message;
+    } catch {
+      // not JSON: keep the text
+    }
+    throw new DockerError(status, `${method} ${path}: ${status} ${message.trim()}`);
+  };
+  const id = (value: string) => encodeURIComponent(value);
+  return {
+    async list(filters, options = {}) {
+      const query = new URLSearchParams({ all: String(options.all ?? false), filters: JSON.stringify(filters) });
+      return JSON.parse((await expect('GET', `/containers/json?${query}`, [200])).toString('utf8')) as ContainerSummary[];
+    },
+    async inspect(container) {
+      return JSON.parse((await expect('GET', `/containers/${id(container)}/json`, [200])).toString('utf8')) as ContainerDetails;
+    },
+    // 304: already in the wanted state.
+    async start(container) {
+      await expect('POST', `/containers/${id(container)}/start`, [204, 304]);
+    },
+    async stop(container, seconds) {
+      await expect('POST', `/containers/${id(container)}/stop?t=${Math.max(0, Math.round(seconds))}`, [204, 304]);
+    },
+    async pause(container) {
+      await expect('POST', `/containers/${id(container)}/pause`, [204]);
+    },
+    async unpause(container) {
+      await expect('POST', `/containers/${id(container)}/unpause`, [204]);
+    },
+    async create(name, body) {
+      const data = await expect('POST', `/containers/create?name=${encodeURIComponent(name)}`, [201], body);
+      return (JSON.parse(data.toString('utf8')) as { Id: string }).Id;
+    },
+    async remove(container) {
+      await expect('DELETE', `/containers/${id(container)}?force=true`, [204, 404]);
+    },
+    async logs(container, lines) {
+      return demultiplex(await expect('GET', `/containers/${id(container)}/logs?stdout=true&stderr=true&tail=${lines}`, [200]));
+    },
+  };
+}

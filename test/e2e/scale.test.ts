@@ -1,0 +1,206 @@
+/**
+ * Scale to zero on the real Docker engine: functions that sleep when idle (stopped, or frozen)
+ * and wake on the next request through nginx and the activator, with nothing lost; a function
+ * that cannot wake; the activator's reach limited to its project; and down leaving nothing.
+ */
+import { cpSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runBuild } from '../../build/build.ts';
+import { activatorImage, buildFunctionImage, functionImage, gatewayImage } from '../../build/docker/images.ts';
+import { composeRun, stackDown, stackUp, waitFor } from '../../build/docker/compose.ts';
+import { FIXTURES, ROOT, errorOf, postJson } from '../../runtime/testing/index.ts';
+import { docker, dockerAvailable, freePort, projectLeftovers } from '../docker.ts';
+
+const available = dockerAvailable('scale to zero (test/e2e/scale.test.ts)');
+/**
+ * iris stops when idle, frozen freezes, broken will not start once it sleeps, digits never
+ * sleeps, busy (a slow model) scales between 1 and 2 replicas with the load.
+ */
+const FUNCTIONS = ['broken', 'busy', 'digits', 'frozen', 'iris'];
+/** slow.onnx runs `iterations` rounds of a 256x256 MatMul, about 10 µs each. */
+const busyRequest = (iterations: number) => postJson({ inputs: [
+  { name: 'x', datatype: 'FP32', shape: [1, 256], data: new Array(256).fill(0.1) },
+  { name: 'iterations', datatype: 'INT64', shape: [1], data: [iterations] },
+] });
+const IDLE_SECONDS = 3;
+
+describe.runIf(available)('scale to zero on the real Docker engine', () => {
+  const tag = `e2e-scale-${process.pid}`;
+  const project = `modelfn-scale-${process.pid}`;
+  const decoy = `modelfn-decoy-${process.pid}`;
+  const root = mkdtempSync(join(tmpdir(), 'modelfn-scale-'));
+  let url = '';
+  let env: Record<string, string> = {};
+  let down = false;
+  const stack = () => ({ root, project, env });
+  const containersOf = (service: string, all = true) => docker(['ps', ...(all ? ['-a'] : []), '-q', '--filter', `label=com.docker.compose.project=${project}`, '--filter', `label=com.docker.compose.service=${service}`]).trim().split('\n').filter(Boolean);
+  const stateOf = (service: string) => containersOf(service).map((id) => docker(['inspect', '--format', '{{.State.Status}}', id]).trim());
+  const asleep = (service: string, state: string) => waitFor(`${service} to be ${state}`, async () => {
+    const states = stateOf(service);
+    return states.every((s) => s === state) || states.join(', ');
+  }, 30_000);
+  const iris = (path = '/iris/predict') => fetch(`${url}${path}`, postJson({ instances: [[5.1, 3.5, 1.4, 0.2]] }));
+  const activatorMetrics = () => docker(['exec', containersOf('activator', false)[0], '/usr/local/bin/node', '-e',
+    "fetch('http://127.0.0.1:8080/metrics').then((r) => r.text()).then((t) => process.stdout.write(t))"]);
+
+  beforeAll(async () => {
+    mkdirSync(join(root, 'functions'));
+    symlinkSync(join(ROOT, 'runtime'), join(root, 'runtime'));
+    for (const [name, scale] of [['iris', '{ min: 0, idleSeconds: 3 }'], ['frozen', "{ min: 0, idleSeconds: 3, wake: 'unpause' }"], ['broken', '{ min: 0, idleSeconds: 3 }']]) {
+      mkdirSync(join(root, 'functions', name));
+      cpSync(join(ROOT, 'functions/iris/model.onnx'), join(root, 'functions', name, 'model.onnx'));
+      writeFileSync(join(root, 'functions', name, 'function.ts'), `export default { scale: ${scale} };\n`);
+    }
+    cpSync(join(ROOT, 'functions/digits'), join(root, 'functions/digits'), { recursive: true });
+    mkdirSync(join(root, 'functions/busy'));
+    cpSync(join(FIXTURES, 'slow.onnx'), join(root, 'functions/busy/model.onnx'));
+    writeFileSync(join(root, 'functions/busy/function.ts'), 'export default { batching: { enabled: false }, scale: { min: 1, max: 2, concurrency: 2, idleSeconds: 600 } };\n');
+    env = { MODELFN_IMAGE_TAG: tag, MODELFN_PORT: String(await freePort()), MODELFN_PROJECT: project };
+    Object.assign(process.env, env);
+    const log: string[] = [];
+    const code = await runBuild({ functionsDir: join(root, 'functions'), outDir: join(root, 'dist'), root, images: true, check: false, log: (l) => log.push(l) });
+    expect(code, log.join('\n')).toBe(0);
+    url = await stackUp(stack(), FUNCTIONS);
+    // A container of another project, labelled as this project's iris service: never to be touched.
+    docker(['create', '--name', decoy, '--label', `com.docker.compose.project=${decoy}`, '--label', 'com.docker.compose.service=iris', functionImage('iris', tag)]);
+  }, 600_000);
+
+  afterAll(async () => {
+    if (!down) await stackDown(stack()).catch(() => {});
+    for (const image of [...FUNCTIONS.map((f) => functionImage(f, tag)), gatewayImage(tag), activatorImage(tag)]) {
+      try {
+        docker(['rmi', '-f', image]);
+      } catch {
+        // already gone
+      }
+    }
+    try {
+      docker(['rm', '-f', decoy]);
+    } catch {
+      // already gone
+    }
+    rmSync(root, { recursive: true, force: true });
+  }, 120_000);
+
+  it('puts idle functions to sleep, stopped or frozen, and keeps the others running', async () => {
+    await asleep('iris', 'exited');
+    await asleep('frozen', 'paused');
+    expect(stateOf('digits')).toEqual(['running']);
+    expect(stateOf('activator')).toEqual(['running']);
+  }, 60_000);
+
+  for (const [name, state] of [['iris', 'exited'], ['frozen', 'paused']] as const) {
+    it(`wakes ${name} (${state === 'exited' ? 'stopped' : 'frozen'}) for 16 concurrent requests, all answered`, async () => {
+      await asleep(name, state);
+      const started = performance.now();
+      const answers = await Promise.all(Array.from({ length: 16 }, (_, i) =>
+        fetch(`${url}/${name}/predict`, postJson({ instances: [[5.1, 3.5, 1.4, 0.2]] }, { 'X-Request-Id': `wake-${name}-${i}` }))));
+      const ms = performance.now() - started;
+      expect(answers.map((a) => a.status)).toEqual(new Array(16).fill(200));
+      for (const a of answers) expect(((await a.json()) as { predictions: { label: number }[] }).predictions[0].label).toBe(0);
+      process.stdout.write(`\n[figures] ${name}: 16 concurrent requests while ${state === 'exited' ? 'stopped' : 'frozen'}, all answered in ${Math.round(ms)} ms\n`);
+      expect(stateOf(name)).toEqual(['running']);
+    }, 60_000);
+  }
+
+  it('answers a request sent as the function goes to sleep (rounds straddling the idle time)', async () => {
+    expect((await iris()).status).toBe(200);
+    const statuses: number[] = [];
+    // The activator looks once a second: idle gaps from 3.0 to 4.0 s meet it mid-sleep in some round.
+    for (const gap of [3000, 3200, 3400, 3600, 3800, 4000]) {
+      await new Promise((r) => setTimeout(r, gap));
+      const res = await iris();
+      statuses.push(res.status);
+      await res.arrayBuffer();
+    }
+    const wakes = /modelfn_activator_wakes_total\{function="iris",mode="start",result="ok"\} (\d+)/.exec(activatorMetrics());
+    process.stdout.write(`\n[figures] requests at the moment of sleeping: ${statuses.join(', ')}; iris wakes so far ${wakes?.[1]}\n`);
+    expect(statuses).toEqual(new Array(6).fill(200));
+  }, 90_000);
+
+  it('exposes wakes and their time by phase in the functions\' and the activator\'s metrics', async () => {
+    const text = activatorMetrics();
+    for (const phase of ['container_start', 'model_load', 'warm_up', 'ready', 'first_answer']) {
+      expect(text).toMatch(new RegExp(`modelfn_activator_wake_seconds_count\\{function="iris",mode="start",phase="${phase}"\\} [1-9]`));
+    }
+    expect(text).toMatch(/modelfn_activator_wakes_total\{function="frozen",mode="unpause",result="ok"\} [1-9]/);
+    expect(text).toMatch(/modelfn_activator_sleeps_total\{function="frozen",mode="unpause"\} [1-9]/);
+    const fnMetrics = await (await fetch(`${url}/frozen/metrics`)).text();
+    expect(fnMetrics).toMatch(/^modelfn_wakes_total [1-9]/m);
+    expect(fnMetrics).toMatch(/^modelfn_startup_seconds\{phase="warm_up"\} /m);
+  });
+
+  it('answers 503 JSON with Retry-After when a function cannot wake, while the others keep working', async () => {
+    await asleep('broken', 'exited');
+    // Its next container holds a corrupt model: it is created (not started) as compose would.
+    writeFileSync(join(root, 'dist/broken/model.onnx'), 'not a model any more');
+    await buildFunctionImage('broken', join(root, 'dist'));
+    await composeRun(stack(), ['up', '--no-start', '--no-deps', 'broken']);
+    const started = performance.now();
+    const res = await fetch(`${url}/broken/predict`, postJson({ instances: [[5.1, 3.5, 1.4, 0.2]] }));
+    const ms = performance.now() - started;
+    const err = await errorOf(res);
+    expect(err.status).toBe(503);
+    expect(err.error).toMatch(/^function 'broken' failed to start: modelfn: .*model\.onnx: not a valid ONNX model/);
+    expect(Number(res.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
+    expect(ms).toBeLessThan(15_000);
+    process.stdout.write(`\n[figures] a function that cannot wake: 503 JSON after ${Math.round(ms)} ms\n`);
+    expect((await iris()).status).toBe(200);
+    expect((await fetch(`${url}/digits/predict`, postJson({ instances: [new Array(64).fill(0)] }))).status).toBe(200);
+    // It is left stopped, not crash-looping.
+    await asleep('broken', 'exited');
+  }, 90_000);
+
+  it('adds a replica under sustained load and removes it once the load stops, without a failed request', async () => {
+    expect(containersOf('busy', false)).toHaveLength(1);
+    const statuses: number[] = [];
+    let loading = true;
+    const worker = async () => {
+      while (loading) {
+        const res = await fetch(`${url}/busy/v2/models/busy/infer`, busyRequest(3000));
+        statuses.push(res.status);
+        await res.arrayBuffer();
+      }
+    };
+    const load = Promise.all(Array.from({ length: 8 }, worker));
+    const started = performance.now();
+    try {
+      await waitFor('a second busy replica', async () => {
+        const running = containersOf('busy', false).length;
+        return running === 2 || `${running} running`;
+      }, 30_000);
+      const out = performance.now() - started;
+      // The new replica takes a share of the load before the load stops.
+      await new Promise((r) => setTimeout(r, 3000));
+      loading = false;
+      await load;
+      process.stdout.write(`\n[figures] autoscale: 1 -> 2 replicas ${(out / 1000).toFixed(1)} s into sustained load (8 connections, concurrency target 2)\n`);
+    } finally {
+      loading = false;
+      await load;
+    }
+    const stopped = performance.now();
+    await waitFor('busy back to one replica', async () => {
+      const all = containersOf('busy', true).length;
+      return all === 1 || `${all} containers`;
+    }, 30_000);
+    process.stdout.write(`[figures] autoscale: back to 1 replica ${((performance.now() - stopped) / 1000).toFixed(1)} s after the load stopped; ${statuses.length} requests, ${statuses.filter((x) => x !== 200).length} failed\n`);
+    expect(statuses.length).toBeGreaterThan(50);
+    expect(statuses.filter((x) => x !== 200)).toEqual([]);
+    const text = activatorMetrics();
+    expect(text).toMatch(/modelfn_activator_scale_total\{function="busy",direction="out"\} 1/);
+    expect((await fetch(`${url}/busy/v2/models/busy/infer`, busyRequest(10))).status).toBe(200);
+  }, 90_000);
+
+  it('never touched a container of another project with the same service label', () => {
+    expect(docker(['inspect', '--format', '{{.State.Status}} {{.State.StartedAt}}', decoy]).trim()).toBe('created 0001-01-01T00:00:00Z');
+  });
+
+  it('goes down leaving no containers, networks or volumes behind', async () => {
+    await stackDown(stack());
+    down = true;
+    expect(projectLeftovers(project)).toBe('');
+  });
+});
