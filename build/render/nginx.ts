@@ -4,7 +4,7 @@
  */
 import type { ResolvedFunction } from '../../runtime/function/define.ts';
 import { GATEWAY_ERRORS, SERVER_METADATA, functionIndex, functionUnavailable, gatewayRoutes, noRoute, unknownModel } from '../../runtime/gateway/routes.ts';
-import { DNS_VALID_SECONDS, FUNCTION_PORT, GATEWAY_PAGE, GATEWAY_PORT, GATEWAY_RESOURCES, GENERATED_HEADER, TIMEOUT_GRACE_MS, UPSTREAM_KEEPALIVE_CONNECTIONS, UPSTREAM_KEEPALIVE_TIMEOUT_MS, WAKE_BOUND_MS } from '../policy.ts';
+import { DNS_VALID_SECONDS, FUNCTION_PORT, GATEWAY_PAGE, GATEWAY_PORT, GATEWAY_RESOURCES, GENERATED_HEADER, SCALED_CONNECT_TIMEOUT_MS, TIMEOUT_GRACE_MS, UPSTREAM_KEEPALIVE_CONNECTIONS, UPSTREAM_KEEPALIVE_TIMEOUT_MS, WAKE_BOUND_MS } from '../policy.ts';
 
 /**
  * How nginx finds a function's replicas. Either way each function is an `upstream` with a pool
@@ -60,9 +60,12 @@ function errorPages(indent: string, unavailable: string): string {
     `${indent}error_page 404 @modelfn_404;`,
     `${indent}error_page 413 @modelfn_413;`,
     `${indent}error_page 429 @modelfn_429;`,
-    // '=' alone: the client gets the activator's own status (200 once woken).
-    unavailable === '@modelfn_activate' ? `${indent}error_page 502 503 = ${unavailable};` : `${indent}error_page 502 503 =503 ${unavailable};`,
-    `${indent}error_page 504 @modelfn_504;`,
+    ...(unavailable === '@modelfn_activate'
+      // '=' alone: the client gets the activator's own status (200 once woken). 504 too: a
+      // stopped replica's address can outlive it in nginx (the engine's DNS fails rather than
+      // answering "no such name" once no replica runs), and a connection to it times out.
+      ? [`${indent}error_page 502 503 504 = ${unavailable};`]
+      : [`${indent}error_page 502 503 =503 ${unavailable};`, `${indent}error_page 504 @modelfn_504;`]),
   ].join('\n');
 }
 
@@ -111,7 +114,10 @@ function functionLocations(fn: ResolvedFunction, options: Options): string {
     `${indent}proxy_read_timeout ${seconds(fn.limits.timeoutMs + TIMEOUT_GRACE_MS)};`,
     `${indent}proxy_send_timeout ${seconds(fn.limits.timeoutMs + TIMEOUT_GRACE_MS)};`,
     fn.rateLimit ? `${indent}limit_req zone=${zoneOf(fn)} burst=${fn.rateLimit.burst} nodelay;` : '',
-    // A sleeping function refuses connections: nginx's own 502/503 then wakes it through the activator.
+    // A sleeping function refuses connections, or its address is gone: on the project's bridge a
+    // live replica connects in well under a millisecond, so a short wait tells them apart.
+    fn.scale && options.activator ? `${indent}proxy_connect_timeout ${SCALED_CONNECT_TIMEOUT_MS}ms;` : '',
+    // nginx's own 502/503/504 then wake it through the activator.
     errorPages(indent, fn.scale && options.activator ? '@modelfn_activate' : '@modelfn_unavailable'),
   ].filter(Boolean).join('\n');
   const locations = gatewayRoutes([fn]).map((route) => {
