@@ -5,7 +5,7 @@
  */
 import { Hono } from 'hono';
 import type { FunctionStats } from '../core/stats.ts';
-import { loadModel } from '../engine/model.ts';
+import { loadModel, missingLocale } from '../engine/model.ts';
 import type { ResolvedFunction } from '../function/define.ts';
 import { FunctionHost } from '../function/host.ts';
 import { ownRoutes } from './docs.ts';
@@ -50,7 +50,10 @@ export async function describeFunctions(functions: readonly ResolvedFunction[]):
       out.push(describeHost(host, routes));
       await model.release();
     } catch (err) {
-      out.push({ ...fn, ownRoutes: routes, error: (err as Error).message });
+      const message = (err as Error).message;
+      // A model that needs a locale this machine lacks still runs in its image, which carries
+      // the locale: describe it without its metadata rather than refuse it.
+      out.push(missingLocale(message) ? { ...fn, ownRoutes: routes } : { ...fn, ownRoutes: routes, error: message });
     }
   }
   return out;
