@@ -43,6 +43,8 @@ export interface RunOptions {
 /** A model file that is missing, unreadable, or not a model onnxruntime can serve. */
 export class ModelLoadError extends Error {
   override name = 'ModelLoadError';
+  /** Set when the model loads elsewhere: only a locale is missing on this machine. */
+  missingLocale = false;
 }
 
 export interface LoadModelOptions {
@@ -154,7 +156,7 @@ export async function loadModel(path: string, options: LoadModelOptions = {}): P
   } catch (err) {
     const reason = String((err as Error)?.message ?? err).split('\n')[0];
     const locale = missingLocale(reason);
-    if (locale) throw new ModelLoadError(`${path}: ${locale}`);
+    if (locale) throw Object.assign(new ModelLoadError(`${path}: ${locale}`), { missingLocale: true });
     const threadFailed = useThread && !(err instanceof SessionCreateError);
     throw new ModelLoadError(threadFailed ? `${path}: the inference thread failed to start: ${reason}` : `${path}: not a valid ONNX model (onnxruntime: ${reason})`);
   }

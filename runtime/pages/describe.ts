@@ -5,7 +5,7 @@
  */
 import { Hono } from 'hono';
 import type { FunctionStats } from '../core/stats.ts';
-import { loadModel, missingLocale } from '../engine/model.ts';
+import { loadModel, ModelLoadError } from '../engine/model.ts';
 import type { ResolvedFunction } from '../function/define.ts';
 import { FunctionHost } from '../function/host.ts';
 import { ownRoutes } from './docs.ts';
@@ -53,7 +53,7 @@ export async function describeFunctions(functions: readonly ResolvedFunction[]):
       const message = (err as Error).message;
       // A model that needs a locale this machine lacks still runs in its image, which carries
       // the locale: describe it without its metadata rather than refuse it.
-      out.push(missingLocale(message) ? { ...fn, ownRoutes: routes } : { ...fn, ownRoutes: routes, error: message });
+      out.push(err instanceof ModelLoadError && err.missingLocale ? { ...fn, ownRoutes: routes } : { ...fn, ownRoutes: routes, error: message });
     }
   }
   return out;
