@@ -60,8 +60,8 @@ const LOADS: Record<string, (base: string) => LoadRequest> = {
  */
 async function startTree(dir: string): Promise<{ child: ChildProcess; url: string }> {
   const port = await freePort();
-  // The tree's own `npm start` script: `tsx <entry> ...` or `node <entry> ...`.
-  const [command, ...words] = (JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')).scripts.start as string).split(/\s+/);
+  // The tree's own `npm start` script: `[exec] tsx <entry> ...` or `[exec] node <entry> ...`.
+  const [command, ...words] = (JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')).scripts.start as string).replace(/^exec\s+/, '').split(/\s+/);
   if (command !== 'tsx' && command !== 'node') throw new Error(`${dir}: cannot run its npm start script without npm: ${command}`);
   const args = [...(command === 'tsx' ? ['--import', 'tsx'] : []), ...words, '--port', String(port)];
   const child = spawn(process.execPath, args, { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
