@@ -94,9 +94,25 @@ async function projectMemoryMiB(stack: Stack): Promise<{ total: number; containe
   return { total, containers: ids.length };
 }
 
+/** Mean seconds of each wake phase, per function, from the activator's own metrics. */
+async function wakePhases(stack: Stack): Promise<Record<string, Record<string, number>>> {
+  const id = (await run('docker', ['ps', '-q', '--filter', `label=com.docker.compose.project=${stack.project}`, '--filter', 'label=com.docker.compose.service=activator'])).trim();
+  const text = await run('docker', ['exec', id, '/usr/local/bin/node', '-e', "fetch('http://127.0.0.1:8080/metrics').then((r) => r.text()).then((t) => process.stdout.write(t))"]);
+  const sums = new Map<string, number>();
+  const phases: Record<string, Record<string, number>> = {};
+  for (const m of text.matchAll(/^modelfn_activator_wake_seconds_(sum|count)\{function="(\w+)",mode="\w+",phase="(\w+)"\} ([\d.e+-]+)$/gm)) {
+    const key = `${m[2]} ${m[3]}`;
+    if (m[1] === 'sum') sums.set(key, Number(m[4]));
+    else if (Number(m[4]) > 0) (phases[m[2]] ??= {})[m[3]] = (sums.get(key) ?? 0) / Number(m[4]);
+  }
+  return phases;
+}
+
 export interface WakeFigures {
   stoppedMs: number[];
   frozenMs: number[];
+  /** Mean seconds per wake phase, per function (stopped, frozen). */
+  phases?: Record<string, Record<string, number>>;
   burst: { answered: number; sent: number; ms: number; mode: string }[];
   memory?: { functions: number; asleep: number; allOnMiB: number; asleepMiB: number; allOnContainers: number; asleepContainers: number };
   load: string;
@@ -124,6 +140,8 @@ export async function measureWakes(rounds: number, memoryFunctions: number): Pro
       figures.burst.push({ mode: fn, answered, sent: 16, ms: performance.now() - started });
       log(`  ${fn}: 16 concurrent during a wake, ${answered} answered in ${(performance.now() - started).toFixed(0)} ms`);
     }
+    figures.phases = await wakePhases(stack);
+    log(`  wake phases (mean ms): ${JSON.stringify(figures.phases, (_k, v) => (typeof v === 'number' ? Math.round(v * 1000) : v))}`);
   } finally {
     await teardown(stack);
   }
@@ -175,6 +193,17 @@ export function wakeSection(f: WakeFigures, command: string): string {
     '| --- | --- | --- | --- |',
     ...rows,
     '',
+    ...(f.phases ? [
+      'Where a wake goes (the activator\'s `modelfn_activator_wake_seconds`, mean over the wakes above; each phase',
+      'counted from the request that found the function asleep): `container_start` until the engine has',
+      'started (unpaused) the container; `model_load` and `warm_up` as the function reports them; `ready` until',
+      'its control server says it listens and is ready; `first_answer` until the first answer left the activator.',
+      '',
+      '| function | container_start | model_load | warm_up | ready | first_answer |',
+      '| --- | --- | --- | --- | --- | --- |',
+      ...Object.entries(f.phases).map(([fn, p]) => `| ${fn} | ${['container_start', 'model_load', 'warm_up', 'ready', 'first_answer'].map((phase) => (p[phase] === undefined ? '-' : ms(p[phase] * 1000))).join(' | ')} |`),
+      '',
+    ] : []),
     SECTION_END,
   ].join('\n');
 }

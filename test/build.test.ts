@@ -153,15 +153,30 @@ describe('generated files', () => {
     expect(block('/awake')).toContain('error_page 502 503 =503 @modelfn_unavailable;');
     expect(conf).toContain('proxy_pass http://modelfn_activator/_activate/$modelfn_fn$request_uri;');
     expect(conf).toContain('server activator:8080 resolve max_fails=0;');
-    expect(conf).toContain('server activator:8080 resolve max_fails=0;');
     // Without a scaled function there is no activator at all.
     const plain = generatedFiles([awake]);
     expect(plain['docker-compose.yml']).not.toContain('activator');
     expect(plain['nginx/nginx.conf']).not.toContain('activat');
-    // Swarm has no activator: a scaled function there behaves as before.
-    expect(files['deploy/swarm/nginx.conf']).not.toContain('activat');
+    // Swarm: the same activator, which scales the stack's services; a manager's, the socket's group its primary one.
+    const stack = parse(files['deploy/swarm/stack.yml']) as { services: Record<string, any> };
+    expect(stack.services.activator).toMatchObject({
+      user: '65532:${MODELFN_DOCKER_GID:-0}', read_only: true, cap_drop: ['ALL'], networks: ['functions'],
+      volumes: [{ type: 'tmpfs', target: '/tmp' }, { type: 'bind', source: '/var/run/docker.sock', target: '/var/run/docker.sock' }],
+      environment: { MODELFN_ORCHESTRATOR: 'swarm', MODELFN_ACTIVATOR_FROM: 'gateway', MODELFN_SCALED_FUNCTIONS: compose.services.activator.environment.MODELFN_SCALED_FUNCTIONS },
+      deploy: { replicas: 1, endpoint_mode: 'dnsrr', placement: { constraints: ['node.role == manager'] } },
+    });
+    expect(stack.services.activator.ports).toBeUndefined();
+    for (const name of ['awake', 'sleepy', 'gateway']) expect(JSON.stringify(stack.services[name])).not.toContain('docker.sock');
+    expect(stack.services.sleepy.environment).toMatchObject({ MODELFN_CONTROL_PORT: '9090', MODELFN_CONTROL_FROM: 'activator' });
+    expect(stack.services.awake.environment.MODELFN_CONTROL_PORT).toBeUndefined();
+    const swarmConf = files['deploy/swarm/nginx.conf'];
+    expect(swarmConf).toContain('proxy_pass http://modelfn_activator/_activate/$modelfn_fn$request_uri;');
+    expect(parse(plain['deploy/swarm/stack.yml']).services.activator).toBeUndefined();
     const image = gatewayNginxImage('nginx -t of a config with the activator');
-    if (image) nginxTest(conf, image);
+    if (image) {
+      nginxTest(conf, image);
+      nginxTest(swarmConf, image);
+    }
   });
 
 

@@ -7,7 +7,7 @@ import { readConfig } from '../../runtime/core/config.ts';
 import { runBuild } from '../build.ts';
 import { discoverFunctions } from '../functions.ts';
 import { FILES } from '../policy.ts';
-import { waitFor } from './compose.ts';
+import { dockerGroup, waitFor } from './compose.ts';
 import { run } from './images.ts';
 
 /** A stack on the engine: its name, and the folder holding deploy/swarm/stack.yml. */
@@ -34,8 +34,11 @@ export async function swarmState(): Promise<{ state: string; manager: boolean }>
 /** Deploys (or updates) the stack; returns at once, see `waitForStack`. */
 export async function deployStack(stack: SwarmStack): Promise<string> {
   // `never`: the images are the ones on this engine; a registry would pin their digests.
+  const env = { ...process.env, ...stack.env };
+  // The activator (scale to zero) runs non-root with the socket's group.
+  const gid = dockerGroup(env);
   return run('docker', ['stack', 'deploy', '--detach=true', '--prune', '--resolve-image', 'never', '-c', `${stack.root}/${FILES.swarmStack}`, stack.name], {
-    env: { ...process.env, ...stack.env },
+    env: gid ? { ...env, MODELFN_DOCKER_GID: gid } : env,
   });
 }
 

@@ -48,6 +48,19 @@ export function scaledSpec(fn: ResolvedFunction): ScaledSpec {
   return { name: fn.name, prefix: fn.prefix, min, max, idleSeconds, wake, concurrency, timeoutMs: fn.limits.timeoutMs, bodySize: fn.limits.bodySize };
 }
 
+/** The environment of a function that scales: its own, and its control server's (for the activator only). */
+export const scaledFunctionEnvironment = (fn: ResolvedFunction) => ({
+  ...functionEnvironment(fn), MODELFN_CONTROL_PORT: String(CONTROL_PORT), MODELFN_CONTROL_FROM: ACTIVATOR_SERVICE,
+});
+
+/** The activator's environment on compose or swarm: the functions that scale, who may call it. */
+export const activatorEnvironment = (functions: readonly ResolvedFunction[], orchestrator: 'compose' | 'swarm') => ({
+  MODELFN_SCALED_FUNCTIONS: JSON.stringify(functions.filter((fn) => fn.scale).map(scaledSpec)),
+  MODELFN_ACTIVATOR_FROM: 'gateway',
+  MODELFN_CONTROL_PORT: String(CONTROL_PORT),
+  ...(orchestrator === 'swarm' ? { MODELFN_ORCHESTRATOR: 'swarm' } : {}),
+});
+
 /**
  * The activator's service: the only container with the engine's socket. Not published; on the
  * functions' network, where it answers the gateway alone. It runs as the runtime's non-root user
@@ -63,11 +76,7 @@ function activatorService(functions: readonly ResolvedFunction[], tag: string) {
     tmpfs: ['/tmp:size=16m,mode=1777'],
     cap_drop: ['ALL'],
     security_opt: ['no-new-privileges:true'],
-    environment: {
-      MODELFN_SCALED_FUNCTIONS: JSON.stringify(functions.filter((fn) => fn.scale).map(scaledSpec)),
-      MODELFN_ACTIVATOR_FROM: 'gateway',
-      MODELFN_CONTROL_PORT: String(CONTROL_PORT),
-    },
+    environment: activatorEnvironment(functions, 'compose'),
     volumes: ['/var/run/docker.sock:/var/run/docker.sock'],
     expose: [String(FUNCTION_PORT)],
     healthcheck: { ...composeHealthcheck(), start_period: '5s' },
@@ -83,10 +92,8 @@ export function composeDocument(functions: readonly ResolvedFunction[], options:
   for (const fn of functions) {
     services[fn.name] = {
       ...functionContainer(fn, options.tag ?? TAG_VARIABLE),
-      ...(fn.scale ? {
-        // The control server through which the activator puts it to sleep, for the activator only.
-        environment: { ...functionEnvironment(fn), MODELFN_CONTROL_PORT: String(CONTROL_PORT), MODELFN_CONTROL_FROM: ACTIVATOR_SERVICE },
-      } : {}),
+      // The control server through which the activator puts it to sleep, for the activator only.
+      ...(fn.scale ? { environment: scaledFunctionEnvironment(fn) } : {}),
       tmpfs: [`/tmp:size=${TMP_MIB}m,mode=1777`],
       security_opt: ['no-new-privileges:true'],
       expose: fn.scale ? [String(FUNCTION_PORT), String(CONTROL_PORT)] : [String(FUNCTION_PORT)],

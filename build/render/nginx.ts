@@ -33,7 +33,7 @@ export interface NginxOptions {
   /** Host name of a function's service (its name by default). */
   serviceHost?: (fn: ResolvedFunction) => string;
   /**
-   * Host name of the activator (compose): a function with `scale` that no replica answers for
+   * Host name of the activator (compose and swarm): a function with `scale` that no replica answers for
    * (connection refused, no address) has its request handed there to wake it. Without it,
    * such a request gets the 503 JSON as for any function.
    */

@@ -15,10 +15,10 @@ import { createHash } from 'node:crypto';
 import { stringify } from 'yaml';
 import type { ResolvedFunction } from '../../runtime/function/define.ts';
 import {
-  DNS_VALID_SECONDS, FILES, FUNCTION_LABEL, GATEWAY_PORT, GATEWAY_RESOURCES, GENERATED_HEADER, PUBLISHED_PORT,
-  REPLICA_RESOURCES, TAG_VARIABLE, TMP_MIB, gatewayImage, stopGraceSeconds,
+  ACTIVATOR_RESOURCES, ACTIVATOR_SERVICE, DNS_VALID_SECONDS, FILES, FUNCTION_LABEL, GATEWAY_PORT, GATEWAY_RESOURCES, GENERATED_HEADER,
+  PUBLISHED_PORT, REPLICA_RESOURCES, RUNTIME_USER, TAG_VARIABLE, TMP_MIB, activatorImage, gatewayImage, stopGraceSeconds,
 } from '../policy.ts';
-import { composeHealthcheck, composeSecrets, functionContainer } from './compose.ts';
+import { activatorEnvironment, composeHealthcheck, composeSecrets, functionContainer, scaledFunctionEnvironment } from './compose.ts';
 import { nginxConfig } from './nginx.ts';
 
 /**
@@ -30,15 +30,46 @@ import { nginxConfig } from './nginx.ts';
 export function swarmGatewayConfig(functions: readonly ResolvedFunction[]): string {
   return nginxConfig(functions, {
     mode: 'dns',
+    activator: ACTIVATOR_SERVICE,
     dnsValidSeconds: DNS_VALID_SECONDS.swarm,
     discoveryNote: `answers kept ${DNS_VALID_SECONDS.swarm} s (Docker Swarm)`,
   });
 }
 
-function resources(r: typeof REPLICA_RESOURCES | typeof GATEWAY_RESOURCES) {
+function resources(r: typeof REPLICA_RESOURCES | typeof GATEWAY_RESOURCES | typeof ACTIVATOR_RESOURCES) {
   return {
     limits: { cpus: String(r.limits.cpus), memory: `${r.limits.memoryMiB}M` },
-    reservations: { cpus: String(r.reservations.cpus), memory: `${r.reservations.memoryMiB}M` },
+    ...('reservations' in r ? { reservations: { cpus: String(r.reservations.cpus), memory: `${r.reservations.memoryMiB}M` } } : {}),
+  };
+}
+
+/**
+ * The activator on Swarm: as on compose, the only container with the engine's socket, not
+ * published, answering the gateway alone; here it scales the stack's services (to 0 and back)
+ * and freezes their tasks. It must run on a manager (service updates are a manager's), and
+ * freezes the tasks of its own node. A stack file cannot add a group (`group_add`), so the
+ * socket's group (MODELFN_DOCKER_GID, read off the socket by `modelfn deploy`) is its primary one.
+ */
+function activatorService(functions: readonly ResolvedFunction[], tag: string) {
+  return {
+    image: activatorImage(tag),
+    init: true,
+    user: `${RUNTIME_USER.uid}:\${MODELFN_DOCKER_GID:-0}`,
+    read_only: true,
+    cap_drop: ['ALL'],
+    environment: activatorEnvironment(functions, 'swarm'),
+    volumes: [TMP, { type: 'bind', source: '/var/run/docker.sock', target: '/var/run/docker.sock' }],
+    healthcheck: { ...composeHealthcheck(), start_period: '5s' },
+    networks: ['functions'],
+    deploy: {
+      mode: 'replicated',
+      replicas: 1,
+      endpoint_mode: 'dnsrr',
+      placement: { constraints: ['node.role == manager'] },
+      resources: resources(ACTIVATOR_RESOURCES),
+      restart_policy: { condition: 'any', delay: '2s', window: '20s' },
+      update_config: { parallelism: 1, order: 'stop-first', failure_action: 'rollback', monitor: '5s' },
+    },
   };
 }
 
@@ -57,6 +88,8 @@ export function stackDocument(functions: readonly ResolvedFunction[], options: {
   for (const fn of functions) {
     services[fn.name] = {
       ...functionContainer(fn, options.tag ?? TAG_VARIABLE),
+      // The control server through which the activator puts it to sleep, for the activator only.
+      ...(fn.scale ? { environment: scaledFunctionEnvironment(fn) } : {}),
       volumes: [TMP],
       // A task receives traffic only once healthy, which is also what a rolling update waits for.
       healthcheck: composeHealthcheck(),
@@ -78,6 +111,7 @@ export function stackDocument(functions: readonly ResolvedFunction[], options: {
       },
     };
   }
+  if (functions.some((fn) => fn.scale)) services[ACTIVATOR_SERVICE] = activatorService(functions, options.tag ?? TAG_VARIABLE);
   services.gateway = {
     image: gatewayImage(options.tag ?? TAG_VARIABLE),
     read_only: true,

@@ -15,9 +15,10 @@ import { startFunction, type RunningFunction } from '../serve/server.ts';
 import { ROOT, memoryLogger, postJson, testConfig } from '../testing/index.ts';
 import { Activator, type ScaledSpec } from './activator.ts';
 import { activatorApp } from './app.ts';
-import { DockerError, type ContainerDetails, type ContainerSummary, type DockerClient } from './docker.ts';
+import { DockerError, type ContainerDetails, type ContainerSummary, type DockerClient, type ServiceDetails } from './docker.ts';
 import { createActivatorMetrics } from './metrics.ts';
-import { NUMBER_LABEL, OutOfScopeError, PROJECT_LABEL, ProjectScope, SERVICE_LABEL } from './scope.ts';
+import { NUMBER_LABEL, OutOfScopeError, PROJECT_LABEL, ProjectScope, SERVICE_LABEL, type Scope } from './scope.ts';
+import { STACK_LABEL, SWARM_SERVICE_LABEL, StackScope, TASK_NAME_LABEL } from './stack-scope.ts';
 
 interface FakeContainer {
   id: string;
@@ -27,9 +28,24 @@ interface FakeContainer {
   running?: { fn: RunningFunction; control: Server; url: string; controlUrl: string };
 }
 
-/** An engine holding function "containers" that are in-process servers. */
+interface FakeService {
+  id: string;
+  name: string;
+  version: number;
+  replicas: number;
+  labels: Record<string, string>;
+  slots: number;
+  broken?: boolean;
+}
+
+/**
+ * An engine holding function "containers" that are in-process servers; on Swarm, services whose
+ * replica count makes and stops their tasks' containers (scaling down, it stops the
+ * lowest-numbered task: Swarm, not the caller, picks which).
+ */
 class FakeEngine implements DockerClient {
   containers = new Map<string, FakeContainer>();
+  services = new Map<string, FakeService>();
   calls: string[] = [];
   private config = testConfig({ PORT: '0' });
 
@@ -47,9 +63,9 @@ class FakeEngine implements DockerClient {
 
   async list(filters: Record<string, string[]>): Promise<ContainerSummary[]> {
     this.calls.push(`list ${JSON.stringify(filters)}`);
-    // Careless: only the service filter is applied, never the project one.
-    const service = filters.label.find((l) => l.startsWith(`${SERVICE_LABEL}=`))!.split('=')[1];
-    return [...this.containers.values()].filter((c) => c.labels[SERVICE_LABEL] === service).map((c) => ({
+    // Careless: only the service filter is applied, never the project (or stack) one.
+    const [key, service] = filters.label.find((l) => l.startsWith(`${SERVICE_LABEL}=`) || l.startsWith(`${SWARM_SERVICE_LABEL}=`))!.split('=');
+    return [...this.containers.values()].filter((c) => c.labels[key] === service).map((c) => ({
       Id: c.id, Names: [`/${c.id}`], Labels: c.labels, State: c.state, Status: c.state,
       NetworkSettings: { Networks: { functions: { IPAddress: c.state === 'exited' ? '' : '127.0.0.1' } } },
     }));
@@ -114,6 +130,50 @@ class FakeEngine implements DockerClient {
     return this.get(id).broken ? 'modelfn: dist/iris/model.onnx: not a valid ONNX model (onnxruntime: protobuf parsing failed)\n' : '';
   }
 
+  addService(stack: string, service: string, replicas: number, options: { broken?: boolean; labels?: Record<string, string> } = {}): Promise<void> {
+    const name = `${stack}_${service}`;
+    this.services.set(name, { id: `svc-${name}`, name, version: 1, replicas, labels: options.labels ?? { [STACK_LABEL]: stack }, slots: 0, broken: options.broken });
+    return this.reconcile(name);
+  }
+
+  private taskContainers(name: string): FakeContainer[] {
+    return [...this.containers.values()].filter((c) => c.labels[SWARM_SERVICE_LABEL] === name && (c.state === 'running' || c.state === 'paused'));
+  }
+
+  private async reconcile(name: string): Promise<void> {
+    const s = this.services.get(name)!;
+    while (this.taskContainers(name).length < s.replicas) {
+      const slot = ++s.slots;
+      const id = `${name}.${slot}`;
+      this.containers.set(id, { id, labels: { [STACK_LABEL]: s.labels[STACK_LABEL] ?? '', [SWARM_SERVICE_LABEL]: name, [TASK_NAME_LABEL]: `${name}.${slot}.task${slot}` }, state: 'created', broken: s.broken });
+      await this.start(id);
+      if (s.broken) break;
+    }
+    for (const c of this.taskContainers(name).slice(0, Math.max(0, this.taskContainers(name).length - s.replicas))) {
+      await this.stop(c.id);
+      this.containers.delete(c.id);
+    }
+  }
+
+  async service(name: string): Promise<ServiceDetails> {
+    const s = this.services.get(name);
+    if (!s) throw new DockerError(404, `service ${name} not found`);
+    return { ID: s.id, Version: { Index: s.version }, Spec: { Name: s.name, Labels: s.labels, Mode: { Replicated: { Replicas: s.replicas } }, TaskTemplate: {} } };
+  }
+
+  async updateService(id: string, version: number, spec: { Mode: { Replicated: { Replicas: number } } }): Promise<void> {
+    const s = [...this.services.values()].find((x) => x.id === id)!;
+    if (version !== s.version) throw new DockerError(500, 'rpc error: update out of sequence');
+    this.calls.push(`scale ${s.name} ${spec.Mode.Replicated.Replicas}`);
+    s.version++;
+    s.replicas = spec.Mode.Replicated.Replicas;
+    await this.reconcile(s.name);
+  }
+
+  async tasks() {
+    return [];
+  }
+
   async close(): Promise<void> {
     for (const c of this.containers.values()) if (c.running) await this.stop(c.id);
   }
@@ -123,9 +183,10 @@ const spec = (name: string, wake: ScaledSpec['wake'] = 'start'): ScaledSpec => (
   name, prefix: `/${name}`, min: 0, max: 1, idleSeconds: 1, wake, concurrency: 8, timeoutMs: 5000, bodySize: 1024 * 1024,
 });
 
-function setUp(functions: ScaledSpec[], engine = new FakeEngine(), stopDelayMs = 300) {
+function setUp(functions: ScaledSpec[], engine = new FakeEngine(), stopDelayMs = 300, swarm = false) {
   const metrics = createActivatorMetrics();
-  const scope = new ProjectScope(engine, 'mine', new Set(functions.map((f) => f.name)));
+  const names = new Set(functions.map((f) => f.name));
+  const scope: Scope = swarm ? new StackScope(engine, 'mine', names) : new ProjectScope(engine, 'mine', names);
   const activator = new Activator({
     scope, functions, metrics, logger: memoryLogger(), functionPort: 8080, controlPort: 9090,
     wakeTimeoutMs: 10_000, failureCooldownMs: 3000, stopDelayMs, tickMs: 100_000, scaleUpTicks: 3, scaleDownTicks: 5,
@@ -165,6 +226,18 @@ describe('the activator', () => {
     for (const phase of ['container_start', 'model_load', 'warm_up', 'ready', 'first_answer']) {
       expect(text).toMatch(new RegExp(`modelfn_activator_wake_seconds_count\\{function="iris",mode="start",phase="${phase}"\\} 1`));
     }
+  });
+
+  it('answers the gateway page\'s /stats of a sleeping function itself, without waking it', async () => {
+    const { engine, send } = make([spec('iris')]);
+    engine.add('iris-1', 'mine', 'iris');
+    const res = await send('iris', '/iris/stats');
+    expect(res.status).toBe(200);
+    expect(await res.json()).toMatchObject({ name: 'iris', state: 'asleep', replicas: 0, readyReplicas: 0, requestsPerSecond: 0 });
+    expect(engine.calls.filter((c) => !c.startsWith('list'))).toEqual([]);
+    expect(engine.containers.get('iris-1')!.state).toBe('exited');
+    // Anything else wakes it.
+    expect((await send('iris', '/iris/predict', postJson(body))).status).toBe(200);
   });
 
   it('passes bodies, query strings and the protocol paths through, and refuses a body above the limit', async () => {
@@ -233,7 +306,7 @@ describe('the activator', () => {
     expect(res.status).toBe(503);
     expect(engine.calls.filter((c) => !c.startsWith('list'))).toEqual([]);
     expect(engine.containers.get('theirs')!.state).toBe('exited');
-    await expect(scope.start({ id: 'theirs' })).rejects.toThrow(OutOfScopeError);
+    await expect(scope.start({ id: 'theirs', name: 'theirs', service: 'iris', number: 1, state: 'exited', added: false })).rejects.toThrow(OutOfScopeError);
     await expect(scope.replicas('postgres')).rejects.toThrow("'postgres' is not a scaled service of project 'mine': refused");
     const unknown = await send('postgres', '/anything');
     expect(unknown.status).toBe(404);
@@ -252,3 +325,85 @@ describe('the activator', () => {
   });
 });
 
+describe('the activator on Docker Swarm', () => {
+  const engines: FakeEngine[] = [];
+  const make = (functions: ScaledSpec[]) => {
+    const made = setUp(functions, undefined, 300, true);
+    engines.push(made.engine);
+    return made;
+  };
+  afterEach(async () => {
+    for (const e of engines.splice(0)) await e.close();
+  });
+  const running = (engine: FakeEngine, name: string) => [...engine.containers.values()].filter((c) => c.labels[SWARM_SERVICE_LABEL] === name && c.state !== 'exited');
+
+  it('scales an idle service to 0 and back to 1 for 16 concurrent requests, every one answered', async () => {
+    const { engine, send, activator, metrics } = make([spec('iris')]);
+    await engine.addService('mine', 'iris', 1);
+    await activator.tick();
+    await new Promise((r) => setTimeout(r, 1100));
+    await activator.tick();
+    expect(engine.services.get('mine_iris')!.replicas).toBe(0);
+    expect(running(engine, 'mine_iris')).toEqual([]);
+    const answers = await Promise.all(Array.from({ length: 16 }, () => send('iris', '/iris/predict', postJson(body))));
+    expect(answers.map((a) => a.status)).toEqual(new Array(16).fill(200));
+    expect(engine.calls.filter((c) => c.startsWith('scale'))).toEqual(['scale mine_iris 0', 'scale mine_iris 1']);
+    expect(running(engine, 'mine_iris').map((c) => c.state)).toEqual(['running']);
+    expect(await metrics.registry.metrics()).toMatch(/modelfn_activator_wakes_total\{function="iris",mode="start",result="ok"\} 1/);
+  });
+
+  it('freezes an idle task in place (the service keeps its replica) and thaws it for the next request', async () => {
+    const { engine, send, activator } = make([spec('iris', 'unpause')]);
+    await engine.addService('mine', 'iris', 1);
+    await new Promise((r) => setTimeout(r, 1100));
+    await activator.tick();
+    expect(running(engine, 'mine_iris').map((c) => c.state)).toEqual(['paused']);
+    expect(engine.services.get('mine_iris')!.replicas).toBe(1);
+    expect((await send('iris', '/iris/predict', postJson(body))).status).toBe(200);
+    expect(running(engine, 'mine_iris').map((c) => c.state)).toEqual(['running']);
+    expect(engine.calls.filter((c) => c.startsWith('scale'))).toEqual([]);
+  });
+
+  it('opens a replica again when Swarm stopped another task in place of the one put to sleep', async () => {
+    const { engine, send, activator } = make([{ ...spec('iris'), min: 1, max: 2 }]);
+    await engine.addService('mine', 'iris', 2);
+    await new Promise((r) => setTimeout(r, 1100));
+    // Scaling in: the activator closes the highest task's port; the fake Swarm stops the lowest.
+    await activator.tick();
+    expect(engine.services.get('mine_iris')!.replicas).toBe(1);
+    expect(running(engine, 'mine_iris').map((c) => c.id)).toEqual(['mine_iris.2']);
+    const listening = async () => ((await (await fetch(`${engine.containers.get('mine_iris.2')!.running!.controlUrl}/state`)).json()) as { listening: boolean }).listening;
+    expect(await listening()).toBe(false);
+    await activator.tick();
+    expect(await listening()).toBe(true);
+    const res = await send('iris', '/iris/predict', postJson(body));
+    expect(res.status).toBe(200);
+    expect(engine.calls.filter((c) => c.startsWith('scale'))).toEqual(['scale mine_iris 1']);
+  });
+
+  it('answers 503 JSON naming the cause when a task cannot start, and scales the service back to 0', async () => {
+    const { engine, send } = make([spec('broken')]);
+    await engine.addService('mine', 'broken', 0, { broken: true });
+    const res = await send('broken', '/broken/predict', postJson(body));
+    expect(res.status).toBe(503);
+    expect(Number(res.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
+    expect(await res.json()).toEqual({ error: "function 'broken' failed to start: modelfn: dist/iris/model.onnx: not a valid ONNX model (onnxruntime: protobuf parsing failed)" });
+    expect(engine.services.get('mine_broken')!.replicas).toBe(0);
+  });
+
+  it('never acts on another stack\'s service or container, even when the engine lists it', async () => {
+    const { engine, send, scope } = make([spec('iris')]);
+    // A container labelled with this stack's service name but another stack, and a service of
+    // this name that another stack owns.
+    engine.containers.set('theirs', { id: 'theirs', labels: { [STACK_LABEL]: 'other', [SWARM_SERVICE_LABEL]: 'mine_iris' }, state: 'paused' });
+    await engine.addService('other', 'mine', 0, { labels: { [STACK_LABEL]: 'other' } });
+    engine.services.set('mine_iris', { ...engine.services.get('other_mine')!, name: 'mine_iris' });
+    const res = await send('iris', '/iris/predict', postJson(body));
+    expect(res.status).toBe(503);
+    expect(await res.json()).toMatchObject({ error: expect.stringContaining("is not a service of stack 'mine': refused") });
+    expect(engine.containers.get('theirs')!.state).toBe('paused');
+    expect(engine.calls.filter((c) => c.startsWith('scale') || c.startsWith('unpause'))).toEqual([]);
+    await expect(scope.replicas('postgres')).rejects.toThrow("'postgres' is not a scaled service of stack 'mine': refused");
+    await expect(scope.unpause({ id: 'theirs', name: 'theirs', service: 'iris', number: 1, state: 'paused', added: false })).rejects.toThrow(OutOfScopeError);
+  });
+});

@@ -11,7 +11,7 @@
 import type { FunctionState } from '../serve/control.ts';
 import type { Logger } from '../core/log.ts';
 import type { ActivatorMetrics, WakePhase } from './metrics.ts';
-import type { ProjectScope, Replica } from './scope.ts';
+import type { Replica, Scope } from './scope.ts';
 
 /** A scaled function, as the activator is told about it (the compose file's environment). */
 export interface ScaledSpec {
@@ -28,7 +28,7 @@ export interface ScaledSpec {
 }
 
 export interface ActivatorOptions {
-  scope: ProjectScope;
+  scope: Scope;
   functions: readonly ScaledSpec[];
   metrics: ActivatorMetrics;
   logger: Logger;
@@ -118,6 +118,11 @@ export class Activator {
     return slot;
   }
 
+  /** Whether a wake of the function is under way. */
+  waking(name: string): boolean {
+    return this.slots.get(name)?.waking !== undefined;
+  }
+
   /** Requests waiting for a wake, per function. */
   held(name: string): number {
     return this.slots.get(name)?.held ?? 0;
@@ -172,15 +177,20 @@ export class Activator {
     this.options.metrics.wakeSeconds.observe({ function: slot.spec.name, mode: slot.spec.wake, phase }, seconds);
   }
 
-  /** The replicas answering now, by their control servers. */
-  private async answering(replicas: Replica[]): Promise<{ live: Live; state: FunctionState }[]> {
+  /** The running replicas whose control server answers, with what it says. */
+  private async probe(replicas: Replica[]): Promise<{ live: Live; state: FunctionState }[]> {
     const found = await Promise.all(replicas.filter((r) => r.state === 'running').map(async (replica) => {
       const live = this.liveOf(replica);
       if (!live) return undefined;
       const state = await controlCall(live, 'GET', '/state', 1000).then((r) => r.body, () => undefined);
-      return state?.listening && state.ready ? { live, state } : undefined;
+      return state ? { live, state } : undefined;
     }));
     return found.filter((f): f is { live: Live; state: FunctionState } => f !== undefined);
+  }
+
+  /** The replicas answering now, by their control servers. */
+  private async answering(replicas: Replica[]): Promise<{ live: Live; state: FunctionState }[]> {
+    return (await this.probe(replicas)).filter((p) => p.state.listening && p.state.ready);
   }
 
   /** Wakes one replica (the lowest-numbered sleeping one) and waits until it answers. */
@@ -206,17 +216,19 @@ export class Activator {
     }
     if (!candidate) return this.failWake(slot, undefined, `function '${spec.name}' has no container to wake`);
     const how = candidate.state === 'paused' ? 'unpause' : candidate.state === 'running' ? 'listen' : 'start';
+    // The replica to watch: on Swarm, starting one makes a new task, whose container comes later.
+    let replica = candidate;
     try {
       if (how === 'unpause') await scope.unpause(candidate);
-      else if (how === 'start') await scope.start(candidate);
+      else if (how === 'start') replica = await scope.start(candidate);
     } catch (err) {
       // Someone else changed it since: look again.
       if (known) return this.wake(slot);
       return this.failWake(slot, candidate, `function '${spec.name}' could not ${how}: ${(err as Error).message}`);
     }
     const deadline = started + this.options.wakeTimeoutMs;
-    let replica = candidate;
-    let lastCheck = 0;
+    // A thawed replica keeps its address: no need to ask the engine before reopening its port.
+    let lastCheck = how === 'unpause' && replica.ip ? performance.now() : 0;
     let woke: { live: Live; state: FunctionState } | undefined;
     // The engine answers a start once the container's process runs, an unpause once it thaws.
     const containerStarted = performance.now();
@@ -224,17 +236,20 @@ export class Activator {
       if (performance.now() - lastCheck > 200 || !replica.ip) {
         lastCheck = performance.now();
         const state = await scope.state(replica).catch(() => undefined);
+        if (state && state.id !== replica.id) replica = { ...replica, id: state.id, pending: state.id.startsWith('pending:') };
         if (state && (state.status === 'exited' || state.status === 'dead' || state.status === 'restarting')) {
           const logs = await scope.logs(replica, 5).catch(() => '');
-          const reason = logs.trim().split('\n').filter(Boolean).pop() ?? `exit code ${state.exitCode}`;
+          const reason = logs.trim().split('\n').filter(Boolean).pop() ?? (state.error || `exit code ${state.exitCode}`);
           return this.failWake(slot, replica, `function '${spec.name}' failed to start: ${reason.slice(0, 300)}`);
         }
         if (state?.ip && state.ip !== replica.ip) replica = { ...replica, ip: state.ip, state: state.status };
       }
       const live = this.liveOf(replica);
       if (live) {
-        if (how !== 'start') await controlCall(live, 'POST', '/wake', 2000).catch(() => undefined);
-        const state = await controlCall(live, 'GET', '/state', 1000).then((r) => r.body, () => undefined);
+        // Reopening the port answers the state too.
+        const state = how === 'start'
+          ? await controlCall(live, 'GET', '/state', 1000).then((r) => r.body, () => undefined)
+          : await controlCall(live, 'POST', '/wake', 2000).then((r) => r.body, () => undefined);
         if (state?.listening && state.ready) woke = { live, state };
       }
       if (!woke) await sleep(how === 'start' ? 10 : 2);
@@ -327,11 +342,11 @@ export class Activator {
       replica = await scope.clone(source, Math.max(0, ...replicas.map((r) => r.number)) + 1);
     }
     if (replica.state === 'paused') await scope.unpause(replica);
-    else await scope.start(replica);
+    else replica = await scope.start(replica);
     const deadline = performance.now() + this.options.wakeTimeoutMs;
     while (performance.now() < deadline) {
       const state = await scope.state(replica).catch(() => undefined);
-      const live = state?.ip ? this.liveOf({ ...replica, ip: state.ip }) : undefined;
+      const live = state?.ip ? this.liveOf({ ...replica, id: state.id, pending: false, ip: state.ip }) : undefined;
       if (live) {
         if (replica.state === 'paused') await controlCall(live, 'POST', '/wake', 2000).catch(() => undefined);
         const answer = await controlCall(live, 'GET', '/state', 1000).then((r) => r.body, () => undefined);
@@ -359,11 +374,19 @@ export class Activator {
     const { spec } = slot;
     const { metrics, scaleUpTicks, scaleDownTicks } = this.options;
     const replicas = await this.options.scope.replicas(spec.name);
-    const answering = await this.answering(replicas);
+    const probed = await this.probe(replicas);
     if (slot.waking || slot.sleeping || slot.scaling) return;
+    // A ready replica with its port closed and no sleep under way: the orchestrator stopped
+    // another one in its place (Swarm picks which task goes), or an earlier activator stopped
+    // midway. It is opened again.
+    for (const closed of probed.filter((p) => p.state.ready && !p.state.listening)) {
+      const reopened = await controlCall(closed.live, 'POST', '/wake', 2000).then((r) => r.status === 200, () => false);
+      if (reopened) closed.state = { ...closed.state, listening: true };
+    }
+    const answering = probed.filter((p) => p.state.listening && p.state.ready);
     slot.live = answering.map((a) => a.live);
     metrics.replicas.set({ function: spec.name, state: 'awake' }, answering.length);
-    metrics.replicas.set({ function: spec.name, state: 'asleep' }, replicas.length - answering.length);
+    metrics.replicas.set({ function: spec.name, state: 'asleep' }, replicas.filter((r) => !r.pending).length - answering.length);
     if (!answering.length) return;
 
     const inFlight = answering.reduce((n, a) => n + a.state.in_flight, 0) + slot.held;

@@ -9,7 +9,9 @@ export interface ActivatorConfig {
   host: string;
   port: number;
   socket: string;
-  /** The compose project; by default read from the activator's own container labels. */
+  /** Docker Compose (a project's containers) or Docker Swarm (a stack's services). */
+  orchestrator: 'compose' | 'swarm';
+  /** The compose project or swarm stack; by default read from the activator's own container labels. */
   project?: string;
   /** Host name whose addresses alone may send requests (the gateway). */
   from: string;
@@ -26,7 +28,8 @@ export interface ActivatorConfig {
 export const ACTIVATOR_SETTINGS = [
   { env: 'MODELFN_SCALED_FUNCTIONS', default: '[]', description: 'the functions that scale, as JSON (written by the build into the compose file)' },
   { env: 'MODELFN_DOCKER_SOCKET', default: '/var/run/docker.sock', description: "the engine's socket, or `tcp://host:port` of a socket proxy" },
-  { env: 'MODELFN_PROJECT', default: '', description: "the compose project it acts on (default: its own container's compose label)" },
+  { env: 'MODELFN_ORCHESTRATOR', default: 'compose', description: '`compose` (it starts, stops, freezes a project\'s containers) or `swarm` (it scales a stack\'s services, freezes their tasks)' },
+  { env: 'MODELFN_PROJECT', default: '', description: "the compose project or swarm stack it acts on (default: its own container's label)" },
   { env: 'MODELFN_ACTIVATOR_FROM', default: 'gateway', description: 'host name whose addresses alone may send it requests' },
   { env: 'MODELFN_WAKE_TIMEOUT_MS', default: '30000', description: 'longest a wake may take before the held requests get 503' },
   { env: 'MODELFN_WAKE_RETRY_MS', default: '5000', description: 'after a failed wake, requests get 503 at once for this long (Retry-After)' },
@@ -55,6 +58,11 @@ function integer(env: NodeJS.ProcessEnv, name: (typeof ACTIVATOR_SETTINGS)[numbe
   return n;
 }
 
+function orchestrator(name: string): ActivatorConfig['orchestrator'] {
+  if (name === 'compose' || name === 'swarm') return name;
+  throw new Error(`MODELFN_ORCHESTRATOR=${JSON.stringify(name)}: expected compose or swarm`);
+}
+
 /** Reads the activator's settings; throws naming the variable that is wrong. */
 export function readActivatorConfig(env: NodeJS.ProcessEnv = process.env): ActivatorConfig {
   let functions: ScaledSpec[];
@@ -67,6 +75,7 @@ export function readActivatorConfig(env: NodeJS.ProcessEnv = process.env): Activ
     host: env.MODELFN_HOST || '127.0.0.1',
     port: Number(env.PORT || 8080),
     socket: value(env, 'MODELFN_DOCKER_SOCKET'),
+    orchestrator: orchestrator(value(env, 'MODELFN_ORCHESTRATOR')),
     project: value(env, 'MODELFN_PROJECT') || undefined,
     from: value(env, 'MODELFN_ACTIVATOR_FROM'),
     functions,

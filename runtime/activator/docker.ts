@@ -1,7 +1,8 @@
 /**
  * The few Docker Engine API calls the activator makes, over the engine's Unix socket with
- * node:http: list, inspect, start, stop, pause, unpause, create, remove, logs. API v1.41 (Docker
- * 20.10), which later engines still serve.
+ * node:http: list, inspect, start, stop, pause, unpause, create, remove, logs; on Swarm also a
+ * service's inspect and update (its replica count) and its tasks. API v1.41 (Docker 20.10),
+ * which later engines still serve.
  */
 import { request } from 'node:http';
 
@@ -26,6 +27,21 @@ export interface ContainerDetails {
   NetworkSettings: { Networks: Record<string, { IPAddress?: string; Aliases?: string[] | null }> };
 }
 
+/** A Swarm service as `GET /services/{id}` describes it (the parts the activator reads and writes back). */
+export interface ServiceDetails {
+  ID: string;
+  Version: { Index: number };
+  Spec: Record<string, unknown> & { Name: string; Labels?: Record<string, string>; Mode?: { Replicated?: { Replicas?: number } } };
+}
+
+/** A Swarm task as `GET /tasks` lists it. */
+export interface TaskSummary {
+  ID: string;
+  Slot?: number;
+  DesiredState: string;
+  Status: { State: string; Err?: string; Message?: string; ContainerStatus?: { ContainerID?: string; ExitCode?: number } };
+}
+
 /** An answer of the engine other than success. */
 export class DockerError extends Error {
   override name = 'DockerError';
@@ -45,6 +61,12 @@ export interface DockerClient {
   remove(id: string): Promise<void>;
   /** The last lines a container wrote (stdout and stderr). */
   logs(id: string, lines: number): Promise<string>;
+  /** Swarm: a service, by id or name. */
+  service(id: string): Promise<ServiceDetails>;
+  /** Swarm: replaces a service's spec; `version` is the index read with it (the engine refuses a stale one). */
+  updateService(id: string, version: number, spec: object): Promise<void>;
+  /** Swarm: the tasks matching the filters. */
+  tasks(filters: Record<string, string[]>): Promise<TaskSummary[]>;
 }
 
 export const API_VERSION = 'v1.41';
@@ -133,6 +155,16 @@ export function dockerClient(address = '/var/run/docker.sock', timeoutMs = 30_00
     },
     async logs(container, lines) {
       return demultiplex(await expect('GET', `/containers/${id(container)}/logs?stdout=true&stderr=true&tail=${lines}`, [200]));
+    },
+    async service(service) {
+      return JSON.parse((await expect('GET', `/services/${id(service)}`, [200])).toString('utf8')) as ServiceDetails;
+    },
+    async updateService(service, version, spec) {
+      await expect('POST', `/services/${id(service)}/update?version=${version}`, [200], spec);
+    },
+    async tasks(filters) {
+      const query = new URLSearchParams({ filters: JSON.stringify(filters) });
+      return JSON.parse((await expect('GET', `/tasks?${query}`, [200])).toString('utf8')) as TaskSummary[];
     },
   };
 }

@@ -13,6 +13,7 @@ import { readActivatorConfig } from './config.ts';
 import { dockerClient } from './docker.ts';
 import { createActivatorMetrics } from './metrics.ts';
 import { PROJECT_LABEL, ProjectScope } from './scope.ts';
+import { STACK_LABEL, StackScope } from './stack-scope.ts';
 
 /**
  * Runs the activator until a signal; exits 1 with one line on stderr when it cannot start.
@@ -24,9 +25,11 @@ export async function runActivator(env: NodeJS.ProcessEnv = process.env): Promis
   try {
     const config = readActivatorConfig(env);
     const docker = dockerClient(config.socket);
-    // Its own container (the host name is the container's id) carries the project's label.
-    const project = config.project ?? (await docker.inspect(hostname())).Config.Labels[PROJECT_LABEL];
-    const scope = new ProjectScope(docker, project, new Set(config.functions.map((f) => f.name)));
+    // Its own container (the host name is the container's id) carries the project's (stack's) label.
+    const swarm = config.orchestrator === 'swarm';
+    const project = config.project ?? (await docker.inspect(hostname())).Config.Labels[swarm ? STACK_LABEL : PROJECT_LABEL];
+    const names = new Set(config.functions.map((f) => f.name));
+    const scope = swarm ? new StackScope(docker, project, names) : new ProjectScope(docker, project, names);
     const metrics = createActivatorMetrics();
     const activator = new Activator({ ...config, scope, metrics, logger, scaleUpTicks: 3, scaleDownTicks: 5 });
     const app = activatorApp(activator, { metrics, allow: config.from ? addressesOf(config.from) : undefined });
@@ -35,7 +38,7 @@ export async function runActivator(env: NodeJS.ProcessEnv = process.env): Promis
       s.once('error', reject);
     });
     activator.start();
-    logger.log('info', 'activator listening', { project, port: config.port, functions: config.functions.map((f) => `${f.name} (min ${f.min}, max ${f.max}, idle ${f.idleSeconds} s, ${f.wake})`) });
+    logger.log('info', 'activator listening', { [swarm ? 'stack' : 'project']: project, port: config.port, functions: config.functions.map((f) => `${f.name} (min ${f.min}, max ${f.max}, idle ${f.idleSeconds} s, ${f.wake})`) });
     const stop = () => {
       activator.stop();
       server.close(() => process.exit(0));

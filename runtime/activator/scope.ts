@@ -1,10 +1,11 @@
 /**
  * The only door from the activator to the engine: every container it sees is listed by this
- * project's compose labels, and every action re-checks those labels on the container acted on,
- * so the activator cannot touch a container outside the project (or a service it does not
- * manage), whatever a request or the engine's answer says.
+ * project's labels, and every action re-checks those labels on the container (or service) acted
+ * on, so the activator cannot touch a container outside the project (or a service it does not
+ * manage), whatever a request or the engine's answer says. `ProjectScope` is Docker Compose's
+ * (here); `StackScope` (stack-scope.ts) a Swarm stack's.
  */
-import type { ContainerSummary, DockerClient } from './docker.ts';
+import type { ContainerDetails, ContainerSummary, DockerClient } from './docker.ts';
 
 export const PROJECT_LABEL = 'com.docker.compose.project';
 export const SERVICE_LABEL = 'com.docker.compose.service';
@@ -25,6 +26,42 @@ export interface Replica {
   ip?: string;
   /** Added by the activator (a clone), not by compose. */
   added: boolean;
+  /** Swarm: a replica yet to be made by scaling the service up (no container yet). */
+  pending?: boolean;
+}
+
+/** What a replica is doing now, as the engine tells. */
+export interface ReplicaState {
+  /** The container this replica is now (a pending replica becomes one). */
+  id: string;
+  status: string;
+  exitCode: number;
+  error: string;
+  ip?: string;
+}
+
+/** What the activator may do to the engine: one project's replicas of the services it manages. */
+export interface Scope {
+  readonly project: string;
+  /** Every replica of a service, in number order (on Swarm, last, one pending to scale up to). */
+  replicas(service: string): Promise<Replica[]>;
+  /** Starts a sleeping replica; resolves to the replica to watch until it answers. */
+  start(replica: Replica): Promise<Replica>;
+  stop(replica: Replica, seconds: number): Promise<void>;
+  pause(replica: Replica): Promise<void>;
+  unpause(replica: Replica): Promise<void>;
+  /** Removes a replica the activator added. */
+  remove(replica: Replica): Promise<void>;
+  state(replica: Replica): Promise<ReplicaState>;
+  logs(replica: Replica, lines: number): Promise<string>;
+  /** A new replica made like `from`, not started. */
+  clone(from: Replica, number: number): Promise<Replica>;
+}
+
+/** A container's state and address, from its inspection. */
+export function stateOf(details: ContainerDetails): ReplicaState {
+  const ip = Object.values(details.NetworkSettings?.Networks ?? {}).map((n) => n.IPAddress).find(Boolean);
+  return { id: details.Id, status: details.State.Status, exitCode: details.State.ExitCode, error: details.State.Error, ip: ip || undefined };
 }
 
 /** Raised instead of acting on a container outside the scope. */
@@ -32,7 +69,7 @@ export class OutOfScopeError extends Error {
   override name = 'OutOfScopeError';
 }
 
-export class ProjectScope {
+export class ProjectScope implements Scope {
   constructor(private readonly docker: DockerClient, readonly project: string, readonly services: ReadonlySet<string>) {
     if (!project) throw new OutOfScopeError('no compose project: the activator acts on one project only');
   }
@@ -68,15 +105,22 @@ export class ProjectScope {
       .map((c) => this.replicaOf(c)).sort((a, b) => a.number - b.number);
   }
 
-  /** Looks the container up again and checks its labels before acting on it. */
+  /** Full ids of containers whose labels were checked: a container's labels never change. */
+  private readonly checked = new Set<string>();
+
+  /** Looks the container up and checks its labels before acting on it (once per container). */
   private async confirmed(replica: Pick<Replica, 'id'>): Promise<string> {
+    if (this.checked.has(replica.id)) return replica.id;
     const details = await this.docker.inspect(replica.id);
     this.check(details.Config?.Labels, `container ${replica.id.slice(0, 12)}`);
+    if (this.checked.size > 10_000) this.checked.clear();
+    this.checked.add(details.Id);
     return details.Id;
   }
 
-  async start(replica: Pick<Replica, 'id'>): Promise<void> {
+  async start(replica: Replica): Promise<Replica> {
     await this.docker.start(await this.confirmed(replica));
+    return replica;
   }
 
   async stop(replica: Pick<Replica, 'id'>, seconds: number): Promise<void> {
@@ -97,11 +141,10 @@ export class ProjectScope {
     await this.docker.remove(await this.confirmed(replica));
   }
 
-  async state(replica: Pick<Replica, 'id'>): Promise<{ status: string; exitCode: number; error: string; ip?: string }> {
+  async state(replica: Pick<Replica, 'id'>): Promise<ReplicaState> {
     const details = await this.docker.inspect(replica.id);
     this.check(details.Config?.Labels, `container ${replica.id.slice(0, 12)}`);
-    const ip = Object.values(details.NetworkSettings?.Networks ?? {}).map((n) => n.IPAddress).find(Boolean);
-    return { status: details.State.Status, exitCode: details.State.ExitCode, error: details.State.Error, ip: ip || undefined };
+    return stateOf(details);
   }
 
   async logs(replica: Pick<Replica, 'id'>, lines: number): Promise<string> {

@@ -19,6 +19,13 @@ describe('functionSetProblems', () => {
     ]);
   });
 
+  it('refuses the names of the deployment\'s own services (its compose and swarm service names)', () => {
+    expect(functionSetProblems([fn('gateway', '/gw'), fn('activator', '/act')])).toEqual([
+      "functions/gateway/function.ts: name 'gateway' is reserved for the deployment's own gateway service; rename the folder (or set `name`)",
+      "functions/activator/function.ts: name 'activator' is reserved for the deployment's own activator service; rename the folder (or set `name`)",
+    ]);
+  });
+
   it('refuses a lone function on a prefix under the gateway\'s own paths', () => {
     expect(functionSetProblems([fn('x', '/v2/x')])).toEqual(["functions/x/function.ts: prefix '/v2/x' is reserved for the gateway (/v2)"]);
     expect(functionSetProblems([fn('x', '/v2x')])).toEqual([]);

@@ -8,6 +8,8 @@ import { displayPath, findDeclarationFile } from './discover.ts';
 
 /** Paths the gateway answers itself; no function prefix may take them. */
 export const RESERVED_PREFIXES = ['/v2', '/metrics', '/docs', '/_modelfn'];
+/** The deployment's own services (compose, swarm): no function may be named like them. */
+export const RESERVED_NAMES = ['gateway', 'activator'];
 
 type Checked = Pick<ResolvedFunction, 'name' | 'prefix' | 'dir' | 'declarationFile'>;
 
@@ -30,6 +32,7 @@ export function functionSetProblems(functions: readonly Checked[]): string[] {
     const samePrefix = byPrefix.get(fn.prefix);
     if (samePrefix) problems.push(`${where(fn)}: prefix '${fn.prefix}' is also the prefix of ${where(samePrefix)}`);
     else byPrefix.set(fn.prefix, fn);
+    if (RESERVED_NAMES.includes(fn.name)) problems.push(`${where(fn)}: name '${fn.name}' is reserved for the deployment's own ${fn.name} service; rename the folder (or set \`name\`)`);
     const reserved = RESERVED_PREFIXES.find((r) => fn.prefix === r || fn.prefix.startsWith(`${r}/`));
     if (reserved) problems.push(`${where(fn)}: prefix '${fn.prefix}' is reserved for the gateway (${reserved})`);
   }

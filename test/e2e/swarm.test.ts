@@ -1,7 +1,9 @@
 /**
  * The generated stack on a real single-node Docker Swarm: deployed with `docker stack deploy`,
  * every function through the gateway on 127.0.0.1, a function scaled up and down, rolling
- * updates under load (one that succeeds, one that rolls itself back), and removal.
+ * updates under load (one that succeeds, one that rolls itself back), scale to zero through the
+ * activator (a service scaled to 0 and back, a task frozen and thawed, one that cannot wake),
+ * and removal.
  *
  * The engine joins a swarm only for this test (on loopback), and leaves it afterwards, when it
  * was not in one already.
@@ -12,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runBuild } from '../../build/build.ts';
-import { functionImage, gatewayImage, run } from '../../build/docker/images.ts';
+import { activatorImage, functionImage, gatewayImage, run } from '../../build/docker/images.ts';
 import { waitFor } from '../../build/docker/compose.ts';
 import { FUNCTION_LABEL } from '../../build/policy.ts';
 import { deployStack, removeStack, serviceOf, stackLeftovers, swarmState, waitForStack, type SwarmStack } from '../../build/docker/swarm.ts';
@@ -21,6 +23,8 @@ import { answersPerReplica, docker, dockerAvailable, freePort } from '../docker.
 
 const available = dockerAvailable('swarm stack (test/e2e/swarm.test.ts)');
 const FUNCTIONS = ['digits', 'iris', 'vad'];
+/** iris copies that scale to zero: sleepy's service to 0 replicas, frozen's task paused. */
+const SCALED = ['frozen', 'sleepy'];
 const DIGITS = { instances: [new Array(64).fill(1)] };
 const IRIS = { instances: [[5.1, 3.5, 1.4, 0.2]] };
 
@@ -83,6 +87,8 @@ describe.runIf(available)('the stack on a single-node Docker Swarm', () => {
   const root = mkdtempSync(join(tmpdir(), 'modelfn-swarm-'));
   const stack: SwarmStack = { name: `modelfn-swarm-${process.pid}`, root, env: {} };
   const broken = `${functionImage('digits', tag)}-broken`;
+  const brokenSleepy = `${functionImage('sleepy', tag)}-broken`;
+  const decoy = `modelfn-swarm-decoy-${process.pid}`;
   const buildLog: string[] = [];
   let joined = false;
   let gwbridgeExisted = true;
@@ -94,6 +100,11 @@ describe.runIf(available)('the stack on a single-node Docker Swarm', () => {
     cpSync(join(ROOT, 'functions'), join(root, 'functions'), { recursive: true });
     symlinkSync(join(ROOT, 'runtime'), join(root, 'runtime'));
     writeFileSync(join(root, 'functions/digits/function.ts'), 'export default { replicas: 2 };\n');
+    for (const [name, scale] of [['sleepy', '{ min: 0, idleSeconds: 3 }'], ['frozen', "{ min: 0, idleSeconds: 3, wake: 'unpause' }"]]) {
+      mkdirSync(join(root, 'functions', name));
+      cpSync(join(ROOT, 'functions/iris/model.onnx'), join(root, 'functions', name, 'model.onnx'));
+      writeFileSync(join(root, 'functions', name, 'function.ts'), `export default { scale: ${scale} };\n`);
+    }
     stack.env = { MODELFN_PORT: String(await freePort()) };
     process.env.MODELFN_IMAGE_TAG = tag;
     const code = await runBuild({ functionsDir: join(root, 'functions'), outDir: join(root, 'dist'), root, images: true, check: false, log: (l) => buildLog.push(l) });
@@ -109,7 +120,9 @@ describe.runIf(available)('the stack on a single-node Docker Swarm', () => {
     }
     const started = performance.now();
     await deployStack(stack);
-    url = await waitForStack(stack, FUNCTIONS);
+    url = await waitForStack(stack, [...FUNCTIONS, ...SCALED]);
+    // A container labelled as this stack's sleepy task but of another stack: never to be touched.
+    docker(['create', '--name', decoy, '--label', `com.docker.stack.namespace=${decoy}`, '--label', `com.docker.swarm.service.name=${serviceOf(stack, 'sleepy')}`, functionImage('sleepy', tag)]);
     log(`stack ${stack.name} deployed and ready in ${Math.round(performance.now() - started)} ms at ${url}`);
   }, 600_000);
 
@@ -125,7 +138,12 @@ describe.runIf(available)('the stack on a single-node Docker Swarm', () => {
         }
       }
     }
-    for (const image of [...FUNCTIONS.map((f) => functionImage(f, tag)), gatewayImage(tag), broken]) {
+    try {
+      docker(['rm', '-f', decoy]);
+    } catch {
+      // never made
+    }
+    for (const image of [...[...FUNCTIONS, ...SCALED].map((f) => functionImage(f, tag)), gatewayImage(tag), activatorImage(tag), broken, brokenSleepy]) {
       try {
         docker(['rmi', '-f', image]);
       } catch {
@@ -155,7 +173,7 @@ describe.runIf(available)('the stack on a single-node Docker Swarm', () => {
 
   it('answers through the gateway on 127.0.0.1: routes, custom routes, limits and JSON errors', async () => {
     const index = (await (await fetch(`${url}/`)).json()) as { functions: { name: string; replicas: number }[] };
-    expect(index.functions.map((f) => [f.name, f.replicas])).toEqual([['digits', 2], ['iris', 1], ['vad', 1]]);
+    expect(index.functions.map((f) => [f.name, f.replicas])).toEqual([['digits', 2], ['frozen', 1], ['iris', 1], ['sleepy', 1], ['vad', 1]]);
     expect((await fetch(`${url}/digits/predict`, postJson(DIGITS))).status).toBe(200);
     const infer = await fetch(`${url}/v2/models/iris/infer`, postJson({ inputs: [{ name: 'input', datatype: 'FP32', shape: [1, 4], data: [6.7, 3.0, 5.2, 2.3] }] }));
     expect(infer.status).toBe(200);
@@ -169,6 +187,61 @@ describe.runIf(available)('the stack on a single-node Docker Swarm', () => {
     expect((await errorOf(tooBig)).status).toBe(413);
     expect((await errorOf(await fetch(`${url}/v2/models/nope/ready`))).status).toBe(404);
   });
+
+  /** The states of a function's task containers (paused ones included). */
+  const taskStates = (name: string) => containers(serviceOf(stack, name)).map((id) => docker(['inspect', '--format', '{{.State.Status}}', id]).trim());
+  const asleep = (name: string) => waitFor(`${name} asleep`, async () => {
+    const states = taskStates(name);
+    const desired = inspect(serviceOf(stack, name)).Spec.Mode.Replicated.Replicas;
+    if (name === 'sleepy') return (desired === 0 && states.length === 0) || `${desired} desired, ${states.join(', ') || 'no task'}`;
+    return (desired === 1 && states.join() === 'paused') || `${desired} desired, ${states.join(', ') || 'no task'}`;
+  }, 60_000);
+
+  it('puts idle scaled functions to sleep: a service scaled to 0, a task frozen in place; the others keep running', async () => {
+    await asleep('sleepy');
+    await asleep('frozen');
+    expect(containers(serviceOf(stack, 'iris'))).toHaveLength(1);
+    expect(containers(serviceOf(stack, 'activator'))).toHaveLength(1);
+  }, 90_000);
+
+  for (const name of ['sleepy', 'frozen']) {
+    it(`wakes ${name} (${name === 'sleepy' ? 'scaled up from 0' : 'thawed'}) for 16 concurrent requests through the gateway, all answered`, async () => {
+      await asleep(name);
+      const started = performance.now();
+      const answers = await Promise.all(Array.from({ length: 16 }, () => fetch(`${url}/${name}/predict`, postJson(IRIS))));
+      const ms = performance.now() - started;
+      expect(answers.map((a) => a.status)).toEqual(new Array(16).fill(200));
+      for (const a of answers) expect(((await a.json()) as { predictions: { label: number }[] }).predictions[0].label).toBe(0);
+      log(`[figures] ${name}: 16 concurrent requests while ${name === 'sleepy' ? 'scaled to 0' : 'frozen'}, all answered in ${Math.round(ms)} ms`);
+      expect(taskStates(name)).toEqual(['running']);
+      expect(inspect(serviceOf(stack, name)).Spec.Mode.Replicated.Replicas).toBe(1);
+    }, 90_000);
+  }
+
+  it('answers 503 JSON when a scaled service cannot start, scales it back to 0, and the others keep working', async () => {
+    await asleep('sleepy');
+    // Its next task's model is corrupt: the task exits at start.
+    const context = join(root, 'broken-sleepy');
+    mkdirSync(context);
+    writeFileSync(join(context, 'model.onnx'), 'not a model any more');
+    writeFileSync(join(context, 'Dockerfile'), `FROM ${functionImage('sleepy', tag)}\nCOPY model.onnx /app/function/model.onnx\n`);
+    await run('docker', ['build', '--quiet', '-t', brokenSleepy, context]);
+    docker(['service', 'update', '--detach', '--no-resolve-image', '--image', brokenSleepy, serviceOf(stack, 'sleepy')]);
+    const started = performance.now();
+    const res = await fetch(`${url}/sleepy/predict`, postJson(IRIS));
+    const ms = performance.now() - started;
+    const err = await errorOf(res);
+    expect(err.status).toBe(503);
+    expect(err.error).toMatch(/^function 'sleepy' failed to start: .*model\.onnx: not a valid ONNX model/);
+    expect(Number(res.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
+    expect(ms).toBeLessThan(20_000);
+    log(`[figures] a scaled service that cannot start: 503 JSON after ${Math.round(ms)} ms`);
+    expect((await fetch(`${url}/iris/predict`, postJson(IRIS))).status).toBe(200);
+    expect((await fetch(`${url}/digits/predict`, postJson(DIGITS))).status).toBe(200);
+    // Left at 0 replicas, not crash-looping.
+    await asleep('sleepy');
+    expect(docker(['inspect', '--format', '{{.State.Status}} {{.State.StartedAt}}', decoy]).trim()).toBe('created 0001-01-01T00:00:00Z');
+  }, 120_000);
 
   it('scales a function up (every replica gets traffic) and down under load without a failed request', async () => {
     const service = serviceOf(stack, 'digits');
