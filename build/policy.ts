@@ -55,8 +55,14 @@ export const CONTROL_PORT = 9090;
 export const ACTIVATOR_RESOURCES = { limits: { cpus: 0.5, memoryMiB: 128 } } as const;
 /** Longest a wake may take (the activator's MODELFN_WAKE_TIMEOUT_MS default); the gateway waits this plus a function's timeout. */
 export const WAKE_BOUND_MS = 30_000;
-/** How long the gateway waits to connect to a replica of a function that scales before waking it instead. */
-export const SCALED_CONNECT_TIMEOUT_MS = 250;
+/**
+ * How long the gateway waits to connect to a replica of a function that scales before waking it
+ * instead. A stopped replica's address vanishes (no refusal comes), and the engine's DNS may still
+ * be held for it, so each wake from stopped pays this once; a live replica on the same host
+ * answers a connect in well under a millisecond, and a slower one is still served (the activator
+ * finds it awake and forwards the request).
+ */
+export const SCALED_CONNECT_TIMEOUT_MS = 100;
 
 /** Health check of a function container: the protocol's readiness, through the image's own script. */
 export const HEALTHCHECK = {

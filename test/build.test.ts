@@ -149,7 +149,7 @@ describe('generated files', () => {
     const conf = files['nginx/nginx.conf'];
     const block = (prefix: string) => conf.slice(conf.indexOf(`location ^~ ${prefix}/ {`), conf.indexOf('}', conf.indexOf(`location ^~ ${prefix}/ {`)));
     expect(block('/sleepy')).toContain('error_page 502 503 504 = @modelfn_activate;');
-    expect(block('/sleepy')).toContain('proxy_connect_timeout 250ms;');
+    expect(block('/sleepy')).toContain('proxy_connect_timeout 100ms;');
     expect(block('/awake')).toContain('error_page 502 503 =503 @modelfn_unavailable;');
     expect(conf).toContain('proxy_pass http://modelfn_activator/_activate/$modelfn_fn$request_uri;');
     expect(conf).toContain('server activator:8080 resolve max_fails=0;');

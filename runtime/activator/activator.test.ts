@@ -223,7 +223,7 @@ describe('the activator', () => {
     expect(engine.calls.filter((c) => c.startsWith('start'))).toEqual(['start iris-1']);
     const text = await metrics.registry.metrics();
     expect(text).toMatch(/modelfn_activator_wakes_total\{function="iris",mode="start",result="ok"\} 1/);
-    for (const phase of ['container_start', 'model_load', 'warm_up', 'ready', 'first_answer']) {
+    for (const phase of ['container_start', 'process_start', 'model_load', 'warm_up', 'ready', 'first_answer']) {
       expect(text).toMatch(new RegExp(`modelfn_activator_wake_seconds_count\\{function="iris",mode="start",phase="${phase}"\\} 1`));
     }
   });

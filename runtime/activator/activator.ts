@@ -258,6 +258,7 @@ export class Activator {
     const ready = performance.now();
     this.observe(slot, 'container_start', (containerStarted - started) / 1000);
     if (how === 'start') {
+      this.observe(slot, 'process_start', woke.state.startup.process_ms / 1000);
       this.observe(slot, 'model_load', woke.state.startup.model_load_ms / 1000);
       this.observe(slot, 'warm_up', woke.state.startup.warm_up_ms / 1000);
     }

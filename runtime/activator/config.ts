@@ -3,9 +3,9 @@
  * declarations): which functions scale and how, the engine's socket, who may call it.
  */
 import { z } from 'zod';
-import type { ScaledSpec } from './activator.ts';
+import type { ActivatorOptions, ScaledSpec } from './activator.ts';
 
-export interface ActivatorConfig {
+export interface ActivatorConfig extends Pick<ActivatorOptions, 'functionPort' | 'controlPort' | 'wakeTimeoutMs' | 'failureCooldownMs' | 'stopDelayMs' | 'tickMs'> {
   host: string;
   port: number;
   socket: string;
@@ -16,12 +16,6 @@ export interface ActivatorConfig {
   /** Host name whose addresses alone may send requests (the gateway). */
   from: string;
   functions: ScaledSpec[];
-  functionPort: number;
-  controlPort: number;
-  wakeTimeoutMs: number;
-  failureCooldownMs: number;
-  stopDelayMs: number;
-  tickMs: number;
 }
 
 /** The activator's variables, their defaults and meaning (the README's table). */

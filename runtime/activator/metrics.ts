@@ -8,7 +8,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 const WAKE_BUCKETS = [0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 2, 5, 10, 30];
 
 /** The phases of a wake, each measured from the moment the wake began (first answer: its end to end). */
-export type WakePhase = 'container_start' | 'model_load' | 'warm_up' | 'ready' | 'first_answer';
+export type WakePhase = 'container_start' | 'process_start' | 'model_load' | 'warm_up' | 'ready' | 'first_answer';
 
 export function createActivatorMetrics() {
   const registry = new Registry();
@@ -18,7 +18,7 @@ export function createActivatorMetrics() {
     wakes: new Counter({ name: 'modelfn_activator_wakes_total', help: 'Wakes of a sleeping replica, by function, mode and result', labelNames: ['function', 'mode', 'result'], registers: [registry] }),
     wakeSeconds: new Histogram({
       name: 'modelfn_activator_wake_seconds',
-      help: 'Wake time by phase: container_start (start or unpause returned), model_load and warm_up (inside the new process), ready (answering), first_answer (the first request answered), each from the start of the wake except model_load and warm_up (their own length)',
+      help: 'Wake time by phase: container_start (start or unpause returned), process_start (the new process until its model began to load), model_load and warm_up (inside the new process), ready (answering), first_answer (the first request answered), each from the start of the wake except process_start, model_load and warm_up (their own length)',
       labelNames: ['function', 'mode', 'phase'],
       buckets: WAKE_BUCKETS,
       registers: [registry],

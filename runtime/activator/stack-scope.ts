@@ -89,16 +89,19 @@ export class StackScope implements Scope {
     return details;
   }
 
-  /** Sets the service's replica count; retried once when another update came in between. */
-  private async scaleTo(service: string, count: (details: ServiceDetails, live: number) => number): Promise<void> {
+  private async live(service: string): Promise<number> {
+    return (await this.containers(service, false)).filter((c) => LIVE_STATES.has(c.State)).length;
+  }
+
+  /** Sets the service's replica count (resolves to it); retried once when another update came in between. */
+  private async scaleTo(service: string, count: (details: ServiceDetails, live: number) => number): Promise<number> {
     for (let attempt = 0; ; attempt++) {
       const details = await this.service(service);
-      const live = (await this.containers(service, false)).filter((c) => LIVE_STATES.has(c.State)).length;
-      const replicas = Math.max(0, count(details, live));
-      if (details.Spec.Mode?.Replicated?.Replicas === replicas) return;
+      const replicas = Math.max(0, count(details, await this.live(service)));
+      if (details.Spec.Mode?.Replicated?.Replicas === replicas) return replicas;
       try {
         await this.docker.updateService(details.ID, details.Version.Index, { ...details.Spec, Mode: { Replicated: { Replicas: replicas } } });
-        return;
+        return replicas;
       } catch (err) {
         if (attempt > 0 || !(err instanceof DockerError) || !/out of sequence/i.test(err.message)) throw err;
       }
@@ -117,11 +120,18 @@ export class StackScope implements Scope {
     return { ...this.pendingReplica(replica.service), id, state: 'created' };
   }
 
-  /** Scales the service down by one task: Swarm picks which (the activator has closed the port of the one it wanted asleep). */
-  async stop(replica: Replica, _seconds: number): Promise<void> {
+  /**
+   * Scales the service down by one task (Swarm picks which; the activator has closed the port of
+   * the one it wanted asleep) and waits until that task's container has stopped: Swarm stops it
+   * seconds later (it takes it out of DNS first), and until then it must not be taken for a
+   * replica that answers.
+   */
+  async stop(replica: Replica, seconds: number): Promise<void> {
     if (!replica.pending) await this.confirmed(replica);
     this.pending.delete(replica.id);
-    await this.scaleTo(replica.service, (details, live) => Math.min(details.Spec.Mode?.Replicated?.Replicas ?? 0, live) - 1);
+    const target = await this.scaleTo(replica.service, (details, live) => Math.min(details.Spec.Mode?.Replicated?.Replicas ?? 0, live) - 1);
+    const deadline = performance.now() + (seconds + 30) * 1000;
+    while (performance.now() < deadline && (await this.live(replica.service)) > target) await new Promise((r) => setTimeout(r, 100));
   }
 
   async pause(replica: Replica): Promise<void> {

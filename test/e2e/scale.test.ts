@@ -122,7 +122,7 @@ describe.runIf(available)('scale to zero on the real Docker engine', () => {
 
   it('exposes wakes and their time by phase in the functions\' and the activator\'s metrics', async () => {
     const text = activatorMetrics();
-    for (const phase of ['container_start', 'model_load', 'warm_up', 'ready', 'first_answer']) {
+    for (const phase of ['container_start', 'process_start', 'model_load', 'warm_up', 'ready', 'first_answer']) {
       expect(text).toMatch(new RegExp(`modelfn_activator_wake_seconds_count\\{function="iris",mode="start",phase="${phase}"\\} [1-9]`));
     }
     expect(text).toMatch(/modelfn_activator_wakes_total\{function="frozen",mode="unpause",result="ok"\} [1-9]/);

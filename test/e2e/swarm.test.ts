@@ -8,7 +8,6 @@
  * The engine joins a swarm only for this test (on loopback), and leaves it afterwards, when it
  * was not in one already.
  */
-import { execFileSync } from 'node:child_process';
 import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
