@@ -17,6 +17,7 @@ import { runBuild } from '../build/build.ts';
 import { ROOT, activatorImage, functionImage, gatewayImage, run } from '../build/docker/images.ts';
 import { stackDown, stackUp, waitFor } from '../build/docker/compose.ts';
 import { freePort } from '../test/docker.ts';
+import { dockerClient } from '../runtime/activator/docker.ts';
 
 const log = (line: string) => process.stdout.write(`${line}\n`);
 const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
@@ -108,7 +109,40 @@ async function wakePhases(stack: Stack): Promise<Record<string, Record<string, n
   return phases;
 }
 
+/**
+ * The engine's own share, the floor under any wake: a container that does nothing (Node waiting
+ * on a timer, from the function's image, on the project's network) started and unpaused through
+ * the Engine API, as the activator does, `rounds` times each; medians in ms.
+ */
+async function engineFloor(stack: Stack, rounds: number): Promise<{ startMs: number; unpauseMs: number }> {
+  const docker = dockerClient();
+  const name = `${stack.project}-floor`;
+  const id = await docker.create(name, {
+    Image: functionImage(stack.names[0], stack.tag), Entrypoint: ['/usr/local/bin/node'], Cmd: ['-e', 'setTimeout(() => {}, 1e9)'],
+    HostConfig: { NetworkMode: `${stack.project}_functions` },
+  });
+  const starts: number[] = [];
+  const unpauses: number[] = [];
+  try {
+    for (let i = 0; i < rounds; i++) {
+      let t = performance.now();
+      await docker.start(id);
+      starts.push(performance.now() - t);
+      await docker.pause(id);
+      t = performance.now();
+      await docker.unpause(id);
+      unpauses.push(performance.now() - t);
+      await docker.stop(id, 0);
+    }
+  } finally {
+    await docker.remove(id);
+  }
+  return { startMs: median(starts), unpauseMs: median(unpauses) };
+}
+
 export interface WakeFigures {
+  /** The engine's start and unpause of a do-nothing container on this machine (medians, ms). */
+  floor?: { startMs: number; unpauseMs: number };
   stoppedMs: number[];
   frozenMs: number[];
   /** Mean seconds per wake phase, per function (stopped, frozen). */
@@ -141,6 +175,8 @@ export async function measureWakes(rounds: number, memoryFunctions: number): Pro
       log(`  ${fn}: 16 concurrent during a wake, ${answered} answered in ${(performance.now() - started).toFixed(0)} ms`);
     }
     figures.phases = await wakePhases(stack);
+    figures.floor = await engineFloor(stack, rounds);
+    log(`  the engine alone: start ${figures.floor.startMs.toFixed(0)} ms, unpause ${figures.floor.unpauseMs.toFixed(1)} ms (do-nothing container, medians)`);
     log(`  wake phases (mean ms): ${JSON.stringify(figures.phases, (_k, v) => (typeof v === 'number' ? Math.round(v * 1000) : v))}`);
   } finally {
     await teardown(stack);
@@ -200,6 +236,12 @@ export function wakeSection(f: WakeFigures, command: string): string {
       '`model_load` and `warm_up` as the function reports them (their own length); `ready` until',
       'its control server says it listens and is ready; `first_answer` until the first answer left the activator.',
       '',
+      ...(f.floor ? [
+        `The engine alone, in the same run: starting a container that does nothing (Node waiting on a timer, from the`,
+        `function's image, on the project's network) takes ${ms(f.floor.startMs)}, unpausing it ${ms(f.floor.unpauseMs)} (medians, Engine API as the`,
+        'activator calls it): the floor under a stopped and a frozen wake on this machine.',
+        '',
+      ] : []),
       '| function | container_start | process_start | model_load | warm_up | ready | first_answer |',
       '| --- | --- | --- | --- | --- | --- | --- |',
       ...Object.entries(f.phases).map(([fn, p]) => `| ${fn} | ${['container_start', 'process_start', 'model_load', 'warm_up', 'ready', 'first_answer'].map((phase) => (p[phase] === undefined ? '-' : ms(p[phase] * 1000))).join(' | ')} |`),
