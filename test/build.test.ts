@@ -160,7 +160,7 @@ describe('generated files', () => {
     // Swarm: the same activator, which scales the stack's services; a manager's, the socket's group its primary one.
     const stack = parse(files['deploy/swarm/stack.yml']) as { services: Record<string, any> };
     expect(stack.services.activator).toMatchObject({
-      user: '65532:${MODELFN_DOCKER_GID:-0}', read_only: true, cap_drop: ['ALL'], networks: ['functions'],
+      user: '65532:${MODELFN_DOCKER_GID:?set MODELFN_DOCKER_GID to the group of the engine socket}', read_only: true, cap_drop: ['ALL'], networks: ['functions'],
       volumes: [{ type: 'tmpfs', target: '/tmp' }, { type: 'bind', source: '/var/run/docker.sock', target: '/var/run/docker.sock' }],
       environment: { MODELFN_ORCHESTRATOR: 'swarm', MODELFN_ACTIVATOR_FROM: 'gateway', MODELFN_SCALED_FUNCTIONS: compose.services.activator.environment.MODELFN_SCALED_FUNCTIONS },
       deploy: { replicas: 1, endpoint_mode: 'dnsrr', placement: { constraints: ['node.role == manager'] } },
@@ -169,6 +169,9 @@ describe('generated files', () => {
     for (const name of ['awake', 'sleepy', 'gateway']) expect(JSON.stringify(stack.services[name])).not.toContain('docker.sock');
     expect(stack.services.sleepy.environment).toMatchObject({ MODELFN_CONTROL_PORT: '9090', MODELFN_CONTROL_FROM: 'activator' });
     expect(stack.services.awake.environment.MODELFN_CONTROL_PORT).toBeUndefined();
+    // Frozen with the activator's engine: on its node.
+    expect(stack.services.sleepy.deploy.placement).toEqual({ constraints: ['node.role == manager'] });
+    expect(stack.services.awake.deploy.placement).toBeUndefined();
     const swarmConf = files['deploy/swarm/nginx.conf'];
     expect(swarmConf).toContain('proxy_pass http://modelfn_activator/_activate/$modelfn_fn$request_uri;');
     expect(parse(plain['deploy/swarm/stack.yml']).services.activator).toBeUndefined();

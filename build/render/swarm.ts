@@ -43,18 +43,23 @@ function resources(r: typeof REPLICA_RESOURCES | typeof GATEWAY_RESOURCES | type
   };
 }
 
+/** Where the activator runs (service updates are a manager's), and the functions it freezes with it. */
+const ACTIVATOR_PLACEMENT = 'node.role == manager';
+
 /**
  * The activator on Swarm: as on compose, the only container with the engine's socket, not
  * published, answering the gateway alone; here it scales the stack's services (to 0 and back)
  * and freezes their tasks. It must run on a manager (service updates are a manager's), and
  * freezes the tasks of its own node. A stack file cannot add a group (`group_add`), so the
- * socket's group (MODELFN_DOCKER_GID, read off the socket by `modelfn deploy`) is its primary one.
+ * socket's group (MODELFN_DOCKER_GID, read off the local socket by `modelfn deploy`; required) is
+ * its primary one.
  */
 function activatorService(functions: readonly ResolvedFunction[], tag: string) {
   return {
     image: activatorImage(tag),
     init: true,
-    user: `${RUNTIME_USER.uid}:\${MODELFN_DOCKER_GID:-0}`,
+    // Required: a wrong group would leave it without the socket, crash-looping.
+    user: `${RUNTIME_USER.uid}:\${MODELFN_DOCKER_GID:?set MODELFN_DOCKER_GID to the group of the engine socket}`,
     read_only: true,
     cap_drop: ['ALL'],
     environment: activatorEnvironment(functions, 'swarm'),
@@ -65,7 +70,7 @@ function activatorService(functions: readonly ResolvedFunction[], tag: string) {
       mode: 'replicated',
       replicas: 1,
       endpoint_mode: 'dnsrr',
-      placement: { constraints: ['node.role == manager'] },
+      placement: { constraints: [ACTIVATOR_PLACEMENT] },
       resources: resources(ACTIVATOR_RESOURCES),
       restart_policy: { condition: 'any', delay: '2s', window: '20s' },
       update_config: { parallelism: 1, order: 'stop-first', failure_action: 'rollback', monitor: '5s' },
@@ -100,6 +105,8 @@ export function stackDocument(functions: readonly ResolvedFunction[], options: {
       deploy: {
         mode: 'replicated',
         replicas: fn.replicas,
+        // A frozen task is paused through the activator's engine: it must run beside the activator.
+        ...(fn.scale?.wake === 'unpause' ? { placement: { constraints: [ACTIVATOR_PLACEMENT] } } : {}),
         endpoint_mode: 'dnsrr',
         labels: { [FUNCTION_LABEL]: fn.name },
         resources: resources(REPLICA_RESOURCES),

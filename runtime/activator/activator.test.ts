@@ -15,13 +15,17 @@ import { startFunction, type RunningFunction } from '../serve/server.ts';
 import { ROOT, memoryLogger, postJson, testConfig } from '../testing/index.ts';
 import { Activator, type ScaledSpec } from './activator.ts';
 import { activatorApp } from './app.ts';
-import { DockerError, type ContainerDetails, type ContainerSummary, type DockerClient, type ServiceDetails } from './docker.ts';
+import { DockerError, type ContainerDetails, type ContainerSummary, type DockerClient, type ServiceDetails, type TaskSummary } from './docker.ts';
 import { createActivatorMetrics } from './metrics.ts';
 import { NUMBER_LABEL, OutOfScopeError, PROJECT_LABEL, ProjectScope, SERVICE_LABEL, type Scope } from './scope.ts';
-import { STACK_LABEL, SWARM_SERVICE_LABEL, StackScope, TASK_NAME_LABEL } from './stack-scope.ts';
+import { STACK_LABEL, SWARM_SERVICE_LABEL, StackScope } from './stack-scope.ts';
 
 interface FakeContainer {
   id: string;
+  /** Swarm: the task's slot. */
+  slot?: number;
+  /** Swarm: its health check has not passed yet (the task is `starting`). */
+  settling?: boolean;
   labels: Record<string, string>;
   state: 'created' | 'running' | 'paused' | 'exited';
   broken?: boolean;
@@ -145,7 +149,7 @@ class FakeEngine implements DockerClient {
     while (this.taskContainers(name).length < s.replicas) {
       const slot = ++s.slots;
       const id = `${name}.${slot}`;
-      this.containers.set(id, { id, labels: { [STACK_LABEL]: s.labels[STACK_LABEL] ?? '', [SWARM_SERVICE_LABEL]: name, [TASK_NAME_LABEL]: `${name}.${slot}.task${slot}` }, state: 'created', broken: s.broken });
+      this.containers.set(id, { id, slot, labels: { [STACK_LABEL]: s.labels[STACK_LABEL] ?? '', [SWARM_SERVICE_LABEL]: name }, state: 'created', broken: s.broken });
       await this.start(id);
       if (s.broken) break;
     }
@@ -170,8 +174,15 @@ class FakeEngine implements DockerClient {
     await this.reconcile(s.name);
   }
 
-  async tasks() {
-    return [];
+  /** A task per container of the service: running (paused ones too), or failed when it exited. */
+  async tasks(filters: Record<string, string[]>): Promise<TaskSummary[]> {
+    const s = [...this.services.values()].find((x) => x.id === filters.service[0] || x.name === filters.service[0]);
+    if (!s) return [];
+    return [...this.containers.values()].filter((c) => c.labels[SWARM_SERVICE_LABEL] === s.name && c.slot !== undefined).map((c) => ({
+      ID: `task-${c.id}`, ServiceID: s.id, Slot: c.slot, DesiredState: c.state === 'exited' ? 'shutdown' : 'running',
+      Status: { State: c.state === 'exited' ? 'failed' : c.settling ? 'starting' : 'running', Err: c.state === 'exited' ? 'task: non-zero exit (1)' : undefined, ContainerStatus: { ContainerID: c.id, ExitCode: c.state === 'exited' ? 1 : 0 } },
+      NetworksAttachments: [{ Network: { Spec: { Name: 'mine_functions' } }, Addresses: ['127.0.0.1/8'] }],
+    }));
   }
 
   async close(): Promise<void> {
@@ -362,6 +373,21 @@ describe('the activator on Docker Swarm', () => {
     expect((await send('iris', '/iris/predict', postJson(body))).status).toBe(200);
     expect(running(engine, 'mine_iris').map((c) => c.state)).toEqual(['running']);
     expect(engine.calls.filter((c) => c.startsWith('scale'))).toEqual([]);
+  });
+
+  it('freezes a task only once its health check has passed (a task frozen while starting would stay starting)', async () => {
+    const { engine, send, activator } = make([spec('iris', 'unpause')]);
+    await engine.addService('mine', 'iris', 1);
+    const task = running(engine, 'mine_iris')[0];
+    task.settling = true;
+    // It answers while starting.
+    expect((await send('iris', '/iris/predict', postJson(body))).status).toBe(200);
+    await new Promise((r) => setTimeout(r, 1100));
+    await activator.tick();
+    expect(task.state).toBe('running');
+    task.settling = false;
+    await activator.tick();
+    expect(task.state).toBe('paused');
   });
 
   it('opens a replica again when Swarm stopped another task in place of the one put to sleep', async () => {

@@ -233,7 +233,9 @@ export class Activator {
     // The engine answers a start once the container's process runs, an unpause once it thaws.
     const containerStarted = performance.now();
     while (!woke && performance.now() < deadline) {
-      if (performance.now() - lastCheck > 200 || !replica.ip) {
+      // The engine is asked every 200 ms; before the replica has an address, every loop (a
+      // started container) or every 50 ms (a task Swarm is still placing).
+      if (performance.now() - lastCheck > (replica.ip ? 200 : replica.pending ? 50 : 0)) {
         lastCheck = performance.now();
         const state = await scope.state(replica).catch(() => undefined);
         if (state && state.id !== replica.id) replica = { ...replica, id: state.id, pending: state.id.startsWith('pending:') };
@@ -386,6 +388,8 @@ export class Activator {
     }
     const answering = probed.filter((p) => p.state.listening && p.state.ready);
     slot.live = answering.map((a) => a.live);
+    // Awake again (a deploy, someone else): the replica last put to sleep is no longer the one to wake.
+    if (answering.length) slot.asleep = undefined;
     metrics.replicas.set({ function: spec.name, state: 'awake' }, answering.length);
     metrics.replicas.set({ function: spec.name, state: 'asleep' }, replicas.filter((r) => !r.pending).length - answering.length);
     if (!answering.length) return;
@@ -403,13 +407,13 @@ export class Activator {
     if (slot.low >= scaleDownTicks && answering.length > Math.max(floor, 1)) {
       // Scaling in: the highest-numbered replica, once it has nothing in flight.
       slot.low = 0;
-      const last = [...answering].sort((a, b) => b.live.replica.number - a.live.replica.number)[0];
-      if (last.state.in_flight === 0) await this.putToSleep(slot, last.live, 0);
+      const last = answering.filter((a) => !a.live.replica.settling).sort((a, b) => b.live.replica.number - a.live.replica.number)[0];
+      if (last && last.state.in_flight === 0) await this.putToSleep(slot, last.live, 0);
       return;
     }
     if (slot.held === 0 && answering.length > floor) {
       const idle = answering
-        .filter((a) => a.state.in_flight === 0 && a.state.idle_ms >= spec.idleSeconds * 1000)
+        .filter((a) => !a.live.replica.settling && a.state.in_flight === 0 && a.state.idle_ms >= spec.idleSeconds * 1000)
         .sort((a, b) => b.live.replica.number - a.live.replica.number);
       if (idle.length) await this.putToSleep(slot, idle[0].live, spec.idleSeconds * 1000);
     }

@@ -19,6 +19,10 @@ describe('the Docker Engine API client', () => {
     seen.push({ method: req.method!, url: req.url!, body });
     const path = req.url!.replace(`/${API_VERSION}`, '');
     const json = (status: number, value: unknown) => res.writeHead(status, { 'Content-Type': 'application/json' }).end(JSON.stringify(value));
+    if (req.url === '/version') return json(200, { ApiVersion: '1.50' });
+    if (req.url === '/v1.50/services/p_iris') return json(200, { ID: 'svc1', Version: { Index: 7 }, Spec: { Name: 'p_iris', Mode: { Replicated: { Replicas: 1 } } } });
+    if (req.url!.startsWith('/v1.50/services/svc1/update')) return json(200, { Warnings: [] });
+    if (req.url!.startsWith('/v1.50/tasks')) return json(200, [{ ID: 't1', DesiredState: 'running', Status: { State: 'running' } }]);
     if (path.startsWith('/containers/json')) return json(200, [{ Id: 'abc', Names: ['/p-iris-1'], Labels: {}, State: 'exited', Status: 'Exited (0)' }]);
     if (path === '/containers/abc/start') return res.writeHead(304).end();
     if (path === '/containers/abc/pause') return json(409, { message: 'Container abc is not running' });
@@ -66,5 +70,16 @@ describe('the Docker Engine API client', () => {
     expect(seen.at(-1)).toMatchObject({ method: 'POST', url: `/${API_VERSION}/containers/create?name=p-iris-2`, body: '{"Image":"modelfn/iris:latest"}' });
     expect(await docker.logs('abc', 5)).toBe('listening\nboom\n');
     expect(demultiplex(Buffer.from('plain text'))).toBe('plain text');
+  });
+
+  it('reads and updates Swarm services in the engine\'s own API version, sending the spec back with its version index', async () => {
+    const service = await docker.service('p_iris');
+    expect(service.Version.Index).toBe(7);
+    await docker.updateService(service.ID, service.Version.Index, { ...service.Spec, Mode: { Replicated: { Replicas: 0 } } });
+    expect(seen.at(-1)).toMatchObject({ method: 'POST', url: '/v1.50/services/svc1/update?version=7', body: '{"Name":"p_iris","Mode":{"Replicated":{"Replicas":0}}}' });
+    expect((await docker.tasks({ service: ['svc1'], 'desired-state': ['running'] }))[0].ID).toBe('t1');
+    expect(JSON.parse(new URL(`http://docker${seen.at(-1)!.url}`).searchParams.get('filters')!)).toEqual({ service: ['svc1'], 'desired-state': ['running'] });
+    // The version was asked once.
+    expect(seen.filter((s) => s.url === '/version')).toHaveLength(1);
   });
 });

@@ -37,9 +37,13 @@ export interface ServiceDetails {
 /** A Swarm task as `GET /tasks` lists it. */
 export interface TaskSummary {
   ID: string;
+  ServiceID?: string;
   Slot?: number;
+  NodeID?: string;
   DesiredState: string;
   Status: { State: string; Err?: string; Message?: string; ContainerStatus?: { ContainerID?: string; ExitCode?: number } };
+  /** The task's addresses on its networks, as CIDRs (`10.0.1.5/24`). */
+  NetworksAttachments?: { Network?: { Spec?: { Name?: string } }; Addresses?: string[] }[];
 }
 
 /** An answer of the engine other than success. */
@@ -70,6 +74,15 @@ export interface DockerClient {
 }
 
 export const API_VERSION = 'v1.41';
+/**
+ * Service updates write back the whole spec read before; the engine drops the fields an older API
+ * version does not know, so those calls use the engine's own version (asked once), never older
+ * than API_VERSION.
+ */
+const newerOf = (a: string, b: string) => {
+  const [x, y] = [a, b].map((v) => v.replace(/^v/, '').split('.').map(Number));
+  return x[0] !== y[0] ? (x[0] > y[0] ? a : b) : (x[1] ?? 0) >= (y[1] ?? 0) ? a : b;
+};
 
 /**
  * Removes the engine's framing of a non-TTY log stream: each frame is an 8-byte header
@@ -95,12 +108,12 @@ export function demultiplex(raw: Buffer): string {
 export function dockerClient(address = '/var/run/docker.sock', timeoutMs = 30_000): DockerClient {
   const tcp = /^tcp:\/\/([^:/]+):(\d+)\/?$/.exec(address);
   const where = tcp ? { host: tcp[1], port: Number(tcp[2]) } : { socketPath: address };
-  const call = (method: string, path: string, body?: object): Promise<{ status: number; data: Buffer }> => new Promise((resolve, reject) => {
+  const call = (method: string, path: string, body?: object, version: string | null = API_VERSION): Promise<{ status: number; data: Buffer }> => new Promise((resolve, reject) => {
     const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
     const req = request({
       ...where,
       method,
-      path: `/${API_VERSION}${path}`,
+      path: version ? `/${version}${path}` : path,
       headers: { Host: 'docker', ...(payload ? { 'Content-Type': 'application/json', 'Content-Length': payload.length } : {}) },
       timeout: timeoutMs,
     }, (res) => {
@@ -113,8 +126,17 @@ export function dockerClient(address = '/var/run/docker.sock', timeoutMs = 30_00
     req.on('error', reject);
     req.end(payload);
   });
-  const expect = async (method: string, path: string, ok: number[], body?: object): Promise<Buffer> => {
-    const { status, data } = await call(method, path, body);
+  let engineVersion: Promise<string> | undefined;
+  /** The engine's own API version (unversioned `GET /version`), never older than API_VERSION. */
+  const swarmVersion = () => (engineVersion ??= call('GET', '/version', undefined, null).then(({ status, data }) => {
+    const version = status === 200 ? (JSON.parse(data.toString('utf8')) as { ApiVersion?: string }).ApiVersion : undefined;
+    return version && /^\d+\.\d+$/.test(version) ? newerOf(`v${version}`, API_VERSION) : API_VERSION;
+  }, () => {
+    engineVersion = undefined;
+    return API_VERSION;
+  }));
+  const expect = async (method: string, path: string, ok: number[], body?: object, version: string = API_VERSION): Promise<Buffer> => {
+    const { status, data } = await call(method, path, body, version);
     if (ok.includes(status)) return data;
     let message = data.toString('utf8');
     try {
@@ -157,14 +179,14 @@ export function dockerClient(address = '/var/run/docker.sock', timeoutMs = 30_00
       return demultiplex(await expect('GET', `/containers/${id(container)}/logs?stdout=true&stderr=true&tail=${lines}`, [200]));
     },
     async service(service) {
-      return JSON.parse((await expect('GET', `/services/${id(service)}`, [200])).toString('utf8')) as ServiceDetails;
+      return JSON.parse((await expect('GET', `/services/${id(service)}`, [200], undefined, await swarmVersion())).toString('utf8')) as ServiceDetails;
     },
     async updateService(service, version, spec) {
-      await expect('POST', `/services/${id(service)}/update?version=${version}`, [200], spec);
+      await expect('POST', `/services/${id(service)}/update?version=${version}`, [200], spec, await swarmVersion());
     },
     async tasks(filters) {
       const query = new URLSearchParams({ filters: JSON.stringify(filters) });
-      return JSON.parse((await expect('GET', `/tasks?${query}`, [200])).toString('utf8')) as TaskSummary[];
+      return JSON.parse((await expect('GET', `/tasks?${query}`, [200], undefined, await swarmVersion())).toString('utf8')) as TaskSummary[];
     },
   };
 }

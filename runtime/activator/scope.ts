@@ -28,6 +28,11 @@ export interface Replica {
   added: boolean;
   /** Swarm: a replica yet to be made by scaling the service up (no container yet). */
   pending?: boolean;
+  /**
+   * Swarm: a task still `starting` (its health check has not passed yet). It answers, but is not
+   * put to sleep yet: a task frozen before its first health check would stay `starting`.
+   */
+  settling?: boolean;
 }
 
 /** What a replica is doing now, as the engine tells. */
