@@ -44,7 +44,7 @@ export const PUBLISHED_PORT = '${MODELFN_PORT:-8080}';
 export const TAG_VARIABLE = '${MODELFN_IMAGE_TAG:-latest}';
 export const functionImage = (name: string, tag: string) => `modelfn/${name}:${tag}`;
 export const gatewayImage = (tag: string) => `modelfn/gateway:${tag}`;
-/** The activator (scale to zero on compose): its bundle on the runtime image. */
+/** The activator (scale to zero on compose and swarm): its bundle on the runtime image. */
 export const activatorImage = (tag: string) => `modelfn/activator:${tag}`;
 
 /** The activator's service name: the gateway hands it the requests of sleeping functions. */
