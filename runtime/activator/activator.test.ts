@@ -247,8 +247,10 @@ describe('the activator', () => {
     expect(await res.json()).toMatchObject({ name: 'iris', state: 'asleep', replicas: 0, readyReplicas: 0, requestsPerSecond: 0 });
     expect(engine.calls.filter((c) => !c.startsWith('list'))).toEqual([]);
     expect(engine.containers.get('iris-1')!.state).toBe('exited');
-    // Anything else wakes it.
+    // Anything else wakes it; awake, its own /stats answers.
     expect((await send('iris', '/iris/predict', postJson(body))).status).toBe(200);
+    const awake = await send('iris', '/iris/stats');
+    expect(await awake.json()).toMatchObject({ name: 'iris', state: 'ready', replicas: 1, readyReplicas: 1 });
   });
 
   it('passes bodies, query strings and the protocol paths through, and refuses a body above the limit', async () => {

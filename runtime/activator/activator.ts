@@ -118,6 +118,11 @@ export class Activator {
     return slot;
   }
 
+  /** Whether the activator knows a replica of the function that answers. */
+  awake(name: string): boolean {
+    return (this.slots.get(name)?.live.length ?? 0) > 0;
+  }
+
   /** Whether a wake of the function is under way. */
   waking(name: string): boolean {
     return this.slots.get(name)?.waking !== undefined;

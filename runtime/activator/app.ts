@@ -5,7 +5,7 @@
  */
 import { Hono } from 'hono';
 import type { HttpBindings } from '@hono/node-server';
-import { summarize } from '../core/stats.ts';
+import { emptyWindow, summarize } from '../core/stats.ts';
 import { Activator, UnavailableError } from './activator.ts';
 import type { ActivatorMetrics } from './metrics.ts';
 
@@ -58,10 +58,10 @@ export function activatorApp(activator: Activator, options: ActivatorAppOptions)
     // The gateway strips a function's prefix; it tells which one in X-Forwarded-Prefix.
     const prefix = c.req.header('x-forwarded-prefix');
     if (prefix && path.startsWith(`${prefix}/`)) path = path.slice(prefix.length);
-    // The gateway page polls every function's /stats: that alone never wakes one.
-    if (c.req.method === 'GET' && path === '/stats') {
-      const state = activator.waking(name) ? 'waking' : 'asleep';
-      return c.json(summarize(name, state, { seconds: 0, requests: 0, errors: 0, le: [], counts: [0], batches: 0, batchRows: 0 }, 0, 0));
+    // The gateway page polls every function's /stats: that alone never wakes one (an awake one,
+    // reached here while the gateway's DNS answer is older than its wake, answers itself).
+    if (c.req.method === 'GET' && path === '/stats' && !activator.awake(name)) {
+      return c.json(summarize(name, activator.waking(name) ? 'waking' : 'asleep', emptyWindow(), 0, 0));
     }
     const tooLarge = () => c.json({ error: `request body is larger than the limit of ${spec.bodySize} bytes for '${name}'` }, 413);
     if (Number(c.req.header('content-length') ?? 0) > spec.bodySize) return tooLarge();

@@ -65,6 +65,9 @@ export function quantileMs(q: number, le: readonly number[], counts: readonly nu
 /** Three significant digits: enough for a glance, stable to read. */
 const round = (x: number) => (x === 0 ? 0 : Number(x.toPrecision(3)));
 
+/** A window with nothing in it: the figures of a function that is not running (asleep, failed). */
+export const emptyWindow = (): StatsWindow => ({ seconds: 0, requests: 0, errors: 0, le: [], counts: [0], batches: 0, batchRows: 0 });
+
 /** The figures a person reads, from a raw window. */
 export function summarize(name: string, state: FunctionState, window: StatsWindow, replicas = 1, readyReplicas = state === 'ready' ? 1 : 0, reason?: string): FunctionStats {
   const seconds = Math.max(window.seconds, 1);

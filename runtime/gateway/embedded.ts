@@ -24,7 +24,7 @@ import { createMetrics } from '../core/metrics.ts';
 import type { Model } from '../engine/model.ts';
 import { compressResponse } from '../http/response-compression.ts';
 import { answerClientErrorsAsJson, loadFunctionModel } from '../serve/server.ts';
-import { summarize, type FunctionStats } from '../core/stats.ts';
+import { emptyWindow, summarize, type FunctionStats } from '../core/stats.ts';
 import { VERSION } from '../core/version.ts';
 import { cardOf, describeHost, type DescribedFunction } from '../pages/describe.ts';
 import type { CustomRoute } from '../pages/openapi.ts';
@@ -104,7 +104,7 @@ function describeSlot(slot: Slot): DescribedFunction {
 /** A slot's live figures: its app's /stats, or its failure. */
 async function slotStats(slot: Slot): Promise<FunctionStats> {
   if (slot.app) return (await (await slot.app.request(`${slot.fn.prefix}/stats`)).json()) as FunctionStats;
-  return summarize(slot.fn.name, 'failed', { seconds: 0, requests: 0, errors: 0, le: [], counts: [0], batches: 0, batchRows: 0 }, 0, 0, slot.failure);
+  return summarize(slot.fn.name, 'failed', emptyWindow(), 0, 0, slot.failure);
 }
 
 /**
