@@ -243,7 +243,8 @@ export class Activator {
       if (performance.now() - lastCheck > (replica.ip ? 200 : replica.pending ? 50 : 0)) {
         lastCheck = performance.now();
         const state = await scope.state(replica).catch(() => undefined);
-        if (state && state.id !== replica.id) replica = { ...replica, id: state.id, pending: state.id.startsWith('pending:') };
+        // A pending replica (Swarm) that now has a container becomes that container.
+        if (state && state.id !== replica.id) replica = { ...replica, id: state.id, pending: false };
         if (state && (state.status === 'exited' || state.status === 'dead' || state.status === 'restarting')) {
           const logs = await scope.logs(replica, 5).catch(() => '');
           const reason = logs.trim().split('\n').filter(Boolean).pop() ?? (state.error || `exit code ${state.exitCode}`);

@@ -189,7 +189,7 @@ export class StackScope implements Scope {
 
   /** The container's last lines; '' for one on another node (its task's error tells then). */
   async logs(replica: Replica, lines: number): Promise<string> {
-    if (replica.pending || replica.id.startsWith('pending:')) return '';
+    if (replica.pending) return '';
     const details = await this.confirmed(replica).catch(() => undefined);
     return details ? this.docker.logs(details.Id, lines) : '';
   }
