@@ -53,13 +53,16 @@ describe('models that need a locale, under npm start', () => {
       const err = await errorOf(res);
       expect(err.status).toBe(503);
       expect(err.error).toMatch(/needs the en_US\.UTF-8 locale/);
+      // The file is named relative to the project, never by the machine's absolute path.
+      expect(err.error).toContain('functions/normalizer/model.onnx');
+      expect(err.error).not.toContain(scratch);
     } finally {
       await server.stop();
     }
     const { stdout, stderr } = server.output();
     const lines = stderr.split('\n').filter((l) => l.includes('normalizer'));
     expect(lines).toEqual([
-      `modelfn: normalizer failed to load and answers 503: ${join(functions, 'normalizer/model.onnx')}: the model needs the en_US.UTF-8 locale, which this machine lacks; install it (Debian/Ubuntu: apt-get install locales && localedef -i en_US -f UTF-8 en_US.UTF-8) and start again`,
+      `modelfn: normalizer failed to load and answers 503: functions/normalizer/model.onnx: the model needs the en_US.UTF-8 locale, which this machine lacks; install it (Debian/Ubuntu: apt-get install locales && localedef -i en_US -f UTF-8 en_US.UTF-8) and start again`,
     ]);
     expect(`${stdout}\n${stderr}`).not.toMatch(/^\s+at /m);
   });

@@ -28,8 +28,11 @@ export const MAX_SECONDS = 600;
 
 const DEFAULTS: SegmentOptions = { threshold: 0.5, minSilenceMs: 100, minSpeechMs: 250 };
 
-/** Per-frame speech probabilities of mono audio at 8 or 16 kHz. */
-export async function speechProbabilities(model: Model, samples: Float32Array, sampleRate: 8000 | 16000): Promise<{ frame: number; probabilities: Float32Array }> {
+/**
+ * Per-frame speech probabilities of mono audio at 8 or 16 kHz. Stops (rejecting with the
+ * signal's reason) once `signal` fires: the client left or the request's time ran out.
+ */
+export async function speechProbabilities(model: Model, samples: Float32Array, sampleRate: 8000 | 16000, signal?: AbortSignal): Promise<{ frame: number; probabilities: Float32Array }> {
   const frame = sampleRate === 16000 ? 512 : 256;
   const context = sampleRate === 16000 ? 64 : 32;
   const frames = Math.ceil(samples.length / frame);
@@ -43,7 +46,8 @@ export async function speechProbabilities(model: Model, samples: Float32Array, s
     const chunk = samples.subarray(f * frame, (f + 1) * frame);
     window.set(chunk, context);
     if (chunk.length < frame) window.fill(0, context + chunk.length);
-    const out = await model.run({ input: new Tensor('float32', window.slice(), [1, window.length]), state, sr });
+    // A run of a request whose signal fired is refused before it reaches onnxruntime: the loop ends there.
+    const out = await model.run({ input: new Tensor('float32', window.slice(), [1, window.length]), state, sr }, undefined, { signal });
     probabilities[f] = (out.output.data as Float32Array)[0];
     state = out.stateN;
   }
@@ -136,7 +140,7 @@ export default defineFunction({
       }
       const audio = decoded.sampleRate === 8000 ? decoded : resample(decoded, 16000);
       const rate = audio.sampleRate as 8000 | 16000;
-      const { frame, probabilities } = await speechProbabilities(ctx.model, audio.samples, rate);
+      const { frame, probabilities } = await speechProbabilities(ctx.model, audio.samples, rate, ctx.signal(c));
       return c.json({
         sample_rate: decoded.sampleRate,
         duration: Math.round((decoded.samples.length / decoded.sampleRate) * 1000) / 1000,

@@ -108,3 +108,26 @@ describe('decodeWav', () => {
     expect(() => decodeWav(bad)).toThrow(/format 2 with 16 bits per sample is not supported/);
   });
 });
+
+describe('a long upload whose client leaves', () => {
+  it('stops running the model once the client has gone (the loop honours the request signal)', async () => {
+    const { app } = await openFunctionDir(new URL('.', import.meta.url).pathname);
+    // Ten minutes of 16 kHz audio: 18,750 model runs if it went to the end.
+    const frames = 16000 * 600;
+    const noise = Array.from({ length: frames }, (_, i) => Math.sin(i / 7) * 0.1);
+    const body = makeWav([noise], 16000, 16);
+    const runs = async () => Number(/modelfn_inference_duration_seconds_count\{model="vad"\} (\d+)/.exec(await (await app.request('/metrics')).text())?.[1] ?? 0);
+    const client = new AbortController();
+    const answer = app.request('/segments', { ...wav(body), signal: client.signal });
+    // Wait until the loop is under way, then leave.
+    const started = Date.now();
+    while ((await runs()) < 50 && Date.now() - started < 30_000) await new Promise((r) => setTimeout(r, 10));
+    client.abort();
+    expect((await answer).status).toBe(499);
+    const atAbort = await runs();
+    await new Promise((r) => setTimeout(r, 300));
+    // At most the run under way when the client left finishes; nothing after it.
+    expect((await runs()) - atAbort).toBeLessThanOrEqual(1);
+    expect(atAbort).toBeLessThan(18_750);
+  });
+});

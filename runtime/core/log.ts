@@ -3,6 +3,7 @@
  */
 import type { MiddlewareHandler } from 'hono';
 import type { LogLevel } from './config.ts';
+import { isTraffic, routeClass } from './route-class.ts';
 
 const RANK: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
 
@@ -60,9 +61,9 @@ export const accessLog = (logger: Logger, fields: Record<string, unknown> = {}):
     const started = performance.now();
     await next();
     const status = c.res.status;
-    // Health probes arrive every few seconds from the engine: keep them out of the info log.
-    const probe = status === 200 && c.req.path.startsWith('/v2/health/');
-    logger.log(status >= 500 ? 'error' : probe ? 'debug' : 'info', 'request', {
+    // Probes and the live view's polling arrive every few seconds: keep them out of the info log.
+    const quiet = status < 400 && !isTraffic(routeClass(c.req.method, c.req.path));
+    logger.log(status >= 500 ? 'error' : quiet ? 'debug' : 'info', 'request', {
       ...fields,
       request_id: c.get('requestId'),
       method: c.req.method,

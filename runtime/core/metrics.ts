@@ -23,6 +23,7 @@ export interface Metrics {
   batchSize: Histogram<'model'>;
   batchQueueSeconds: Histogram<'model'>;
   batchQueueDepth: Gauge<'model'>;
+  shed: Counter<'model' | 'reason'>;
   /** The request latency histogram and its buckets (the live view reads its windows from them). */
   requestDuration: Histogram<'method' | 'route' | 'status' | 'ok'>;
   latencyBuckets: readonly number[];
@@ -37,10 +38,11 @@ export interface Metrics {
 export function modelMetricsOptions(metrics: Metrics, model: string) {
   return {
     observeInference: (s: number) => metrics.inferenceSeconds.observe({ model }, s),
-    batchObserver: {
+    queueObserver: {
       batchRows: (rows: number) => metrics.batchSize.observe({ model }, rows),
       queuedSeconds: (s: number) => metrics.batchQueueSeconds.observe({ model }, s),
       queueDepth: (n: number) => metrics.batchQueueDepth.set({ model }, n),
+      shed: (reason: string) => metrics.shed.inc({ model, reason }),
     },
   };
 }
@@ -105,15 +107,21 @@ export function createMetrics(): Metrics {
     }),
     batchQueueSeconds: new Histogram({
       name: 'modelfn_batch_queue_seconds',
-      help: 'Time requests waited in the batch queue',
+      help: "Time requests waited in the model's queue (batching or not)",
       labelNames: ['model'],
       buckets: BUCKETS,
       registers: [registry],
     }),
     batchQueueDepth: new Gauge({
       name: 'modelfn_batch_queue_depth',
-      help: 'Requests waiting in the batch queue',
+      help: "Requests waiting in the model's queue (batching or not)",
       labelNames: ['model'],
+      registers: [registry],
+    }),
+    shed: new Counter({
+      name: 'modelfn_requests_shed_total',
+      help: 'Requests refused (overloaded: the queue was full) or dropped before their run (deadline_exceeded, cancelled: the client left)',
+      labelNames: ['model', 'reason'],
       registers: [registry],
     }),
     startupSeconds: new Gauge({

@@ -9,6 +9,7 @@
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 import ort from 'onnxruntime-node';
 import type { Feeds, Fetches } from '../tensor/types.ts';
+import { deadlineExceeded } from './queue.ts';
 
 /** The script a new inference thread runs: inference-worker.mjs from source, or the bundle itself. */
 let workerScript: URL = new URL('./inference-worker.mjs', import.meta.url);
@@ -29,13 +30,16 @@ interface Job {
   id: number;
   feeds: WireTensor[];
   outputs?: readonly string[];
+  /** Past this (ms since the epoch) nobody waits for the answer: the thread drops the job. */
+  deadline: number;
 }
 
 type Reply =
   | { kind: 'ready'; inputs: ort.InferenceSession.ValueMetadata[]; outputs: ort.InferenceSession.ValueMetadata[] }
   | { kind: 'failed'; message: string }
   | { kind: 'result'; id: number; outputs: WireTensor[] }
-  | { kind: 'error'; id: number; message: string };
+  | { kind: 'error'; id: number; message: string }
+  | { kind: 'expired'; id: number };
 
 export interface ThreadInit {
   modelfnInferenceThread: true;
@@ -99,6 +103,11 @@ export async function serveInferenceThread(): Promise<void> {
       return;
     }
     if (exiting) return;
+    // The last check before onnxruntime: the job waited in the message queue past its deadline.
+    if (job.deadline <= Date.now()) {
+      port.postMessage({ kind: 'expired', id: job.id } satisfies Reply);
+      return;
+    }
     running++;
     try {
       const feeds: Feeds = {};
@@ -120,6 +129,11 @@ export class SessionCreateError extends Error {
   override name = 'SessionCreateError';
 }
 
+/** onnxruntime failed a run on the thread; the message is onnxruntime's. */
+export class ThreadRunError extends Error {
+  override name = 'ThreadRunError';
+}
+
 /** The inference thread ended while it should have been serving (a crash, an out-of-memory, ended). */
 export class InferenceThreadExit extends Error {
   override name = 'InferenceThreadExit';
@@ -132,7 +146,7 @@ export interface ThreadSession {
    * Runs the session on the thread. With `transfer`, the feeds' buffers move to the thread
    * (the caller's tensors are left empty); without it they are copied, and stay the caller's.
    */
-  run(feeds: Feeds, outputNames?: readonly string[], transfer?: boolean): Promise<Fetches>;
+  run(feeds: Feeds, outputNames?: readonly string[], transfer?: boolean, deadline?: number): Promise<Fetches>;
   /** Frees the session and ends the thread, as planned. */
   release(): Promise<void>;
   /**
@@ -183,14 +197,19 @@ export function startInferenceThread(model: Uint8Array, options: ort.InferenceSe
           resolve({
             inputMetadata: reply.inputs,
             outputMetadata: reply.outputs,
-            run(feeds, outputNames, transfer = false) {
+            run(feeds, outputNames, transfer = false, deadline = Infinity) {
               if (dead) return Promise.reject(dead);
               const id = next++;
               const wire = Object.entries(feeds).map(([name, t]) => toWire(name, t));
               return new Promise<Fetches>((done, fail) => {
                 pending.set(id, { resolve: done, reject: fail });
                 // Moved when the caller gives the tensors up; copied (structured clone) otherwise.
-                worker.postMessage({ id, feeds: wire, outputs: outputNames } satisfies Job, transfer ? transferables(wire) : []);
+                                try {
+                  worker.postMessage({ id, feeds: wire, outputs: outputNames, deadline } satisfies Job, transfer ? transferables(wire) : []);
+                } catch (err) {
+                  pending.delete(id);
+                  fail(err);
+                }
               });
             },
             async release() {
@@ -221,7 +240,13 @@ export function startInferenceThread(model: Uint8Array, options: ort.InferenceSe
         case 'error': {
           const job = pending.get(reply.id);
           pending.delete(reply.id);
-          job?.reject(new Error(reply.message));
+          job?.reject(new ThreadRunError(reply.message));
+          break;
+        }
+        case 'expired': {
+          const job = pending.get(reply.id);
+          pending.delete(reply.id);
+          job?.reject(deadlineExceeded());
           break;
         }
       }

@@ -4,11 +4,11 @@
  */
 import { readFile } from 'node:fs/promises';
 import ort from 'onnxruntime-node';
-import { BatchQueue, canBatch, type BatchObserver, type BatchOptions } from './batch.ts';
+import { ModelQueue, canBatch, deadlineExceeded, type Deadline, type QueueObserver } from './queue.ts';
 import { datatypeOfOrtType } from '../tensor/datatypes.ts';
 import type { Feeds, Fetches, TensorSpec } from '../tensor/types.ts';
-import { HttpError } from '../core/errors.ts';
-import { InferenceThreadExit, SessionCreateError, startInferenceThread, type ThreadSession } from './inference-thread.ts';
+import { ModelfnError } from '../core/errors.ts';
+import { InferenceThreadExit, SessionCreateError, ThreadRunError, startInferenceThread, type ThreadSession } from './inference-thread.ts';
 
 /** A loaded model: what functions and the protocol routes run inference with. */
 export interface Model {
@@ -21,7 +21,11 @@ export interface Model {
   /**
    * Runs inference. `outputNames` limits the outputs computed (all by default). With
    * `{ transfer: true }` the feeds' buffers move to the inference thread instead of being copied:
-   * only for tensors nothing else will read again (the runtime's own decoded inputs).
+   * only for tensors nothing else will read again (the runtime's own decoded inputs). With a
+   * `signal` (a custom route: `ctx.signal(c)`), the run is dropped when the request's client
+   * leaves or its time runs out. Fails with a ModelfnError: `overloaded` when the model's queue
+   * is full, `deadline_exceeded`/`cancelled` when the work was dropped, `unavailable`,
+   * `invalid_input` (onnxruntime refused the input) or `model_failure`.
    *
    * @example const { probabilities } = await model.run({ input: new ort.Tensor('float32', data, [1, 4]) });
    */
@@ -35,7 +39,7 @@ export interface Model {
   };
 }
 
-export interface RunOptions {
+export interface RunOptions extends Deadline {
   /** The caller gives the feeds up: their buffers may move to the inference thread. */
   transfer?: boolean;
 }
@@ -57,12 +61,45 @@ export interface LoadModelOptions {
   /** Called with the seconds each run took. */
   observeInference?: (seconds: number) => void;
   /** Dynamic batching, when enabled and the model has a batch dimension. */
-  batching?: BatchOptions & { enabled: boolean };
-  batchObserver?: BatchObserver;
+  batching?: { enabled: boolean; maxBatchSize: number; maxDelayMs: number };
+  /** Rows that may wait for the model, batching or not (default 1024). */
+  maxQueue?: number;
+  /** Runs under way at once (default 1: onnxruntime's own threads share the cores). */
+  maxInFlight?: number;
+  queueObserver?: QueueObserver;
   /** The inference thread died: the model cannot run until it is back (`reason` says why). */
   onUnavailable?(reason: string): void;
   /** A new inference thread serves again. */
   onAvailable?(): void;
+}
+
+/**
+ * onnxruntime's own checks of a run's inputs (names, types, ranks, dimensions): the input's fault.
+ * Anything else failing inside a run is the model's (a kernel that fails on values that passed
+ * every check): not the client's to fix by changing the request's form.
+ */
+const ORT_INPUT_CHECK = /invalid dimensions|invalid rank|unexpected input data type|input name: .* is not|missing input|invalid input name|input .* (?:was|is) not found|tensor type .* expected/i;
+
+/**
+ * What a failed run means, in the engine's own words. A kernel that fails on an input holding a
+ * zero-length dimension failed on a degenerate input (most graphs cannot pad, pool or reduce
+ * nothing): that is the input's fault; any other kernel failure is the model's.
+ */
+export function runFailure(err: unknown, feeds?: Feeds): ModelfnError {
+  if (err instanceof ModelfnError) return err;
+  const message = String((err as Error)?.message ?? err).replace(/\s+/g, ' ').trim().slice(0, 300);
+  // Not the request's fault: the thread died under it; the restart is under way.
+  if (err instanceof InferenceThreadExit) {
+    return new ModelfnError('unavailable', 'the model stopped while running this request; it is being restarted, retry shortly', { retryAfterSeconds: 1, detail: message });
+  }
+  if (err instanceof ThreadRunError) {
+    if (ORT_INPUT_CHECK.test(message)) return new ModelfnError('invalid_input', `the model refused this input: ${message}`);
+    const empty = feeds && Object.entries(feeds).find(([, t]) => t.dims.includes(0));
+    if (empty) return new ModelfnError('invalid_input', `the model cannot run on input '${empty[0]}' with shape [${empty[1].dims.join(',')}] (no elements)`, { detail: message });
+    return new ModelfnError('model_failure', 'the model failed while running on this input', { detail: message });
+  }
+  // The thread could not take the message, memory could not be had, ...: the server's failure.
+  return new ModelfnError('internal', 'the model could not be run', { detail: message, cause: err });
 }
 
 /** Delay before restarting a dead inference thread, after `attempt` failed restarts. */
@@ -107,7 +144,7 @@ export async function loadModel(path: string, options: LoadModelOptions = {}): P
   // Set while the inference thread is dead and being restarted: why the model cannot run.
   let unavailable: string | undefined;
   let released = false;
-  // Kernel failures become 400s for the client; onnxruntime's own error lines would only duplicate them.
+  // Failed runs are reported by the runtime (runFailure); onnxruntime's own error lines would only duplicate them.
   const sessionOptions: ort.InferenceSession.SessionOptions = { graphOptimizationLevel: 'all', logSeverityLevel: 4 };
   if (!options.spinning) {
     // onnxruntime's pool threads spin while waiting for work by default: on a small host that
@@ -150,7 +187,14 @@ export async function loadModel(path: string, options: LoadModelOptions = {}): P
         inputMetadata: direct.inputMetadata,
         outputMetadata: direct.outputMetadata,
         release: () => direct.release(),
-        run: (feeds, names) => (names ? direct.run(feeds, names as string[]) : direct.run(feeds)),
+        run: async (feeds, names, _transfer, deadline) => {
+          if (deadline !== undefined && deadline <= Date.now()) throw deadlineExceeded();
+          try {
+            return await (names ? direct.run(feeds, names as string[]) : direct.run(feeds));
+          } catch (err) {
+            throw new ThreadRunError(String((err as Error)?.message ?? err));
+          }
+        },
       };
     }
   } catch (err) {
@@ -164,24 +208,27 @@ export async function loadModel(path: string, options: LoadModelOptions = {}): P
   const outputs = session.outputMetadata.map((m) => specOf(m, path, 'output'));
   const loadMs = performance.now() - started;
   const observe = options.observeInference;
-  const runSession = async (feeds: Feeds, outputNames?: readonly string[], transfer = false): Promise<Fetches> => {
-    if (unavailable) throw new HttpError(503, `the model is unavailable: ${unavailable}`, { 'Retry-After': '1' });
+  const runSession = async (feeds: Feeds, outputNames: readonly string[] | undefined, transfer: boolean, deadline: number): Promise<Fetches> => {
+    if (unavailable) throw new ModelfnError('unavailable', `the model is unavailable: ${unavailable}`, { retryAfterSeconds: 1 });
     const t0 = performance.now();
     let result: Fetches;
     try {
-      result = await session.run(feeds, outputNames, transfer);
+      result = await session.run(feeds, outputNames, transfer, deadline);
     } catch (err) {
-      // Not the request's fault: the thread died under it. 503, and the restart is under way.
-      if (err instanceof InferenceThreadExit) throw new HttpError(503, `the model could not run this request: ${err.message}; it is being restarted, retry shortly`, { 'Retry-After': '1' });
-      throw err;
+      throw runFailure(err, feeds);
     }
     observe?.((performance.now() - t0) / 1000);
     return result;
   };
   const outputNames = outputs.map((o) => o.name);
-  const queue = options.batching?.enabled && canBatch(inputs, outputs)
-    ? new BatchQueue(runSession, outputNames, options.batching, options.batchObserver)
-    : undefined;
+  const batching = (options.batching?.enabled ?? false) && canBatch(inputs, outputs);
+  const queue = new ModelQueue(runSession, outputNames, {
+    batching,
+    maxBatchSize: options.batching?.maxBatchSize ?? 32,
+    maxDelayMs: options.batching?.maxDelayMs ?? 2,
+    maxQueue: options.maxQueue ?? 1024,
+    maxInFlight: options.maxInFlight,
+  }, options.queueObserver);
   return {
     release: () => {
       released = true;
@@ -190,10 +237,8 @@ export async function loadModel(path: string, options: LoadModelOptions = {}): P
     inputs,
     outputs,
     loadMs,
-    batching: queue !== undefined,
-    run: queue
-      ? (feeds, names, runOptions) => queue.run(feeds, names, runOptions?.transfer)
-      : (feeds, names, runOptions) => runSession(feeds, names, runOptions?.transfer),
+    batching,
+    run: (feeds, names, runOptions) => queue.run(feeds, names, runOptions?.transfer, runOptions),
     ...(useThread ? { thread: { end: async () => session.terminate?.() } } : {}),
   };
 }

@@ -2,7 +2,7 @@
  * Declaring a function: the one small file in `functions/<name>/` (optional), and the
  * defaults that make a folder holding only `model.onnx` a complete function.
  */
-import type { Hono } from 'hono';
+import type { Context, Hono } from 'hono';
 import { z } from 'zod';
 import { parseByteSize, type RuntimeConfig } from '../core/config.ts';
 import type { Model } from '../engine/model.ts';
@@ -13,6 +13,14 @@ export interface FunctionContext {
   readonly fn: ResolvedFunction;
   /** The loaded model; reading it before the model is ready answers the request with 503. */
   readonly model: Model;
+  /**
+   * The request's signal: it fires when the client disconnects or the function's timeout passes.
+   * Pass it to every model run (`ctx.model.run(feeds, undefined, { signal })`) and stop a loop of
+   * runs when it fires: work for a request nobody waits for is dropped before onnxruntime.
+   *
+   * @example const signal = ctx.signal(c); for (const f of frames) await ctx.model.run(f, undefined, { signal });
+   */
+  signal(c: Context): AbortSignal;
 }
 
 /** Custom Hono routes, mounted under the function's prefix beside the protocol routes. */
@@ -32,13 +40,23 @@ export interface FunctionDeclaration {
   limits?: {
     /** Request body limit: bytes, or a size such as `512kb` or `10mb`. */
     bodySize?: number | string;
-    /** Request timeout in milliseconds. */
+    /**
+     * Request timeout in milliseconds: the request's deadline. Work still queued or not yet run
+     * when it passes is dropped, and the client gets a 504.
+     */
     timeoutMs?: number;
+    /**
+     * Rows that may wait for the model (a request counts its rows; a model without a batch
+     * dimension counts one per request). Beyond it a request is refused at once with 429 and
+     * `Retry-After`. Defaults to 1024, whether or not the model batches.
+     */
+    maxQueue?: number;
   };
   batching?: {
     enabled?: boolean;
     maxBatchSize?: number;
     maxDelayMs?: number;
+    /** The same as `limits.maxQueue` (kept for declarations written before it); give one of the two. */
     maxQueue?: number;
   };
   /** Replicas (containers) to run. Defaults to 1. */
@@ -113,8 +131,8 @@ export interface ResolvedFunction {
   declarationFile?: string;
   version: string;
   description?: string;
-  limits: { bodySize: number; timeoutMs: number };
-  batching: { enabled: boolean; maxBatchSize: number; maxDelayMs: number; maxQueue: number };
+  limits: { bodySize: number; timeoutMs: number; maxQueue: number };
+  batching: { enabled: boolean; maxBatchSize: number; maxDelayMs: number };
   replicas: number;
   /** Undefined when the function does not scale (it runs `replicas` all the time). */
   scale?: Required<ScaleDeclaration>;
@@ -149,6 +167,8 @@ const PREFIX_PATTERN = /^(\/[a-zA-Z0-9._~-]+)+$/;
 const positiveInt = z.number().int().positive();
 /** Most replicas a function may declare or scale to. */
 export const MAX_REPLICAS = 64;
+/** Default rows that may wait for a model (limits.maxQueue). */
+export const DEFAULT_MAX_QUEUE = 1024;
 /** Default seconds without a request before a scaled function sleeps. */
 export const DEFAULT_IDLE_SECONDS = 300;
 
@@ -161,12 +181,13 @@ const declarationSchema = z.strictObject({
   limits: z.strictObject({
     bodySize: z.union([positiveInt, z.string()]).refine((v) => parseByteSize(v) !== undefined, 'must be bytes or a size such as 512kb or 10mb').optional(),
     timeoutMs: positiveInt.optional(),
+    maxQueue: positiveInt.max(1_000_000).optional(),
   }).optional(),
   batching: z.strictObject({
     enabled: z.boolean().optional(),
     maxBatchSize: positiveInt.optional(),
     maxDelayMs: z.number().min(0).optional(),
-    maxQueue: positiveInt.optional(),
+    maxQueue: positiveInt.max(1_000_000).optional(),
   }).optional(),
   replicas: positiveInt.max(MAX_REPLICAS).optional(),
   scale: z.strictObject({
@@ -244,6 +265,9 @@ export function resolveDeclaration(
   if (!NAME_PATTERN.test(name)) {
     throw new DeclarationError(file, `the folder name '${name}' is not a valid function name (lowercase letters, digits and dashes, starting with a letter); rename it or set 'name'`);
   }
+  if (d.limits?.maxQueue !== undefined && d.batching?.maxQueue !== undefined) {
+    throw new DeclarationError(file, 'batching.maxQueue: the queue is limits.maxQueue now; give only that one');
+  }
   const replicas = d.replicas ?? Math.max(1, d.scale?.min ?? 1);
   const scale = d.scale && resolveScale(d.scale, replicas, d.replicas !== undefined, file);
   const modelFile = d.model ?? 'model.onnx';
@@ -260,6 +284,7 @@ export function resolveDeclaration(
     limits: {
       bodySize: parseByteSize(d.limits?.bodySize ?? config.bodyLimit)!,
       timeoutMs: d.limits?.timeoutMs ?? config.timeoutMs,
+      maxQueue: d.limits?.maxQueue ?? d.batching?.maxQueue ?? DEFAULT_MAX_QUEUE,
     },
     batching: {
       // On by default: it only takes effect when the model has a batch dimension, and a lone
@@ -267,7 +292,6 @@ export function resolveDeclaration(
       enabled: d.batching?.enabled ?? true,
       maxBatchSize: d.batching?.maxBatchSize ?? 32,
       maxDelayMs: d.batching?.maxDelayMs ?? 2,
-      maxQueue: d.batching?.maxQueue ?? 1024,
     },
     replicas,
     scale: scale && {

@@ -2,11 +2,15 @@
  * One function and the state of its model: loading, ready, failed (to load), unavailable (its
  * inference thread died and is being restarted) or draining.
  */
+import type { Context } from 'hono';
 import type { FunctionContext, ResolvedFunction } from './define.ts';
-import { HttpError } from '../core/errors.ts';
+import { ModelfnError } from '../core/errors.ts';
 import type { Model } from '../engine/model.ts';
 import type { ModelSignature } from '../tensor/infer.ts';
 import type { TensorSpec } from '../tensor/types.ts';
+
+/** The signal of a request served without the deadline middleware (never fires). */
+const NEVER = new AbortController().signal;
 
 export type HostState = 'loading' | 'ready' | 'failed' | 'unavailable' | 'draining';
 
@@ -32,10 +36,15 @@ export class FunctionHost implements FunctionContext {
     };
   }
 
-  /** The model, or a 503 for the request when it is not ready. */
+  /** The model, or `unavailable` (503) for the request when it is not ready. */
   get model(): Model {
     if (this.loaded && (this.state === 'ready' || this.state === 'draining')) return this.loaded;
-    throw new HttpError(503, this.notReadyReason());
+    throw new ModelfnError('unavailable', this.notReadyReason(), { retryAfterSeconds: 1 });
+  }
+
+  /** The request's signal: fires when its client leaves or its time runs out (see FunctionContext). */
+  signal(c: Context): AbortSignal {
+    return c.get('signal') ?? NEVER;
   }
 
   get isReady(): boolean {

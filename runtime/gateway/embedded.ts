@@ -8,7 +8,7 @@
 import { existsSync, watch, type FSWatcher } from 'node:fs';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { basename, join, relative, resolve, sep } from 'node:path';
+import { basename, dirname, join, relative, resolve, sep } from 'node:path';
 import { serve } from '@hono/node-server';
 import { Hono } from 'hono';
 import { createFunctionApp } from '../http/app.ts';
@@ -40,6 +40,10 @@ interface Slot {
   routes: CustomRoute[];
   failure?: string;
   close?: () => void;
+  /** Requests handed to its app and not answered yet: a reload waits for them before releasing the model. */
+  inFlight?: number;
+  /** Called when inFlight drops to zero. */
+  drained?: () => void;
 }
 
 export interface EmbeddedOptions {
@@ -61,6 +65,14 @@ export interface EmbeddedServer {
   shutdown(): Promise<void>;
 }
 
+/**
+ * A failure as clients may read it: paths relative to the folder that holds the functions'
+ * folder (`functions/iris/model.onnx`), never the machine's absolute paths. The log keeps them whole.
+ */
+function shownFailure(message: string, dir: string): string {
+  return message.split(`${dirname(dirname(dir))}${sep}`).join('');
+}
+
 /** A function folder read (declaration resolved), or why it could not be. */
 type Resolved = { dir: string; fn: ResolvedFunction; failure?: undefined } | { dir: string; fn: Slot['fn']; routes: CustomRoute[]; failure: string };
 
@@ -72,7 +84,7 @@ async function resolveSlot(dir: string, config: RuntimeConfig, logger: Logger, f
   } catch (err) {
     const failure = (err as Error).message;
     logger.log('error', 'function failed to load', { fn: folder, error: failure });
-    return { dir, fn: { name: folder, prefix: `/${folder}`, replicas: 1 }, routes: [], failure };
+    return { dir, fn: { name: folder, prefix: `/${folder}`, replicas: 1 }, routes: [], failure: shownFailure(failure, dir) };
   }
 }
 
@@ -89,9 +101,9 @@ async function loadSlot(resolved: Resolved, config: RuntimeConfig, logger: Logge
     return { dir, fn, app, host, model, routes: customRoutes, close };
   } catch (err) {
     const failure = (err as Error).message;
-    host.setFailed(failure);
+    host.setFailed(shownFailure(failure, dir));
     logger.log('error', 'function failed to load', { fn: fn.name, error: failure });
-    return { dir, fn, app, host, routes: customRoutes, failure, close };
+    return { dir, fn, app, host, routes: customRoutes, failure: shownFailure(failure, dir), close };
   }
 }
 
@@ -101,10 +113,11 @@ function describeSlot(slot: Slot): DescribedFunction {
   return { ...(slot.fn as ResolvedFunction), ownRoutes: slot.routes, error: `function '${slot.fn.name}' failed to load: ${slot.failure}` };
 }
 
-/** A slot's live figures: its app's /stats, or its failure. */
-async function slotStats(slot: Slot): Promise<FunctionStats> {
-  if (slot.app) return (await (await slot.app.request(`${slot.fn.prefix}/stats`)).json()) as FunctionStats;
-  return summarize(slot.fn.name, 'failed', emptyWindow(), 0, 0, slot.failure);
+/** A slot's live figures: its app's /stats, its failure, or none when its figures need an API key. */
+async function slotStats(slot: Slot): Promise<FunctionStats | undefined> {
+  if (!slot.app) return summarize(slot.fn.name, 'failed', emptyWindow(), 0, 0, slot.failure);
+  const res = await slot.app.request(`${slot.fn.prefix}/stats`);
+  return res.ok ? ((await res.json()) as FunctionStats) : undefined;
 }
 
 /**
@@ -156,17 +169,37 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedS
       // A function whose declaration failed still has its docs page and its live figures: the reason.
       const own = slot && forwardedPath(route, path).replace(/(.)\/$/, '$1');
       if (slot && own === '/docs') return c.html(failedDocsPage(slot.fn, describeSlot(slot).error!, [], slot.fn.prefix), 503);
-      if (slot && own === '/stats') return c.json(await slotStats(slot));
+      if (slot && own === '/stats') return c.json((await slotStats(slot))!);
       return errorResponse(c, 503, `function '${route.fn}' failed to load: ${slot?.failure ?? 'unknown'}`);
     }
     // The function's app strips its own prefix (createFunctionApp's stripPrefix): the request
     // goes through untouched, body stream and all. Rebuilding it cost over half the throughput.
-    return slot.app.fetch(c.req.raw, c.env);
+    slot.inFlight = (slot.inFlight ?? 0) + 1;
+    try {
+      return await slot.app.fetch(c.req.raw, c.env);
+    } finally {
+      if (--slot.inFlight === 0) slot.drained?.();
+    }
   });
 
+  /**
+   * Frees a slot that no longer receives requests, once the requests it has are answered (a
+   * reload under load fails none), or after the function's timeout at the latest.
+   */
   const release = async (slot: Slot | undefined) => {
-    slot?.close?.();
-    if (slot?.model) await slot.model.release().catch(() => {});
+    if (!slot) return;
+    if (slot.inFlight) {
+      const limit = slot.host?.fn.limits.timeoutMs ?? config.shutdownTimeoutMs;
+      await new Promise<void>((done) => {
+        const timer = setTimeout(done, limit);
+        slot.drained = () => {
+          clearTimeout(timer);
+          done();
+        };
+      });
+    }
+    slot.close?.();
+    if (slot.model) await slot.model.release().catch(() => {});
   };
   const reload = async (dir: string) => {
     const old = slots.find((s) => s.dir === dir);

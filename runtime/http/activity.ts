@@ -1,9 +1,11 @@
 /**
  * What the activator needs to know of a function's traffic: requests in flight, requests
- * answered, and when the last one ended. Probes and metrics scrapes do not count, or a health
- * check every few seconds would keep an idle function awake for ever.
+ * answered, and when the last one ended. Only traffic counts (route-class.ts): probes, metrics
+ * scrapes, the live view's polling and refused requests do not, or a health check every few
+ * seconds (or an open gateway page) would keep an idle function awake for ever.
  */
 import type { MiddlewareHandler } from 'hono';
+import { isTraffic, routeClass } from '../core/route-class.ts';
 
 export interface Activity {
   inFlight: number;
@@ -18,22 +20,24 @@ export const createActivity = (): Activity => ({ inFlight: 0, total: 0, lastEnd:
 /** Milliseconds since the last request ended; 0 while one is in flight. */
 export const idleMs = (activity: Activity): number => (activity.inFlight > 0 ? 0 : performance.now() - activity.lastEnd);
 
-/** Paths that are not traffic: the engine's probes and the metrics scrape. */
-const NOT_TRAFFIC = new Set(['/v2/health/live', '/v2/health/ready', '/metrics']);
-
 /**
  * Counts the function's traffic into `activity`.
  *
  * @example app.use(trackActivity(activity));
  */
 export const trackActivity = (activity: Activity): MiddlewareHandler => async function trackActivity(c, next) {
-  if (NOT_TRAFFIC.has(c.req.path)) return next();
+  const cls = routeClass(c.req.method, c.req.path);
+  if (!isTraffic(cls)) return next();
+  // In flight while it runs (the function is not put to sleep under it); counted once answered,
+  // unless it was refused.
   activity.inFlight++;
   try {
     await next();
   } finally {
     activity.inFlight--;
-    activity.total++;
-    activity.lastEnd = performance.now();
+    if (isTraffic(cls, c.res.status)) {
+      activity.total++;
+      activity.lastEnd = performance.now();
+    }
   }
 };

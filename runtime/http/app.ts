@@ -4,10 +4,8 @@
  */
 import { Hono } from 'hono';
 import { getPath } from 'hono/utils/url';
-import { HTTPException } from 'hono/http-exception';
 import { methodNotAllowed } from 'hono/method-not-allowed';
 import { requestId } from 'hono/request-id';
-import { timeout } from 'hono/timeout';
 import { trackActivity, type Activity } from './activity.ts';
 import { loadApiKeys, requireApiKey } from './auth.ts';
 import { limitBody } from './body-limit.ts';
@@ -23,6 +21,7 @@ import { createMetrics, type Metrics } from '../core/metrics.ts';
 import { predictRoute } from './predict.ts';
 import { modelRoutes, serverRoutes } from './protocol.ts';
 import { decodeRequestBody } from './request-encoding.ts';
+import { deadline } from './deadline.ts';
 import { compressResponse } from './response-compression.ts';
 import { VERSION } from '../core/version.ts';
 
@@ -37,12 +36,6 @@ export interface FunctionAppOptions {
    * request over as it came, instead of rebuilding it with a new URL.
    */
   stripPrefix?: string;
-}
-
-function jsonException(status: 504, message: string): HTTPException {
-  return new HTTPException(status, {
-    res: new Response(JSON.stringify({ error: message }), { status, headers: { 'Content-Type': 'application/json' } }),
-  });
 }
 
 /**
@@ -100,7 +93,12 @@ export function createFunctionApp(host: FunctionHost, options: FunctionAppOption
     maxSize: fn.limits.bodySize,
     onError: (c) => errorResponse(c, 413, `request body is larger than the limit of ${fn.limits.bodySize} bytes for '${fn.name}'`),
   }));
-  app.use(timeout(fn.limits.timeoutMs, () => jsonException(504, `request to '${fn.name}' timed out after ${fn.limits.timeoutMs} ms`)));
+  // The request's deadline and signal: work for a request that timed out or whose client left is dropped.
+  app.use(deadline({
+    timeoutMs: fn.limits.timeoutMs,
+    message: `request to '${fn.name}' timed out after ${fn.limits.timeoutMs} ms; its work was stopped`,
+    onTimeout: (c, message) => errorResponse(c, 504, message),
+  }));
   // Every route below, the function's own included, reads the body decoded.
   app.use(decodeRequestBody({
     maxSize: fn.limits.bodySize,

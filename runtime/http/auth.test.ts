@@ -39,12 +39,14 @@ describe('API keys', () => {
       expect((await app.request('/predict', postJson(body, { Authorization: `bearer ${OTHER}` }))).status).toBe(200);
       expect((await errorOf(await app.request('/metrics'))).status).toBe(401);
       expect((await errorOf(await app.request('/v2/models/iris'))).status).toBe(401);
-      // Health probes stay open for the engine, and the live view's figures for the gateway page.
-      for (const path of ['/v2/health/live', '/v2/health/ready', '/v2/models/iris/ready', '/v2/models/iris/versions/1/ready', '/stats']) {
+      // Health probes stay open for the engine; the live view's figures need a key like the rest.
+      for (const path of ['/v2/health/live', '/v2/health/ready', '/v2/models/iris/ready', '/v2/models/iris/versions/1/ready']) {
         expect((await app.request(path)).status, path).toBe(200);
       }
-      // Five predictions and the two refused GETs count as requests; the probes do not.
-      expect(await (await app.request('/stats')).json()).toMatchObject({ name: 'iris', state: 'ready', window: { requests: 7, errors: 0 } });
+      expect((await errorOf(await app.request('/stats'))).status).toBe(401);
+      // The two served predictions count as requests; refused ones, probes and observation do not.
+      const stats = await app.request('/stats', { headers: { Authorization: `Bearer ${KEY}` } });
+      expect(await stats.json()).toMatchObject({ name: 'iris', state: 'ready', window: { requests: 2, errors: 0 } });
     } finally {
       delete process.env.MODELFN_API_KEYS_IRIS;
     }

@@ -11,6 +11,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { MiddlewareHandler } from 'hono';
 import { errorResponse } from './errors.ts';
+import { routeClass } from '../core/route-class.ts';
 
 /** The environment variable holding a function's keys. */
 export const keysVariable = (name: string) => `MODELFN_API_KEYS_${name.toUpperCase().replace(/-/g, '_')}`;
@@ -30,15 +31,8 @@ export function loadApiKeys(name: string, secret: string, env: NodeJS.ProcessEnv
 const digest = (text: string) => createHash('sha256').update(text).digest();
 
 /**
- * Paths that stay open: the health probes (liveness, readiness, model readiness), and the live
- * view's figures (`/stats`: state, rates and latency, never a request's data).
- */
-export function isProbe(path: string): boolean {
-  return path === '/v2/health/live' || path === '/v2/health/ready' || path === '/stats' || /^\/v2\/models\/[^/]+(\/versions\/[^/]+)?\/ready$/.test(path);
-}
-
-/**
- * Requires one of `keys` as a bearer token on every route but the health probes.
+ * Requires one of `keys` as a bearer token on every route but the health probes (route-class.ts):
+ * the engine's and the gateway's checks carry no key. The live view's `/stats` needs one too.
  *
  * @example app.use(requireApiKey(['a-long-random-key-1234']))
  */
@@ -46,7 +40,7 @@ export const requireApiKey = (keys: readonly string[]): MiddlewareHandler => {
   // Comparing fixed-length digests keeps the comparison constant-time whatever the key lengths.
   const digests = keys.map(digest);
   return async function requireApiKey(c, next) {
-    if (isProbe(c.req.path)) return next();
+    if (routeClass(c.req.method, c.req.path) === 'probe') return next();
     const header = c.req.header('authorization') ?? '';
     const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
     let ok = false;

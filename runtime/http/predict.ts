@@ -5,7 +5,7 @@
 import type { Hono } from 'hono';
 import type ort from 'onnxruntime-node';
 import { elementCount, hasWideIntegers, jsonValueAt, shapeMismatch, tensorFromJson } from '../tensor/codec.ts';
-import { HttpError } from '../core/errors.ts';
+import { invalidInput } from '../core/errors.ts';
 import type { FunctionHost } from '../function/host.ts';
 import { parseBody } from '../tensor/infer.ts';
 import { stringifyExact, withExactIntegers } from '../tensor/json-exact.ts';
@@ -67,7 +67,7 @@ function row(tensor: ort.Tensor, r: number, rows: number): unknown {
 /** Reads `{"instances": [...]}` into the model's one input; no tensor for no instances. */
 function decodeInstances(json: unknown, spec: TensorSpec, maxElements: number): { rows: number; tensor?: ort.Tensor } {
   if (typeof json !== 'object' || json === null || !Array.isArray((json as { instances?: unknown }).instances)) {
-    throw new HttpError(400, 'predict request must be a JSON object with an "instances" array, e.g. {"instances": [[5.1, 3.5, 1.4, 0.2]]}');
+    throw invalidInput('predict request must be a JSON object with an "instances" array, e.g. {"instances": [[5.1, 3.5, 1.4, 0.2]]}');
   }
   const instances = (json as { instances: unknown[] }).instances;
   if (instances.length === 0) return { rows: 0 };
@@ -76,7 +76,7 @@ function decodeInstances(json: unknown, spec: TensorSpec, maxElements: number): 
   const where = `instances (input '${spec.name}')`;
   if (shapeMismatch(spec.shape, shape)) {
     const row = spec.shape.length > 1 ? `; each instance is one row of shape [${spec.shape.slice(1).join(',')}]` : '; each instance is one value';
-    throw new HttpError(400, `${where}: the batch has shape [${shape.join(',')}], the model expects [${spec.shape.join(',')}] (-1 = any size)${row}`);
+    throw invalidInput(`${where}: the batch has shape [${shape.join(',')}], the model expects [${spec.shape.join(',')}] (-1 = any size)${row}`);
   }
   const count = elementCount(where, shape, maxElements);
   return { rows: instances.length, tensor: tensorFromJson(where, spec.info, shape, count, instances) };
@@ -86,13 +86,13 @@ export function predictRoute(app: Hono, host: FunctionHost, maxElements: number)
   app.post('/predict', async (c) => {
     const model = host.model;
     if (model.inputs.length !== 1) {
-      throw new HttpError(400, `/predict serves models with one input; '${host.fn.name}' has ${model.inputs.length} (${model.inputs.map((i) => i.name).join(', ')}): use /v2/models/${host.fn.name}/infer`);
+      throw invalidInput(`/predict serves models with one input; '${host.fn.name}' has ${model.inputs.length} (${model.inputs.map((i) => i.name).join(', ')}): use /v2/models/${host.fn.name}/infer`);
     }
     const spec = model.inputs[0];
     const { json, text } = parseBody(await readJsonBody(c), undefined);
     const { rows, tensor } = withExactIntegers(text, json, (parsed) => decodeInstances(parsed, spec, maxElements));
     if (!tensor) return c.json({ predictions: [] });
-    const fetches = await runModel(model, { [spec.name]: tensor });
+    const fetches = await runModel(c, model, { [spec.name]: tensor });
     const names = model.outputs.map((o) => o.name);
     const predictions = new Array(rows);
     for (let r = 0; r < rows; r++) {

@@ -93,7 +93,7 @@ export function modelRoutes(app: Hono, host: FunctionHost, options: ProtocolOpti
       const model = host.model;
       const { body, headerLength } = await readInferBody(c);
       const request = decodeInferRequest(host.signature, body, headerLength, options.maxElements);
-      const fetches = await runModel(model, request.feeds, request.outputs.map((o) => o.name));
+      const fetches = await runModel(c, model, request.feeds, request.outputs.map((o) => o.name));
       const encoded = encodeInferResponse(host.signature, request, fetches);
       if (encoded.headerLength === undefined) return c.body(encoded.body as string, 200, { 'Content-Type': 'application/json' });
       return c.body(encoded.body as Uint8Array<ArrayBuffer>, 200, {
@@ -111,16 +111,9 @@ export function modelRoutes(app: Hono, host: FunctionHost, options: ProtocolOpti
 
 /**
  * Runs the model on tensors the runtime decoded from a request (they move to the inference
- * thread, nothing reads them again). A failure inside onnxruntime on a request that passed
- * validation is the input's fault (a value the graph refuses), so it is a 400 that says what
- * onnxruntime said; the model being unavailable stays the 503 it is.
+ * thread, nothing reads them again), under the request's deadline and signal. Failures are the
+ * engine's own kinds (engine/model.ts), answered by the error table (errors.ts).
  */
-export async function runModel(model: Model, feeds: Feeds, outputs?: readonly string[]): Promise<Fetches> {
-  try {
-    return await model.run(feeds, outputs, { transfer: true });
-  } catch (err) {
-    if (err instanceof HttpError) throw err;
-    const reason = String((err as Error)?.message ?? err).split('\n')[0].slice(0, 300);
-    throw new HttpError(400, `the model could not run on this input: ${reason}`);
-  }
+export function runModel(c: Context, model: Model, feeds: Feeds, outputs?: readonly string[]): Promise<Fetches> {
+  return model.run(feeds, outputs, { transfer: true, signal: c.get('signal') });
 }

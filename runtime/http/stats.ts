@@ -15,12 +15,16 @@ import type { Histogram } from 'prom-client';
 import type { Metrics } from '../core/metrics.ts';
 import { addWindows, summarize, type FunctionState, type FunctionStats, type StatsWindow } from '../core/stats.ts';
 import type { FunctionHost } from '../function/host.ts';
+import { isTraffic, routeClass } from '../core/route-class.ts';
 
-/** GET routes that are the function's own operations, not work: polling them is not load. */
-const OPERATIONS = new Set(['/', '/stats', '/metrics', '/openapi.json', '/docs', '/examples/:file']);
-const isWork = (method: string, route: string) => method !== 'GET' || !(OPERATIONS.has(route) || route.startsWith('/v2'));
+/** Requests that are work (route-class.ts): polling, probes and refusals are not load. */
+const isWork = (method: string, route: string, status: number) => isTraffic(routeClass(method, route), status);
 
 const WINDOW_MS = 60_000;
+/** How long one gathering of every replica's figures answers /stats. */
+const STATS_CACHE_MS = 1000;
+/** Most replicas asked in one gathering (a function runs at most MAX_REPLICAS). */
+const MAX_PEERS = 64;
 const SNAPSHOT_MS = 5_000;
 /** No /stats for this long: stop taking snapshots. */
 const IDLE_MS = 120_000;
@@ -44,7 +48,7 @@ async function snapshot(metrics: Metrics, le: readonly number[]): Promise<Snapsh
   let errors = 0;
   for (const v of duration as HistogramValues) {
     const labels = v.labels as Record<string, string | number>;
-    if (!isWork(String(labels.method), String(labels.route))) continue;
+    if (!isWork(String(labels.method), String(labels.route), Number(labels.status))) continue;
     if (v.metricName?.endsWith('_count')) {
       requests += v.value;
       if (Number(labels.status) >= 500) errors += v.value;
@@ -126,15 +130,28 @@ export function statsRoute(app: Hono, host: FunctionHost, metrics: Metrics, opti
     return summarize(host.fn.name, state, await ownWindow(), 1, state === 'ready' ? 1 : 0, state === 'ready' ? undefined : host.notReadyReason());
   };
 
-  app.get('/stats', async (c: Context) => {
-    watch();
-    if (!options.peers || c.req.query('replica') === 'self') return c.json(await ownStats());
-    const answers = await peerStats(options.peers);
-    if (answers.length === 0) return c.json(await ownStats());
+  // Every replica's figures, gathered at most once a second whoever asks (one gathering at a
+  // time; callers meanwhile share it): a page open in many browsers costs the replicas no more.
+  let gathered: { at: number; stats: Promise<FunctionStats> } | undefined;
+  const allStats = async (peers: string): Promise<FunctionStats> => {
+    const answers = await peerStats(peers);
+    if (answers.length === 0) return ownStats();
     const states = answers.map((a) => a.state);
     const state = combinedState(states);
     const reason = state === 'ready' ? undefined : answers.find((a) => a.reason)?.reason;
-    return c.json(summarize(host.fn.name, state, addWindows(answers.map((a) => a.window)), answers.length, states.filter((s) => s === 'ready').length, reason));
+    return summarize(host.fn.name, state, addWindows(answers.map((a) => a.window)), answers.length, states.filter((s) => s === 'ready').length, reason);
+  };
+
+  app.get('/stats', async (c: Context) => {
+    watch();
+    if (!options.peers || c.req.query('replica') === 'self') return c.json(await ownStats());
+    if (!gathered || performance.now() - gathered.at > STATS_CACHE_MS) {
+      const stats = allStats(options.peers);
+      gathered = { at: performance.now(), stats };
+      // A failed gathering is not kept.
+      stats.catch(() => { if (gathered?.stats === stats) gathered = undefined; });
+    }
+    return c.json(await gathered.stats);
   });
   return { stop: () => clearInterval(timer) };
 }
@@ -154,7 +171,7 @@ async function peerStats(peers: string): Promise<FunctionStats[]> {
       return [];
     }
   }))).flat();
-  const answers = await Promise.all([...new Set(targets)].map(async (target) => {
+  const answers = await Promise.all([...new Set(targets)].slice(0, MAX_PEERS).map(async (target) => {
     try {
       const res = await fetch(`http://${target}/stats?replica=self`, { signal: AbortSignal.timeout(1000) });
       return res.ok ? ((await res.json()) as FunctionStats) : undefined;

@@ -22,7 +22,7 @@ describe('a model slower than its timeout', () => {
     expect(performance.now() - probeStarted).toBeLessThan(100);
     const err = await errorOf(await slow);
     const elapsed = performance.now() - started;
-    expect(err).toEqual({ status: 504, error: "request to 'slow' timed out after 300 ms" });
+    expect(err).toEqual({ status: 504, error: "request to 'slow' timed out after 300 ms; its work was stopped" });
     expect(elapsed).toBeLessThan(1500);
     // The abandoned run finishes on its thread; afterwards the model answers again.
     const deadline = Date.now() + 30_000;

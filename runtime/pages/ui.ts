@@ -195,6 +195,13 @@ const SCRIPT = `
       return res.text().then(function (text) {
         var body = {};
         try { body = JSON.parse(text); } catch (e) { /* not JSON */ }
+        if (res.status === 401) {
+          // A function with API keys shows its figures to key holders only: the page has none.
+          setState(name, 'protected', 'its figures need an API key');
+          ['replicas', 'rps', 'p50', 'p99', 'batch', 'errors'].forEach(function (f) { field(f).textContent = '–'; });
+          row.className = '';
+          return;
+        }
         if (!res.ok) {
           // No replica answers (nginx's 502/503): nothing runs, so nothing to count.
           setState(name, res.status === 503 || res.status === 502 ? 'unavailable' : 'failed', body.error || res.status + ' ' + res.statusText);

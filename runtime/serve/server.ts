@@ -76,7 +76,8 @@ export async function loadFunctionModel(host: FunctionHost, config: RuntimeConfi
     interOpThreads: config.interOpThreads,
     spinning: config.ortSpinning,
     thread: config.inferenceThread,
-    batching: { ...fn.batching, timeoutMs: fn.limits.timeoutMs },
+    batching: fn.batching,
+    maxQueue: fn.limits.maxQueue,
     ...modelMetricsOptions(metrics, fn.name),
   });
   host.setModel(model);

@@ -1,7 +1,7 @@
 // The tensor codecs and the protocol's request/response codec alone: no model, no HTTP, no host.
 import ort from 'onnxruntime-node';
 import { describe, expect, it } from 'vitest';
-import { HttpError } from '../core/errors.ts';
+import { ModelfnError } from '../core/errors.ts';
 import { classify, elementCount, tensorFromBinary, tensorFromJson, tensorToBytes, tensorToJsonData } from './codec.ts';
 import { DATATYPES } from './datatypes.ts';
 import { decodeInferRequest, encodeInferResponse, type ModelSignature } from './infer.ts';
@@ -21,8 +21,8 @@ const failure = (work: () => unknown) => {
   try {
     work();
   } catch (err) {
-    expect(err).toBeInstanceOf(HttpError);
-    return `${(err as HttpError).status} ${(err as HttpError).message}`;
+    expect(err).toBeInstanceOf(ModelfnError);
+    return `${(err as ModelfnError).kind} ${(err as ModelfnError).message}`;
   }
   throw new Error('expected a failure');
 };
@@ -38,9 +38,9 @@ describe('tensor codecs', () => {
   });
 
   it('name the tensor, the element and what was expected when data is wrong', () => {
-    expect(failure(() => tensorFromJson("input 'x'", info('INT32'), [2], 2, [1, 'two']))).toMatch(/^400 input 'x': element 1 is "two", expected .* for INT32$/);
-    expect(failure(() => elementCount("input 'x'", [2, -1], 100))).toMatch(/^400 input 'x': /);
-    expect(failure(() => elementCount("input 'x'", [1000, 1000], 100))).toMatch(/^400 input 'x': .*100/);
+    expect(failure(() => tensorFromJson("input 'x'", info('INT32'), [2], 2, [1, 'two']))).toMatch(/^invalid_input input 'x': element 1 is "two", expected .* for INT32$/);
+    expect(failure(() => elementCount("input 'x'", [2, -1], 100))).toMatch(/^invalid_input input 'x': /);
+    expect(failure(() => elementCount("input 'x'", [1000, 1000], 100))).toMatch(/^invalid_input input 'x': .*100/);
     expect(elementCount('x', [2, 3, 0], 100)).toBe(0);
   });
 
@@ -52,7 +52,7 @@ describe('tensor codecs', () => {
     expect([...(tensor.data as Float32Array)]).toEqual([1.5, -2, 3, 4]);
     expect((tensor.data as Float32Array).buffer).toBe(body.buffer);
     expect([...tensorToBytes(tensor)]).toEqual([...new Uint8Array(values.buffer)]);
-    expect(failure(() => tensorFromBinary("input 'x'", info('FP32'), [2, 2], 4, body, 8, 12))).toMatch(/^400 input 'x': /);
+    expect(failure(() => tensorFromBinary("input 'x'", info('FP32'), [2, 2], 4, body, 8, 12))).toMatch(/^invalid_input input 'x': /);
   });
 
   it('classify the top k of each row, with labels when there are some', () => {
@@ -81,10 +81,10 @@ describe('the protocol request and response, from a signature alone', () => {
 
   it('refuses a request that does not fit the signature with a 400 naming what is wrong', () => {
     const decode = (body: unknown) => () => decodeInferRequest(signature, utf8(JSON.stringify(body)), undefined, 1000);
-    expect(failure(decode({ inputs: [{ name: 'z', datatype: 'FP32', shape: [1, 2], data: [1, 2] }] }))).toBe("400 unknown input 'z'; the model's inputs are: x");
-    expect(failure(decode({ inputs: [{ name: 'x', datatype: 'INT64', shape: [1, 2], data: [1, 2] }] }))).toBe("400 input 'x': datatype INT64 does not match the model's FP32");
-    expect(failure(decode({ inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 3], data: [1, 2, 3] }] }))).toMatch(/^400 input 'x': shape \[1,3\] has 3 at dimension 1, the model expects \[-1,2\]/);
-    expect(failure(decode({ inputs: [] }))).toBe("400 missing input 'x' (FP32 [-1,2])");
-    expect(failure(decode({ inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 2], data: [1, 2] }], outputs: [{ name: 'w' }] }))).toBe("400 unknown output 'w'; the model's outputs are: y");
+    expect(failure(decode({ inputs: [{ name: 'z', datatype: 'FP32', shape: [1, 2], data: [1, 2] }] }))).toBe("invalid_input unknown input 'z'; the model's inputs are: x");
+    expect(failure(decode({ inputs: [{ name: 'x', datatype: 'INT64', shape: [1, 2], data: [1, 2] }] }))).toBe("invalid_input input 'x': datatype INT64 does not match the model's FP32");
+    expect(failure(decode({ inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 3], data: [1, 2, 3] }] }))).toMatch(/^invalid_input input 'x': shape \[1,3\] has 3 at dimension 1, the model expects \[-1,2\]/);
+    expect(failure(decode({ inputs: [] }))).toBe("invalid_input missing input 'x' (FP32 [-1,2])");
+    expect(failure(decode({ inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 2], data: [1, 2] }], outputs: [{ name: 'w' }] }))).toBe("invalid_input unknown output 'w'; the model's outputs are: y");
   });
 });

@@ -6,7 +6,7 @@
  */
 import ort from 'onnxruntime-node';
 import { fromHalfBits, toHalfBits, type DatatypeInfo, type NumericArray } from './datatypes.ts';
-import { HttpError } from '../core/errors.ts';
+import { invalidInput } from '../core/errors.ts';
 import { InexactIntegerError } from './json-exact.ts';
 
 type Storage = NumericArray | string[];
@@ -72,12 +72,12 @@ export function shapeText(shape: readonly unknown[]): string {
  * dimensions, even beside a 0) before any allocation.
  */
 export function elementCount(where: string, shape: unknown, maxElements: number): number {
-  if (!Array.isArray(shape)) throw new HttpError(400, `${where}: 'shape' must be an array of non-negative integers`);
+  if (!Array.isArray(shape)) throw invalidInput(`${where}: 'shape' must be an array of non-negative integers`);
   let count = 1;
   let largest = 0;
   for (const d of shape) {
     if (typeof d !== 'number' || !Number.isSafeInteger(d) || d < 0) {
-      throw new HttpError(400, `${where}: shape ${shapeText(shape)} has dimension ${preview(d)}; dimensions must be non-negative integers`);
+      throw invalidInput(`${where}: shape ${shapeText(shape)} has dimension ${preview(d)}; dimensions must be non-negative integers`);
     }
     count *= d;
     largest = Math.max(largest, d);
@@ -85,11 +85,11 @@ export function elementCount(where: string, shape: unknown, maxElements: number)
   // NaN is Infinity * 0: a long shape overflowed, but a 0 in it makes the tensor empty.
   if (Number.isNaN(count)) count = 0;
   if (count > maxElements) {
-    throw new HttpError(400, `${where}: shape ${shapeText(shape)} has ${count} elements, more than the limit of ${maxElements}`);
+    throw invalidInput(`${where}: shape ${shapeText(shape)} has ${count} elements, more than the limit of ${maxElements}`);
   }
   // An empty tensor may still declare an absurd dimension beside its 0 (onnxruntime would get it).
   if (largest > maxElements) {
-    throw new HttpError(400, `${where}: shape ${shapeText(shape)} has dimension ${largest}, more than the limit of ${maxElements} elements`);
+    throw invalidInput(`${where}: shape ${shapeText(shape)} has dimension ${largest}, more than the limit of ${maxElements} elements`);
   }
   return count;
 }
@@ -110,25 +110,25 @@ export function tensorFromJson(where: string, info: DatatypeInfo, shape: readonl
     const message = `${where}: element ${i} is ${preview(v)}, expected ${expectation(info)} for ${info.datatype}`;
     // JSON.parse rounded this integer; withExactIntegers reads the digits again.
     if (info.kind === 'bigint' && typeof v === 'number' && Number.isInteger(v) && !Number.isSafeInteger(v)) {
-      throw new InexactIntegerError(400, `${message}; write integers beyond ±2^53 as plain digits`);
+      throw new InexactIntegerError(`${message}; write integers beyond ±2^53 as plain digits`);
     }
-    throw new HttpError(400, message);
+    throw invalidInput(message);
   };
   if (!Array.isArray(data)) {
     if (shape.length === 0 && count === 1 && data !== undefined) {
       if (!write(out, 0, data)) fail(0, data);
       return makeTensor(info, out, shape);
     }
-    throw new HttpError(400, `${where}: 'data' must be an array`);
+    throw invalidInput(`${where}: 'data' must be an array`);
   }
   if (data.length === count && (count === 0 || !Array.isArray(data[0])) && (shape.length <= 1 || count !== 0 || data.length === 0)) {
     for (let i = 0; i < count; i++) if (!write(out, i, data[i])) fail(i, data[i]);
     return makeTensor(info, out, shape);
   }
-  if (shape.length === 0) throw new HttpError(400, `${where}: a scalar (shape []) takes exactly one value, received ${data.length}`);
+  if (shape.length === 0) throw invalidInput(`${where}: a scalar (shape []) takes exactly one value, received ${data.length}`);
   let index = 0;
   const mismatch = (detail: string): never => {
-    throw new HttpError(400, `${where}: data does not match shape ${shapeText(shape)}: ${detail}; send ${count} values flat, or arrays nested to the shape`);
+    throw invalidInput(`${where}: data does not match shape ${shapeText(shape)}: ${detail}; send ${count} values flat, or arrays nested to the shape`);
   };
   const last = shape.length - 1;
   const walk = (arr: unknown[], depth: number): void => {
@@ -164,7 +164,7 @@ export function tensorFromBinary(
   if (info.view) {
     const expected = count * info.bytes;
     if (size !== expected) {
-      throw new HttpError(400, `${where}: binary_data_size is ${size} bytes, but shape ${shapeText(shape)} of ${info.datatype} needs ${expected}`);
+      throw invalidInput(`${where}: binary_data_size is ${size} bytes, but shape ${shapeText(shape)} of ${info.datatype} needs ${expected}`);
     }
     const start = body.byteOffset + offset;
     const data = start % info.bytes === 0
@@ -176,18 +176,18 @@ export function tensorFromBinary(
   const view = new DataView(body.buffer, body.byteOffset + offset, size);
   let pos = 0;
   for (let i = 0; i < count; i++) {
-    if (pos + 4 > size) throw new HttpError(400, `${where}: binary BYTES data ends at element ${i} of ${count}`);
+    if (pos + 4 > size) throw invalidInput(`${where}: binary BYTES data ends at element ${i} of ${count}`);
     const len = view.getUint32(pos, true);
     pos += 4;
-    if (pos + len > size) throw new HttpError(400, `${where}: binary BYTES element ${i} declares ${len} bytes, past the end of its data`);
+    if (pos + len > size) throw invalidInput(`${where}: binary BYTES element ${i} declares ${len} bytes, past the end of its data`);
     try {
       out[i] = utf8.decode(body.subarray(offset + pos, offset + pos + len));
     } catch {
-      throw new HttpError(400, `${where}: binary BYTES element ${i} is not valid UTF-8`);
+      throw invalidInput(`${where}: binary BYTES element ${i} is not valid UTF-8`);
     }
     pos += len;
   }
-  if (pos !== size) throw new HttpError(400, `${where}: binary_data_size is ${size} bytes, but its ${count} BYTES elements use ${pos}`);
+  if (pos !== size) throw invalidInput(`${where}: binary_data_size is ${size} bytes, but its ${count} BYTES elements use ${pos}`);
   return makeTensor(info, out, shape);
 }
 
@@ -308,7 +308,7 @@ export function shapeMismatch(expected: readonly number[], shape: readonly numbe
  */
 export function classify(where: string, tensor: ort.Tensor, k: number, labels?: readonly string[]): { shape: number[]; data: string[] } {
   if (tensor.type === 'string' || tensor.type === 'bool') {
-    throw new HttpError(400, `${where}: classification needs a numeric output, this one is ${tensor.type === 'string' ? 'BYTES' : 'BOOL'}`);
+    throw invalidInput(`${where}: classification needs a numeric output, this one is ${tensor.type === 'string' ? 'BYTES' : 'BOOL'}`);
   }
   const dims = tensor.dims;
   const rows = dims.length >= 2 ? dims[0] : 1;

@@ -6,7 +6,7 @@
 import type ort from 'onnxruntime-node';
 import { classify, elementCount, shapeMismatch, shapeText, tensorFromBinary, tensorFromJson, tensorToBytes, tensorToJsonData } from './codec.ts';
 import { DATATYPES } from './datatypes.ts';
-import { HttpError } from '../core/errors.ts';
+import { invalidInput } from '../core/errors.ts';
 import { withExactIntegers } from './json-exact.ts';
 import type { Feeds, TensorSpec } from './types.ts';
 
@@ -50,7 +50,7 @@ function isObject(v: unknown): v is Record<string, unknown> {
 
 function parameters(where: string, v: unknown): Record<string, unknown> {
   if (v === undefined) return {};
-  if (!isObject(v)) throw new HttpError(400, `${where}: 'parameters' must be an object`);
+  if (!isObject(v)) throw invalidInput(`${where}: 'parameters' must be an object`);
   return v;
 }
 
@@ -63,21 +63,21 @@ export function parseBody(body: Uint8Array, headerLength: string | undefined): {
   if (headerLength !== undefined) {
     const n = Number(headerLength);
     if (!/^\d+$/.test(headerLength.trim()) || !Number.isSafeInteger(n) || n <= 0 || n > body.length) {
-      throw new HttpError(400, `Inference-Header-Content-Length is ${JSON.stringify(headerLength.slice(0, 30))}, but must be a positive integer no larger than the body (${body.length} bytes)`);
+      throw invalidInput(`Inference-Header-Content-Length is ${JSON.stringify(headerLength.slice(0, 30))}, but must be a positive integer no larger than the body (${body.length} bytes)`);
     }
     end = n;
   }
-  if (end === 0) throw new HttpError(400, 'request body is empty; expected a JSON inference request');
+  if (end === 0) throw invalidInput('request body is empty; expected a JSON inference request');
   let text: string;
   try {
     text = utf8.decode(body.subarray(0, end));
   } catch {
-    throw new HttpError(400, 'request JSON is not valid UTF-8');
+    throw invalidInput('request JSON is not valid UTF-8');
   }
   try {
     return { json: JSON.parse(text), text, binaryStart: end };
   } catch (err) {
-    throw new HttpError(400, `malformed JSON: ${(err as Error).message}`);
+    throw invalidInput(`malformed JSON: ${(err as Error).message}`);
   }
 }
 
@@ -86,10 +86,10 @@ function checkShapeAgainst(where: string, spec: TensorSpec, shape: readonly numb
   if (!mismatch) return;
   const expected = `[${spec.shape.join(',')}]`;
   if ('rank' in mismatch) {
-    throw new HttpError(400, `${where}: shape ${shapeText(shape)} has rank ${shape.length}, the model expects rank ${spec.shape.length} (${expected}, -1 = any size)`);
+    throw invalidInput(`${where}: shape ${shapeText(shape)} has rank ${shape.length}, the model expects rank ${spec.shape.length} (${expected}, -1 = any size)`);
   }
   const i = mismatch.dimension;
-  throw new HttpError(400, `${where}: shape ${shapeText(shape)} has ${shape[i]} at dimension ${i}, the model expects ${expected} (-1 = any size)`);
+  throw invalidInput(`${where}: shape ${shapeText(shape)} has ${shape[i]} at dimension ${i}, the model expects ${expected} (-1 = any size)`);
 }
 
 /**
@@ -104,10 +104,10 @@ export function decodeInferRequest(model: ModelSignature, body: Uint8Array, head
 }
 
 function decodeParsedRequest(model: ModelSignature, json: unknown, body: Uint8Array, binaryStart: number, headerLength: string | undefined, maxElements: number): InferRequest {
-  if (!isObject(json)) throw new HttpError(400, 'inference request must be a JSON object with an "inputs" array');
+  if (!isObject(json)) throw invalidInput('inference request must be a JSON object with an "inputs" array');
   const { id, inputs, outputs } = json;
-  if (id !== undefined && typeof id !== 'string') throw new HttpError(400, "'id' must be a string");
-  if (!Array.isArray(inputs)) throw new HttpError(400, "inference request needs an 'inputs' array");
+  if (id !== undefined && typeof id !== 'string') throw invalidInput("'id' must be a string");
+  if (!Array.isArray(inputs)) throw invalidInput("inference request needs an 'inputs' array");
   const requestParams = parameters('request', json.parameters);
   const binaryByDefault = requestParams.binary_data_output === true;
 
@@ -115,59 +115,59 @@ function decodeParsedRequest(model: ModelSignature, json: unknown, body: Uint8Ar
   let offset = binaryStart;
   for (let i = 0; i < inputs.length; i++) {
     const input = inputs[i];
-    if (!isObject(input)) throw new HttpError(400, `inputs[${i}] must be an object with name, shape, datatype and data`);
+    if (!isObject(input)) throw invalidInput(`inputs[${i}] must be an object with name, shape, datatype and data`);
     const { name, datatype, shape, data } = input;
-    if (typeof name !== 'string') throw new HttpError(400, `inputs[${i}]: 'name' must be a string`);
+    if (typeof name !== 'string') throw invalidInput(`inputs[${i}]: 'name' must be a string`);
     const where = `input '${nameText(name)}'`;
     const spec = model.inputs.get(name);
-    if (!spec) throw new HttpError(400, `unknown input '${nameText(name)}'; the model's inputs are: ${[...model.inputs.keys()].join(', ')}`);
-    if (feeds[name]) throw new HttpError(400, `${where} is given twice`);
-    if (typeof datatype !== 'string') throw new HttpError(400, `${where}: 'datatype' must be a string such as ${spec.datatype}`);
+    if (!spec) throw invalidInput(`unknown input '${nameText(name)}'; the model's inputs are: ${[...model.inputs.keys()].join(', ')}`);
+    if (feeds[name]) throw invalidInput(`${where} is given twice`);
+    if (typeof datatype !== 'string') throw invalidInput(`${where}: 'datatype' must be a string such as ${spec.datatype}`);
     const info = DATATYPES.get(datatype);
     if (!info) {
       const hint = DATATYPES.has(datatype.toUpperCase()) ? ` (datatypes are uppercase: ${datatype.toUpperCase()})` : '';
-      throw new HttpError(400, `${where}: unknown datatype ${JSON.stringify(datatype.slice(0, 20))}${hint}`);
+      throw invalidInput(`${where}: unknown datatype ${JSON.stringify(datatype.slice(0, 20))}${hint}`);
     }
-    if (info !== spec.info) throw new HttpError(400, `${where}: datatype ${datatype} does not match the model's ${spec.datatype}`);
+    if (info !== spec.info) throw invalidInput(`${where}: datatype ${datatype} does not match the model's ${spec.datatype}`);
     const count = elementCount(where, shape, maxElements);
     checkShapeAgainst(where, spec, shape as number[]);
     const size = parameters(where, input.parameters).binary_data_size;
     if (size !== undefined) {
-      if (data !== undefined) throw new HttpError(400, `${where} has both 'data' and binary_data_size; send one`);
-      if (headerLength === undefined) throw new HttpError(400, `${where} has binary_data_size but the request has no Inference-Header-Content-Length header`);
-      if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0) throw new HttpError(400, `${where}: binary_data_size must be a non-negative integer`);
+      if (data !== undefined) throw invalidInput(`${where} has both 'data' and binary_data_size; send one`);
+      if (headerLength === undefined) throw invalidInput(`${where} has binary_data_size but the request has no Inference-Header-Content-Length header`);
+      if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0) throw invalidInput(`${where}: binary_data_size must be a non-negative integer`);
       if (offset + size > body.length) {
-        throw new HttpError(400, `${where}: binary_data_size ${size} runs past the end of the body (${body.length - offset} bytes left)`);
+        throw invalidInput(`${where}: binary_data_size ${size} runs past the end of the body (${body.length - offset} bytes left)`);
       }
       feeds[name] = tensorFromBinary(where, info, shape as number[], count, body, offset, size);
       offset += size;
     } else {
-      if (data === undefined) throw new HttpError(400, `${where} has no 'data' (nor binary_data_size)`);
+      if (data === undefined) throw invalidInput(`${where} has no 'data' (nor binary_data_size)`);
       feeds[name] = tensorFromJson(where, info, shape as number[], count, data);
     }
   }
   if (offset !== body.length) {
-    throw new HttpError(400, `binary data is ${body.length - binaryStart} bytes, but the inputs' binary_data_size add up to ${offset - binaryStart}`);
+    throw invalidInput(`binary data is ${body.length - binaryStart} bytes, but the inputs' binary_data_size add up to ${offset - binaryStart}`);
   }
   for (const spec of model.inputs.values()) {
-    if (!feeds[spec.name]) throw new HttpError(400, `missing input '${spec.name}' (${spec.datatype} [${spec.shape.join(',')}])`);
+    if (!feeds[spec.name]) throw invalidInput(`missing input '${spec.name}' (${spec.datatype} [${spec.shape.join(',')}])`);
   }
 
   let requested: RequestedOutput[];
-  if (outputs !== undefined && !Array.isArray(outputs)) throw new HttpError(400, "'outputs' must be an array");
+  if (outputs !== undefined && !Array.isArray(outputs)) throw invalidInput("'outputs' must be an array");
   // No outputs named, or an empty list (as Triton takes it): every output.
   if (outputs === undefined || outputs.length === 0) {
     requested = [...model.outputs.keys()].map((name) => ({ name, binary: binaryByDefault }));
   } else {
     requested = outputs.map((o, i) => {
-      if (!isObject(o) || typeof o.name !== 'string') throw new HttpError(400, `outputs[${i}] must be an object with a 'name'`);
+      if (!isObject(o) || typeof o.name !== 'string') throw invalidInput(`outputs[${i}] must be an object with a 'name'`);
       if (!model.outputs.has(o.name)) {
-        throw new HttpError(400, `unknown output '${nameText(o.name)}'; the model's outputs are: ${[...model.outputs.keys()].join(', ')}`);
+        throw invalidInput(`unknown output '${nameText(o.name)}'; the model's outputs are: ${[...model.outputs.keys()].join(', ')}`);
       }
       const p = parameters(`output '${o.name}'`, o.parameters);
       const k = p.classification;
       if (k !== undefined && (typeof k !== 'number' || !Number.isSafeInteger(k) || k < 1)) {
-        throw new HttpError(400, `output '${o.name}': classification must be a positive integer`);
+        throw invalidInput(`output '${o.name}': classification must be a positive integer`);
       }
       const binary = p.binary_data === undefined ? binaryByDefault : p.binary_data === true;
       return { name: o.name, binary, classification: k as number | undefined };

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { HttpError } from '../core/errors.ts';
+import { ModelfnError, invalidInput } from '../core/errors.ts';
 import { InexactIntegerError, parseJsonExact, stringifyExact, withExactIntegers } from './json-exact.ts';
 
 describe('parseJsonExact', () => {
@@ -27,26 +27,26 @@ describe('withExactIntegers', () => {
     const seen: unknown[] = [];
     const decode = (json: unknown) => {
       seen.push(json);
-      if (typeof json === 'number') throw new InexactIntegerError(400, 'inexact');
+      if (typeof json === 'number') throw new InexactIntegerError('inexact');
       return json;
     };
     expect(withExactIntegers('[1]', [1], decode)).toEqual([1]);
     expect(seen).toHaveLength(1);
     expect(withExactIntegers('9007199254740993', 9007199254740992, decode)).toBe(9007199254740993n);
-    expect(() => withExactIntegers('1', 1, () => { throw new HttpError(400, 'other'); })).toThrow('other');
+    expect(() => withExactIntegers('1', 1, () => { throw invalidInput('other'); })).toThrow('other');
   });
 
   it('answers a 400, not a crash, for nesting deeper than its stack', () => {
     const text = `${'['.repeat(200_000)}9007199254740993${']'.repeat(200_000)}`;
     const err = (() => {
       try {
-        withExactIntegers(text, JSON.parse(text), () => { throw new InexactIntegerError(400, 'inexact'); });
+        withExactIntegers(text, JSON.parse(text), () => { throw new InexactIntegerError('inexact'); });
       } catch (e) {
         return e;
       }
     })();
-    expect(err).toBeInstanceOf(HttpError);
-    expect((err as HttpError).message).toBe('request JSON is nested too deeply');
+    expect(err).toBeInstanceOf(ModelfnError);
+    expect((err as ModelfnError).message).toBe('request JSON is nested too deeply');
   });
 });
 

@@ -4,15 +4,18 @@
  * JSON.parse: a decoder that meets such a number throws InexactIntegerError, and only then is
  * the text read again here, with those integers as BigInt.
  */
-import { HttpError } from '../core/errors.ts';
+import { ModelfnError, invalidInput } from '../core/errors.ts';
 
 /**
  * A JSON number stood for an integer that a double cannot hold exactly. Thrown by the tensor
  * decoder; `withExactIntegers` answers it by reading the text again. Its message is the
  * client's answer when the number was not plain digits (`1e20`, `9007199254740993.0`).
  */
-export class InexactIntegerError extends HttpError {
+export class InexactIntegerError extends ModelfnError {
   override name = 'InexactIntegerError';
+  constructor(message: string) {
+    super('invalid_input', message);
+  }
 }
 
 // Only runs on text JSON.parse has accepted, so the grammar is known to hold.
@@ -101,7 +104,7 @@ export function withExactIntegers<T>(text: string, json: unknown, decode: (json:
     exact = parseJsonExact(text);
   } catch (err) {
     // JSON.parse is not recursive; this reader is, and a request may nest deeper than its stack.
-    if (err instanceof RangeError) throw new HttpError(400, 'request JSON is nested too deeply');
+    if (err instanceof RangeError) throw invalidInput('request JSON is nested too deeply');
     throw err;
   }
   return decode(exact);

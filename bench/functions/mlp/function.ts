@@ -6,6 +6,6 @@ import { defineFunction } from '../../../runtime/index.ts';
 
 export default defineFunction({
   description: 'Benchmark MLP 784-1024-1024-10, dynamic batching on.',
-  batching: { enabled: true, maxBatchSize: 64, maxDelayMs: 2, maxQueue: 4096 },
-  limits: { bodySize: '16mb' },
+  batching: { enabled: true, maxBatchSize: 64, maxDelayMs: 2 },
+  limits: { bodySize: '16mb', maxQueue: 4096 },
 });

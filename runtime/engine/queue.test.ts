@@ -1,8 +1,8 @@
 import ort from 'onnxruntime-node';
 import { resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { BatchQueue, canBatch } from './batch.ts';
-import { HttpError } from '../core/errors.ts';
+import { ModelQueue, canBatch, setDeadline, type Runner } from './queue.ts';
+import { ModelfnError } from '../core/errors.ts';
 import type { Feeds, Fetches } from '../tensor/types.ts';
 import { ROOT, openDeclared, openFunctionDir, postJson } from '../testing/index.ts';
 
@@ -21,12 +21,12 @@ function doubler(delayMs = 20) {
   return { calls, runner };
 }
 
-const options = { maxBatchSize: 8, maxDelayMs: 5, maxQueue: 4, timeoutMs: 10_000 };
+const options = { batching: true, maxBatchSize: 8, maxDelayMs: 5, maxQueue: 4 };
 
-describe('BatchQueue', () => {
+describe('ModelQueue, batching', () => {
   it('runs a lone request on an idle model at once, without waiting for the delay', async () => {
     const { calls, runner } = doubler(1);
-    const queue = new BatchQueue(runner, ['y'], { ...options, maxDelayMs: 5000 });
+    const queue = new ModelQueue(runner, ['y'], { ...options, maxDelayMs: 5000 });
     const started = performance.now();
     const out = await queue.run(rowsOf([[1, 2]]));
     expect(performance.now() - started).toBeLessThan(200);
@@ -36,7 +36,7 @@ describe('BatchQueue', () => {
 
   it('joins requests that arrive while a batch runs, and splits the answer back per request', async () => {
     const { calls, runner } = doubler(30);
-    const queue = new BatchQueue(runner, ['y'], { ...options, maxQueue: 100 });
+    const queue = new ModelQueue(runner, ['y'], { ...options, maxQueue: 100 });
     const results = await Promise.all([1, 2, 3, 4, 5].map((i) => queue.run(rowsOf(Array.from({ length: i }, (_, r) => [i, r])))));
     // The first runs alone; the other four (14 rows) queue meanwhile and run as batches of at most 8 rows.
     expect(calls[0]).toBe(1);
@@ -57,7 +57,7 @@ describe('BatchQueue', () => {
       await new Promise((r) => setTimeout(r, 20));
       return { y: feeds.x };
     };
-    const queue = new BatchQueue(runner, ['y'], { ...options, maxQueue: 10 });
+    const queue = new ModelQueue(runner, ['y'], { ...options, maxQueue: 10 });
     const idle = () => new Promise((r) => setTimeout(r, 5));
     await queue.run(rowsOf([[1, 1]]), undefined, false);
     await idle();
@@ -67,32 +67,34 @@ describe('BatchQueue', () => {
     expect(flags).toEqual([[1, false], [1, true], [1, false], [2, true]]);
   });
 
-  it('refuses beyond the queue bound with 429 and Retry-After', async () => {
+  it('refuses beyond the queue bound as overloaded, with a retry hint', async () => {
     const { runner } = doubler(50);
-    const queue = new BatchQueue(runner, ['y'], { ...options, maxQueue: 2 });
+    const queue = new ModelQueue(runner, ['y'], { ...options, maxQueue: 2 });
     const settled = await Promise.allSettled([0, 1, 2, 3, 4].map(() => queue.run(rowsOf([[1, 1]]))));
-    const refused = settled.filter((s) => s.status === 'rejected').map((s) => (s as PromiseRejectedResult).reason as HttpError);
+    const refused = settled.filter((s) => s.status === 'rejected').map((s) => (s as PromiseRejectedResult).reason as ModelfnError);
     expect(refused).toHaveLength(2);
-    expect(refused[0].status).toBe(429);
-    expect(refused[0].headers['Retry-After']).toBe('1');
+    expect(refused[0].kind).toBe('overloaded');
+    expect(refused[0].options.retryAfterSeconds).toBe(1);
     expect(settled.filter((s) => s.status === 'fulfilled')).toHaveLength(3);
   });
 
   it('does not let one bad request fail the others in its batch', async () => {
     const { runner } = doubler(20);
-    const queue = new BatchQueue(runner, ['y'], { ...options, maxQueue: 10 });
+    const queue = new ModelQueue(runner, ['y'], { ...options, maxQueue: 10 });
     const settled = await Promise.allSettled([[[1, 1]], [[2, 2]], [[NaN, 3]], [[4, 4]]].map((v) => queue.run(rowsOf(v))));
     expect(settled.map((s) => s.status)).toEqual(['fulfilled', 'fulfilled', 'rejected', 'fulfilled']);
     expect(Array.from((settled[3] as PromiseFulfilledResult<Fetches>).value.y.data as Float32Array)).toEqual([8, 8]);
   });
 
-  it('drops requests that outlived their timeout in the queue', async () => {
-    const { calls, runner } = doubler(80);
-    const queue = new BatchQueue(runner, ['y'], { ...options, timeoutMs: 30 });
-    const settled = await Promise.allSettled([queue.run(rowsOf([[1, 1]])), queue.run(rowsOf([[2, 2]]))]);
-    expect(settled[1].status).toBe('rejected');
-    expect(((settled[1] as PromiseRejectedResult).reason as HttpError).status).toBe(504);
-    expect(calls).toEqual([1]);
+  it('drops requests whose deadline passed while queued, before they reach the runner', async () => {
+    const gate = gated();
+    const queue = new ModelQueue(gate.runner, ['y'], options);
+    const first = queue.run(rowsOf([[1, 1]]));
+    const late = queue.run(rowsOf([[2, 2]]), undefined, false, { deadline: Date.now() - 1 });
+    gate.open();
+    await first;
+    await expect(late).rejects.toMatchObject({ kind: 'deadline_exceeded' });
+    expect(gate.calls).toEqual([1]);
   });
 
   it('makes larger batches under load with a larger maxDelayMs, each request waiting at most that much longer', async () => {
@@ -104,7 +106,7 @@ describe('BatchQueue', () => {
         await new Promise((r) => setTimeout(r, 8));
         return { y: feeds.x };
       };
-      const queue = new BatchQueue(runner, ['y'], { maxBatchSize: 64, maxDelayMs, maxQueue: 1000, timeoutMs: 10_000 });
+      const queue = new ModelQueue(runner, ['y'], { batching: true, maxBatchSize: 64, maxDelayMs, maxQueue: 1000 });
       const latencies: number[] = [];
       const pending: Promise<unknown>[] = [];
       for (let i = 0; i < 60; i++) {
@@ -125,13 +127,116 @@ describe('BatchQueue', () => {
 
   it('waits at most maxDelayMs for company when a second batch may run alongside', async () => {
     const { calls, runner } = doubler(200);
-    const queue = new BatchQueue(runner, ['y'], { ...options, maxDelayMs: 40, maxInFlight: 2, maxQueue: 10 });
+    const queue = new ModelQueue(runner, ['y'], { ...options, maxDelayMs: 40, maxInFlight: 2, maxQueue: 10 });
     const first = queue.run(rowsOf([[1, 1]]));
     const second = queue.run(rowsOf([[2, 2]]));
     await new Promise((r) => setTimeout(r, 10));
     const third = queue.run(rowsOf([[3, 3]]));
     await Promise.all([first, second, third]);
     expect(calls).toEqual([1, 2]);
+  });
+});
+
+/** A runner that holds every run until `open()`: tests wait on events, not on the clock. */
+function gated() {
+  const calls: number[] = [];
+  let release!: () => void;
+  let opened = new Promise<void>((r) => { release = r; });
+  const runner: Runner = async (feeds) => {
+    calls.push(feeds.x.dims[0]);
+    await opened;
+    return { y: feeds.x };
+  };
+  return {
+    calls,
+    runner,
+    open: () => release(),
+    close: () => { opened = new Promise<void>((r) => { release = r; }); },
+  };
+}
+
+describe('ModelQueue, admission and deadlines', () => {
+  const solo = { batching: false, maxBatchSize: 8, maxDelayMs: 5, maxQueue: 3 };
+
+  it('bounds the queue of a model that cannot batch: one run at a time, the rest wait, beyond maxQueue refused at once', async () => {
+    const gate = gated();
+    const queue = new ModelQueue(gate.runner, ['y'], solo);
+    const runs = [0, 1, 2, 3].map(() => queue.run(rowsOf([[1, 1]])));
+    // One runs, three wait: the queue is full.
+    expect(gate.calls).toEqual([1]);
+    expect(queue.depth).toBe(3);
+    await expect(queue.run(rowsOf([[5, 5]]))).rejects.toMatchObject({ kind: 'overloaded' });
+    gate.open();
+    await Promise.all(runs);
+    expect(gate.calls).toEqual([1, 1, 1, 1]);
+  });
+
+  it('counts a large request by its rows, and runs it on its own in its turn', async () => {
+    const gate = gated();
+    const queue = new ModelQueue(gate.runner, ['y'], { ...options, maxQueue: 20 });
+    const busy = queue.run(rowsOf([[0, 0]]));
+    const big = Array.from({ length: 16 }, (_, i) => [i, i]);
+    const first = queue.run(rowsOf(big));
+    // 16 rows wait; another 16 would pass maxQueue (20), a 4-row request still fits.
+    await expect(queue.run(rowsOf(big))).rejects.toMatchObject({ kind: 'overloaded' });
+    const small = queue.run(rowsOf([[1, 1], [2, 2], [3, 3], [4, 4]]));
+    expect(queue.rows).toBe(20);
+    gate.open();
+    await Promise.all([busy, first, small]);
+    expect(gate.calls).toEqual([1, 16, 4]);
+  });
+
+  it('takes an aborted request out of the queue at once, with the reason the signal carries; the runner never sees it', async () => {
+    const gate = gated();
+    const queue = new ModelQueue(gate.runner, ['y'], solo);
+    const busy = queue.run(rowsOf([[1, 1]]));
+    const controller = new AbortController();
+    const left = queue.run(rowsOf([[2, 2], [2, 2]]), undefined, false, { signal: controller.signal });
+    expect(queue.depth).toBe(1);
+    controller.abort();
+    await expect(left).rejects.toMatchObject({ kind: 'cancelled' });
+    expect(queue.depth).toBe(0);
+    const timedOut = new AbortController();
+    const late = queue.run(rowsOf([[3, 3]]), undefined, false, { signal: timedOut.signal });
+    timedOut.abort(new ModelfnError('deadline_exceeded', 'out of time'));
+    await expect(late).rejects.toMatchObject({ kind: 'deadline_exceeded', message: 'out of time' });
+    gate.open();
+    await busy;
+    expect(gate.calls).toEqual([1]);
+  });
+
+  it("refuses a request whose signal already fired, and reads a signal's deadline", async () => {
+    const gate = gated();
+    const queue = new ModelQueue(gate.runner, ['y'], solo);
+    const gone = new AbortController();
+    gone.abort();
+    await expect(queue.run(rowsOf([[1, 1]]), undefined, false, { signal: gone.signal })).rejects.toMatchObject({ kind: 'cancelled' });
+    const busy = queue.run(rowsOf([[1, 1]]));
+    const past = new AbortController();
+    setDeadline(past.signal, Date.now() - 1);
+    const late = queue.run(rowsOf([[2, 2]]), undefined, false, { signal: past.signal });
+    gate.open();
+    await busy;
+    await expect(late).rejects.toMatchObject({ kind: 'deadline_exceeded' });
+    expect(gate.calls).toEqual([1]);
+  });
+
+  it('passes the latest deadline of a batch to the runner, for the inference thread\'s last check', async () => {
+    const deadlines: number[] = [];
+    const gate = gated();
+    const runner: Runner = async (feeds, outputs, transfer, deadline) => {
+      deadlines.push(deadline);
+      return gate.runner(feeds, outputs, transfer, deadline);
+    };
+    const queue = new ModelQueue(runner, ['y'], { ...options, maxQueue: 10 });
+    const soon = Date.now() + 60_000;
+    const busy = queue.run(rowsOf([[0, 0]]), undefined, false, { deadline: soon });
+    const a = queue.run(rowsOf([[1, 1]]), undefined, false, { deadline: soon + 1 });
+    const b = queue.run(rowsOf([[2, 2]]), undefined, false, { deadline: soon + 2 });
+    gate.open();
+    await Promise.all([busy, a, b]);
+    expect(gate.calls).toEqual([1, 2]);
+    expect(deadlines).toEqual([soon, soon + 2]);
   });
 });
 

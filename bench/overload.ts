@@ -1,0 +1,174 @@
+/**
+ * `npm run bench:overload`: goodput under overload with impatient clients. For each function, in
+ * one run: its capacity (closed loop, patient clients), then an open loop at 4x that rate for 10 s
+ * from clients that give up after 1 s, then single requests once the load stopped (a backlog
+ * left behind would show there). Two functions: iris (batches) and a fixed-shape model that
+ * cannot batch and takes a few ms a run (bench/models/tanh-stack.onnx). Under `npm start`, and
+ * with `--compose` through the compose gateway too (one replica each, nginx in front).
+ *
+ * Writes bench/results/overload.md and the overload section of RELIABILITY.md.
+ *
+ *   --compose       also measure through the compose stack (needs the Docker engine)
+ *   --seconds N     seconds of overload (default 10)
+ *   --factor N      offered load as a multiple of capacity (default 4)
+ *   --give-up MS    the clients' patience (default 1000)
+ *
+ * Needs /usr/bin/python3 with python3-onnx (Debian) the first time, to generate the model.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { freePort } from '../test/docker.ts';
+import { closedLoop, openLoop, single, type OpenLoopResult, type Target } from './overload-load.ts';
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+const { values: args } = parseArgs({
+  options: {
+    compose: { type: 'boolean', default: false },
+    seconds: { type: 'string', default: '10' },
+    factor: { type: 'string', default: '4' },
+    'give-up': { type: 'string', default: '1000' },
+  },
+});
+const SECONDS = Number(args.seconds);
+const FACTOR = Number(args.factor);
+const GIVE_UP = Number(args['give-up']);
+const CAPACITY_SECONDS = 5;
+const CAPACITY_CONCURRENCY = 32;
+const log = (line: string) => process.stdout.write(`${line}\n`);
+
+const MODEL = join(ROOT, 'bench/models/tanh-stack.onnx');
+if (!existsSync(MODEL)) {
+  log('generating bench/models/tanh-stack.onnx (scripts/models/tanh_stack.py)');
+  const made = spawnSync('/usr/bin/python3', [join(ROOT, 'scripts/models/tanh_stack.py')], { stdio: 'inherit' });
+  if (made.status !== 0) throw new Error('could not generate the model: install python3-onnx (apt-get install python3-onnx)');
+}
+
+// The functions served: iris as it ships, and the fixed-shape model with no code at all.
+const work = mkdtempSync(join(tmpdir(), 'modelfn-overload-'));
+const functionsDir = join(work, 'functions');
+cpSync(join(ROOT, 'functions/iris'), join(functionsDir, 'iris'), { recursive: true });
+mkdirSync(join(functionsDir, 'tanh-stack'));
+copyFileSync(MODEL, join(functionsDir, 'tanh-stack/model.onnx'));
+
+const targets = (base: string): Record<string, Target> => ({
+  'iris (batches)': {
+    url: `${base}/v2/models/iris/infer`,
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ inputs: [{ name: 'input', datatype: 'FP32', shape: [1, 4], data: [5.1, 3.5, 1.4, 0.2] }] }),
+  },
+  'tanh-stack (cannot batch, [1, 1024])': {
+    url: `${base}/v2/models/tanh-stack/infer`,
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ inputs: [{ name: 'input', datatype: 'FP32', shape: [1, 1024], data: Array.from({ length: 1024 }, (_, i) => Math.sin(i)) }] }),
+  },
+});
+
+async function waitReady(url: string, child?: ChildProcess): Promise<void> {
+  for (let i = 0; i < 600; i++) {
+    const ok = await Promise.all(['iris', 'tanh-stack'].map((m) => fetch(`${url}/v2/models/${m}/ready`).then((r) => r.ok, () => false)));
+    if (ok.every(Boolean)) return;
+    if (child && child.exitCode !== null) break;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`${url}: the functions did not become ready`);
+}
+
+interface Row {
+  deployment: string;
+  fn: string;
+  capacity: number;
+  capacityP50: number;
+  overload: OpenLoopResult;
+  after: number[];
+}
+const rows: Row[] = [];
+
+async function measure(deployment: string, base: string): Promise<void> {
+  for (const [fn, target] of Object.entries(targets(base))) {
+    await closedLoop(target, CAPACITY_CONCURRENCY, 2); // warm-up
+    const capacity = await closedLoop(target, CAPACITY_CONCURRENCY, CAPACITY_SECONDS);
+    log(`${deployment} ${fn}: capacity ${capacity.rps.toFixed(0)} answers/s (p50 ${capacity.p50} ms, ${capacity.errors} errors)`);
+    const overload = await openLoop(target, Math.round(capacity.rps * FACTOR), SECONDS, GIVE_UP);
+    const goodput = overload.inTime / SECONDS;
+    log(`${deployment} ${fn}: offered ${overload.offered}/s -> in time ${goodput.toFixed(0)}/s (${((goodput / capacity.rps) * 100).toFixed(0)}% of capacity), shed ${overload.shed}, gave up ${overload.gaveUp}, errors ${overload.errors}, other ${JSON.stringify(overload.other)}`);
+    const after = await single(target, 3);
+    log(`${deployment} ${fn}: after the load: ${after.join(', ')} ms`);
+    rows.push({ deployment, fn, capacity: capacity.rps, capacityP50: capacity.p50, overload, after });
+    // Let clients' abandoned connections settle before the next function.
+    await new Promise((r) => setTimeout(r, 2000));
+  }
+}
+
+async function underNpmStart(): Promise<void> {
+  const port = await freePort();
+  const child = spawn(process.execPath, [join(ROOT, 'bin/modelfn.mjs'), 'start', '--functions', functionsDir, '--port', String(port)], {
+    cwd: ROOT,
+    stdio: ['ignore', 'ignore', 'inherit'],
+    env: { ...process.env, MODELFN_LOG_LEVEL: 'warn' },
+  });
+  try {
+    await waitReady(`http://127.0.0.1:${port}`, child);
+    await measure('npm start', `http://127.0.0.1:${port}`);
+  } finally {
+    const exited = new Promise((r) => child.once('exit', r));
+    child.kill('SIGTERM');
+    await exited;
+  }
+}
+
+async function throughCompose(): Promise<void> {
+  const port = await freePort();
+  const project = `modelfn-overload-${process.pid}`;
+  const env = { ...process.env, MODELFN_PORT: String(port), MODELFN_PROJECT: project, MODELFN_IMAGE_TAG: `overload-${process.pid}` };
+  const cli = (...words: string[]) => {
+    const r = spawnSync(process.execPath, [join(ROOT, 'bin/modelfn.mjs'), ...words, '--functions', functionsDir, '--out', join(work, 'out')], { cwd: ROOT, env, stdio: 'inherit' });
+    if (r.status !== 0) throw new Error(`modelfn ${words.join(' ')} failed`);
+  };
+  cli('up');
+  try {
+    await waitReady(`http://127.0.0.1:${port}`);
+    await measure('compose gateway', `http://127.0.0.1:${port}`);
+  } finally {
+    cli('down');
+  }
+}
+
+const started = new Date();
+try {
+  await underNpmStart();
+  if (args.compose) await throughCompose();
+} finally {
+  rmSync(work, { recursive: true, force: true });
+}
+
+const pct = (a: number, b: number) => `${((a / b) * 100).toFixed(0)}%`;
+const command = `npm run bench:overload${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`;
+const table = [
+  `Generated by \`${command}\` on ${started.toISOString()} (this machine: 2 cores; the load generator runs on the same machine).`,
+  `Capacity: ${CAPACITY_CONCURRENCY} patient clients for ${CAPACITY_SECONDS} s (closed loop). Overload: ${FACTOR}x that rate for ${SECONDS} s (open loop), every client giving up after ${GIVE_UP} ms and closing its connection. Goodput: 2xx answers that arrived within ${GIVE_UP} ms, per second of load.`,
+  '',
+  '| deployment | function | capacity answers/s | offered requests/s | goodput answers/s | goodput / capacity | shed (429/503) | shed without Retry-After | gave up | other answers | connection errors | answers p50 / p99 ms | refusals p50 / p99 ms | next requests after the load, ms |',
+  '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+  ...rows.map((r) => {
+    const good = r.overload.inTime / SECONDS;
+    const other = Object.entries(r.overload.other).map(([s, n]) => `${n} x ${s}`).join(', ') || '0';
+    return `| ${r.deployment} | ${r.fn} | ${r.capacity.toFixed(0)} | ${r.overload.offered.toFixed(0)} | ${good.toFixed(0)} | ${pct(good, r.capacity)} | ${r.overload.shed} | ${r.overload.shedWithoutRetryAfter} | ${r.overload.gaveUp} | ${other} | ${r.overload.errors} | ${r.overload.answered.p50} / ${r.overload.answered.p99} | ${r.overload.refused.p50} / ${r.overload.refused.p99} | ${r.after.join(', ')} |`;
+  }),
+  '',
+];
+mkdirSync(join(ROOT, 'bench/results'), { recursive: true });
+writeFileSync(join(ROOT, 'bench/results/overload.md'), ['# Overload: goodput with impatient clients', '', ...table].join('\n'));
+
+// The same table in RELIABILITY.md, between its markers.
+const reliability = join(ROOT, 'RELIABILITY.md');
+const text = readFileSync(reliability, 'utf8');
+const begin = '<!-- overload:begin (written by bench/overload.ts) -->';
+const end = '<!-- overload:end -->';
+const at = text.indexOf(begin);
+const section = `${begin}\n${table.join('\n')}${end}`;
+writeFileSync(reliability, at >= 0 ? text.slice(0, at) + section + text.slice(text.indexOf(end) + end.length) : `${text.trimEnd()}\n\n## Overload\n\n${section}\n`);
+log(table.join('\n'));

@@ -1,0 +1,325 @@
+/**
+ * Admission and dynamic batching: every request for a model passes through one bounded queue,
+ * whether or not the model batches.
+ *
+ * Admission. The queue holds at most `maxQueue` rows (a request counts its rows; a model that
+ * cannot batch counts one per request). A request that would go beyond it is refused at once
+ * with `overloaded` (HTTP 429 with Retry-After): a short queue and a quick refusal serve clients
+ * better than a long wait (Knative's queue-proxy breaker, Triton's `max_queue_size`).
+ *
+ * Deadlines. A request carries its deadline and an abort signal (its client left, or its time
+ * ran out). An aborted request leaves the queue at once; one whose deadline passed is dropped
+ * when it is taken from the queue; the inference thread checks the deadline once more before the
+ * run. Work nobody will read never reaches onnxruntime.
+ *
+ * Batching (a model with a batch dimension, batching on). A lone request (it finds the model idle
+ * and nobody queued) runs at once. A request that finds others there waits for companions: its
+ * group runs as soon as it fills `maxBatchSize` rows, or once its oldest request has waited
+ * `maxDelayMs`, whichever comes first (and a run slot is free). A request of `maxBatchSize` rows
+ * or more runs on its own, in its turn.
+ */
+import ort from 'onnxruntime-node';
+import type { NumericArray } from '../tensor/datatypes.ts';
+import { ModelfnError } from '../core/errors.ts';
+import type { Feeds, Fetches, TensorSpec } from '../tensor/types.ts';
+
+export interface QueueOptions {
+  /** Join requests along the batch dimension (the model has one, and batching is on). */
+  batching: boolean;
+  maxBatchSize: number;
+  maxDelayMs: number;
+  /** Rows that may wait. */
+  maxQueue: number;
+  /** Runs that may be under way at once. */
+  maxInFlight?: number;
+}
+
+/** What the queue knows of one request's time. */
+export interface Deadline {
+  /** Fires when the request's client left or its time ran out; its reason is what the request fails with. */
+  signal?: AbortSignal;
+  /** When the request's time runs out, in ms since the epoch (`Date.now()` scale); by default the signal's (setDeadline). */
+  deadline?: number;
+}
+
+/** Deadlines of the signals the HTTP layer made: a route passes only its signal, the deadline comes with it. */
+const deadlines = new WeakMap<AbortSignal, number>();
+
+/** Ties a deadline (ms since the epoch) to a request's signal. */
+export function setDeadline(signal: AbortSignal, at: number): void {
+  deadlines.set(signal, at);
+}
+
+export interface QueueObserver {
+  batchRows?(rows: number): void;
+  queuedSeconds?(seconds: number): void;
+  queueDepth?(depth: number): void;
+  /** A request was refused (overloaded) or dropped before running (deadline_exceeded, cancelled). */
+  shed?(reason: 'overloaded' | 'deadline_exceeded' | 'cancelled'): void;
+}
+
+/** Runs one session call: `transfer` when the feeds may move to the inference thread; `deadline` for the thread's last check. */
+export type Runner = (feeds: Feeds, outputNames: readonly string[], transfer: boolean, deadline: number) => Promise<Fetches>;
+
+interface Pending {
+  feeds: Feeds;
+  rows: number;
+  /** Runs on its own: the model cannot batch, or the request is a batch already. */
+  solo: boolean;
+  /** What a batch's requests must share; computed only when batching. */
+  key: string;
+  outputs: readonly string[];
+  /** The caller gave the feeds up (see Model.run). */
+  transfer: boolean;
+  /** It found the model idle and nobody queued: it never waits for companions. */
+  lone: boolean;
+  arrived: number;
+  deadline: number;
+  signal?: AbortSignal;
+  onAbort?: () => void;
+  resolve(fetches: Fetches): void;
+  reject(err: unknown): void;
+}
+
+/**
+ * Whether a model can be batched: every input and output has a dynamic first dimension.
+ *
+ * @example canBatch(model.inputs, model.outputs) // true for [-1, 4] -> [-1, 3]
+ */
+export function canBatch(inputs: readonly TensorSpec[], outputs: readonly TensorSpec[]): boolean {
+  return [...inputs, ...outputs].every((t) => t.shape.length > 0 && t.shape[0] === -1);
+}
+
+/** The engine's answer to a request that cannot be admitted. */
+export function overloaded(queuedRows: number): ModelfnError {
+  return new ModelfnError('overloaded', `the model is overloaded: ${queuedRows} rows are already waiting; retry shortly`, { retryAfterSeconds: 1 });
+}
+
+/** The engine's answer to a request whose deadline passed before its model run. */
+export const deadlineExceeded = (what = 'the request'): ModelfnError =>
+  new ModelfnError('deadline_exceeded', `${what} ran out of time before the model ran it; its work was dropped`);
+
+/** Why an aborted signal stopped the work: its reason when the engine set one, else `cancelled`. */
+export function abortReason(signal: AbortSignal): ModelfnError {
+  const reason: unknown = signal.reason;
+  return reason instanceof ModelfnError ? reason : new ModelfnError('cancelled', 'the client closed the connection; its work was dropped');
+}
+
+function innerKey(feeds: Feeds, outputs: readonly string[]): string {
+  let key = outputs.join(',');
+  for (const name of Object.keys(feeds).sort()) key += `|${name}:${feeds[name].type}:${feeds[name].dims.slice(1).join('x')}`;
+  return key;
+}
+
+function concat(tensors: ort.Tensor[]): ort.Tensor {
+  const first = tensors[0];
+  const rows = tensors.reduce((n, t) => n + t.dims[0], 0);
+  const dims = [rows, ...first.dims.slice(1)];
+  if (first.type === 'string') return new ort.Tensor('string', tensors.flatMap((t) => t.data as string[]), dims);
+  const Ctor = (first.data as NumericArray).constructor as new (n: number) => NumericArray;
+  const out = new Ctor(tensors.reduce((n, t) => n + t.size, 0));
+  let offset = 0;
+  for (const t of tensors) {
+    (out as Float32Array).set(t.data as Float32Array, offset);
+    offset += t.size;
+  }
+  return new ort.Tensor(first.type as 'float32', out as Float32Array, dims);
+}
+
+function slice(tensor: ort.Tensor, start: number, rows: number): ort.Tensor {
+  const inner = tensor.dims.slice(1);
+  const size = inner.reduce((a, b) => a * b, 1);
+  const dims = [rows, ...inner];
+  if (tensor.type === 'string') return new ort.Tensor('string', (tensor.data as string[]).slice(start * size, (start + rows) * size), dims);
+  // A view, not a copy: each request's answer reads straight from the batch's output.
+  const data = (tensor.data as Float32Array).subarray(start * size, (start + rows) * size);
+  return new ort.Tensor(tensor.type as 'float32', data, dims);
+}
+
+export class ModelQueue {
+  private queue: Pending[] = [];
+  private queuedRows = 0;
+  private inFlight = 0;
+  private timer?: NodeJS.Timeout;
+  private readonly maxInFlight: number;
+
+  constructor(
+    private readonly runner: Runner,
+    private readonly allOutputs: readonly string[],
+    private readonly options: QueueOptions,
+    private readonly observer: QueueObserver = {},
+  ) {
+    this.maxInFlight = Math.max(1, options.maxInFlight ?? 1);
+  }
+
+  /** Requests waiting now. */
+  get depth(): number {
+    return this.queue.length;
+  }
+
+  /** Rows waiting now. */
+  get rows(): number {
+    return this.queuedRows;
+  }
+
+  /** Queues a request; resolves with its own outputs (its slice of a batch's). */
+  run(feeds: Feeds, outputNames?: readonly string[], transfer = false, time: Deadline = {}): Promise<Fetches> {
+    const { signal } = time;
+    if (signal?.aborted) {
+      this.observer.shed?.(abortReason(signal).kind === 'deadline_exceeded' ? 'deadline_exceeded' : 'cancelled');
+      return Promise.reject(abortReason(signal));
+    }
+    const outputs = outputNames ?? this.allOutputs;
+    let rows = 1;
+    let solo = true;
+    if (this.options.batching) {
+      const names = Object.keys(feeds);
+      const first = names.length ? feeds[names[0]].dims[0] : 0;
+      // Requests that cannot be joined (empty, or inputs disagreeing on rows) run on their own.
+      const joinable = first > 0 && names.every((n) => feeds[n].dims[0] === first);
+      rows = Math.max(1, first);
+      solo = !joinable || rows >= this.options.maxBatchSize;
+    }
+    // An empty queue admits any request: a single large one is bounded by the body limit.
+    if (this.queuedRows > 0 && this.queuedRows + rows > this.options.maxQueue) {
+      this.observer.shed?.('overloaded');
+      return Promise.reject(overloaded(this.queuedRows));
+    }
+    return new Promise((resolve, reject) => {
+      const lone = this.queue.length === 0 && this.inFlight === 0;
+      const p: Pending = {
+        feeds, rows, solo, key: solo ? '' : innerKey(feeds, outputs), outputs, transfer, lone,
+        arrived: performance.now(), deadline: time.deadline ?? (signal && deadlines.get(signal)) ?? Infinity, signal, resolve, reject,
+      };
+      if (signal) {
+        p.onAbort = () => this.abort(p);
+        signal.addEventListener('abort', p.onAbort, { once: true });
+      }
+      this.queue.push(p);
+      this.queuedRows += rows;
+      this.observer.queueDepth?.(this.queue.length);
+      this.schedule();
+    });
+  }
+
+  /** An aborted request leaves the queue at once (if it is still there). */
+  private abort(p: Pending): void {
+    const i = this.queue.indexOf(p);
+    if (i < 0) return;
+    this.queue.splice(i, 1);
+    this.queuedRows -= p.rows;
+    this.observer.queueDepth?.(this.queue.length);
+    const reason = abortReason(p.signal!);
+    this.observer.shed?.(reason.kind === 'deadline_exceeded' ? 'deadline_exceeded' : 'cancelled');
+    p.reject(reason);
+    // The head may have been the request that held a batch back.
+    this.schedule();
+  }
+
+  private schedule(): void {
+    while (this.queue.length && this.inFlight < this.maxInFlight) {
+      const head = this.queue[0];
+      const waited = performance.now() - head.arrived;
+      const ready = head.solo || head.lone || this.queuedRows >= this.options.maxBatchSize || waited >= this.options.maxDelayMs;
+      if (!ready) {
+        if (!this.timer) {
+          this.timer = setTimeout(() => {
+            this.timer = undefined;
+            this.schedule();
+          }, Math.max(0, this.options.maxDelayMs - waited));
+        }
+        return;
+      }
+      this.dispatch();
+    }
+  }
+
+  /** Settles a request's bookkeeping as it leaves the queue. */
+  private leave(p: Pending): void {
+    this.queuedRows -= p.rows;
+    if (p.onAbort) p.signal!.removeEventListener('abort', p.onAbort);
+  }
+
+  /**
+   * Takes the oldest live request and, unless it runs alone, every queued request that can join
+   * it, up to maxBatchSize rows. Requests whose deadline passed are dropped on the way.
+   */
+  private dispatch(): void {
+    const now = performance.now();
+    const wall = Date.now();
+    const batch: Pending[] = [];
+    let rows = 0;
+    let kept = 0;
+    for (let i = 0; i < this.queue.length; i++) {
+      const p = this.queue[i];
+      if (p.deadline <= wall) {
+        this.leave(p);
+        this.observer.shed?.('deadline_exceeded');
+        p.reject(deadlineExceeded());
+        continue;
+      }
+      const joins = batch.length === 0 || (!batch[0].solo && !p.solo && p.key === batch[0].key && rows + p.rows <= this.options.maxBatchSize);
+      if (joins) {
+        this.leave(p);
+        batch.push(p);
+        rows += p.rows;
+      } else {
+        this.queue[kept++] = p;
+      }
+      // A full batch (or a request running alone) ends the walk: the rest keep their places.
+      if (batch[0]?.solo || rows >= this.options.maxBatchSize) {
+        for (i++; i < this.queue.length; i++) this.queue[kept++] = this.queue[i];
+        break;
+      }
+    }
+    this.queue.length = kept;
+    this.observer.queueDepth?.(this.queue.length);
+    if (!batch.length) return;
+    for (const p of batch) this.observer.queuedSeconds?.((now - p.arrived) / 1000);
+    if (this.options.batching) this.observer.batchRows?.(rows);
+    this.inFlight++;
+    void this.execute(batch, rows).finally(() => {
+      this.inFlight--;
+      this.schedule();
+    });
+  }
+
+  private async execute(batch: Pending[], rows: number): Promise<void> {
+    if (batch.length === 1) {
+      const [only] = batch;
+      await this.runner(only.feeds, only.outputs, only.transfer, only.deadline).then(only.resolve, only.reject);
+      return;
+    }
+    const feeds: Feeds = {};
+    for (const name of Object.keys(batch[0].feeds)) feeds[name] = concat(batch.map((p) => p.feeds[name]));
+    // The batch runs while any of its requests still has time.
+    const deadline = Math.max(...batch.map((p) => p.deadline));
+    let fetches: Fetches;
+    try {
+      // The joined tensors are the batch's own: they move to the inference thread.
+      fetches = await this.runner(feeds, batch[0].outputs, true, deadline);
+    } catch (err) {
+      // Time ran out for all of them, or the model cannot run: each gets that answer.
+      if (err instanceof ModelfnError && err.kind !== 'invalid_input' && err.kind !== 'model_failure') {
+        for (const p of batch) p.reject(err);
+        return;
+      }
+      // One bad request must not fail its neighbours: run each on its own to find out.
+      await Promise.all(batch.map((p) => this.runner(p.feeds, p.outputs, p.transfer, p.deadline).then(p.resolve, p.reject)));
+      return;
+    }
+    const mismatched = batch[0].outputs.find((n) => fetches[n].dims[0] !== rows);
+    if (mismatched) {
+      // The output's first dimension is not the batch: answer each request on its own.
+      await Promise.all(batch.map((p) => this.runner(p.feeds, p.outputs, p.transfer, p.deadline).then(p.resolve, p.reject)));
+      return;
+    }
+    let start = 0;
+    for (const p of batch) {
+      const own: Fetches = {};
+      for (const name of p.outputs) own[name] = slice(fetches[name], start, p.rows);
+      start += p.rows;
+      p.resolve(own);
+    }
+  }
+}

@@ -1,0 +1,99 @@
+import { describe, expect, it } from 'vitest';
+import type { Hono } from 'hono';
+import { FIXTURES, errorOf, openDeclared, postJson } from '../testing/index.ts';
+
+// runtime/testing/fixtures/slow.onnx runs `iterations` rounds of a 256x256 MatMul; it cannot
+// batch (its `iterations` input has no batch dimension), so its requests queue one behind another.
+const request = (iterations: number, init: RequestInit = {}) => ({
+  ...postJson({
+    inputs: [
+      { name: 'x', datatype: 'FP32', shape: [1, 256], data: new Array(256).fill(0.1) },
+      { name: 'iterations', datatype: 'INT64', shape: [1], data: [iterations] },
+    ],
+  }),
+  ...init,
+});
+
+/** A metric's value from the function's /metrics (0 when absent). */
+async function metric(app: Hono, pattern: RegExp): Promise<number> {
+  const text = await (await app.request('/metrics')).text();
+  return Number(pattern.exec(text)?.[1] ?? 0);
+}
+
+/** Waits until `check` holds, polling; the test depends on the event, not on the machine's speed. */
+async function until(check: () => Promise<boolean>, what: string): Promise<void> {
+  const deadline = Date.now() + 20_000;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+/** Iterations that keep this machine's model busy for about `ms`. */
+async function iterationsFor(app: Hono, ms: number): Promise<number> {
+  const probe = 20_000;
+  const started = performance.now();
+  expect((await app.request('/v2/models/slow/infer', request(probe))).status).toBe(200);
+  return Math.ceil((probe * ms) / Math.max(1, performance.now() - started));
+}
+
+// The gauge counts the /metrics request that reads it too.
+const running = async (app: Hono) => (await metric(app, /modelfn_requests_in_flight (\d+)/)) >= 2;
+const ran = (app: Hono) => metric(app, /modelfn_inference_duration_seconds_count\{model="slow"\} (\d+)/);
+const queued = (app: Hono) => metric(app, /modelfn_batch_queue_depth\{model="slow"\} (\d+)/);
+const shed = (app: Hono, reason: string) => metric(app, new RegExp(`modelfn_requests_shed_total\\{model="slow",reason="${reason}"\\} (\\d+)`));
+
+describe('deadlines and cancellation, all the way down', () => {
+  it('drops a queued request whose client left: it never reaches onnxruntime', async () => {
+    const { app } = await openDeclared(FIXTURES, { name: 'slow', model: 'slow.onnx', limits: { timeoutMs: 60_000 } });
+    const long = await iterationsFor(app, 1500);
+    const before = await ran(app);
+    const busy = app.request('/v2/models/slow/infer', request(long));
+    const client = new AbortController();
+    const left = app.request('/v2/models/slow/infer', request(long, { signal: client.signal }));
+    await until(async () => (await queued(app)) === 1, 'the second request waits in the queue');
+    client.abort();
+    await until(async () => (await shed(app, 'cancelled')) === 1, 'the abandoned request is dropped');
+    expect(await queued(app)).toBe(0);
+    expect((await left).status).toBe(499);
+    expect((await busy).status).toBe(200);
+    // Only the first request ran.
+    expect((await ran(app)) - before).toBe(1);
+  });
+
+  it('answers 504 at the deadline and drops the queued work: a 504 means the work stopped', async () => {
+    const { app } = await openDeclared(FIXTURES, { name: 'slow', model: 'slow.onnx', limits: { timeoutMs: 400 } });
+    // The first run takes several times the timeout, so the second is still queued at its deadline.
+    const long = await iterationsFor(app, 2000);
+    const before = await ran(app);
+    const busy = app.request('/v2/models/slow/infer', request(long));
+    await until(() => running(app), 'the first request runs');
+    const late = await errorOf(await app.request('/v2/models/slow/infer', request(1)));
+    expect(late).toEqual({ status: 504, error: "request to 'slow' timed out after 400 ms; its work was stopped" });
+    expect(await shed(app, 'deadline_exceeded')).toBe(1);
+    expect((await busy).status).toBe(504);
+    // The first run was under way and finished on its thread; the second never ran.
+    await until(async () => (await ran(app)) - before >= 1, 'the first run ends');
+    await new Promise((r) => setTimeout(r, 100));
+    expect((await ran(app)) - before).toBe(1);
+    expect((await app.request('/v2/models/slow/infer', request(1))).status).toBe(200);
+  });
+
+  it('refuses at once with 429 JSON and Retry-After when the queue is full, batching or not', async () => {
+    const { app } = await openDeclared(FIXTURES, { name: 'slow', model: 'slow.onnx', limits: { timeoutMs: 60_000, maxQueue: 2 } });
+    const long = await iterationsFor(app, 1000);
+    const busy = app.request('/v2/models/slow/infer', request(long));
+    await until(() => running(app), 'the first request runs');
+    const waiting = [app.request('/v2/models/slow/infer', request(1)), app.request('/v2/models/slow/infer', request(1))];
+    await until(async () => (await queued(app)) === 2, 'two requests wait');
+    const started = performance.now();
+    const refused = await app.request('/v2/models/slow/infer', request(1));
+    expect(performance.now() - started).toBeLessThan(500);
+    expect(refused.status).toBe(429);
+    expect(refused.headers.get('retry-after')).toBe('1');
+    expect(await refused.json()).toEqual({ error: 'the model is overloaded: 2 rows are already waiting; retry shortly' });
+    expect(await shed(app, 'overloaded')).toBe(1);
+    expect((await busy).status).toBe(200);
+    for (const w of waiting) expect((await w).status).toBe(200);
+  });
+});
