@@ -30,6 +30,8 @@ export interface Model {
    * @example const { probabilities } = await model.run({ input: new ort.Tensor('float32', data, [1, 4]) });
    */
   run(feeds: Feeds, outputNames?: readonly string[], options?: RunOptions): Promise<Fetches>;
+  /** Throws `overloaded` (429) when the model's queue is full: ask before reading a request's body. */
+  checkAdmission(): void;
   /** Frees the session (and its thread). */
   release(): Promise<void>;
   /** The inference thread, when inference runs on one. */
@@ -239,6 +241,7 @@ export async function loadModel(path: string, options: LoadModelOptions = {}): P
     loadMs,
     batching,
     run: (feeds, names, runOptions) => queue.run(feeds, names, runOptions?.transfer, runOptions),
+    checkAdmission: () => queue.checkAdmission(),
     ...(useThread ? { thread: { end: async () => session.terminate?.() } } : {}),
   };
 }

@@ -1,7 +1,7 @@
 import ort from 'onnxruntime-node';
 import { resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ModelQueue, canBatch, setDeadline, type Runner } from './queue.ts';
+import { ModelQueue, NEWEST_FIRST_AFTER_MS, canBatch, setDeadline, type Runner } from './queue.ts';
 import { ModelfnError } from '../core/errors.ts';
 import type { Feeds, Fetches } from '../tensor/types.ts';
 import { ROOT, openDeclared, openFunctionDir, postJson } from '../testing/index.ts';
@@ -90,7 +90,8 @@ describe('ModelQueue, batching', () => {
     const gate = gated();
     const queue = new ModelQueue(gate.runner, ['y'], options);
     const first = queue.run(rowsOf([[1, 1]]));
-    const late = queue.run(rowsOf([[2, 2]]), undefined, false, { deadline: Date.now() - 1 });
+    const late = queue.run(rowsOf([[2, 2]]), undefined, false, { deadline: Date.now() + 30 });
+    await new Promise((r) => setTimeout(r, 60));
     gate.open();
     await first;
     await expect(late).rejects.toMatchObject({ kind: 'deadline_exceeded' });
@@ -212,13 +213,61 @@ describe('ModelQueue, admission and deadlines', () => {
     gone.abort();
     await expect(queue.run(rowsOf([[1, 1]]), undefined, false, { signal: gone.signal })).rejects.toMatchObject({ kind: 'cancelled' });
     const busy = queue.run(rowsOf([[1, 1]]));
-    const past = new AbortController();
-    setDeadline(past.signal, Date.now() - 1);
-    const late = queue.run(rowsOf([[2, 2]]), undefined, false, { signal: past.signal });
+    const soon = new AbortController();
+    setDeadline(soon.signal, Date.now() + 30);
+    const late = queue.run(rowsOf([[2, 2]]), undefined, false, { signal: soon.signal });
+    await new Promise((r) => setTimeout(r, 60));
     gate.open();
     await busy;
     await expect(late).rejects.toMatchObject({ kind: 'deadline_exceeded' });
     expect(gate.calls).toEqual([1]);
+  });
+
+  it('serves the newest requests first once the oldest has waited past NEWEST_FIRST_AFTER_MS (overload), and in order before', async () => {
+    const gate = gated();
+    const order: number[] = [];
+    const runner: Runner = async (feeds, outputs, transfer, deadline) => {
+      order.push((feeds.x.data as Float32Array)[0]);
+      return gate.runner(feeds, outputs, transfer, deadline);
+    };
+    const queue = new ModelQueue(runner, ['y'], { ...solo, maxQueue: 10 });
+    const busy = queue.run(rowsOf([[0, 0]]));
+    const early = [1, 2].map((i) => queue.run(rowsOf([[i, i]])));
+    // While the head's wait is short, first come first served.
+    gate.open();
+    await Promise.all([busy, ...early]);
+    expect(order).toEqual([0, 1, 2]);
+    gate.close();
+    order.length = 0;
+    const busyAgain = queue.run(rowsOf([[0, 0]]));
+    const waiting = [1, 2, 3].map((i) => queue.run(rowsOf([[i, i]])));
+    await new Promise((r) => setTimeout(r, NEWEST_FIRST_AFTER_MS + 20));
+    gate.open();
+    await Promise.all([busyAgain, ...waiting]);
+    // The oldest waited past the limit: the newest ran first.
+    expect(order).toEqual([0, 3, 2, 1]);
+  });
+
+  it('refuses at once a request the queued work would keep past its deadline', async () => {
+    const gate = gated();
+    const queue = new ModelQueue(gate.runner, ['y'], { ...solo, maxQueue: 100 });
+    // Teach the queue how long a run takes: about 50 ms.
+    const first = queue.run(rowsOf([[1, 1]]));
+    await new Promise((r) => setTimeout(r, 50));
+    gate.open();
+    await first;
+    // The run's duration is recorded once its slot is free again.
+    await new Promise((r) => setTimeout(r, 0));
+    gate.close();
+    const busy = queue.run(rowsOf([[1, 1]]));
+    const waiting = [1, 2, 3, 4].map(() => queue.run(rowsOf([[1, 1]])));
+    // Four runs of ~50 ms are queued: a request with 100 ms left cannot be run in time.
+    await expect(queue.run(rowsOf([[1, 1]]), undefined, false, { deadline: Date.now() + 100 })).rejects.toMatchObject({ kind: 'overloaded' });
+    // One with time enough waits its turn.
+    const patient = queue.run(rowsOf([[1, 1]]), undefined, false, { deadline: Date.now() + 60_000 });
+    await expect(queue.run(rowsOf([[1, 1]]), undefined, false, { deadline: Date.now() - 1 })).rejects.toMatchObject({ kind: 'deadline_exceeded' });
+    gate.open();
+    await Promise.all([busy, ...waiting, patient]);
   });
 
   it('passes the latest deadline of a batch to the runner, for the inference thread\'s last check', async () => {

@@ -7,8 +7,12 @@
  * with `overloaded` (HTTP 429 with Retry-After): a short queue and a quick refusal serve clients
  * better than a long wait (Knative's queue-proxy breaker, Triton's `max_queue_size`).
  *
+ * Order. First come, first served, until the model is overloaded (the oldest request has waited
+ * over NEWEST_FIRST_AFTER_MS): then the newest requests go first (see dispatch).
+ *
  * Deadlines. A request carries its deadline and an abort signal (its client left, or its time
- * ran out). An aborted request leaves the queue at once; one whose deadline passed is dropped
+ * ran out). A request that the queued work ahead of it would keep past its deadline is refused
+ * at once (overloaded), like one beyond maxQueue. An aborted request leaves the queue at once; one whose deadline passed is dropped
  * when it is taken from the queue; the inference thread checks the deadline once more before the
  * run. Work nobody will read never reaches onnxruntime.
  *
@@ -22,6 +26,9 @@ import ort from 'onnxruntime-node';
 import type { NumericArray } from '../tensor/datatypes.ts';
 import { ModelfnError } from '../core/errors.ts';
 import type { Feeds, Fetches, TensorSpec } from '../tensor/types.ts';
+
+/** The oldest request waited this long: the model is overloaded, the newest requests go first. */
+export const NEWEST_FIRST_AFTER_MS = 100;
 
 export interface QueueOptions {
   /** Join requests along the batch dimension (the model has one, and batching is on). */
@@ -77,6 +84,8 @@ interface Pending {
   deadline: number;
   signal?: AbortSignal;
   onAbort?: () => void;
+  /** Taken from the queue (run or dropped). */
+  gone?: boolean;
   resolve(fetches: Fetches): void;
   reject(err: unknown): void;
 }
@@ -142,6 +151,9 @@ export class ModelQueue {
   private inFlight = 0;
   private timer?: NodeJS.Timeout;
   private readonly maxInFlight: number;
+  /** Moving averages of a run's duration (ms) and rows, for the expected wait. */
+  private runMs = 0;
+  private rowsPerRun = 0;
 
   constructor(
     private readonly runner: Runner,
@@ -160,6 +172,17 @@ export class ModelQueue {
   /** Rows waiting now. */
   get rows(): number {
     return this.queuedRows;
+  }
+
+  /**
+   * Throws `overloaded` when the queue is full: the HTTP layer asks before it reads and decodes a
+   * body, so that a refusal under overload costs next to nothing.
+   */
+  checkAdmission(): void {
+    if (this.queuedRows >= this.options.maxQueue) {
+      this.observer.shed?.('overloaded');
+      throw overloaded(this.queuedRows);
+    }
   }
 
   /** Queues a request; resolves with its own outputs (its slice of a batch's). */
@@ -185,11 +208,23 @@ export class ModelQueue {
       this.observer.shed?.('overloaded');
       return Promise.reject(overloaded(this.queuedRows));
     }
+    const deadline = time.deadline ?? (signal && deadlines.get(signal)) ?? Infinity;
+    // A request that cannot be run before its deadline is refused now, not when its time is up:
+    // the client learns at once, and the work ahead of it is not slowed down by it.
+    const wait = this.expectedWaitMs();
+    if (deadline <= Date.now()) {
+      this.observer.shed?.('deadline_exceeded');
+      return Promise.reject(deadlineExceeded());
+    }
+    if (deadline !== Infinity && Date.now() + wait > deadline) {
+      this.observer.shed?.('overloaded');
+      return Promise.reject(new ModelfnError('overloaded', `the model is overloaded: about ${Math.round(wait)} ms of work is queued, more than this request's time allows; retry shortly`, { retryAfterSeconds: Math.max(1, Math.ceil(wait / 1000)) }));
+    }
     return new Promise((resolve, reject) => {
       const lone = this.queue.length === 0 && this.inFlight === 0;
       const p: Pending = {
         feeds, rows, solo, key: solo ? '' : innerKey(feeds, outputs), outputs, transfer, lone,
-        arrived: performance.now(), deadline: time.deadline ?? (signal && deadlines.get(signal)) ?? Infinity, signal, resolve, reject,
+        arrived: performance.now(), deadline, signal, resolve, reject,
       };
       if (signal) {
         p.onAbort = () => this.abort(p);
@@ -241,38 +276,46 @@ export class ModelQueue {
   }
 
   /**
-   * Takes the oldest live request and, unless it runs alone, every queued request that can join
-   * it, up to maxBatchSize rows. Requests whose deadline passed are dropped on the way.
+   * Takes the oldest live request (the newest under overload) and, unless it runs alone, every
+   * queued request that can join it, up to maxBatchSize rows. Requests whose deadline passed are
+   * dropped on the way.
+   *
+   * Under overload (the oldest request has waited longer than NEWEST_FIRST_AFTER_MS) the newest
+   * requests go first: their clients are still waiting, while the oldest ones' may have given
+   * up. First-come-first-served would spend every run on the requests closest to being
+   * abandoned, and answer them too late (adaptive LIFO, as Facebook's servers and CoDel-style
+   * queues do). The old requests still run when the load falls, or leave when their clients
+   * leave or their deadline passes.
    */
   private dispatch(): void {
     const now = performance.now();
     const wall = Date.now();
+    const queue = this.queue;
+    const newestFirst = now - queue[0].arrived > NEWEST_FIRST_AFTER_MS;
     const batch: Pending[] = [];
     let rows = 0;
-    let kept = 0;
-    for (let i = 0; i < this.queue.length; i++) {
-      const p = this.queue[i];
+    let gone = 0;
+    for (let k = 0; k < queue.length; k++) {
+      const p = queue[newestFirst ? queue.length - 1 - k : k];
       if (p.deadline <= wall) {
         this.leave(p);
+        p.gone = true;
+        gone++;
         this.observer.shed?.('deadline_exceeded');
         p.reject(deadlineExceeded());
         continue;
       }
-      const joins = batch.length === 0 || (!batch[0].solo && !p.solo && p.key === batch[0].key && rows + p.rows <= this.options.maxBatchSize);
-      if (joins) {
+      if (batch.length === 0 || (!batch[0].solo && !p.solo && p.key === batch[0].key && rows + p.rows <= this.options.maxBatchSize)) {
         this.leave(p);
+        p.gone = true;
+        gone++;
         batch.push(p);
         rows += p.rows;
-      } else {
-        this.queue[kept++] = p;
       }
       // A full batch (or a request running alone) ends the walk: the rest keep their places.
-      if (batch[0]?.solo || rows >= this.options.maxBatchSize) {
-        for (i++; i < this.queue.length; i++) this.queue[kept++] = this.queue[i];
-        break;
-      }
+      if (batch[0]?.solo || rows >= this.options.maxBatchSize) break;
     }
-    this.queue.length = kept;
+    if (gone) this.queue = queue.filter((p) => !p.gone);
     this.observer.queueDepth?.(this.queue.length);
     if (!batch.length) return;
     for (const p of batch) this.observer.queuedSeconds?.((now - p.arrived) / 1000);
@@ -284,7 +327,29 @@ export class ModelQueue {
     });
   }
 
+  /**
+   * How long a request queued now would wait: the runs ahead of it (the queued rows, in runs of
+   * the rows recent runs took) times a recent run's duration (moving averages), shared by the run
+   * slots. Zero until runs have been seen.
+   */
+  private expectedWaitMs(): number {
+    if (!this.queuedRows || !this.runMs) return 0;
+    return (Math.ceil(this.queuedRows / Math.max(1, this.rowsPerRun)) * this.runMs) / this.maxInFlight;
+  }
+
   private async execute(batch: Pending[], rows: number): Promise<void> {
+    const started = performance.now();
+    try {
+      await this.executeBatch(batch, rows);
+    } finally {
+      // Moving averages (weight 1/8) of a run's duration and rows.
+      const ms = performance.now() - started;
+      this.runMs = this.runMs ? this.runMs + (ms - this.runMs) / 8 : ms;
+      this.rowsPerRun = this.rowsPerRun ? this.rowsPerRun + (rows - this.rowsPerRun) / 8 : rows;
+    }
+  }
+
+  private async executeBatch(batch: Pending[], rows: number): Promise<void> {
     if (batch.length === 1) {
       const [only] = batch;
       await this.runner(only.feeds, only.outputs, only.transfer, only.deadline).then(only.resolve, only.reject);

@@ -88,6 +88,7 @@ export function predictRoute(app: Hono, host: FunctionHost, maxElements: number)
     if (model.inputs.length !== 1) {
       throw invalidInput(`/predict serves models with one input; '${host.fn.name}' has ${model.inputs.length} (${model.inputs.map((i) => i.name).join(', ')}): use /v2/models/${host.fn.name}/infer`);
     }
+    model.checkAdmission();
     const spec = model.inputs[0];
     const { json, text } = parseBody(await readJsonBody(c), undefined);
     const { rows, tensor } = withExactIntegers(text, json, (parsed) => decodeInstances(parsed, spec, maxElements));

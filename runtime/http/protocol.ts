@@ -91,6 +91,7 @@ export function modelRoutes(app: Hono, host: FunctionHost, options: ProtocolOpti
     app.post(`${base}/infer`, async (c) => {
       checkVersion(c);
       const model = host.model;
+      model.checkAdmission();
       const { body, headerLength } = await readInferBody(c);
       const request = decodeInferRequest(host.signature, body, headerLength, options.maxElements);
       const fetches = await runModel(c, model, request.feeds, request.outputs.map((o) => o.name));

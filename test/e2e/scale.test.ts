@@ -12,6 +12,7 @@ import { activatorImage, buildFunctionImage, functionImage, gatewayImage } from 
 import { composeRun, stackDown, stackUp, waitFor } from '../../build/docker/compose.ts';
 import { FIXTURES, ROOT, errorOf, postJson } from '../../runtime/testing/index.ts';
 import { docker, dockerAvailable, freePort, projectLeftovers } from '../docker.ts';
+import { chromiumAvailable, openBrowser } from '../browser.ts';
 
 const available = dockerAvailable('scale to zero (test/e2e/scale.test.ts)');
 /**
@@ -104,6 +105,25 @@ describe.runIf(available)('scale to zero on the real Docker engine', () => {
       expect(stateOf(name)).toEqual(['running']);
     }, 60_000);
   }
+
+  it.runIf(chromiumAvailable('scale to zero with the gateway page open'))('goes to sleep while the gateway page stays open in Chromium (its /stats polling is not traffic)', async () => {
+    expect((await iris()).status).toBe(200);
+    expect(stateOf('iris')).toEqual(['running']);
+    const browser = await openBrowser();
+    try {
+      let polls = 0;
+      browser.page.on('request', (r) => { if (new URL(r.url()).pathname === '/iris/stats') polls++; });
+      await browser.page.goto(`${url}/`);
+      // Open for three times the idle time, polling every function's figures every 2 s.
+      await new Promise((r) => setTimeout(r, 3 * IDLE_SECONDS * 1000));
+      expect(polls).toBeGreaterThanOrEqual(3);
+      await asleep('iris', 'exited');
+      // The page says so too.
+      await browser.page.waitForFunction(() => document.querySelector('tr[data-live="iris"] [data-field=state]')?.textContent === 'asleep', undefined, { timeout: 10_000 });
+    } finally {
+      await browser.close();
+    }
+  }, 90_000);
 
   it('answers a request sent as the function goes to sleep (rounds straddling the idle time)', async () => {
     expect((await iris()).status).toBe(200);
