@@ -186,3 +186,30 @@ describe('watch mode (npm run dev)', () => {
     }
   });
 });
+
+describe('a reload under load (npm start, npm run dev)', () => {
+  it('fails no request: the old model serves what it has before it is released', async () => {
+    const dir = join(scratch, 'reloaded');
+    mkdirSync(join(dir, 'hello'), { recursive: true });
+    copyFileSync(join(ROOT, 'functions/iris/model.onnx'), join(dir, 'hello/model.onnx'));
+    const server = await startEmbedded({ functionsDir: dir, config: testConfig({ PORT: '0' }), logger: memoryLogger() });
+    try {
+      const statuses = new Map<number, number>();
+      let stop = false;
+      const clients = Array.from({ length: 8 }, async () => {
+        while (!stop) {
+          const res = await fetch(`${server.url}/hello/predict`, postJson({ instances: [[5.1, 3.5, 1.4, 0.2]] }));
+          await res.arrayBuffer();
+          statuses.set(res.status, (statuses.get(res.status) ?? 0) + 1);
+        }
+      });
+      for (let i = 0; i < 3; i++) await server.reload(join(dir, 'hello'));
+      stop = true;
+      await Promise.all(clients);
+      expect([...statuses.keys()]).toEqual([200]);
+      expect(statuses.get(200)).toBeGreaterThan(10);
+    } finally {
+      await server.shutdown();
+    }
+  });
+});
