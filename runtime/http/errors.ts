@@ -6,6 +6,7 @@
 import type { Context, ErrorHandler, NotFoundHandler } from 'hono';
 import { HTTPException } from 'hono/http-exception';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
+import { notJson } from '../tensor/infer.ts';
 import { HttpError, ModelfnError, SERVER_KINDS, clip, type ErrorKind } from '../core/errors.ts';
 
 /**
@@ -67,7 +68,7 @@ export function handleError(log: ErrorLogger): ErrorHandler {
     }
     // c.req.json() in a function's own route throws SyntaxError on a malformed body. The parser's
     // own words stay out of the answer (they are the runtime's, and differ between Node versions).
-    if (err instanceof SyntaxError) return errorResponse(c, 400, 'the request body is not valid JSON');
+    if (err instanceof SyntaxError) return errorResponse(c, 400, notJson(err));
     // The client went away in the middle of its body (Node's 'aborted'): not a server failure.
     if (err instanceof Error && err.message === 'aborted' && (err as NodeJS.ErrnoException).code === 'ECONNRESET') {
       return errorResponse(c, 400, 'the client closed the connection before sending the whole request body');

@@ -77,7 +77,7 @@ export function parseBody(body: Uint8Array, headerLength: string | undefined): {
   try {
     return { json: JSON.parse(text), text, binaryStart: end };
   } catch (err) {
-    throw invalidInput(`malformed JSON: ${(err as Error).message}`);
+    throw invalidInput(notJson(err));
   }
 }
 
@@ -174,6 +174,15 @@ function decodeParsedRequest(model: ModelSignature, json: unknown, body: Uint8Ar
     });
   }
   return { id: id as string | undefined, feeds, outputs: requested };
+}
+
+/**
+ * What a client is told of JSON that does not parse: where, in our words. The parser's own
+ * message differs between Node versions and is not ours to publish.
+ */
+export function notJson(err: unknown): string {
+  const at = /position (\d+)/.exec(String((err as Error)?.message ?? ''))?.[1];
+  return `the request body is not valid JSON${at === undefined ? '' : ` (at character ${Number(at) + 1})`}`;
 }
 
 export interface EncodedResponse {

@@ -247,7 +247,7 @@ export function conformanceSuite(label: string, setup: () => Promise<{ request: 
 
     it('refuses malformed requests with 400 and a message naming the problem', async () => {
       const first = example.inputs[0];
-      await expect400('{"inputs": [', /malformed JSON/);
+      await expect400('{"inputs": [', /^the request body is not valid JSON/);
       await expect400({}, /inputs/);
       await expect400({ inputs: 'x' }, /inputs/);
       await expect400(withInput(0, { name: 'no_such_input' }), /unknown input 'no_such_input'/);
