@@ -16,7 +16,7 @@
  * Needs /usr/bin/python3 with python3-onnx (Debian) the first time, to generate the model.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -47,20 +47,23 @@ if (!existsSync(MODEL)) {
   if (made.status !== 0) throw new Error('could not generate the model: install python3-onnx (apt-get install python3-onnx)');
 }
 
-// The functions served: iris as it ships, and the fixed-shape model with no code at all.
+// The functions served: iris as it ships (a link: its function.ts imports the runtime by a
+// relative path from its real folder), and the fixed-shape model with no code at all.
 const work = mkdtempSync(join(tmpdir(), 'modelfn-overload-'));
 const functionsDir = join(work, 'functions');
-cpSync(join(ROOT, 'functions/iris'), join(functionsDir, 'iris'), { recursive: true });
-mkdirSync(join(functionsDir, 'tanh-stack'));
+mkdirSync(join(functionsDir, 'tanh-stack'), { recursive: true });
+symlinkSync(join(ROOT, 'functions/iris'), join(functionsDir, 'iris'));
 copyFileSync(MODEL, join(functionsDir, 'tanh-stack/model.onnx'));
 
-const targets = (base: string): Record<string, Target> => ({
+const targets = (base: string): Record<string, Target & { model: string }> => ({
   'iris (batches)': {
+    model: 'iris',
     url: `${base}/v2/models/iris/infer`,
     headers: { 'Content-Type': 'application/json' },
     body: JSON.stringify({ inputs: [{ name: 'input', datatype: 'FP32', shape: [1, 4], data: [5.1, 3.5, 1.4, 0.2] }] }),
   },
   'tanh-stack (cannot batch, [1, 1024])': {
+    model: 'tanh-stack',
     url: `${base}/v2/models/tanh-stack/infer`,
     headers: { 'Content-Type': 'application/json' },
     body: JSON.stringify({ inputs: [{ name: 'input', datatype: 'FP32', shape: [1, 1024], data: Array.from({ length: 1024 }, (_, i) => Math.sin(i)) }] }),
@@ -77,6 +80,15 @@ async function waitReady(url: string, child?: ChildProcess): Promise<void> {
   throw new Error(`${url}: the functions did not become ready`);
 }
 
+/** Model runs and requests shed so far, from the function's own metrics. */
+async function counters(base: string, model: string): Promise<{ runs: number; shed: Record<string, number> }> {
+  const text = await (await fetch(`${base}/${model}/metrics`)).text();
+  const runs = Number(new RegExp(`modelfn_batch_queue_seconds_count\\{model="${model}"\\} (\\d+)`).exec(text)?.[1] ?? 0);
+  const shed: Record<string, number> = {};
+  for (const m of text.matchAll(/modelfn_requests_shed_total\{model="[^"]+",reason="([^"]+)"\} (\d+)/g)) shed[m[1]] = Number(m[2]);
+  return { runs, shed };
+}
+
 interface Row {
   deployment: string;
   fn: string;
@@ -84,6 +96,9 @@ interface Row {
   capacityP50: number;
   overload: OpenLoopResult;
   after: number[];
+  /** Requests that reached a model run during the overload, and the shed counts the function reports. */
+  runs: number;
+  shedByServer: Record<string, number>;
 }
 const rows: Row[] = [];
 
@@ -92,12 +107,15 @@ async function measure(deployment: string, base: string): Promise<void> {
     await closedLoop(target, CAPACITY_CONCURRENCY, 2); // warm-up
     const capacity = await closedLoop(target, CAPACITY_CONCURRENCY, CAPACITY_SECONDS);
     log(`${deployment} ${fn}: capacity ${capacity.rps.toFixed(0)} answers/s (p50 ${capacity.p50} ms, ${capacity.errors} errors)`);
+    const before = await counters(base, target.model);
     const overload = await openLoop(target, Math.round(capacity.rps * FACTOR), SECONDS, GIVE_UP);
+    const after = await counters(base, target.model);
+    const shedByServer = Object.fromEntries(Object.entries(after.shed).map(([k, v]) => [k, v - (before.shed[k] ?? 0)]));
     const goodput = overload.inTime / SECONDS;
     log(`${deployment} ${fn}: offered ${overload.offered}/s -> in time ${goodput.toFixed(0)}/s (${((goodput / capacity.rps) * 100).toFixed(0)}% of capacity), shed ${overload.shed}, gave up ${overload.gaveUp}, errors ${overload.errors}, other ${JSON.stringify(overload.other)}`);
-    const after = await single(target, 3);
-    log(`${deployment} ${fn}: after the load: ${after.join(', ')} ms`);
-    rows.push({ deployment, fn, capacity: capacity.rps, capacityP50: capacity.p50, overload, after });
+    const next = await single(target, 3);
+    log(`${deployment} ${fn}: model runs ${after.runs - before.runs}, shed by the server ${JSON.stringify(shedByServer)}; after the load: ${next.join(', ')} ms`);
+    rows.push({ deployment, fn, capacity: capacity.rps, capacityP50: capacity.p50, overload, after: next, runs: after.runs - before.runs, shedByServer });
     // Let clients' abandoned connections settle before the next function.
     await new Promise((r) => setTimeout(r, 2000));
   }
@@ -124,8 +142,10 @@ async function throughCompose(): Promise<void> {
   const port = await freePort();
   const project = `modelfn-overload-${process.pid}`;
   const env = { ...process.env, MODELFN_PORT: String(port), MODELFN_PROJECT: project, MODELFN_IMAGE_TAG: `overload-${process.pid}` };
+  // `modelfn up` in the scratch folder: its functions/, and the runtime linked beside them.
+  symlinkSync(join(ROOT, 'runtime'), join(work, 'runtime'));
   const cli = (...words: string[]) => {
-    const r = spawnSync(process.execPath, [join(ROOT, 'bin/modelfn.mjs'), ...words, '--functions', functionsDir, '--out', join(work, 'out')], { cwd: ROOT, env, stdio: 'inherit' });
+    const r = spawnSync(process.execPath, [join(ROOT, 'bin/modelfn.mjs'), ...words], { cwd: work, env, stdio: 'inherit' });
     if (r.status !== 0) throw new Error(`modelfn ${words.join(' ')} failed`);
   };
   cli('up');
@@ -134,6 +154,9 @@ async function throughCompose(): Promise<void> {
     await measure('compose gateway', `http://127.0.0.1:${port}`);
   } finally {
     cli('down');
+    // The images this run built (tagged with its own tag).
+    const images = spawnSync('docker', ['images', '-q', '--filter', `reference=*:${env.MODELFN_IMAGE_TAG}`], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean);
+    if (images.length) spawnSync('docker', ['rmi', '-f', ...new Set(images)], { stdio: 'ignore' });
   }
 }
 
@@ -151,12 +174,12 @@ const table = [
   `Generated by \`${command}\` on ${started.toISOString()} (this machine: 2 cores; the load generator runs on the same machine).`,
   `Capacity: ${CAPACITY_CONCURRENCY} patient clients for ${CAPACITY_SECONDS} s (closed loop). Overload: ${FACTOR}x that rate for ${SECONDS} s (open loop), every client giving up after ${GIVE_UP} ms and closing its connection. Goodput: 2xx answers that arrived within ${GIVE_UP} ms, per second of load.`,
   '',
-  '| deployment | function | capacity answers/s | offered requests/s | goodput answers/s | goodput / capacity | shed (429/503) | shed without Retry-After | gave up | other answers | connection errors | answers p50 / p99 ms | refusals p50 / p99 ms | next requests after the load, ms |',
-  '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+  '| deployment | function | capacity answers/s | offered requests/s | goodput answers/s | goodput / capacity | shed (429/503) | shed without Retry-After | gave up | other answers | connection errors | answers p50 / p99 ms | refusals p50 / p99 ms | requests that reached a model run (of them not answered in time) | dropped by the server before a run | next requests after the load, ms |',
+  '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
   ...rows.map((r) => {
     const good = r.overload.inTime / SECONDS;
     const other = Object.entries(r.overload.other).map(([s, n]) => `${n} x ${s}`).join(', ') || '0';
-    return `| ${r.deployment} | ${r.fn} | ${r.capacity.toFixed(0)} | ${r.overload.offered.toFixed(0)} | ${good.toFixed(0)} | ${pct(good, r.capacity)} | ${r.overload.shed} | ${r.overload.shedWithoutRetryAfter} | ${r.overload.gaveUp} | ${other} | ${r.overload.errors} | ${r.overload.answered.p50} / ${r.overload.answered.p99} | ${r.overload.refused.p50} / ${r.overload.refused.p99} | ${r.after.join(', ')} |`;
+    return `| ${r.deployment} | ${r.fn} | ${r.capacity.toFixed(0)} | ${r.overload.offered.toFixed(0)} | ${good.toFixed(0)} | ${pct(good, r.capacity)} | ${r.overload.shed} | ${r.overload.shedWithoutRetryAfter} | ${r.overload.gaveUp} | ${other} | ${r.overload.errors} | ${r.overload.answered.p50} / ${r.overload.answered.p99} | ${r.overload.refused.p50} / ${r.overload.refused.p99} | ${r.runs} (${Math.max(0, r.runs - r.overload.inTime)}) | ${Object.entries(r.shedByServer).map(([k, v]) => `${v} ${k}`).join(', ') || '0'} | ${r.after.join(', ')} |`;
   }),
   '',
 ];
