@@ -183,7 +183,7 @@ describe('modelfn new', () => {
   // A project of its own, as a user's clone would be: the scaffold lands in its functions/.
   const project = join(scratch, 'project');
   beforeAll(() => {
-    for (const path of ['bin', 'cli', 'runtime', 'build', 'package.json', 'tsconfig.json', 'vitest.config.ts']) {
+    for (const path of ['bin', 'cli', 'runtime', 'build.ts', 'builder', 'package.json', 'tsconfig.json', 'vitest.config.ts']) {
       cpSync(join(ROOT, path), join(project, path), { recursive: true, filter: (src) => !src.includes('/runtime/testing/fixtures') });
     }
     symlinkSync(join(ROOT, 'node_modules'), join(project, 'node_modules'));

@@ -7,7 +7,7 @@ import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { nginxConfig } from '../build/render/nginx.ts';
+import { nginxConfig } from '../builder/render/nginx.ts';
 import { VERSION } from '../runtime/core/version.ts';
 import { loadFunctionDir } from '../runtime/function/discover.ts';
 import { startEmbedded, type EmbeddedServer } from '../runtime/gateway/embedded.ts';

@@ -14,7 +14,7 @@ function stackCommand(name: StackCommand, summary: string, help: string): Comman
     async run(args) {
       const parsed = parse(this, args, name === 'logs' ? { follow: { type: 'boolean', short: 'f' } } : {}, [0, 0]);
       if (!parsed) return 0;
-      const { runStack } = await import('../../build/docker/stack.ts');
+      const { runStack } = await import('../../builder/docker/stack.ts');
       try {
         return await runStack(name, { root: process.cwd(), log, follow: Boolean(parsed.values.follow) });
       } catch (err) {

@@ -17,7 +17,7 @@ answers through the gateway. Needs a Docker engine that is a swarm manager.
 `,
   async run(args) {
     if (!parse(this, args, {}, [0, 0])) return 0;
-    const { deploySwarm } = await import('../../build/docker/swarm.ts');
+    const { deploySwarm } = await import('../../builder/docker/swarm.ts');
     try {
       return await deploySwarm(process.cwd(), log);
     } catch (err) {
@@ -36,7 +36,7 @@ network or config of the stack is left.
 `,
   async run(args) {
     if (!parse(this, args, {}, [0, 0])) return 0;
-    const { undeploySwarm } = await import('../../build/docker/swarm.ts');
+    const { undeploySwarm } = await import('../../builder/docker/swarm.ts');
     try {
       return await undeploySwarm(process.cwd(), log);
     } catch (err) {

@@ -1,5 +1,5 @@
 /**
- * The gateway's routing, in one place: the nginx config (build/render/nginx.ts) and embedded mode
+ * The gateway's routing, in one place: the nginx config (builder/render/nginx.ts) and embedded mode
  * (runtime/gateway/embedded.ts) are both generated from this table, so they route alike.
  */
 import type { ResolvedFunction } from '../function/define.ts';

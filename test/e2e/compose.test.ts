@@ -7,11 +7,11 @@ import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writ
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runBuild } from '../../build/build.ts';
-import { buildFunctionImage, functionImage, gatewayImage } from '../../build/docker/images.ts';
-import { compose, composeRun, stackDown, stackUp, waitFor } from '../../build/docker/compose.ts';
+import { runBuild } from '../../build.ts';
+import { buildFunctionImage, functionImage, gatewayImage } from '../../builder/docker/images.ts';
+import { compose, composeRun, stackDown, stackUp, waitFor } from '../../builder/docker/compose.ts';
 import { soak } from '../../bench/soak.ts';
-import { UPSTREAM_KEEPALIVE_TIMEOUT_MS } from '../../build/policy.ts';
+import { UPSTREAM_KEEPALIVE_TIMEOUT_MS } from '../../builder/policy.ts';
 import { FUNCTION_KEEPALIVE_TIMEOUT_MS } from '../../runtime/core/config.ts';
 import { FIXTURES, conformanceSuite, ROOT, errorOf, postJson } from '../../runtime/testing/index.ts';
 import { chromiumAvailable, openBrowser, screenshot, tryGatewayPage, waitForLiveRow } from '../browser.ts';

@@ -1,16 +1,16 @@
 /**
  * The build behind `modelfn build` (npm run build): discovers every function, validates all
  * declarations at once, bundles each with esbuild into dist/<name>/, writes the generated files
- * (build/generate.ts), and with `images` builds the container images (build/docker/images.ts).
+ * (builder/generate.ts), and with `images` builds the container images (builder/docker/images.ts).
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
-import { bundleActivator, bundleFunction, type BundleResult } from './bundle.ts';
-import { discoverFunctions } from './functions.ts';
-import { buildActivatorImage, buildFunctionImage, buildGatewayImage, buildRuntimeImage, ensureBaseImages } from './docker/images.ts';
-import { generatedFiles } from './generate.ts';
-import { readConfig } from '../runtime/core/config.ts';
-import { describeFunctions } from '../runtime/pages/describe.ts';
+import { bundleActivator, bundleFunction, type BundleResult } from './builder/bundle.ts';
+import { discoverFunctions } from './builder/functions.ts';
+import { buildActivatorImage, buildFunctionImage, buildGatewayImage, buildRuntimeImage, ensureBaseImages } from './builder/docker/images.ts';
+import { generatedFiles } from './builder/generate.ts';
+import { readConfig } from './runtime/core/config.ts';
+import { describeFunctions } from './runtime/pages/describe.ts';
 
 export interface BuildOptions {
   functionsDir: string;

@@ -1,6 +1,6 @@
 /**
  * Deployment policy: the decisions every deploy target shares, in one place. The renderers in
- * build/render/ (nginx, compose, swarm, kubernetes) turn these into their own formats and import
+ * builder/render/ (nginx, compose, swarm, kubernetes) turn these into their own formats and import
  * nothing from each other's files but what they render; a new target reads its numbers here.
  *
  * Nothing here reads the environment: the generated files are a function of the source tree.
@@ -131,7 +131,7 @@ export const REPLICA_RESOURCES = {
   reservations: { cpus: 0.1, memoryMiB: 128 },
 } as const;
 
-/** The gateway's share: nginx needs little. Its worker processes follow the CPU limit (build/render/nginx.ts). */
+/** The gateway's share: nginx needs little. Its worker processes follow the CPU limit (builder/render/nginx.ts). */
 export const GATEWAY_RESOURCES = {
   limits: { cpus: 1, memoryMiB: 256 },
   reservations: { cpus: 0.05, memoryMiB: 32 },
