@@ -62,6 +62,15 @@ describe('modelfn: help, exit codes and messages', () => {
     }
   });
 
+  it('names in its help the environment each stack command reads', async () => {
+    const [up, down, logs, deploy, undeploy] = await Promise.all(['up', 'down', 'logs', 'deploy', 'undeploy'].map((name) => modelfn([name, '--help'])));
+    for (const help of [up, down]) expect(help.stdout).toMatch(/MODELFN_PROJECT[\s\S]*MODELFN_IMAGE_TAG/);
+    expect(up.stdout).toMatch(/MODELFN_PORT/);
+    expect(logs.stdout).toMatch(/MODELFN_PROJECT/);
+    for (const help of [deploy, undeploy]) expect(help.stdout).toMatch(/MODELFN_STACK/);
+    expect(deploy.stdout).toMatch(/MODELFN_IMAGE_TAG/);
+  });
+
   it('exits 2 with one line on a usage error', async () => {
     const [unknown, option, extra, missing] = await Promise.all([
       modelfn(['serve-everything']),

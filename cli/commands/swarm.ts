@@ -14,6 +14,11 @@ export const deploy: Command = {
 The same as npm run deploy:swarm: bundles and images (modelfn build --images), docker stack deploy
 of deploy/swarm/stack.yml, then waits until every service runs its replicas and every function
 answers through the gateway. Needs a Docker engine that is a swarm manager.
+
+environment:
+  MODELFN_STACK               the stack's name (default modelfn); undeploy takes the same
+  MODELFN_PORT                the gateway's published port (default 8080)
+  MODELFN_IMAGE_TAG           the tag of the images built and run (default latest)
 `,
   async run(args) {
     if (!parse(this, args, {}, [0, 0])) return 0;
@@ -33,6 +38,9 @@ export const undeploy: Command = {
 
 The same as npm run undeploy:swarm: docker stack rm, then waits until no service, container,
 network or config of the stack is left.
+
+environment:
+  MODELFN_STACK               the stack to remove (default modelfn), as given to deploy
 `,
   async run(args) {
     if (!parse(this, args, {}, [0, 0])) return 0;
