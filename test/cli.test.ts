@@ -218,6 +218,14 @@ describe('modelfn new', () => {
     expect(tsc.code, tsc.stdout + tsc.stderr).toBe(0);
   });
 
+  it('prints the address npm start will serve it at: PORT as the shell has it, else 8080, and how to use another', async () => {
+    const [plain, port] = await Promise.all([modelfn(['new', 'plain'], { cwd: project, env: { PORT: '' } }), modelfn(['new', 'elsewhere'], { cwd: project, env: { PORT: '18099' } })]);
+    expect(plain.stdout).toMatch(/^ {2}npm start +# serves it at http:\/\/localhost:8080\/plain\/ /m);
+    expect(plain.stdout).toMatch(/^another port: PORT=8081 npm start, then npx modelfn invoke plain --url http:\/\/127.0.0.1:8081$/m);
+    expect(port.stdout).toMatch(/^ {2}npm start +# serves it at http:\/\/localhost:18099\/elsewhere\/ /m);
+    expect(port.stdout).toMatch(/^ {2}npx modelfn invoke elsewhere +# sends its example request to http:\/\/127.0.0.1:18099$/m);
+  });
+
   it('refuses a bad name (2), a taken name (1), and a model that is missing or does not load (1), writing nothing', async () => {
     writeFileSync(join(scratch, 'garbage.onnx'), 'garbage');
     const [bad, taken, missing, corrupt] = await Promise.all([
@@ -267,6 +275,13 @@ describe('modelfn invoke', () => {
     expect(wav.stderr).toMatch(`/vad/segments -> 200 OK`);
     expect(JSON.parse(wav.stdout).segments).toHaveLength(2);
     expect(JSON.parse(species.stdout).predictions[0].species).toBe('virginica');
+  });
+
+  it('without --url, calls the port npm start reads (PORT), so a server started with PORT=N is found as modelfn new says', async () => {
+    const port = new URL(server.url).port;
+    const result = await modelfn(['invoke', 'iris'], { env: { PORT: port, MODELFN_URL: '' } });
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stderr).toMatch(`POST http://127.0.0.1:${port}/v2/models/iris/infer -> 200 OK`);
   });
 
   it("exits 1 with the function's one-line error, or when nothing answers or nothing fits", async () => {
