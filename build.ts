@@ -40,18 +40,15 @@ function table(rows: BundleResult[]): string {
 export async function runBuild(options: BuildOptions): Promise<number> {
   const { log } = options;
   // The built-in defaults, not the builder's environment: the same source gives the same files.
-  const { functions, problems } = await discoverFunctions(options.functionsDir, readConfig({}));
+  const discovered = await discoverFunctions(options.functionsDir, readConfig({}));
+  const { functions } = discovered;
+  // Each model's metadata, read once: the list at GET / and the page show what each function really serves.
+  // Read even when declarations have problems, so that a model that does not load is named in the same list.
+  const described = await describeFunctions(functions);
+  const problems = [...discovered.problems, ...described.flatMap((fn) => (fn.error ? [fn.error] : []))];
   if (problems.length) {
     log(`modelfn build: ${problems.length} problem${problems.length > 1 ? 's' : ''}:`);
     for (const p of problems) log(`  - ${p}`);
-    return 1;
-  }
-  // Each model's metadata, read once: the list at GET / and the page show what each function really serves.
-  const described = await describeFunctions(functions);
-  const broken = described.filter((fn) => fn.error);
-  if (broken.length) {
-    log(`modelfn build: ${broken.length} problem${broken.length > 1 ? 's' : ''}:`);
-    for (const fn of broken) log(`  - ${fn.error}`);
     return 1;
   }
   const files = generatedFiles(described);

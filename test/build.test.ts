@@ -34,11 +34,15 @@ describe('npm run build', () => {
     fnDir(root, 'nomodel', 'export default {};\n', false);
     fnDir(root, 'reserved', "export default { prefix: '/v2/x' };\n");
     fnDir(root, 'limits', "export default { limits: { bodySize: 'lots' } };\n");
+    // A model that is not ONNX, named in the same list as the declarations' problems (not in a second round).
+    fnDir(root, 'notonnx', undefined, false);
+    writeFileSync(join(root, 'notonnx/model.onnx'), 'this is not a model');
     const log: string[] = [];
     const code = await runBuild({ functionsDir: root, outDir: join(scratch, 'bad-dist'), root: join(scratch, 'bad-out'), images: false, check: false, log: (l) => log.push(l) });
     expect(code).toBe(1);
     const text = log.join('\n');
-    expect(log[0]).toBe('modelfn build: 6 problems:');
+    expect(log[0]).toBe('modelfn build: 7 problems:');
+    expect(text).toMatch(/notonnx\/model.onnx: not a valid ONNX model/);
     expect(text).toMatch(/Bad_Name: the folder name 'Bad_Name' is not a valid function name/);
     expect(text).toMatch(/nomodel\/model.onnx: model file not found/);
     expect(text).toMatch(/limits\/function.ts: limits.bodySize: must be bytes or a size/);
