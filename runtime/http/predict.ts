@@ -4,7 +4,7 @@
  */
 import type { Hono } from 'hono';
 import type ort from 'onnxruntime-node';
-import { elementCount, hasWideIntegers, jsonValueAt, shapeMismatch, tensorFromJson } from '../tensor/codec.ts';
+import { elementCount, float32Number, hasWideIntegers, jsonValueAt, shapeMismatch, tensorFromJson } from '../tensor/codec.ts';
 import { HttpError } from '../core/errors.ts';
 import type { FunctionHost } from '../function/host.ts';
 import { parseBody } from '../tensor/infer.ts';
@@ -25,23 +25,6 @@ function instanceShape(instance: unknown, maxRank: number): number[] {
     v = v[0];
   }
   return shape;
-}
-
-/**
- * A float32 as the shortest decimal that reads back as the same float32: what the model
- * computed, without the digits a float64 print adds (0.98158467, not 0.9815846681594849).
- * Not finite: null, as JSON has no NaN or Infinity.
- *
- * @example float32Number(Math.fround(0.1)) // 0.1
- */
-export function float32Number(v: number): number | null {
-  if (!Number.isFinite(v)) return null;
-  if (v === 0) return 0;
-  for (let digits = 6; digits < 9; digits++) {
-    const short = Number(v.toPrecision(digits));
-    if (Math.fround(short) === v) return short;
-  }
-  return Number(v.toPrecision(9));
 }
 
 /** Row r of a tensor whose first dimension is the batch, nested to its remaining shape. */

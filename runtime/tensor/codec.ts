@@ -191,6 +191,33 @@ export function tensorFromBinary(
   return makeTensor(info, out, shape);
 }
 
+/**
+ * A float32 as the shortest decimal that reads back as the same float32: what the model
+ * computed, without the digits a float64 print adds (0.98158467, not 0.9815846681594849): the one
+ * rule for FP32 in every JSON answer (/predict, infer's data, classification scores).
+ * Not finite: null, as JSON has no NaN or Infinity.
+ *
+ * @example float32Number(Math.fround(0.1)) // 0.1
+ */
+export function float32Number(v: number): number | null {
+  if (!Number.isFinite(v)) return null;
+  if (v === 0) return 0;
+  // Six digits always suffice to start from for normal numbers; a subnormal's few bits may need fewer (1e-45).
+  for (let digits = Math.abs(v) < 2 ** -126 ? 1 : 6; digits < 9; digits++) {
+    const short = Number(v.toPrecision(digits));
+    if (Math.fround(short) === v) return short;
+  }
+  return Number(v.toPrecision(9));
+}
+
+/** A float32 array's JSON text, each value as float32Number prints it. */
+function joinFloat32(data: Float32Array): string {
+  // About 1.7 µs a value against 0.6 for join() (1e6 values, this machine): 5 µs on a 10-class answer.
+  const parts = new Array<string>(data.length);
+  for (let i = 0; i < data.length; i++) parts[i] = String(float32Number(data[i]));
+  return `[${parts.join(',')}]`;
+}
+
 function joinFinite(data: ArrayLike<number> & { join(sep: string): string; length: number }): string {
   const text = data.join(',');
   // NaN and ±Infinity have no JSON form: they become null.
@@ -220,8 +247,9 @@ export function tensorToJsonData(tensor: ort.Tensor): string {
       return joinFinite(values);
     }
     case 'float32':
+      return joinFloat32(data as Float32Array);
     case 'float64':
-      return joinFinite(data as Float32Array);
+      return joinFinite(data as Float64Array);
     default:
       return `[${(data as Int32Array).join(',')}]`;
   }
@@ -284,6 +312,7 @@ export function jsonValueAt(tensor: ort.Tensor): (i: number) => unknown {
   if (data instanceof BigInt64Array || data instanceof BigUint64Array) {
     return (i) => (data[i] <= MAX_SAFE && data[i] >= -MAX_SAFE ? Number(data[i]) : data[i]);
   }
+  if (data instanceof Float32Array) return (i) => float32Number(data[i]);
   const at = numberAt(tensor);
   return (i) => {
     const v = at(i);
@@ -329,7 +358,8 @@ export function classify(where: string, tensor: ort.Tensor, k: number, labels?: 
       }
       picked[best] = 1;
       const label = labels?.[best];
-      data.push(label === undefined ? `${bestValue}:${best}` : `${bestValue}:${best}:${label}`);
+      const score = tensor.type === 'float32' ? float32Number(bestValue) : bestValue;
+      data.push(label === undefined ? `${score}:${best}` : `${score}:${best}:${label}`);
     }
   }
   return { shape: dims.length >= 2 ? [rows, take] : [take], data };
