@@ -39,7 +39,45 @@ describe('function app', () => {
     }
   });
 
-  it('prints float32 answers as the shortest decimal of the value, in /predict and in iris /species alike', async () => {
+  it('says how deep a batch nested past any model is, in the client\'s terms', async () => {
+    const { app } = await openFunctionDir('functions/iris');
+    const deep = `${'['.repeat(5000)}1${']'.repeat(5000)}`;
+    const res = await app.request('/predict', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: `{"instances": ${deep}}` });
+    const { status, error } = await errorOf(res);
+    expect(status).toBe(400);
+    expect(error).toMatch(/^instances \(input 'input'\): the batch is nested 5000 arrays deep \(shape \[1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,\.\.\.\]\), the model expects \[-1,4\] \(-1 = any size\); each instance is one row of shape \[4\]$/);
+  });
+
+  it('says what flat or nested data was sent and what its shape needs', async () => {
+    const { app } = await openFunctionDir('functions/iris');
+    const infer = (shape: number[], data: unknown) => app.request('/v2/models/iris/infer', postJson({ inputs: [{ name: 'input', datatype: 'FP32', shape, data }] }));
+    expect(await errorOf(await infer([1, 4], [5.1, 3.5]))).toEqual({
+      status: 400,
+      error: "input 'input': 'data' holds 2 values, shape [1,4] has 4 elements; send 4 values flat, or arrays nested to the shape",
+    });
+    expect((await errorOf(await infer([2, 4], [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0]]))).error).toBe(
+      "input 'input': data[1] holds 2 values, not 4, as shape [2,4] says; send 8 values flat, or arrays nested to the shape",
+    );
+    expect((await errorOf(await infer([1, 4], [[[5.1], 3.5, 1.4, 0.2]]))).error).toMatch(/^input 'input': data\[0\]\[0\] is an array where a value belongs/);
+  });
+
+  it('refuses a float its type cannot hold (1e999 is Infinity once parsed), naming the input, on every route', async () => {
+    const { app } = await openFunctionDir('functions/iris');
+    const post = (path: string, body: string) => app.request(path, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body });
+    for (const big of ['1e999', '-1e999', '1e39']) {
+      const infer = await errorOf(await post('/v2/models/iris/infer', `{"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 4], "data": [5.1, ${big}, 1.4, 0.2]}]}`));
+      expect(infer.status).toBe(400);
+      expect(infer.error).toMatch(/^input 'input': element 1 is .*, beyond FP32's range of ±3.4028235e38; send finite values within it$/);
+      const predict = await errorOf(await post('/predict', `{"instances": [[5.1, 3.5, ${big}, 0.2]]}`));
+      expect(predict.status).toBe(400);
+      expect(predict.error).toMatch(/^instances \(input 'input'\): element 2 is /);
+    }
+    expect((await errorOf(await post('/predict', '{"instances": [[5.1, 3.5, 1e999, 0.2]]}'))).error).toContain('element 2 is a number too large for JSON to carry (such as 1e999)');
+    // The largest float32 itself is fine.
+    expect((await post('/predict', '{"instances": [[3.4028234663852886e38, 3.5, 1.4, 0.2]]}')).status).toBe(200);
+  });
+
+  it('prints float32 answers as the shortest decimal of the value, in /predict, iris /species and infer alike', async () => {
     const { app } = await openFunctionDir('functions/iris');
     const row = [6.7, 3.0, 5.2, 2.3];
     const predict = (await (await app.request('/predict', postJson({ instances: [row] }))).json()) as { predictions: { probabilities: number[] }[] };
@@ -51,7 +89,8 @@ describe('function app', () => {
       expect(String(v).replace(/^0\.0*|e.*$|\./g, '').length).toBeLessThanOrEqual(9);
     }
     const infer = (await (await app.request('/v2/models/iris/infer', postJson({ inputs: [{ name: 'input', datatype: 'FP32', shape: [1, 4], data: row }] }))).json()) as { outputs: { name: string; data: number[] }[] };
-    expect(infer.outputs.find((o) => o.name === 'probabilities')!.data.map(Math.fround)).toEqual(p.probabilities.map(Math.fround));
+    // One rule for FP32 on every route: the protocol's data prints the same decimals as /predict.
+    expect(infer.outputs.find((o) => o.name === 'probabilities')!.data).toEqual(p.probabilities);
   });
 
   it('answers at its root, with or without a trailing slash', async () => {

@@ -4,7 +4,7 @@
  */
 import type { Hono } from 'hono';
 import type ort from 'onnxruntime-node';
-import { elementCount, float32Number, hasWideIntegers, jsonValueAt, shapeMismatch, tensorFromJson } from '../tensor/codec.ts';
+import { elementCount, float32Number, hasWideIntegers, jsonValueAt, shapeMismatch, shapeText, tensorFromJson } from '../tensor/codec.ts';
 import { HttpError } from '../core/errors.ts';
 import type { FunctionHost } from '../function/host.ts';
 import { parseBody } from '../tensor/infer.ts';
@@ -15,16 +15,14 @@ import { readJsonBody, runModel } from './protocol.ts';
 /** Deeper nesting than this is not read (no ONNX model here comes close). */
 const MAX_RANK = 32;
 
-/** The shape of one instance, read from its nesting (first element at each level). */
-function instanceShape(instance: unknown, maxRank: number): number[] {
+/** The shape of one instance, read from its nesting (first element at each level), and how deep it goes. */
+function instanceShape(instance: unknown, maxRank: number): { shape: number[]; depth: number } {
   const shape: number[] = [];
+  let depth = 0;
   let v = instance;
-  while (Array.isArray(v)) {
-    if (shape.length >= maxRank) break;
-    shape.push(v.length);
-    v = v[0];
-  }
-  return shape;
+  // Counted to the end (bounded by the body's size), kept only to maxRank.
+  for (; Array.isArray(v); depth++, v = v[0]) if (depth < maxRank) shape.push(v.length);
+  return { shape, depth };
 }
 
 /** Row r of a tensor whose first dimension is the batch, nested to its remaining shape. */
@@ -55,11 +53,13 @@ function decodeInstances(json: unknown, spec: TensorSpec, maxElements: number): 
   const instances = (json as { instances: unknown[] }).instances;
   if (instances.length === 0) return { rows: 0 };
   // The nesting is read past the model's rank, so a wrong shape is reported as it was sent.
-  const shape = [instances.length, ...instanceShape(instances[0], MAX_RANK)];
+  const read = instanceShape(instances[0], MAX_RANK);
+  const shape = [instances.length, ...read.shape];
   const where = `instances (input '${spec.name}')`;
-  if (shapeMismatch(spec.shape, shape)) {
+  if (shapeMismatch(spec.shape, shape) || read.depth > MAX_RANK) {
     const row = spec.shape.length > 1 ? `; each instance is one row of shape [${spec.shape.slice(1).join(',')}]` : '; each instance is one value';
-    throw new HttpError(400, `${where}: the batch has shape [${shape.join(',')}], the model expects [${spec.shape.join(',')}] (-1 = any size)${row}`);
+    const sent = read.depth > MAX_RANK ? `is nested ${read.depth + 1} arrays deep (shape ${shapeText(shape)})` : `has shape [${shape.join(',')}]`;
+    throw new HttpError(400, `${where}: the batch ${sent}, the model expects [${spec.shape.join(',')}] (-1 = any size)${row}`);
   }
   const count = elementCount(where, shape, maxElements);
   return { rows: instances.length, tensor: tensorFromJson(where, spec.info, shape, count, instances) };
