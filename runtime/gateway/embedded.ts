@@ -27,6 +27,7 @@ import { answerClientErrorsAsJson, loadFunctionModel } from '../serve/server.ts'
 import { emptyWindow, summarize, type FunctionStats } from '../core/stats.ts';
 import { VERSION } from '../core/version.ts';
 import { cardOf, describeHost, type DescribedFunction } from '../pages/describe.ts';
+import { functionEntry } from '../pages/entry.ts';
 import type { CustomRoute } from '../pages/openapi.ts';
 import { failedDocsPage, gatewayPage, wantsHtml } from '../pages/ui.ts';
 
@@ -157,6 +158,8 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedS
       const own = slot && forwardedPath(route, path).replace(/(.)\/$/, '$1');
       if (slot && own === '/docs') return c.html(failedDocsPage(slot.fn, describeSlot(slot).error!, [], slot.fn.prefix), 503);
       if (slot && own === '/stats') return c.json(await slotStats(slot));
+      // Its root: its entry of GET /, the reason included, as a function whose model failed answers it.
+      if (slot && own === '/' && !wantsHtml(c.req.header('accept'))) return c.json({ ...functionEntry(describeSlot(slot)), state: 'failed' }, 503);
       return errorResponse(c, 503, `function '${route.fn}' failed to load: ${slot?.failure ?? 'unknown'}`);
     }
     // The function's app strips its own prefix (createFunctionApp's stripPrefix): the request

@@ -95,7 +95,7 @@ describe('function app', () => {
 
   it('answers at its root, with or without a trailing slash', async () => {
     const { app } = await openFunctionDir('functions/iris');
-    expect(await (await app.request('/')).json()).toEqual({ name: 'iris', prefix: '/iris', model: '/v2/models/iris', predict: '/iris/predict', routes: ['POST /iris/species'], docs: '/iris/docs', replicas: 1 });
+    expect(await (await app.request('/')).json()).toEqual({ name: 'iris', prefix: '/iris', model: '/v2/models/iris', predict: '/iris/predict', routes: ['POST /iris/species'], docs: '/iris/docs', replicas: 1, state: 'ready' });
     const browser = await app.request('/', { headers: { Accept: 'text/html' } });
     expect([browser.status, browser.headers.get('location')]).toEqual([302, '/docs']);
     expect((await app.request('/species/', postJson({ flowers: [[5.1, 3.5, 1.4, 0.2]] }))).status).toBe(200);

@@ -50,7 +50,10 @@ export function docsRoutes(app: Hono, host: FunctionHost, custom: readonly Custo
     const prefix = mountedPrefix(c);
     if (wantsHtml(c.req.header('accept'))) return c.redirect(`${prefix}/docs`, 302);
     const inputs = host.isReady ? host.model.inputs.length : undefined;
-    return c.json(functionEntry({ ...host.fn, prefix: prefix || host.fn.prefix, inputs, ownRoutes: custom }));
+    // The same error as its entry at GET / (the reason it does not serve), with its state, and 503 like its other routes.
+    const error = host.isReady ? undefined : host.notReadyReason();
+    const entry = functionEntry({ ...host.fn, prefix: prefix || host.fn.prefix, inputs, ownRoutes: custom, error });
+    return c.json({ ...entry, state: host.state }, host.isReady ? 200 : 503);
   });
   const examples = new Map(Object.values(host.fn.routeDocs).flatMap((d) => (d.exampleFile ? [[basename(d.exampleFile), { file: d.exampleFile, type: d.contentType ?? 'application/octet-stream' }] as const] : [])));
   if (examples.size) {
