@@ -66,6 +66,9 @@ export const GATEWAY_ERRORS = {
   504: 'the function did not answer in time',
 } as const;
 
+/** A function's 413, as its app words it (runtime/http/app.ts) and the gateway repeats it. */
+export const bodyTooLarge = (name: string, bytes: number) => `request body is larger than the limit of ${bytes} bytes for '${name}'`;
+
 /** The gateway's 404 for a path no function takes: what there is, and how to add a function. */
 export const noRoute = (prefixes: readonly string[]) => prefixes.length
   ? `no route at the gateway for this path; the functions are at ${prefixes.map((p) => `${p}/`).join(', ')} (GET / lists them); add one with npx modelfn new <name>`
