@@ -2,8 +2,8 @@
  * Documentation that serves itself: every function's OpenAPI 3.1 document and docs page, and the
  * gateway's root page for browsers, in embedded mode and at a real nginx.
  */
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { execFile, execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Validator } from '@seriousme/openapi-schema-validator';
@@ -29,6 +29,11 @@ type Doc = {
   servers: { url: string }[];
   paths: Record<string, Record<string, any>>;
 };
+
+/** A command's standard output; rejects with its standard error when it fails. */
+const run = (command: string, args: string[]) => new Promise<string>((done, fail) => {
+  execFile(command, args, { timeout: 60_000 }, (err, stdout, stderr) => (err ? fail(new Error(`${command}: ${stderr || err.message}`)) : done(stdout)));
+});
 
 async function validate(doc: unknown): Promise<void> {
   const result = await new Validator().validate(doc as Parameters<Validator['validate']>[0]);
@@ -102,9 +107,49 @@ describe('OpenAPI documents and docs pages, through the gateway', () => {
     const html = await res.text();
     expect(html).toContain('<script>');
     expect(html).toContain('openapi.json');
-    // Nothing is fetched from anywhere else: no CDN, no external asset.
-    expect(html).not.toMatch(/https?:\/\//);
+    // Nothing is fetched from anywhere else: no CDN, no external asset (the snippets name this server, as text).
+    expect(html.replace(/<pre class="snippet"[^>]*>[^<]*<\/pre>/g, '')).not.toMatch(/https?:\/\//);
     expect(html).not.toMatch(/<(script|link|img)[^>]+(src|href)="(?!data:)/);
+  });
+
+  for (const name of ['digits', 'iris']) {
+    it(`${name}: documents the answer to each inference example, the answer the routes give`, async () => {
+      const doc = (await get(`/${name}/openapi.json`)) as Doc;
+      for (const [path, route] of [['/predict', `/${name}/predict`], [`/v2/models/${name}/infer`, `/v2/models/${name}/infer`]]) {
+        const op = doc.paths[path].post;
+        const documented = op.responses['200'].content['application/json'].example;
+        expect(documented, path).toBeDefined();
+        const live = await (await fetch(`${server.url}${route}`, postJson(op.requestBody.content['application/json'].example))).json();
+        expect(live, path).toEqual(documented);
+      }
+      // The docs page shows it under the form.
+      const html = await (await fetch(`${server.url}/${name}/docs`)).text();
+      expect(html.match(/An answer looks like:/g)!.length).toBeGreaterThanOrEqual(3);
+    });
+  }
+
+  it('gives each request as curl and Python commands that work as copied, at the address the page was asked from', async () => {
+    const html = await (await fetch(`${server.url}/iris/docs`)).text();
+    const unescape = (text: string) => text.replace(/&#(\d+);/g, (_, code) => String.fromCharCode(Number(code)));
+    const blocks = (kind: string) => [...html.matchAll(new RegExp(`<pre class="snippet" data-snippet="${kind}">([^<]*)</pre>`, 'g'))].map((m) => unescape(m[1]));
+    const curls = blocks('curl');
+    const pythons = blocks('python');
+    expect(curls.length).toBeGreaterThan(5);
+    expect(pythons).toHaveLength(curls.length);
+    const predictCurl = curls.find((c) => c.includes('/iris/predict'))!;
+    expect(predictCurl.startsWith(`curl -s '${server.url}/iris/predict' -H 'Content-Type: application/json' -d '`)).toBe(true);
+    const doc = (await get('/iris/openapi.json')) as Doc;
+    const documented = doc.paths['/predict'].post.responses['200'].content['application/json'].example;
+    // Run as a person would paste it, while this process serves (asynchronously: the server is in this process).
+    expect(JSON.parse(await run('bash', ['-c', predictCurl]))).toEqual(documented);
+    const predictPython = pythons.find((p) => p.includes('/iris/predict'))!;
+    const python = ['/usr/bin/python3', '/usr/local/bin/python3'].find((p) => existsSync(p));
+    if (python && spawnSync(python, ['-c', 'import requests']).status === 0) {
+      const printed = await run(python, ['-c', predictPython.replace('print(answer.status_code, answer.json())', 'import json; print(json.dumps(answer.json()))')]);
+      expect(JSON.parse(printed)).toEqual(documented);
+    } else {
+      process.stdout.write('\n[not run] the Python snippet: no python3 with requests on this machine\n');
+    }
   });
 });
 

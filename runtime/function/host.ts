@@ -20,6 +20,8 @@ export class FunctionHost implements FunctionContext {
   outputsByName = new Map<string, TensorSpec>();
   /** What the protocol's codec validates requests against. */
   readonly signature: ModelSignature;
+  /** The loaded model's answers to the example requests, from its warm-up: the docs show them. */
+  exampleAnswers?: { infer?: unknown; predict?: unknown };
 
   constructor(readonly fn: ResolvedFunction) {
     const host = this;
@@ -44,6 +46,7 @@ export class FunctionHost implements FunctionContext {
 
   setModel(model: Model): void {
     this.loaded = model;
+    this.exampleAnswers = undefined;
     this.inputsByName = new Map(model.inputs.map((s) => [s.name, s]));
     this.outputsByName = new Map(model.outputs.map((s) => [s.name, s]));
     this.state = 'ready';

@@ -24,6 +24,7 @@ import { createMetrics } from '../core/metrics.ts';
 import type { Model } from '../engine/model.ts';
 import { compressResponse } from '../http/response-compression.ts';
 import { answerClientErrorsAsJson, loadFunctionModel } from '../serve/server.ts';
+import { warmUp } from '../serve/warmup.ts';
 import { emptyWindow, summarize, type FunctionStats } from '../core/stats.ts';
 import { VERSION } from '../core/version.ts';
 import { cardOf, describeHost, type DescribedFunction } from '../pages/describe.ts';
@@ -86,7 +87,10 @@ async function loadSlot(resolved: Resolved, config: RuntimeConfig, logger: Logge
   const { app, customRoutes, close } = createFunctionApp(host, { config, logger, metrics, stripPrefix: fn.prefix });
   try {
     const model = await loadFunctionModel(host, config, metrics, logger);
-    logger.log('info', 'function loaded', { fn: fn.name, prefix: fn.prefix, load_ms: Math.round(model.loadMs * 10) / 10 });
+    // As a container does: the first request is not the slow one, and the docs get their example answers.
+    const warm = config.warmUp ? await warmUp(host, config.maxElements) : undefined;
+    if (warm?.error) logger.log('warn', 'warm-up inference failed; serving anyway', { fn: fn.name, error: warm.error });
+    logger.log('info', 'function loaded', { fn: fn.name, prefix: fn.prefix, load_ms: Math.round(model.loadMs * 10) / 10, ...(warm ? { warm_up_ms: Math.round(warm.ms * 10) / 10 } : {}) });
     return { dir, fn, app, host, model, routes: customRoutes, close };
   } catch (err) {
     const failure = (err as Error).message;

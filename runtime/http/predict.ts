@@ -4,7 +4,8 @@
  */
 import type { Hono } from 'hono';
 import type ort from 'onnxruntime-node';
-import { elementCount, float32Number, hasWideIntegers, jsonValueAt, shapeMismatch, shapeText, tensorFromJson } from '../tensor/codec.ts';
+import { elementCount, hasWideIntegers, shapeMismatch, shapeText, tensorFromJson } from '../tensor/codec.ts';
+import { predictionsOf } from '../tensor/predictions.ts';
 import { HttpError } from '../core/errors.ts';
 import type { FunctionHost } from '../function/host.ts';
 import { parseBody } from '../tensor/infer.ts';
@@ -23,26 +24,6 @@ function instanceShape(instance: unknown, maxRank: number): { shape: number[]; d
   // Counted to the end (bounded by the body's size), kept only to maxRank.
   for (; Array.isArray(v); depth++, v = v[0]) if (depth < maxRank) shape.push(v.length);
   return { shape, depth };
-}
-
-/** Row r of a tensor whose first dimension is the batch, nested to its remaining shape. */
-function row(tensor: ort.Tensor, r: number, rows: number): unknown {
-  const dims = tensor.dims;
-  const batched = dims.length > 0 && dims[0] === rows;
-  const inner = batched ? dims.slice(1) : dims;
-  const size = inner.reduce((a, b) => a * b, 1);
-  const start = batched ? r * size : 0;
-  // float32 as the shortest decimal of its value; every other type as the protocol prints it.
-  const data = tensor.data;
-  const at = data instanceof Float32Array ? (i: number) => float32Number(data[i]) : jsonValueAt(tensor);
-  let pos = start;
-  const build = (depth: number): unknown => {
-    if (depth === inner.length) return at(pos++);
-    const out = new Array(inner[depth]);
-    for (let i = 0; i < inner[depth]; i++) out[i] = build(depth + 1);
-    return out;
-  };
-  return build(0);
 }
 
 /** Reads `{"instances": [...]}` into the model's one input; no tensor for no instances. */
@@ -77,16 +58,7 @@ export function predictRoute(app: Hono, host: FunctionHost, maxElements: number)
     if (!tensor) return c.json({ predictions: [] });
     const fetches = await runModel(model, { [spec.name]: tensor });
     const names = model.outputs.map((o) => o.name);
-    const predictions = new Array(rows);
-    for (let r = 0; r < rows; r++) {
-      if (names.length === 1) {
-        predictions[r] = row(fetches[names[0]], r, rows);
-      } else {
-        const entry: Record<string, unknown> = {};
-        for (const name of names) entry[name] = row(fetches[name], r, rows);
-        predictions[r] = entry;
-      }
-    }
+    const predictions = predictionsOf(fetches, names, rows);
     // 64-bit integers beyond ±2^53 come as BigInt, which JSON.stringify refuses.
     if (names.some((name) => hasWideIntegers(fetches[name]))) {
       return c.body(stringifyExact({ predictions }), 200, { 'Content-Type': 'application/json' });

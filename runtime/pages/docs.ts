@@ -37,13 +37,14 @@ export function mountedPrefix(c: Context): string {
  * @example docsRoutes(app, host, ownRoutes(app.routes.slice(builtIn)));
  */
 export function docsRoutes(app: Hono, host: FunctionHost, custom: readonly CustomRoute[]): void {
-  const document = (prefix: string) => openApiDocument(host.fn, host.model, custom, prefix || '/');
   // host.model answers 503 while the model is loading or failed: the document needs its metadata.
+  // The example answers are the warm-up's: a docs page runs nothing, so it counts as no work.
+  const document = (prefix: string) => openApiDocument(host.fn, host.model, custom, prefix || '/', host.exampleAnswers);
   app.get('/openapi.json', (c) => c.json(document(mountedPrefix(c))));
   app.get('/docs', (c) => {
     const prefix = mountedPrefix(c);
     if (!host.isReady && host.state !== 'draining') return c.html(failedDocsPage(host.fn, host.notReadyReason(), custom, prefix), 503);
-    return c.html(docsPage(document(prefix)));
+    return c.html(docsPage(document(prefix), { host: c.req.header('host') }));
   });
   // `/iris/` is where people land by trimming a URL: browsers go to the docs, clients get the entry of GET /.
   app.get('/', (c) => {

@@ -127,6 +127,12 @@ function customOperation(route: CustomRoute, path: string, params: string[], doc
   return op;
 }
 
+/** The function's answers to its example requests, where they are known (the model ran them). */
+export interface ExampleAnswers {
+  predict?: unknown;
+  infer?: unknown;
+}
+
 /**
  * The OpenAPI 3.1 document of one function. `serverUrl` is where its routes are reached: its
  * prefix behind the gateway, `/` when it is served alone.
@@ -138,6 +144,7 @@ export function openApiDocument(
   model: { inputs: readonly TensorSpec[]; outputs: readonly TensorSpec[] },
   routes: readonly CustomRoute[],
   serverUrl = '/',
+  answers: ExampleAnswers = {},
 ): Json {
   const example = exampleRequest(fn, model.inputs);
   const base = `/v2/models/${fn.name}`;
@@ -165,7 +172,7 @@ export function openApiDocument(
       summary: 'Predict: instances in, predictions out',
       description: `Each instance is one row of input '${input.name}' (${instance}); the batch is their list. Each prediction is the matching row of ${model.outputs.length === 1 ? `output '${model.outputs[0].name}'` : `every output (${model.outputs.map((o) => `'${o.name}'`).join(', ')})`}.`,
       requestBody: { required: true, content: json({ $ref: '#/components/schemas/PredictRequest' }, { instances: exampleInstances(example) }) },
-      responses: answer('one prediction per instance', { $ref: '#/components/schemas/PredictResponse' }),
+      responses: answer('one prediction per instance', { $ref: '#/components/schemas/PredictResponse' }, answers.predict),
     });
   }
 
@@ -210,7 +217,7 @@ export function openApiDocument(
           'application/octet-stream': { schema: { type: 'string', contentMediaType: 'application/octet-stream' } },
         },
       },
-      responses: answer('the outputs', inferResponse),
+      responses: answer('the outputs', inferResponse, answers.infer),
     }));
     add(path, 'get', withParams({ tags: ['protocol'], operationId: `model_metadata${id}`, summary: `Model metadata: inputs and outputs${suffix}`, responses: answer('the metadata', { $ref: '#/components/schemas/ModelMetadata' }, metadata) }));
     add(`${path}/ready`, 'get', withParams({ tags: ['protocol'], operationId: `model_ready${id}`, summary: `Model readiness${suffix}`, responses: answer('ready', { type: 'object' }, { name: fn.name, ready: true }) }));

@@ -86,6 +86,7 @@ pre.answer { margin: .5rem 0 0; padding: .5rem; border-left: 3px solid var(--lin
 pre.answer:empty { display: none; }
 pre.answer.ok { border-color: var(--good); } pre.answer.failed { border-color: var(--bad); }
 pre.example { margin: .5rem 0; padding: .5rem; border: 1px dashed var(--line); border-radius: 6px; white-space: pre-wrap; }
+pre.snippet { margin: .25rem 0 .5rem; padding: .5rem; border: 1px solid var(--line); border-radius: 6px; white-space: pre-wrap; word-break: break-all; user-select: all; }
 pre.failure { margin: .5rem 0; padding: .5rem .75rem; border-left: 3px solid var(--bad); white-space: pre-wrap; word-break: break-word; }
 .status { font-weight: 600; }
 .state { display: inline-block; padding: 0 .5rem; border-radius: 1rem; font-size: 13px; font-weight: 600; color: #fff; background: var(--idle); }
@@ -323,6 +324,65 @@ ${[...params, editor].filter(Boolean).join('\n')}
 </form>`;
 }
 
+// ---- copy-as-curl and Python -------------------------------------------------------------------
+
+/** A value as a Python literal (JSON's null, true and false are Python's None, True and False). */
+function pythonLiteral(value: unknown): string {
+  if (value === null || value === undefined) return 'None';
+  if (typeof value === 'boolean') return value ? 'True' : 'False';
+  if (typeof value === 'number' || typeof value === 'string') return JSON.stringify(value);
+  if (Array.isArray(value)) return `[${value.map(pythonLiteral).join(', ')}]`;
+  return `{${Object.entries(value as object).map(([k, v]) => `${JSON.stringify(k)}: ${pythonLiteral(v)}`).join(', ')}}`;
+}
+
+const shellQuote = (text: string) => `'${text.replace(/'/g, "'\\''")}'`;
+
+/** The URL a snippet calls: the operation's path at the origin the page was asked from, with its parameters' values. */
+function snippetUrl(op: Operation, origin: string): string {
+  let url = op.url;
+  const query: string[] = [];
+  for (const p of op.params) {
+    if (p.in === 'path') url = url.replace(`{${p.name}}`, encodeURIComponent(p.value ?? p.name));
+    else if (p.in === 'query' && p.value !== undefined) query.push(`${encodeURIComponent(p.name)}=${encodeURIComponent(p.value)}`);
+  }
+  return `${origin}${url}${query.length ? `?${query.join('&')}` : ''}`;
+}
+
+/** The same request as the form sends, as a curl command and in Python with requests. */
+function snippets(op: Operation, origin: string): { curl: string; python: string } {
+  const url = snippetUrl(op, origin);
+  const body = op.body;
+  const call = op.method.toLowerCase();
+  if (body.kind === 'json' && body.example !== undefined) {
+    return {
+      curl: `curl -s ${shellQuote(url)} -H 'Content-Type: application/json' -d ${shellQuote(JSON.stringify(body.example))}`,
+      python: `import requests\n\nanswer = requests.${call}(${JSON.stringify(url)}, json=${pythonLiteral(body.example)})\nprint(answer.status_code, answer.json())`,
+    };
+  }
+  if (body.kind === 'file') {
+    const file = body.exampleFile?.split('/').pop() ?? 'FILE';
+    return {
+      curl: `curl -s ${shellQuote(url)} -H ${shellQuote(`Content-Type: ${body.type}`)} --data-binary @${file}`,
+      python: `import requests\n\nwith open(${JSON.stringify(file)}, "rb") as f:\n    answer = requests.${call}(${JSON.stringify(url)}, data=f.read(), headers={"Content-Type": ${JSON.stringify(body.type)}})\nprint(answer.status_code, answer.json())`,
+    };
+  }
+  return {
+    curl: `curl -s ${op.method === 'GET' ? '' : `-X ${op.method} `}${shellQuote(url)}`,
+    python: `import requests\n\nanswer = requests.${call}(${JSON.stringify(url)})\nprint(answer.status_code, answer.text)`,
+  };
+}
+
+function snippetBlock(op: Operation, origin: string): string {
+  const { curl, python } = snippets(op, origin);
+  return `<div class="snippets"><p class="muted">As curl:</p><pre class="snippet" data-snippet="curl">${escapeHtml(curl)}</pre>
+<p class="muted">In Python (requests):</p><pre class="snippet" data-snippet="python">${escapeHtml(python)}</pre></div>`;
+}
+
+/** The origin snippets call: the Host the page was asked with, when it is a plain host name, else localhost:8080. */
+function originOf(host: string | undefined): string {
+  return `http://${host && /^[A-Za-z0-9.-]+(:\d+)?$|^\[[0-9A-Fa-f:.]+\](:\d+)?$/.test(host) ? host : 'localhost:8080'}`;
+}
+
 // ---- the docs page -----------------------------------------------------------------------------
 
 /**
@@ -331,7 +391,8 @@ ${[...params, editor].filter(Boolean).join('\n')}
  *
  * @example app.get('/docs', (c) => c.html(docsPage(openApiDocument(fn, model, routes, '/iris'))));
  */
-export function docsPage(doc: Json): string {
+export function docsPage(doc: Json, options: { host?: string } = {}): string {
+  const origin = originOf(options.host);
   const name = String(doc.info.title);
   const server = String(doc.servers?.[0]?.url ?? '/').replace(/\/$/, '');
   const ops = operations(doc);
@@ -344,6 +405,7 @@ export function docsPage(doc: Json): string {
       return `<details data-operation="${escapeHtml(o.id)}"${open ? ' open' : ''}>
 <summary><span class="method">${o.method}</span><code>${escapeHtml(o.url)}</code> <span class="muted">${escapeHtml(o.summary)}</span></summary>
 ${o.description ? `<p>${escapeHtml(o.description)}</p>` : ''}${tryForm(o)}${answer}
+${snippetBlock(o, origin)}
 </details>`;
     }).join('\n');
     return `<section class="card" id="tag-${escapeHtml(tag.name)}"><h2>${escapeHtml(tag.name)}</h2><p class="muted">${escapeHtml(tag.description ?? '')}</p>\n${items}\n</section>`;
