@@ -112,6 +112,16 @@ describe('OpenAPI documents and docs pages, through the gateway', () => {
     expect(html).not.toMatch(/<(script|link|img)[^>]+(src|href)="(?!data:)/);
   });
 
+  it('shows the class labels beside the output they name, and the model file\'s facts with its load and warm-up times', async () => {
+    const html = await (await fetch(`${server.url}/iris/docs`)).text();
+    const text = html.replace(/<[^>]+>/g, ' ').replace(/\s+/g, ' ');
+    expect(text).toContain('output probabilities FP32 [-1, 3] 0 setosa 1 versicolor 2 virginica');
+    expect(text).toContain('output label INT64 [-1]');
+    expect(text).toMatch(/file model\.onnx, 372 B opset ai\.onnx 17 IR version 8 producer modelfn-scripts onnxruntime 1\.\d+\.\d+ execution provider CPU loaded in [\d.]+ ms warm-up [\d.]+ ms/);
+    const doc = (await get('/vad/openapi.json')) as Doc & { 'x-modelfn': { model: Record<string, unknown> } };
+    expect(doc['x-modelfn'].model).toMatchObject({ file: 'model.onnx', producer: 'spox', opsets: { '': 16 }, executionProvider: 'CPU' });
+  });
+
   for (const name of ['digits', 'iris']) {
     it(`${name}: documents the answer to each inference example, the answer the routes give`, async () => {
       const doc = (await get(`/${name}/openapi.json`)) as Doc;

@@ -120,7 +120,13 @@ describe.runIf(chromiumAvailable('browser tests'))('in a browser (headless Chrom
       await page.goto(`${server.url}/iris/docs`);
       const operations = await page.locator('details[data-operation]').evaluateAll((list) => list.map((d) => d.getAttribute('data-operation')));
       expect(operations).toEqual(expect.arrayContaining(['post_species', 'predict', 'infer', 'model_metadata', 'live', 'metrics', 'stats']));
-      expect(await page.locator('.tensors').innerText()).toBe('input input: FP32 [-1, 4]\noutput probabilities: FP32 [-1, 3]\noutput label: INT64 [-1]');
+      const tensors = await page.locator('table.tensors tbody tr').evaluateAll((rows) => rows.map((r) => Array.from(r.children).map((c) => (c.textContent ?? '').trim())));
+      expect(tensors).toEqual([
+        ['input', 'input', 'FP32', '[-1, 4]', ''],
+        ['output', 'probabilities', 'FP32', '[-1, 3]', '0 setosa 1 versicolor 2 virginica'],
+        ['output', 'label', 'INT64', '[-1]', ''],
+      ]);
+      expect(await page.locator('dl.facts').innerText()).toMatch(/opset\s+ai\.onnx 17[\s\S]*onnxruntime\s+1\.\d+\.\d+[\s\S]*execution provider\s+CPU/);
       const infer = page.locator('details[data-operation="infer"]');
       await infer.locator('button[type=submit]').click();
       await infer.locator('pre.answer.ok').waitFor({ timeout: 15_000 });

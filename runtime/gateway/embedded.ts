@@ -102,7 +102,7 @@ async function loadSlot(resolved: Resolved, config: RuntimeConfig, logger: Logge
 
 /** What the gateway shows of a slot. */
 function describeSlot(slot: Slot): DescribedFunction {
-  if (slot.host) return describeHost(slot.host, slot.routes);
+  if (slot.host) return describeHost(slot.host, slot.routes, true);
   return { ...(slot.fn as ResolvedFunction), ownRoutes: slot.routes, error: `function '${slot.fn.name}' failed to load: ${slot.failure}` };
 }
 

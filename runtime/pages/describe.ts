@@ -10,6 +10,7 @@ import type { ResolvedFunction } from '../function/define.ts';
 import { FunctionHost } from '../function/host.ts';
 import { ownRoutes } from './docs.ts';
 import type { FunctionSummary } from './entry.ts';
+import { modelFacts } from './facts.ts';
 import { openApiDocument, type CustomRoute } from './openapi.ts';
 import type { FunctionCard } from './ui.ts';
 
@@ -26,12 +27,15 @@ export function declaredRoutes(fn: ResolvedFunction): CustomRoute[] {
   return ownRoutes(app.routes);
 }
 
-/** A function whose model is loaded in `host`. */
-export function describeHost(host: FunctionHost, routes: CustomRoute[]): DescribedFunction {
+/**
+ * A function whose model is loaded in `host`. `live`: the process serving it describes it, so its
+ * load and warm-up times belong in the facts (never in the build's generated files).
+ */
+export function describeHost(host: FunctionHost, routes: CustomRoute[], live = false): DescribedFunction {
   const fn = host.fn;
   if (host.state !== 'ready') return { ...fn, ownRoutes: routes, ...(host.state === 'failed' ? { error: host.notReadyReason() } : {}) };
   const model = host.model;
-  return { ...fn, ownRoutes: routes, inputs: model.inputs.length, document: openApiDocument(fn, model, routes, fn.prefix) };
+  return { ...fn, ownRoutes: routes, inputs: model.inputs.length, document: openApiDocument(fn, model, routes, fn.prefix, { facts: modelFacts(fn.modelPath, live ? { loadMs: model.loadMs, warmUpMs: host.warmUpMs } : {}) }) };
 }
 
 /**

@@ -9,6 +9,7 @@ import type { Context, Hono } from 'hono';
 import type { RouterRoute } from 'hono/types';
 import type { FunctionHost } from '../function/host.ts';
 import { functionEntry } from './entry.ts';
+import { modelFacts } from './facts.ts';
 import { openApiDocument, type CustomRoute } from './openapi.ts';
 import { docsPage, failedDocsPage, wantsHtml } from './ui.ts';
 
@@ -39,7 +40,10 @@ export function mountedPrefix(c: Context): string {
 export function docsRoutes(app: Hono, host: FunctionHost, custom: readonly CustomRoute[]): void {
   // host.model answers 503 while the model is loading or failed: the document needs its metadata.
   // The example answers are the warm-up's: a docs page runs nothing, so it counts as no work.
-  const document = (prefix: string) => openApiDocument(host.fn, host.model, custom, prefix || '/', host.exampleAnswers);
+  const document = (prefix: string) => openApiDocument(host.fn, host.model, custom, prefix || '/', {
+    answers: host.exampleAnswers,
+    facts: modelFacts(host.fn.modelPath, { loadMs: host.model.loadMs, warmUpMs: host.warmUpMs }),
+  });
   app.get('/openapi.json', (c) => c.json(document(mountedPrefix(c))));
   app.get('/docs', (c) => {
     const prefix = mountedPrefix(c);

@@ -5,6 +5,7 @@
  */
 import type { ExampleRequest, ResolvedFunction, RouteDoc } from '../function/define.ts';
 import type { TensorSpec } from '../tensor/types.ts';
+import type { ModelFacts } from './facts.ts';
 import { VERSION } from '../core/version.ts';
 
 /** A route the function declared itself (from Hono's `app.routes`). */
@@ -144,8 +145,9 @@ export function openApiDocument(
   model: { inputs: readonly TensorSpec[]; outputs: readonly TensorSpec[] },
   routes: readonly CustomRoute[],
   serverUrl = '/',
-  answers: ExampleAnswers = {},
+  known: { answers?: ExampleAnswers; facts?: ModelFacts } = {},
 ): Json {
+  const answers = known.answers ?? {};
   const example = exampleRequest(fn, model.inputs);
   const base = `/v2/models/${fn.name}`;
   const tensors = (specs: readonly TensorSpec[]) => specs.map((s) => ({ name: s.name, datatype: s.datatype, shape: s.shape }));
@@ -275,6 +277,16 @@ export function openApiDocument(
       },
       responses: { Error: { description: 'an error: always JSON, with a message naming the problem', content: json({ $ref: '#/components/schemas/Error' }) } },
     },
-    'x-modelfn': { name: fn.name, prefix: fn.prefix, inputs: metadata.inputs, outputs: metadata.outputs },
+    'x-modelfn': {
+      name: fn.name,
+      prefix: fn.prefix,
+      inputs: metadata.inputs,
+      // Each output with the class labels its values stand for, where the function names them.
+      outputs: metadata.outputs.map((o) => {
+        const labels = fn.labels[o.name] ?? fn.defaultLabels;
+        return labels ? { ...o, labels } : o;
+      }),
+      ...(known.facts ? { model: known.facts } : {}),
+    },
   };
 }

@@ -69,8 +69,13 @@ code, pre, textarea, select, input { font: 13px/1.4 ui-monospace, SFMono-Regular
 .muted { color: var(--muted); }
 .card { border: 1px solid var(--line); border-radius: 8px; padding: 1rem 1.25rem; margin: 1rem 0; background: var(--card); }
 .card header { display: flex; flex-wrap: wrap; gap: .25rem 1rem; align-items: baseline; }
-.tensors { margin: .5rem 0; padding: 0; list-style: none; }
-.tensors li { font-family: ui-monospace, monospace; font-size: 13px; }
+table.tensors { margin: .5rem 0; border-collapse: collapse; font-size: 13px; }
+table.tensors th, table.tensors td { padding: .1rem .75rem .1rem 0; text-align: left; vertical-align: top; }
+table.tensors thead th { color: var(--muted); font-weight: 400; }
+table.tensors td:nth-child(3), table.tensors td:nth-child(4) { font-family: ui-monospace, monospace; }
+.label { display: inline-block; margin-right: .5rem; white-space: nowrap; }
+dl.facts { display: flex; flex-wrap: wrap; gap: .1rem 1.25rem; margin: .25rem 0 .75rem; font-size: 13px; }
+dl.facts div { display: flex; gap: .35rem; } dl.facts dt { color: var(--muted); } dl.facts dd { margin: 0; }
 details { border-top: 1px solid var(--line); padding: .5rem 0; }
 summary { cursor: pointer; }
 .method { display: inline-block; min-width: 3.5rem; font-weight: 600; font-family: ui-monospace, monospace; }
@@ -297,9 +302,32 @@ function operations(doc: Json): Operation[] {
 
 const shapeText = (shape: readonly number[]) => `[${shape.join(', ')}]`;
 
+/** The model's inputs and outputs, each output with the class labels it names, then the model's facts. */
 function tensorList(meta: Json): string {
-  const items = (role: string, list: Json[] | undefined) => (list ?? []).map((t) => `<li>${role} ${escapeHtml(t.name)}: ${escapeHtml(t.datatype)} ${shapeText(t.shape)}</li>`);
-  return `<ul class="tensors">${[...items('input', meta.inputs), ...items('output', meta.outputs)].join('')}</ul>`;
+  const rows = (role: string, list: Json[] | undefined) => (list ?? []).map((t) => `<tr><th scope="row">${role}</th><td><code>${escapeHtml(t.name)}</code></td><td>${escapeHtml(t.datatype)}</td><td>${shapeText(t.shape)}</td>`
+    + `<td class="labels">${Array.isArray(t.labels) ? (t.labels as unknown[]).map((l, i) => `<span class="label"><span class="muted">${i}</span> ${escapeHtml(l)}</span>`).join(' ') : ''}</td></tr>`);
+  const table = `<table class="tensors"><thead><tr><th></th><th>name</th><th>datatype</th><th>shape</th><th>class labels</th></tr></thead>
+<tbody>${[...rows('input', meta.inputs), ...rows('output', meta.outputs)].join('')}</tbody></table>`;
+  return `${table}${factList(meta.model)}`;
+}
+
+const bytesText = (bytes: number) => (bytes < 1024 ? `${bytes} B` : bytes < 1024 ** 2 ? `${(bytes / 1024).toFixed(1)} KiB` : `${(bytes / 1024 ** 2).toFixed(1)} MiB`);
+
+/** The model file and what runs it, in one line of facts. */
+function factList(facts: Json | undefined): string {
+  if (!facts) return '';
+  const opsets = Object.entries<number>(facts.opsets ?? {}).map(([domain, version]) => `${domain || 'ai.onnx'} ${version}`).join(', ');
+  const items = [
+    ['file', `${facts.file}${facts.bytes === undefined ? '' : `, ${bytesText(facts.bytes)}`}`],
+    ['opset', opsets],
+    ['IR version', facts.irVersion],
+    ['producer', facts.producer],
+    ['onnxruntime', facts.onnxruntime],
+    ['execution provider', facts.executionProvider],
+    ['loaded in', facts.loadMs === undefined ? undefined : `${facts.loadMs} ms`],
+    ['warm-up', facts.warmUpMs === undefined ? undefined : `${facts.warmUpMs} ms`],
+  ].filter(([, v]) => v !== undefined && v !== '');
+  return `<dl class="facts">${items.map(([k, v]) => `<div><dt>${escapeHtml(k)}</dt><dd>${escapeHtml(v)}</dd></div>`).join('')}</dl>`;
 }
 
 /** A form that sends one request to an operation; the script shows the answer under it. */

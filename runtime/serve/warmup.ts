@@ -35,6 +35,7 @@ export async function warmUp(host: FunctionHost, maxElements: number): Promise<W
       infer: JSON.parse(infer) as unknown,
       ...(model.inputs.length === 1 ? { predict: { predictions: predictionsOf(fetches, model.outputs.map((o) => o.name), request.feeds[input.name].dims[0]) } } : {}),
     };
+    host.warmUpMs = ms;
     return { ms };
   } catch (err) {
     return { ms: performance.now() - started, error: String((err as Error)?.message ?? err).split('\n')[0] };
