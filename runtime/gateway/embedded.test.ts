@@ -103,6 +103,12 @@ describe('embedded mode with a broken function', () => {
       const index = (await (await fetch(`${server.url}/`)).json()) as { functions: { name: string; error?: string; predict?: string }[] };
       expect(index.functions.find((f) => f.name === 'typo')).toMatchObject({ error: typo.error });
       expect(index.functions.find((f) => f.name === 'corrupt')!.predict).toBeUndefined();
+      // The live view's first paint counts replicas as its refresh does: none of the one declared.
+      const page = await (await fetch(`${server.url}/`, { headers: { Accept: 'text/html' } })).text();
+      for (const name of ['typo', 'corrupt']) {
+        expect(page, name).toMatch(new RegExp(`<tr data-live="${name}"[^>]*data-replicas="1"[\\s\\S]*?<td data-field="replicas">0 of 1</td>`));
+      }
+      expect(page).toMatch(/<tr data-live="iris"[\s\S]*?<td data-field="replicas">1<\/td>/);
       // A function's own root is its entry of GET /, the reason included, with its state, and 503 like its other routes.
       for (const name of ['typo', 'corrupt']) {
         const root = await fetch(`${server.url}/${name}/`);

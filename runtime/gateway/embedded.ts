@@ -109,7 +109,7 @@ function describeSlot(slot: Slot): DescribedFunction {
 /** A slot's live figures: its app's /stats, or its failure. */
 async function slotStats(slot: Slot): Promise<FunctionStats> {
   if (slot.app) return (await (await slot.app.request(`${slot.fn.prefix}/stats`)).json()) as FunctionStats;
-  return summarize(slot.fn.name, 'failed', emptyWindow(), 0, 0, slot.failure);
+  return summarize(slot.fn.name, 'failed', emptyWindow(), slot.fn.replicas, 0, slot.failure);
 }
 
 /**

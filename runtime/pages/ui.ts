@@ -51,6 +51,17 @@ const FORMAT_JSON = `function formatJson(value, indent, width) {
 }`;
 
 /**
+ * Replicas as the live view shows them, on the server and in the page alike: the ready count,
+ * with the declared one when they differ ("0 of 1" for a function that fails); an asleep function
+ * has none running, by design.
+ */
+const REPLICAS_TEXT = `function replicasText(state, ready, declared) {
+  if (state === 'asleep') return '0';
+  return ready === declared ? String(ready) : ready + ' of ' + declared;
+}`;
+const replicasText = new Function(`return ${REPLICAS_TEXT}`)() as (state: string, ready: number, declared: number) => string;
+
+/**
  * Formats JSON for reading (the pages' example requests and answers).
  *
  * @example formatJson({ instances: [[5.1, 3.5, 1.4, 0.2]] }) // '{"instances": [[5.1, 3.5, 1.4, 0.2]]}'
@@ -113,6 +124,7 @@ const SCRIPT = `
 (function () {
   'use strict';
   var formatJson = ${FORMAT_JSON};
+  var replicasText = ${REPLICAS_TEXT};
 
   function showAnswer(pre, res, text, ms) {
     var body = text;
@@ -203,13 +215,15 @@ const SCRIPT = `
         try { body = JSON.parse(text); } catch (e) { /* not JSON */ }
         if (!res.ok) {
           // No replica answers (nginx's 502/503): nothing runs, so nothing to count.
-          setState(name, res.status === 503 || res.status === 502 ? 'unavailable' : 'failed', body.error || res.status + ' ' + res.statusText);
-          ['replicas', 'rps', 'errors'].forEach(function (f) { field(f).textContent = '0'; });
+          var state = res.status === 503 || res.status === 502 ? 'unavailable' : 'failed';
+          setState(name, state, body.error || res.status + ' ' + res.statusText);
+          field('replicas').textContent = replicasText(state, 0, Number(row.getAttribute('data-replicas')));
+          ['rps', 'errors'].forEach(function (f) { field(f).textContent = '0'; });
           row.className = '';
           return;
         }
         setState(name, body.state, body.reason);
-        field('replicas').textContent = body.state === 'asleep' ? '0' : body.readyReplicas + (body.readyReplicas === body.replicas ? '' : ' of ' + body.replicas);
+        field('replicas').textContent = replicasText(body.state, body.readyReplicas, body.replicas);
         field('rps').textContent = figure(body.requestsPerSecond);
         field('p50').textContent = figure(body.latencyMs && body.latencyMs.p50, ' ms');
         field('p99').textContent = figure(body.latencyMs && body.latencyMs.p99, ' ms');
@@ -489,9 +503,9 @@ function liveRow(card: FunctionCard): string {
   const s = card.stats;
   const n = (v: number | null | undefined, unit = '') => (v === null || v === undefined ? '–' : `${v}${unit}`);
   const state = s?.state ?? '…';
-  return `<tr data-live="${escapeHtml(card.name)}" data-prefix="${escapeHtml(card.prefix)}"${s && s.requestsPerSecond > 0 ? ' class="busy"' : ''}>
+  return `<tr data-live="${escapeHtml(card.name)}" data-prefix="${escapeHtml(card.prefix)}" data-replicas="${card.replicas}"${s && s.requestsPerSecond > 0 ? ' class="busy"' : ''}>
 <td><a href="#fn-${escapeHtml(card.name)}">${escapeHtml(card.name)}</a></td><td><span data-field="state" class="state state-${escapeHtml(state)}">${escapeHtml(state)}</span></td>
-<td data-field="replicas">${s ? s.readyReplicas : '–'}</td><td data-field="rps">${n(s?.requestsPerSecond)}</td><td data-field="p50">${n(s?.latencyMs.p50, ' ms')}</td>
+<td data-field="replicas">${s ? replicasText(s.state, s.readyReplicas, s.replicas) : '–'}</td><td data-field="rps">${n(s?.requestsPerSecond)}</td><td data-field="p50">${n(s?.latencyMs.p50, ' ms')}</td>
 <td data-field="p99">${n(s?.latencyMs.p99, ' ms')}</td><td data-field="batch">${n(s?.batchSize)}</td><td data-field="errors">${n(s?.errorsPerSecond)}</td>
 <td data-field="reason" class="reason">${escapeHtml(s?.reason ?? '')}</td></tr>`;
 }
