@@ -122,6 +122,21 @@ describe('OpenAPI documents and docs pages, through the gateway', () => {
     expect(doc['x-modelfn'].model).toMatchObject({ file: 'model.onnx', producer: 'spox', opsets: { '': 16 }, executionProvider: 'CPU' });
   });
 
+  it("draws digits' example as the 8×8 picture its 64 numbers are, beside them; iris's 4 measurements are no picture", async () => {
+    const html = await (await fetch(`${server.url}/digits/docs`)).text();
+    const pictures = [...html.matchAll(/<figure class="picture"><svg viewBox="0 0 8 8"[^>]*>(.*?)<\/svg>/g)].map((m) => m[1]);
+    // Beside each form that sends the image: /predict and both inference routes.
+    expect(pictures.length).toBe(3);
+    const greys = [...pictures[0].matchAll(/fill="rgb\((\d+),/g)].map((m) => Number(m[1]));
+    expect(greys).toHaveLength(64);
+    const doc = (await get('/digits/openapi.json')) as Doc;
+    const pixels = doc.paths['/predict'].post.requestBody.content['application/json'].example.instances[0].flat() as number[];
+    // Ink is dark: the largest value is black, the smallest white, cell by cell in reading order.
+    expect(greys[pixels.indexOf(Math.max(...pixels))]).toBe(0);
+    expect(greys[pixels.indexOf(Math.min(...pixels))]).toBe(255);
+    expect(await (await fetch(`${server.url}/iris/docs`)).text()).not.toContain('class="picture"');
+  });
+
   for (const name of ['digits', 'iris']) {
     it(`${name}: documents the answer to each inference example, the answer the routes give`, async () => {
       const doc = (await get(`/${name}/openapi.json`)) as Doc;

@@ -102,6 +102,8 @@ pre.answer { margin: .5rem 0 0; padding: .5rem; border-left: 3px solid var(--lin
 pre.answer:empty { display: none; }
 pre.answer.ok { border-color: var(--good); } pre.answer.failed { border-color: var(--bad); }
 pre.example { margin: .5rem 0; padding: .5rem; border: 1px dashed var(--line); border-radius: 6px; white-space: pre-wrap; }
+.with-picture { display: flex; gap: .75rem; align-items: flex-start; } .with-picture textarea { flex: 1; }
+figure.picture { margin: 0; text-align: center; font-size: 12px; } figure.picture svg { display: block; border: 1px solid var(--line); }
 pre.snippet { margin: .25rem 0 .5rem; padding: .5rem; border: 1px solid var(--line); border-radius: 6px; white-space: pre-wrap; word-break: break-all; user-select: all; }
 pre.failure { margin: .5rem 0; padding: .5rem .75rem; border-left: 3px solid var(--bad); white-space: pre-wrap; word-break: break-word; }
 .status { font-weight: 600; }
@@ -344,6 +346,36 @@ function factList(facts: Json | undefined): string {
   return `<dl class="facts">${items.map(([k, v]) => `<div><dt>${escapeHtml(k)}</dt><dd>${escapeHtml(v)}</dd></div>`).join('')}</dl>`;
 }
 
+/**
+ * The first instance of an example request when it looks like an image: a square of numbers at
+ * least 8 on a side (digits' 64 pixels; iris's 4 measurements are not one).
+ */
+function examplePicture(example: unknown): { side: number; values: number[] } | undefined {
+  const body = example as { instances?: unknown[]; inputs?: { shape?: number[]; data?: unknown }[] } | undefined;
+  let values: unknown[] | undefined;
+  if (Array.isArray(body?.instances)) values = [body.instances[0]].flat(Infinity);
+  else if (Array.isArray(body?.inputs) && body.inputs.length === 1 && Array.isArray(body.inputs[0].shape)) {
+    const [input] = body.inputs;
+    const perInstance = input.shape!.slice(1).reduce((a, b) => a * b, 1);
+    values = [input.data].flat(Infinity).slice(0, perInstance);
+  }
+  if (!values?.length || !values.every((v) => typeof v === 'number' && Number.isFinite(v))) return undefined;
+  const side = Math.sqrt(values.length);
+  return Number.isInteger(side) && side >= 8 && side <= 64 ? { side, values: values as number[] } : undefined;
+}
+
+/** An image-like example drawn beside its numbers: higher values darker, as the digits are drawn. */
+function pictureSvg(picture: { side: number; values: number[] }): string {
+  const { side, values } = picture;
+  const low = Math.min(...values);
+  const span = Math.max(...values) - low || 1;
+  const cells = values.map((v, i) => {
+    const grey = Math.round(255 - ((v - low) / span) * 255);
+    return `<rect x="${i % side}" y="${Math.floor(i / side)}" width="1" height="1" fill="rgb(${grey},${grey},${grey})"/>`;
+  }).join('');
+  return `<figure class="picture"><svg viewBox="0 0 ${side} ${side}" width="112" height="112" shape-rendering="crispEdges" role="img" aria-label="the example's first instance as a ${side}×${side} image">${cells}</svg><figcaption class="muted">the example, ${side}×${side}</figcaption></figure>`;
+}
+
 /** A form that sends one request to an operation; the script shows the answer under it. */
 function tryForm(op: Operation, hidden = false): string {
   const params = op.params.map((p) => `<label><span class="muted">${escapeHtml(p.name)} (${escapeHtml(p.in)})</span><input type="text" name="${escapeHtml(p.name)}" data-in="${escapeHtml(p.in)}" placeholder="${escapeHtml(p.description ?? p.name)}" value="${escapeHtml(p.value ?? '')}"></label>`);
@@ -352,6 +384,8 @@ function tryForm(op: Operation, hidden = false): string {
   if (op.body.kind === 'json') {
     const text = op.body.example === undefined ? '' : formatJson(op.body.example);
     editor = `<textarea name="body" spellcheck="false" aria-label="JSON request body" rows="${Math.min(Math.max(text.split('\n').length, 3), 16)}">${escapeHtml(text)}</textarea>`;
+    const picture = examplePicture(op.body.example);
+    if (picture) editor = `<div class="with-picture">${editor}${pictureSvg(picture)}</div>`;
   } else if (op.body.kind === 'file') {
     editor = `<label><span class="muted">file to send (${escapeHtml(op.body.type)})</span><input type="file" name="file" aria-label="${escapeHtml(op.body.type)} file"></label>`;
     if (op.body.exampleFile) {
