@@ -75,6 +75,11 @@ describe.runIf(chromiumAvailable('browser tests'))('in a browser (headless Chrom
       // The live view refreshes by itself: each function's requests appear within a few seconds.
       const irisRow = await waitForLiveRow(page, 'iris', counted);
       expect(irisRow.replicas).toBe('1');
+      // The page remembers each refresh for its chart: requests/s and p99 as two lines, named in its label.
+      const chart = page.locator('svg[data-chart="iris"]');
+      expect((await chart.locator('polyline[data-series="rps"]').getAttribute('points'))!.split(' ').length).toBeGreaterThanOrEqual(1);
+      expect(await chart.getAttribute('aria-label')).toMatch(/^the last \d+ min: requests\/s up to [\d.]+, p99 up to [\d.]+ ms$/);
+      expect(await chart.getAttribute('aria-label')).not.toMatch(/up to 0,/);
       expect(Number(irisRow.batch)).toBeGreaterThanOrEqual(1);
       await waitForLiveRow(page, 'digits', counted);
       // vad runs one frame at a time, with no batch dimension: no batch size to show.

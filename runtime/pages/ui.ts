@@ -116,6 +116,10 @@ table.live th:first-child, table.live td:first-child, table.live th:nth-child(2)
 table.live td.reason { white-space: normal; text-align: left; color: var(--bad); font-size: 13px; }
 table.live tr.busy td[data-field="rps"] { font-weight: 700; }
 table.live td.slow { color: var(--bad); font-weight: 700; }
+table.live td.chart { padding-top: 0; padding-bottom: 0; }
+table.live svg { display: block; border-bottom: 1px solid var(--line); }
+polyline.series-rps { stroke: var(--accent); stroke-width: 1.5; } polyline.series-p99 { stroke: var(--warn); stroke-width: 1.5; }
+span.series-rps { color: var(--accent); } span.series-p99 { color: var(--warn); }
 `;
 
 /**
@@ -193,6 +197,34 @@ const SCRIPT = `
     });
   });
 
+  // The live view's memory: each refresh's requests/s and p99, kept in the page for 15 minutes
+  // and drawn as two lines per function (each scaled to its own largest value in the window).
+  var HISTORY_MS = 15 * 60 * 1000, CHART_W = 160, CHART_H = 32;
+  var history = {};
+  function remember(name, rps, p99) {
+    var now = Date.now(), list = history[name] || (history[name] = []);
+    list.push({ t: now, rps: rps || 0, p99: p99 || 0 });
+    while (list.length && list[0].t < now - HISTORY_MS) list.shift();
+    var svg = document.querySelector('svg[data-chart="' + name + '"]');
+    if (!svg) return;
+    var peaks = {};
+    ['rps', 'p99'].forEach(function (key) {
+      var max = 0;
+      list.forEach(function (p) { if (p[key] > max) max = p[key]; });
+      peaks[key] = max;
+      var points = list.map(function (p) {
+        var x = CHART_W * (p.t - (now - HISTORY_MS)) / HISTORY_MS;
+        var y = CHART_H - 1 - (CHART_H - 2) * (max ? p[key] / max : 0);
+        return x.toFixed(1) + ',' + y.toFixed(1);
+      }).join(' ');
+      svg.querySelector('polyline[data-series="' + key + '"]').setAttribute('points', points);
+    });
+    var minutes = Math.max(1, Math.round((now - list[0].t) / 60000));
+    var label = 'the last ' + minutes + ' min: requests/s up to ' + figure(peaks.rps) + ', p99 up to ' + figure(peaks.p99, ' ms');
+    svg.setAttribute('aria-label', label);
+    svg.querySelector('title').textContent = label;
+  }
+
   // The live view: each function's /stats, every two seconds.
   var rows = document.querySelectorAll('tr[data-live]');
   function figure(v, unit) { return v === null || v === undefined ? '–' : v + (unit || ''); }
@@ -225,6 +257,7 @@ const SCRIPT = `
           return;
         }
         setState(name, body.state, body.reason);
+        remember(name, body.requestsPerSecond, body.latencyMs && body.latencyMs.p99);
         field('replicas').textContent = replicasText(body.state, body.readyReplicas, body.replicas);
         field('rps').textContent = figure(body.requestsPerSecond);
         field('p50').textContent = figure(body.latencyMs && body.latencyMs.p50, ' ms');
@@ -533,6 +566,12 @@ export interface FunctionCard {
   stats?: FunctionStats;
 }
 
+/** The live view's chart of a function: empty until the page script has figures to draw. */
+function chartSvg(name: string): string {
+  return `<svg data-chart="${escapeHtml(name)}" viewBox="0 0 160 32" width="160" height="32" role="img" aria-label="no figures yet"><title>no figures yet</title>`
+    + '<polyline data-series="rps" points="" fill="none" class="series-rps"/><polyline data-series="p99" points="" fill="none" class="series-p99"/></svg>';
+}
+
 function liveRow(card: FunctionCard): string {
   const s = card.stats;
   const n = (v: number | null | undefined, unit = '') => (v === null || v === undefined ? '–' : `${v}${unit}`);
@@ -541,7 +580,7 @@ function liveRow(card: FunctionCard): string {
 <td><a href="#fn-${escapeHtml(card.name)}">${escapeHtml(card.name)}</a></td><td><span data-field="state" class="state state-${escapeHtml(state)}">${escapeHtml(state)}</span></td>
 <td data-field="replicas">${s ? replicasText(s.state, s.readyReplicas, s.replicas) : '–'}</td><td data-field="rps">${n(s?.requestsPerSecond)}</td><td data-field="p50">${n(s?.latencyMs.p50, ' ms')}</td>
 <td data-field="p99">${n(s?.latencyMs.p99, ' ms')}</td><td data-field="batch">${n(s?.batchSize)}</td><td data-field="errors">${n(s?.errorsPerSecond)}</td>
-<td data-field="reason" class="reason">${escapeHtml(s?.reason ?? '')}</td></tr>`;
+<td class="chart">${chartSvg(card.name)}</td><td data-field="reason" class="reason">${escapeHtml(s?.reason ?? '')}</td></tr>`;
 }
 
 function gatewayCard(card: FunctionCard): string {
@@ -578,11 +617,11 @@ export function gatewayPage(cards: readonly FunctionCard[], version: string): st
   return shell('modelfn', 'gateway', `<h1>modelfn</h1>
 <p class="muted">${cards.length} functions · version ${escapeHtml(version)} · JSON clients get this list at GET / as JSON</p>
 <table class="live" aria-label="live view">
-<thead><tr><th>function</th><th>state</th><th>replicas</th><th>requests/s</th><th>median</th><th>p99</th><th>batch</th><th>errors/s</th><th></th></tr></thead>
+<thead><tr><th>function</th><th>state</th><th>replicas</th><th>requests/s</th><th>median</th><th>p99</th><th>batch</th><th>errors/s</th><th>last 15 min: <span class="series-rps">requests/s</span>, <span class="series-p99">p99</span></th><th></th></tr></thead>
 <tbody>
 ${cards.map(liveRow).join('\n')}
 </tbody>
 </table>
-<p class="muted">Over the last minute, from each function's own metrics (<code>GET /&lt;prefix&gt;/stats</code>); refreshed every 2 s. <span data-live-updated></span></p>
+<p class="muted">Over the last minute, from each function's own metrics (<code>GET /&lt;prefix&gt;/stats</code>); refreshed every 2 s. The chart keeps what this page has seen, up to 15 minutes. <span data-live-updated></span></p>
 ${cards.map(gatewayCard).join('\n')}`);
 }
