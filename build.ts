@@ -8,7 +8,8 @@ import { join, relative } from 'node:path';
 import { bundleActivator, bundleFunction, type BundleResult } from './builder/bundle.ts';
 import { discoverFunctions } from './builder/functions.ts';
 import { buildActivatorImage, buildFunctionImage, buildGatewayImage, buildRuntimeImage, ensureBaseImages } from './builder/docker/images.ts';
-import { generatedFiles } from './builder/generate.ts';
+import { gatewayPageFile, generatedFiles } from './builder/generate.ts';
+import { FILES, GATEWAY_PAGE } from './builder/policy.ts';
 import { readConfig } from './runtime/core/config.ts';
 import { describeFunctions } from './runtime/pages/describe.ts';
 
@@ -80,6 +81,12 @@ export async function runBuild(options: BuildOptions): Promise<number> {
     writeFileSync(file, text);
     log(`  ✓ wrote ${relative(process.cwd(), file) || file}`);
   }
+  // The gateway image's context: its page and its config, side by side in the build output.
+  const gateway = join(options.outDir, GATEWAY_PAGE.dir);
+  mkdirSync(gateway, { recursive: true });
+  writeFileSync(join(gateway, GATEWAY_PAGE.file), gatewayPageFile(described));
+  writeFileSync(join(gateway, 'nginx.conf'), files[FILES.nginx]);
+  log(`  ✓ wrote ${relative(process.cwd(), join(gateway, GATEWAY_PAGE.file))} (the gateway's page, with nginx.conf: its image's context)`);
   log('');
   log(table(results));
   if (options.images) {
@@ -94,7 +101,7 @@ export async function runBuild(options: BuildOptions): Promise<number> {
     await timed('runtime base', () => buildRuntimeImage(options.outDir));
     for (const fn of functions) await timed(`function ${fn.name}`, () => buildFunctionImage(fn.name, options.outDir));
     if (scaled) await timed('activator', () => buildActivatorImage(options.outDir));
-    await timed('gateway', () => buildGatewayImage(join(options.root, 'nginx')));
+    await timed('gateway', () => buildGatewayImage(gateway));
   }
   return 0;
 }

@@ -14,7 +14,6 @@ export const GENERATED_HEADER = '# Generated from functions/ by modelfn build: d
 /** Where the build writes each generated file, relative to the project root. */
 export const FILES = {
   nginx: 'nginx/nginx.conf',
-  gatewayPage: 'nginx/index.html',
   compose: 'docker-compose.yml',
   swarmStack: 'deploy/swarm/stack.yml',
   swarmNginx: 'deploy/swarm/nginx.conf',
@@ -22,8 +21,12 @@ export const FILES = {
   knativeDir: 'deploy/knative',
 } as const;
 
-/** The gateway's page for browsers (runtime/pages/ui.ts): written beside nginx.conf, copied into the image here. */
-export const GATEWAY_PAGE = { file: FILES.gatewayPage, image: '/etc/nginx/modelfn/index.html' } as const;
+/**
+ * The gateway's page for browsers (runtime/pages/ui.ts), built into the build output's gateway
+ * folder (the gateway image's context, beside a copy of nginx.conf) and copied into the image
+ * here. Never committed: the page's code has one source, runtime/pages/ui.ts.
+ */
+export const GATEWAY_PAGE = { dir: '_gateway', file: 'index.html', image: '/etc/nginx/modelfn/index.html' } as const;
 
 /** The user the runtime image runs as (distroless's "nonroot"). */
 export const RUNTIME_USER = { uid: 65532, gid: 65532 } as const;

@@ -10,6 +10,7 @@ import { Validator } from '@seriousme/openapi-schema-validator';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GATEWAY_PAGE } from '../builder/policy.ts';
 import { discoverFunctions } from '../builder/functions.ts';
+import { runBuild } from '../build.ts';
 import { createFunctionApp } from '../runtime/http/app.ts';
 import { readConfig } from '../runtime/core/config.ts';
 import { VERSION } from '../runtime/core/version.ts';
@@ -243,11 +244,21 @@ describe("the gateway's root page", () => {
     }
   });
 
-  it('is the page nginx serves: nginx/index.html comes from runtime/pages/ui.ts', async () => {
-    const file = readFileSync(join(ROOT, GATEWAY_PAGE.file), 'utf8');
+  // The build's gateway folder, as `npm run build` writes it (here into a scratch folder).
+  const built = join(scratch, 'built');
+  const gatewayDir = join(built, 'dist', GATEWAY_PAGE.dir);
+  beforeAll(async () => {
+    const code = await runBuild({ functionsDir: join(ROOT, 'functions'), outDir: join(built, 'dist'), root: built, images: false, check: false, log: () => {} });
+    expect(code).toBe(0);
+  });
+
+  it('is the page nginx serves: the build writes runtime/pages/ui.ts\'s page into the gateway image\'s context, and nothing commits a copy', async () => {
+    const file = readFileSync(join(gatewayDir, GATEWAY_PAGE.file), 'utf8');
     const { functions } = await discoverFunctions(join(ROOT, 'functions'), readConfig({}));
     expect(file.slice(file.indexOf('\n') + 1)).toBe(gatewayPage((await describeFunctions(functions)).map((fn) => cardOf(fn)), VERSION));
+    expect(readFileSync(join(gatewayDir, 'nginx.conf'), 'utf8')).toBe(readFileSync(join(ROOT, 'nginx/nginx.conf'), 'utf8'));
     expect(readFileSync(join(ROOT, 'nginx/Dockerfile'), 'utf8')).toContain(`COPY index.html ${GATEWAY_PAGE.image}`);
+    expect(execFileSync('git', ['ls-files', '*.html'], { cwd: ROOT, encoding: 'utf8' })).toBe('');
   });
 
   it('nginx answers browsers with the page and API clients with the JSON index', async (ctx) => {
@@ -257,7 +268,7 @@ describe("the gateway's root page", () => {
     const port = await freePort();
     const name = `modelfn-docs-${process.pid}`;
     execFileSync('docker', ['run', '-d', '--name', name, '-p', `127.0.0.1:${port}:8080`,
-      '-v', `${join(ROOT, 'nginx/nginx.conf')}:/etc/nginx/nginx.conf:ro`, '-v', `${join(ROOT, GATEWAY_PAGE.file)}:${GATEWAY_PAGE.image}:ro`, image], { stdio: 'ignore' });
+      '-v', `${join(gatewayDir, 'nginx.conf')}:/etc/nginx/nginx.conf:ro`, '-v', `${join(gatewayDir, GATEWAY_PAGE.file)}:${GATEWAY_PAGE.image}:ro`, image], { stdio: 'ignore' });
     try {
       const url = `http://127.0.0.1:${port}`;
       let page: Response | undefined;
@@ -269,7 +280,7 @@ describe("the gateway's root page", () => {
       expect(page!.headers.get('content-type')).toBe('text/html; charset=utf-8');
       expect(page!.headers.get('vary')).toBe('Accept');
       expect(page!.headers.get('x-request-id')).toBeTruthy();
-      expect(await page!.text()).toBe(readFileSync(join(ROOT, GATEWAY_PAGE.file), 'utf8'));
+      expect(await page!.text()).toBe(readFileSync(join(gatewayDir, GATEWAY_PAGE.file), 'utf8'));
       const index = await fetch(`${url}/`);
       expect(index.headers.get('content-type')).toBe('application/json');
       expect(index.headers.get('vary')).toBe('Accept');
