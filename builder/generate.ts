@@ -20,7 +20,7 @@ import { stackFile, swarmGatewayConfig } from './render/swarm.ts';
  * @example writeFileSync('dist/_gateway/index.html', gatewayPageFile(functions));
  */
 export function gatewayPageFile(functions: readonly DescribedFunction[]): string {
-  return `<!-- Generated from runtime/pages/ui.ts by modelfn build: do not edit. -->\n${gatewayPage(functions.map((fn) => cardOf(fn)), VERSION)}`;
+  return `<!-- Generated from runtime/pages/ui.ts by modelfn build: do not edit. -->\n${gatewayPage(functions.map((fn) => cardOf(fn)), VERSION, { ssi: true })}`;
 }
 
 /**

@@ -255,7 +255,7 @@ describe("the gateway's root page", () => {
   it('is the page nginx serves: the build writes runtime/pages/ui.ts\'s page into the gateway image\'s context, and nothing commits a copy', async () => {
     const file = readFileSync(join(gatewayDir, GATEWAY_PAGE.file), 'utf8');
     const { functions } = await discoverFunctions(join(ROOT, 'functions'), readConfig({}));
-    expect(file.slice(file.indexOf('\n') + 1)).toBe(gatewayPage((await describeFunctions(functions)).map((fn) => cardOf(fn)), VERSION));
+    expect(file.slice(file.indexOf('\n') + 1)).toBe(gatewayPage((await describeFunctions(functions)).map((fn) => cardOf(fn)), VERSION, { ssi: true }));
     expect(readFileSync(join(gatewayDir, 'nginx.conf'), 'utf8')).toBe(readFileSync(join(ROOT, 'nginx/nginx.conf'), 'utf8'));
     expect(readFileSync(join(ROOT, 'nginx/Dockerfile'), 'utf8')).toContain(`COPY index.html ${GATEWAY_PAGE.image}`);
     expect(execFileSync('git', ['ls-files', '*.html'], { cwd: ROOT, encoding: 'utf8' })).toBe('');
@@ -280,7 +280,15 @@ describe("the gateway's root page", () => {
       expect(page!.headers.get('content-type')).toBe('text/html; charset=utf-8');
       expect(page!.headers.get('vary')).toBe('Accept');
       expect(page!.headers.get('x-request-id')).toBeTruthy();
-      expect(await page!.text()).toBe(readFileSync(join(gatewayDir, GATEWAY_PAGE.file), 'utf8'));
+      // The built page, with each function's state filled in by nginx as it went out: no
+      // function runs behind this nginx, so each is unavailable, already in the first paint.
+      const served = await page!.text();
+      const file = readFileSync(join(gatewayDir, GATEWAY_PAGE.file), 'utf8');
+      expect(served).not.toContain('<!--#');
+      expect(served.split('\n')[0]).toBe(file.split('\n')[0]);
+      for (const name of ['digits', 'iris', 'vad']) {
+        expect(served).toMatch(new RegExp(`<tr data-live="${name}"[^]*?<span data-field="state" class="state state-unavailable">unavailable</span>`));
+      }
       const index = await fetch(`${url}/`);
       expect(index.headers.get('content-type')).toBe('application/json');
       expect(index.headers.get('vary')).toBe('Accept');

@@ -209,7 +209,7 @@ describe.runIf(chromiumAvailable('browser tests'))('the live view behind nginx',
     for (const [name, servers] of Object.entries(upstreams)) {
       conf = conf.replace(`server ${name}.invalid:8080 max_fails=0;`, servers.map((s) => `server ${s} max_fails=0;`).join('\n        '));
     }
-    const gateway = await startNginx(nginx, conf, gatewayPage(described.map((fn) => cardOf(fn)), VERSION), join(scratch, 'nginx'));
+    const gateway = await startNginx(nginx, conf, gatewayPage(described.map((fn) => cardOf(fn)), VERSION, { ssi: true }), join(scratch, 'nginx'));
     const browser = await openBrowser();
     try {
       for (let i = 0; i < 20; i++) expect((await fetch(`${gateway.url}/iris/predict${i % 2 ? '/' : ''}`, postJson({ instances: [[5.1, 3.5, 1.4, 0.2]] }))).status).toBe(200);
@@ -217,6 +217,14 @@ describe.runIf(chromiumAvailable('browser tests'))('the live view behind nginx',
       expect(await (await fetch(`${gateway.url}/iris/`)).json()).toMatchObject({ name: 'iris', prefix: '/iris', predict: '/iris/predict' });
       const toDocs = await fetch(`${gateway.url}/iris/`, { headers: { Accept: 'text/html' }, redirect: 'manual' });
       expect([toDocs.status, toDocs.headers.get('location')]).toEqual([302, '/iris/docs']);
+      // The first paint already says each function's state: nginx asked each one as it sent the page.
+      const served = await (await fetch(`${gateway.url}/`, { headers: { Accept: 'text/html' } })).text();
+      for (const [name, state] of [['iris', 'ready'], ['digits', 'ready'], ['vad', 'unavailable']]) {
+        expect(served, name).toContain(`<tr data-live="${name}"`);
+        expect(served, name).toMatch(new RegExp(`<tr data-live="${name}"[^]*?<span data-field="state" class="state state-${state}">${state}</span>`));
+        expect(served, name).toMatch(new RegExp(`data-function="${name}" data-state="${state}">`));
+      }
+      expect(served).not.toContain('<!--#');
       const { page } = browser;
       await page.goto(`${gateway.url}/`);
       const irisRow = await waitForLiveRow(page, 'iris', (r) => counted(r) && r.replicas === '2');

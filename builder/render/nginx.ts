@@ -289,6 +289,9 @@ ${rootHeaders}
             alias ${GATEWAY_PAGE.image};
             default_type text/html;
             charset utf-8;
+            # Each function's state filled in from its /stats as the page goes out (runtime/pages/ui.ts).
+            ssi on;
+            ssi_silent_errors on;
 ${rootHeaders}
             add_header Cache-Control no-cache always;
         }

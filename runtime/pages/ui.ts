@@ -572,22 +572,43 @@ function chartSvg(name: string): string {
     + '<polyline data-series="rps" points="" fill="none" class="series-rps"/><polyline data-series="p99" points="" fill="none" class="series-p99"/></svg>';
 }
 
-function liveRow(card: FunctionCard): string {
+/**
+ * The state of a function on a page nginx serves: nginx fills it in as it sends the page (SSI),
+ * from the function's own /stats (the activator answers for one asleep), so the first paint shows
+ * it without the script: 'unavailable' when no replica answers, as the script would say.
+ */
+const ssiVar = (card: FunctionCard) => `modelfn_state_${card.name.replace(/-/g, '_')}`;
+function ssiStateLookup(card: FunctionCard): string {
+  const stats = `modelfn_stats_${card.name.replace(/-/g, '_')}`;
+  // /stats begins {"name":...,"state":"<state>"; anything else (an error, nothing) means no replica answered.
+  return `<!--# include virtual="${card.prefix}/stats" set="${stats}" -->`
+    + `<!--# if expr="$${stats} = /state.:.([a-z]+)/" --><!--# set var="${ssiVar(card)}" value="$1" -->`
+    + `<!--# else --><!--# set var="${ssiVar(card)}" value="unavailable" --><!--# endif -->`;
+}
+const ssiState = (card: FunctionCard) => `<!--# echo var="${ssiVar(card)}" default="…" encoding="entity" -->`;
+
+/** A function's state as the page is served: its live figures, nginx's lookup (`ssi`), or not known yet. */
+function stateText(card: FunctionCard, ssi: boolean, unknown: string): string {
+  if (card.stats) return escapeHtml(card.stats.state);
+  return ssi && card.document ? ssiState(card) : escapeHtml(unknown);
+}
+
+function liveRow(card: FunctionCard, ssi: boolean): string {
   const s = card.stats;
   const n = (v: number | null | undefined, unit = '') => (v === null || v === undefined ? '–' : `${v}${unit}`);
-  const state = s?.state ?? '…';
-  return `<tr data-live="${escapeHtml(card.name)}" data-prefix="${escapeHtml(card.prefix)}" data-replicas="${card.replicas}"${s && s.requestsPerSecond > 0 ? ' class="busy"' : ''}>
-<td><a href="#fn-${escapeHtml(card.name)}">${escapeHtml(card.name)}</a></td><td><span data-field="state" class="state state-${escapeHtml(state)}">${escapeHtml(state)}</span></td>
+  const state = stateText(card, ssi, card.document ? '…' : 'failed');
+  return `${ssi && !s && card.document ? ssiStateLookup(card) : ''}<tr data-live="${escapeHtml(card.name)}" data-prefix="${escapeHtml(card.prefix)}" data-replicas="${card.replicas}"${s && s.requestsPerSecond > 0 ? ' class="busy"' : ''}>
+<td><a href="#fn-${escapeHtml(card.name)}">${escapeHtml(card.name)}</a></td><td><span data-field="state" class="state state-${state}">${state}</span></td>
 <td data-field="replicas">${s ? replicasText(s.state, s.readyReplicas, s.replicas) : '–'}</td><td data-field="rps">${n(s?.requestsPerSecond)}</td><td data-field="p50">${n(s?.latencyMs.p50, ' ms')}</td>
 <td data-field="p99">${n(s?.latencyMs.p99, ' ms')}</td><td data-field="batch">${n(s?.batchSize)}</td><td data-field="errors">${n(s?.errorsPerSecond)}</td>
 <td class="chart">${chartSvg(card.name)}</td><td data-field="reason" class="reason">${escapeHtml(s?.reason ?? '')}</td></tr>`;
 }
 
-function gatewayCard(card: FunctionCard): string {
-  const state = card.stats?.state ?? (card.document ? '…' : 'failed');
-  const header = `<header><h2>${escapeHtml(card.name)}</h2><code>${escapeHtml(card.prefix)}/</code><span class="state state-${escapeHtml(state)}">${escapeHtml(state)}</span>
+function gatewayCard(card: FunctionCard, ssi: boolean): string {
+  const state = stateText(card, ssi, card.document ? '…' : 'failed');
+  const header = `<header><h2>${escapeHtml(card.name)}</h2><code>${escapeHtml(card.prefix)}/</code><span class="state state-${state}">${state}</span>
 <span class="muted">${card.replicas} ${card.replicas === 1 ? 'replica' : 'replicas'} declared</span><a href="${escapeHtml(card.prefix)}/docs">docs</a><a href="${escapeHtml(card.prefix)}/openapi.json">openapi.json</a></header>`;
-  const open = `<section class="card" id="fn-${escapeHtml(card.name)}" data-function="${escapeHtml(card.name)}" data-state="${escapeHtml(state)}">`;
+  const open = `<section class="card" id="fn-${escapeHtml(card.name)}" data-function="${escapeHtml(card.name)}" data-state="${state}">`;
   const doc = card.document;
   if (!doc) {
     const reason = card.stats?.reason ?? 'not loaded';
@@ -613,15 +634,16 @@ ${ops.map((o, i) => tryForm(o, i !== preferred)).join('\n')}
  *
  * @example gateway.get('/', async (c) => c.html(gatewayPage(await cards())));
  */
-export function gatewayPage(cards: readonly FunctionCard[], version: string): string {
+export function gatewayPage(cards: readonly FunctionCard[], version: string, options: { ssi?: boolean } = {}): string {
+  const ssi = options.ssi ?? false;
   return shell('modelfn', 'gateway', `<h1>modelfn</h1>
 <p class="muted">${cards.length} functions · version ${escapeHtml(version)} · JSON clients get this list at GET / as JSON</p>
 <table class="live" aria-label="live view">
 <thead><tr><th>function</th><th>state</th><th>replicas</th><th>requests/s</th><th>median</th><th>p99</th><th>batch</th><th>errors/s</th><th>last 15 min: <span class="series-rps">requests/s</span>, <span class="series-p99">p99</span></th><th></th></tr></thead>
 <tbody>
-${cards.map(liveRow).join('\n')}
+${cards.map((card) => liveRow(card, ssi)).join('\n')}
 </tbody>
 </table>
 <p class="muted">Over the last minute, from each function's own metrics (<code>GET /&lt;prefix&gt;/stats</code>); refreshed every 2 s. The chart keeps what this page has seen, up to 15 minutes. <span data-live-updated></span></p>
-${cards.map(gatewayCard).join('\n')}`);
+${cards.map((card) => gatewayCard(card, ssi)).join('\n')}`);
 }
