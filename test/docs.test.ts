@@ -252,6 +252,15 @@ describe("the gateway's root page", () => {
     expect(code).toBe(0);
   });
 
+  it('behind nginx, has the state of each function that does not scale looked up as the page goes out; a page view never wakes one that does', async () => {
+    const { functions } = await discoverFunctions(join(ROOT, 'functions'), readConfig({}));
+    const [iris] = (await describeFunctions(functions.filter((fn) => fn.name === 'iris'))).map((fn) => cardOf(fn));
+    const page = gatewayPage([iris, { ...iris, name: 'sleepy', prefix: '/sleepy', scales: true }], VERSION, { ssi: true });
+    expect(page).toContain('<!--# include virtual="/iris/stats" set="modelfn_stats_iris" -->');
+    expect(page).not.toContain('/sleepy/stats');
+    expect(page).toMatch(/<tr data-live="sleepy"[^]*?<span data-field="state" class="state state-…">…<\/span>/);
+  });
+
   it('is the page nginx serves: the build writes runtime/pages/ui.ts\'s page into the gateway image\'s context, and nothing commits a copy', async () => {
     const file = readFileSync(join(gatewayDir, GATEWAY_PAGE.file), 'utf8');
     const { functions } = await discoverFunctions(join(ROOT, 'functions'), readConfig({}));

@@ -564,6 +564,8 @@ export interface FunctionCard {
   routes?: readonly CustomRoute[];
   /** Its live figures when the page is rendered (embedded mode); nginx's static page has none. */
   stats?: FunctionStats;
+  /** It scales (to zero): a request no replica takes goes to the activator, which may wake it. */
+  scales?: boolean;
 }
 
 /** The live view's chart of a function: empty until the page script has figures to draw. */
@@ -587,17 +589,24 @@ function ssiStateLookup(card: FunctionCard): string {
 }
 const ssiState = (card: FunctionCard) => `<!--# echo var="${ssiVar(card)}" default="…" encoding="entity" -->`;
 
+/**
+ * Whether nginx looks the state up as it sends the page. Not for a function that scales: its
+ * unanswered requests go to the activator, and opening a page must never wake a function (its
+ * state comes with the script's first refresh, as before).
+ */
+const looksUp = (card: FunctionCard, ssi: boolean) => ssi && !card.stats && card.document !== undefined && !card.scales;
+
 /** A function's state as the page is served: its live figures, nginx's lookup (`ssi`), or not known yet. */
 function stateText(card: FunctionCard, ssi: boolean, unknown: string): string {
   if (card.stats) return escapeHtml(card.stats.state);
-  return ssi && card.document ? ssiState(card) : escapeHtml(unknown);
+  return looksUp(card, ssi) ? ssiState(card) : escapeHtml(unknown);
 }
 
 function liveRow(card: FunctionCard, ssi: boolean): string {
   const s = card.stats;
   const n = (v: number | null | undefined, unit = '') => (v === null || v === undefined ? '–' : `${v}${unit}`);
   const state = stateText(card, ssi, card.document ? '…' : 'failed');
-  return `${ssi && !s && card.document ? ssiStateLookup(card) : ''}<tr data-live="${escapeHtml(card.name)}" data-prefix="${escapeHtml(card.prefix)}" data-replicas="${card.replicas}"${s && s.requestsPerSecond > 0 ? ' class="busy"' : ''}>
+  return `${looksUp(card, ssi) ? ssiStateLookup(card) : ''}<tr data-live="${escapeHtml(card.name)}" data-prefix="${escapeHtml(card.prefix)}" data-replicas="${card.replicas}"${s && s.requestsPerSecond > 0 ? ' class="busy"' : ''}>
 <td><a href="#fn-${escapeHtml(card.name)}">${escapeHtml(card.name)}</a></td><td><span data-field="state" class="state state-${state}">${state}</span></td>
 <td data-field="replicas">${s ? replicasText(s.state, s.readyReplicas, s.replicas) : '–'}</td><td data-field="rps">${n(s?.requestsPerSecond)}</td><td data-field="p50">${n(s?.latencyMs.p50, ' ms')}</td>
 <td data-field="p99">${n(s?.latencyMs.p99, ' ms')}</td><td data-field="batch">${n(s?.batchSize)}</td><td data-field="errors">${n(s?.errorsPerSecond)}</td>
