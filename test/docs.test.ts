@@ -138,6 +138,23 @@ describe('OpenAPI documents and docs pages, through the gateway', () => {
     expect(await (await fetch(`${server.url}/iris/docs`)).text()).not.toContain('class="picture"');
   });
 
+  it('shows an example answer for every route of a function, each the shape the route really answers', async () => {
+    const html = await (await fetch(`${server.url}/iris/docs`)).text();
+    const operations = [...html.matchAll(/<details data-operation="([^"]+)"[^]*?<\/details>/g)];
+    expect(operations.length).toBeGreaterThan(10);
+    for (const [section, id] of operations) expect(section, id).toContain('An answer looks like:');
+    const doc = (await get('/iris/openapi.json')) as Doc;
+    const example = (path: string, type = 'application/json') => doc.paths[path].get.responses['200'].content[type].example;
+    expect(await get('/v2')).toEqual(example('/v2'));
+    const stats = await get('/iris/stats');
+    expect(Object.keys(example('/stats')).sort()).toEqual(Object.keys(stats).filter((k) => k !== 'reason').sort());
+    const metrics = await (await fetch(`${server.url}/iris/metrics`)).text();
+    const documented = (example('/metrics', 'text/plain') as string).split('\n');
+    for (const line of documented.filter((l) => l.startsWith('#'))) expect(metrics).toContain(line);
+    const labels = (line: string) => [...line.matchAll(/(\w+)="/g)].map((m) => m[1]);
+    expect(labels(documented[2])).toEqual(labels(metrics.split('\n').find((l) => l.startsWith('modelfn_http_requests_total{'))!));
+  });
+
   for (const name of ['digits', 'iris']) {
     it(`${name}: documents the answer to each inference example, the answer the routes give`, async () => {
       const doc = (await get(`/${name}/openapi.json`)) as Doc;

@@ -3,6 +3,7 @@
  * (runtime/gateway/embedded.ts) are both generated from this table, so they route alike.
  */
 import type { ResolvedFunction } from '../function/define.ts';
+import { EXTENSIONS } from '../tensor/infer.ts';
 import { VERSION } from '../core/version.ts';
 import { functionEntry, type FunctionSummary } from '../pages/entry.ts';
 
@@ -54,7 +55,7 @@ export function functionIndex(functions: readonly FunctionSummary[]) {
 }
 
 /** The protocol's server metadata, as the gateway answers it. */
-export const SERVER_METADATA = { name: 'modelfn', version: VERSION, extensions: ['binary_tensor_data', 'classification'] };
+export const SERVER_METADATA = { name: 'modelfn', version: VERSION, extensions: [...EXTENSIONS] };
 
 /** The gateway's JSON error messages (nginx error pages and embedded mode alike). */
 export const GATEWAY_ERRORS = {

@@ -7,6 +7,8 @@ import type { ExampleRequest, ResolvedFunction, RouteDoc } from '../function/def
 import type { TensorSpec } from '../tensor/types.ts';
 import type { ModelFacts } from './facts.ts';
 import { VERSION } from '../core/version.ts';
+import { emptyWindow, summarize } from '../core/stats.ts';
+import { EXTENSIONS } from '../tensor/infer.ts';
 
 /** A route the function declared itself (from Hono's `app.routes`). */
 export interface CustomRoute {
@@ -82,6 +84,16 @@ const ERRORS = {
   '4XX': { $ref: '#/components/responses/Error' },
   '5XX': { $ref: '#/components/responses/Error' },
 };
+
+/** The start of a `/metrics` answer, for the docs: the request counter and latency histogram every function has. */
+const METRICS_EXAMPLE = [
+  '# HELP modelfn_http_requests_total Total number of HTTP requests',
+  '# TYPE modelfn_http_requests_total counter',
+  'modelfn_http_requests_total{method="POST",route="/predict",status="200",ok="true"} 42',
+  '# HELP modelfn_http_request_duration_seconds Duration of HTTP requests in seconds',
+  '# TYPE modelfn_http_request_duration_seconds histogram',
+  '...',
+].join('\n');
 
 const json = (schema: Json, example?: unknown): Json => ({ 'application/json': example === undefined ? { schema } : { schema, example } });
 
@@ -226,20 +238,21 @@ export function openApiDocument(
   }
   add('/v2/health/live', 'get', { tags: ['protocol'], operationId: 'live', summary: 'Liveness', responses: answer('live', { type: 'object' }, { live: true }) });
   add('/v2/health/ready', 'get', { tags: ['protocol'], operationId: 'ready', summary: 'Readiness (503 while loading or draining)', responses: answer('ready', { type: 'object' }, { ready: true }) });
-  add('/v2', 'get', { tags: ['protocol'], operationId: 'server_metadata', summary: 'Server metadata and extensions', responses: answer('the server', { type: 'object' }) });
+  add('/v2', 'get', { tags: ['protocol'], operationId: 'server_metadata', summary: 'Server metadata and extensions', responses: answer('the server', { type: 'object' }, { name: 'modelfn', version: VERSION, extensions: [...EXTENSIONS] }) });
   add('/metrics', 'get', {
     tags: ['operations'],
     operationId: 'metrics',
     summary: 'Prometheus metrics',
-    responses: { '200': { description: 'metrics in the Prometheus text format', content: { 'text/plain': { schema: { type: 'string' } } } } },
+    responses: { '200': { description: 'metrics in the Prometheus text format', content: { 'text/plain': { schema: { type: 'string' }, example: METRICS_EXAMPLE } } } },
   });
   add('/stats', 'get', {
     tags: ['operations'],
     operationId: 'stats',
     summary: 'The last minute: state, requests/s, latency, batch size (the live view)',
-    responses: answer('figures over the last minute, from the metrics', { type: 'object' }),
+    // An idle minute's figures: the shape of the answer (the live view's numbers come from traffic).
+    responses: answer('figures over the last minute, from the metrics', { type: 'object' }, summarize(fn.name, 'ready', emptyWindow(), fn.replicas, fn.replicas)),
   });
-  add('/openapi.json', 'get', { tags: ['operations'], operationId: 'openapi', summary: 'This document', responses: answer('OpenAPI 3.1', { type: 'object' }) });
+  add('/openapi.json', 'get', { tags: ['operations'], operationId: 'openapi', summary: 'This document', responses: answer('OpenAPI 3.1', { type: 'object' }, { openapi: '3.1.0', info: { title: fn.name, version: fn.version }, paths: { '...': {} } }) });
 
   return {
     openapi: '3.1.0',

@@ -342,7 +342,7 @@ function operations(doc: Json): Operation[] {
         description: op.description,
         params: (op.parameters ?? []).map((p: Json) => ({ name: p.name, in: p.in, description: p.description, value: p.schema?.enum?.[0] })),
         body,
-        answerExample: op.responses?.['200']?.content?.['application/json']?.example,
+        answerExample: op.responses?.['200']?.content?.['application/json']?.example ?? op.responses?.['200']?.content?.['text/plain']?.example,
       });
     }
   }
@@ -510,7 +510,8 @@ export function docsPage(doc: Json, options: { host?: string } = {}): string {
     if (!mine.length) return '';
     const items = mine.map((o) => {
       const open = (tag.name === 'function' || tag.name === 'inference') && !o.url.includes('{version}');
-      const answer = o.answerExample === undefined ? '' : `<p class="muted">An answer looks like:</p><pre class="example">${escapeHtml(formatJson(o.answerExample))}</pre>`;
+      const shown = typeof o.answerExample === 'string' ? o.answerExample : formatJson(o.answerExample);
+      const answer = o.answerExample === undefined ? '' : `<p class="muted">An answer looks like:</p><pre class="example">${escapeHtml(shown)}</pre>`;
       return `<details data-operation="${escapeHtml(o.id)}"${open ? ' open' : ''}>
 <summary><span class="method">${o.method}</span><code>${escapeHtml(o.url)}</code> <span class="muted">${escapeHtml(o.summary)}</span></summary>
 ${o.description ? `<p>${escapeHtml(o.description)}</p>` : ''}${tryForm(o)}${answer}
