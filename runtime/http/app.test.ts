@@ -59,6 +59,10 @@ describe('function app', () => {
       "input 'input': data[1] holds 2 values, not 4, as shape [2,4] says; send 8 values flat, or arrays nested to the shape",
     );
     expect((await errorOf(await infer([1, 4], [[[5.1], 3.5, 1.4, 0.2]]))).error).toMatch(/^input 'input': data\[0\]\[0\] is an array where a value belongs/);
+    // Nested 5 000 deep: the depth is what is wrong, said as such.
+    const deep = `{"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 4], "data": ${'['.repeat(5000)}1${']'.repeat(5000)}}]}`;
+    const nested = await errorOf(await app.request('/v2/models/iris/infer', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: deep }));
+    expect(nested).toEqual({ status: 400, error: "input 'input': data[0][0] is an array where a value belongs: the data is nested deeper than the shape's 2 dimensions, as shape [1,4] says; send 4 values flat, or arrays nested to the shape" });
   });
 
   it('refuses a float its type cannot hold (1e999 is Infinity once parsed), naming the input, on every route', async () => {

@@ -155,6 +155,11 @@ export function tensorFromJson(where: string, info: DatatypeInfo, shape: readonl
   };
   const last = shape.length - 1;
   const walk = (arr: unknown[], depth: number): void => {
+    // Deeper than the shape: said before any count, which would name the wrong thing.
+    if (depth === last && Array.isArray(arr[0])) {
+      at[depth] = 0;
+      mismatch(`${place(depth + 1)} is an array where a value belongs: the data is nested deeper than the shape's ${shape.length} dimensions`);
+    }
     if (arr.length !== shape[depth]) mismatch(`${place(depth)} holds ${arr.length} ${depth === last ? 'values' : 'arrays'}, not ${shape[depth]}`);
     if (depth === last) {
       for (let j = 0; j < arr.length; j++, index++) {
