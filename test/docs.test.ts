@@ -269,12 +269,13 @@ describe("the gateway's root page", () => {
     expect(code).toBe(0);
   });
 
-  it('behind nginx, has the state of each function that does not scale looked up as the page goes out; a page view never wakes one that does', async () => {
+  it('behind nginx, has the state of each function looked up as the page goes out, but for one that scales (a page view never wakes one) or takes API keys', async () => {
     const { functions } = await discoverFunctions(join(ROOT, 'functions'), readConfig({}));
     const [iris] = (await describeFunctions(functions.filter((fn) => fn.name === 'iris'))).map((fn) => cardOf(fn));
-    const page = gatewayPage([iris, { ...iris, name: 'sleepy', prefix: '/sleepy', scales: true }], VERSION, { ssi: true });
+    const page = gatewayPage([iris, { ...iris, name: 'sleepy', prefix: '/sleepy', scales: true }, { ...iris, name: 'keyed', prefix: '/keyed', keyed: true }], VERSION, { ssi: true });
     expect(page).toContain('<!--# include virtual="/iris/stats" set="modelfn_stats_iris" -->');
     expect(page).not.toContain('/sleepy/stats');
+    expect(page).not.toContain('/keyed/stats');
     expect(page).toMatch(/<tr data-live="sleepy"[^]*?<span data-field="state" class="state state-…">…<\/span>/);
   });
 

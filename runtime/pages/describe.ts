@@ -65,5 +65,5 @@ export async function describeFunctions(functions: readonly ResolvedFunction[]):
 
 /** The gateway page's card of a described function. */
 export function cardOf(fn: DescribedFunction, stats?: FunctionStats): FunctionCard {
-  return { name: fn.name, prefix: fn.prefix, replicas: fn.replicas, scales: fn.scale !== undefined, description: fn.description, document: fn.document, routes: fn.ownRoutes, stats };
+  return { name: fn.name, prefix: fn.prefix, replicas: fn.replicas, scales: fn.scale !== undefined, keyed: fn.auth !== undefined, description: fn.description, document: fn.document, routes: fn.ownRoutes, stats };
 }

@@ -567,6 +567,8 @@ export interface FunctionCard {
   stats?: FunctionStats;
   /** It scales (to zero): a request no replica takes goes to the activator, which may wake it. */
   scales?: boolean;
+  /** It takes API keys: nginx has none to ask its figures with. */
+  keyed?: boolean;
 }
 
 /** The live view's chart of a function: empty until the page script has figures to draw. */
@@ -591,11 +593,11 @@ function ssiStateLookup(card: FunctionCard): string {
 const ssiState = (card: FunctionCard) => `<!--# echo var="${ssiVar(card)}" default="…" encoding="entity" -->`;
 
 /**
- * Whether nginx looks the state up as it sends the page. Not for a function that scales: its
- * unanswered requests go to the activator, and opening a page must never wake a function (its
- * state comes with the script's first refresh, as before).
+ * Whether nginx looks the state up as it sends the page. Not for a function that scales (its
+ * unanswered requests go to the activator, and opening a page must never wake a function) nor one
+ * that takes API keys (nginx has none): their state comes with the script's first refresh.
  */
-const looksUp = (card: FunctionCard, ssi: boolean) => ssi && !card.stats && card.document !== undefined && !card.scales;
+const looksUp = (card: FunctionCard, ssi: boolean) => ssi && !card.stats && card.document !== undefined && !card.scales && !card.keyed;
 
 /** A function's state as the page is served: its live figures, nginx's lookup (`ssi`), or not known yet. */
 function stateText(card: FunctionCard, ssi: boolean, unknown: string): string {
