@@ -2,7 +2,7 @@ import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
   test: {
-    include: ['runtime/**/*.test.ts', 'build/**/*.test.ts', 'cli/**/*.test.ts', 'functions/**/*.test.ts', 'test/**/*.test.ts'],
+    include: ['runtime/**/*.test.ts', 'builder/**/*.test.ts', 'cli/**/*.test.ts', 'functions/**/*.test.ts', 'test/**/*.test.ts'],
     testTimeout: 30_000,
     hookTimeout: 120_000,
     pool: 'forks',

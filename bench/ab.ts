@@ -18,7 +18,7 @@ import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { ROOT } from '../build/docker/images.ts';
+import { ROOT } from '../builder/docker/images.ts';
 import { freePort } from '../test/docker.ts';
 import { wrk, type LoadRequest, type LoadResult } from './wrk.ts';
 

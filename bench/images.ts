@@ -7,8 +7,8 @@
  */
 import { cpSync, mkdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { discoverFunctions } from '../build/functions.ts';
-import { ROOT, dockerBuild, folderBytes, functionImage, imageSizes, run, runtimeImage } from '../build/docker/images.ts';
+import { discoverFunctions } from '../builder/functions.ts';
+import { ROOT, dockerBuild, folderBytes, functionImage, imageSizes, run, runtimeImage } from '../builder/docker/images.ts';
 import { readConfig } from '../runtime/core/config.ts';
 
 export const PLAIN_IMAGE = 'modelfn/plain-node-compare:latest';

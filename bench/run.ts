@@ -18,12 +18,13 @@ import { cpus, freemem, totalmem } from 'node:os';
 import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { runBuild } from '../build/build.ts';
-import { ROOT, functionImage, imageSizes, run, runtimeImage } from '../build/docker/images.ts';
-import { compose as composeCommand, stackDown, stackUp } from '../build/docker/compose.ts';
+import { runBuild } from '../build.ts';
+import { ROOT, functionImage, imageSizes, run, runtimeImage } from '../builder/docker/images.ts';
+import { compose as composeCommand, stackDown, stackUp } from '../builder/docker/compose.ts';
 import { freePort } from '../test/docker.ts';
 import { measureLimit, type LimitResult } from './limit.ts';
 import { measureWakes, wakeSection, writeWakeSection } from './wake.ts';
+import { analysisSection } from './analysis.ts';
 import { wrk, type LoadRequest, type LoadResult } from './wrk.ts';
 
 const { values: args } = parseArgs({
@@ -478,7 +479,8 @@ async function report(limits: Record<string, LimitResult>, profileRows: string[]
   return [
     '# Benchmarks',
     '',
-    'Written by `npm run bench` (bench/run.ts). Do not edit by hand; rerun it.',
+    'Written by `npm run bench` (bench/run.ts). Do not edit by hand; rerun it. The reading of the figures',
+    'is pasted from bench/ANALYSIS.md: edit it there, then `npm run bench:analysis`.',
     '',
     '## Machine',
     '',
@@ -549,8 +551,9 @@ async function report(limits: Record<string, LimitResult>, profileRows: string[]
     '| --- | --- |',
     ...profileRows,
     '',
-    // The reading of these figures (why targets are missed, what was tried) is kept by hand.
-    existsSync(join(ROOT, 'bench/ANALYSIS.md')) ? readFileSync(join(ROOT, 'bench/ANALYSIS.md'), 'utf8') : '',
+    // The reading of these figures (why targets are missed, what was tried) is kept by hand, in one place.
+    analysisSection(),
+    '',
   ].join('\n');
 }
 

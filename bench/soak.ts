@@ -9,7 +9,7 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { ROOT, run } from '../build/docker/images.ts';
+import { ROOT, run } from '../builder/docker/images.ts';
 import { wrk, type LoadResult } from './wrk.ts';
 
 export interface SoakResult {
@@ -93,8 +93,8 @@ export function soakMarkdown(result: SoakResult, command: string): string {
 
 if (process.argv[1] && resolve(process.argv[1]) === resolve(import.meta.filename)) {
   const { values } = parseArgs({ options: { seconds: { type: 'string', default: '180' }, connections: { type: 'string', default: '64' } } });
-  const { runBuild } = await import('../build/build.ts');
-  const { stackDown, stackUp } = await import('../build/docker/compose.ts');
+  const { runBuild } = await import('../build.ts');
+  const { stackDown, stackUp } = await import('../builder/docker/compose.ts');
   const { freePort } = await import('../test/docker.ts');
   const env = { MODELFN_IMAGE_TAG: 'soak', MODELFN_PORT: String(await freePort()), MODELFN_PROJECT: 'modelfn-soak' };
   Object.assign(process.env, env);

@@ -13,9 +13,9 @@
 import { cpSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { runBuild } from '../build/build.ts';
-import { ROOT, activatorImage, functionImage, gatewayImage, run } from '../build/docker/images.ts';
-import { stackDown, stackUp, waitFor } from '../build/docker/compose.ts';
+import { runBuild } from '../build.ts';
+import { ROOT, activatorImage, functionImage, gatewayImage, run } from '../builder/docker/images.ts';
+import { stackDown, stackUp, waitFor } from '../builder/docker/compose.ts';
 import { freePort } from '../test/docker.ts';
 import { dockerClient } from '../runtime/activator/docker.ts';
 

@@ -3,7 +3,7 @@
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { run } from '../build/docker/images.ts';
+import { run } from '../builder/docker/images.ts';
 
 export interface LoadRequest {
   url: string;

@@ -20,6 +20,7 @@ import { down, logs, up } from './commands/stack.ts';
 import { dev, start } from './commands/start.ts';
 import { deploy, undeploy } from './commands/swarm.ts';
 import { reportFailure } from './errors.ts';
+import { stopWithParent } from './orphan.ts';
 
 const COMMANDS: Command[] = [create, list, start, dev, serve, invoke, build, up, down, logs, deploy, undeploy];
 
@@ -36,6 +37,7 @@ example:
 `;
 
 async function main(argv: string[]): Promise<number> {
+  stopWithParent();
   const [name, ...args] = argv;
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
     process.stdout.write(HELP);

@@ -1,5 +1,5 @@
 # One function: its bundle and its model on top of the shared runtime image.
-# Built by build/build.ts with the context dist/<name> (source maps are left out by its .dockerignore).
+# Built by build.ts with the context dist/<name> (source maps are left out by its .dockerignore).
 ARG RUNTIME_IMAGE=modelfn/runtime:latest
 FROM ${RUNTIME_IMAGE}
 COPY . /app/function/

@@ -1,7 +1,7 @@
 # The shared runtime base of every function image: Node 20 and onnxruntime's native library for
 # one platform, on an empty file system. Function images add only their bundle and model.
 #
-# Built by build/build.ts with the context dist/_runtime (onnxruntime-node pruned to the target platform).
+# Built by build.ts with the context dist/_runtime (onnxruntime-node pruned to the target platform).
 # The full node image carries binutils: strip the debug symbols off node (99 MB -> 86 MB).
 ARG NODE_IMAGE=node:20-bookworm
 FROM ${NODE_IMAGE} AS node

@@ -7,4 +7,4 @@ export type { Model } from './engine/model.ts';
 export type { TensorSpec, Feeds, Fetches } from './tensor/types.ts';
 export { HttpError } from './core/errors.ts';
 export { Tensor } from 'onnxruntime-node';
-export { float32Number } from './http/predict.ts';
+export { float32Number } from './tensor/codec.ts';

@@ -62,6 +62,15 @@ describe('modelfn: help, exit codes and messages', () => {
     }
   });
 
+  it('names in its help the environment each stack command reads', async () => {
+    const [up, down, logs, deploy, undeploy] = await Promise.all(['up', 'down', 'logs', 'deploy', 'undeploy'].map((name) => modelfn([name, '--help'])));
+    for (const help of [up, down]) expect(help.stdout).toMatch(/MODELFN_PROJECT[\s\S]*MODELFN_IMAGE_TAG/);
+    expect(up.stdout).toMatch(/MODELFN_PORT/);
+    expect(logs.stdout).toMatch(/MODELFN_PROJECT/);
+    for (const help of [deploy, undeploy]) expect(help.stdout).toMatch(/MODELFN_STACK/);
+    expect(deploy.stdout).toMatch(/MODELFN_IMAGE_TAG/);
+  });
+
   it('exits 2 with one line on a usage error', async () => {
     const [unknown, option, extra, missing] = await Promise.all([
       modelfn(['serve-everything']),
@@ -183,7 +192,7 @@ describe('modelfn new', () => {
   // A project of its own, as a user's clone would be: the scaffold lands in its functions/.
   const project = join(scratch, 'project');
   beforeAll(() => {
-    for (const path of ['bin', 'cli', 'runtime', 'build', 'package.json', 'tsconfig.json', 'vitest.config.ts']) {
+    for (const path of ['bin', 'cli', 'runtime', 'build.ts', 'builder', 'package.json', 'tsconfig.json', 'vitest.config.ts']) {
       cpSync(join(ROOT, path), join(project, path), { recursive: true, filter: (src) => !src.includes('/runtime/testing/fixtures') });
     }
     symlinkSync(join(ROOT, 'node_modules'), join(project, 'node_modules'));
@@ -207,6 +216,14 @@ describe('modelfn new', () => {
     writeFileSync(join(project, 'tsconfig.scaffold.json'), JSON.stringify({ extends: './tsconfig.json', include: ['functions'] }));
     const tsc = await run(join(ROOT, 'node_modules/.bin/tsc'), ['--noEmit', '-p', 'tsconfig.scaffold.json'], { cwd: project });
     expect(tsc.code, tsc.stdout + tsc.stderr).toBe(0);
+  });
+
+  it('prints the address npm start will serve it at: PORT as the shell has it, else 8080, and how to use another', async () => {
+    const [plain, port] = await Promise.all([modelfn(['new', 'plain'], { cwd: project, env: { PORT: '' } }), modelfn(['new', 'elsewhere'], { cwd: project, env: { PORT: '18099' } })]);
+    expect(plain.stdout).toMatch(/^ {2}npm start +# serves it at http:\/\/localhost:8080\/plain\/ /m);
+    expect(plain.stdout).toMatch(/^another port: PORT=8081 npm start, then npx modelfn invoke plain --url http:\/\/127.0.0.1:8081$/m);
+    expect(port.stdout).toMatch(/^ {2}npm start +# serves it at http:\/\/localhost:18099\/elsewhere\/ /m);
+    expect(port.stdout).toMatch(/^ {2}npx modelfn invoke elsewhere +# sends its example request to http:\/\/127.0.0.1:18099$/m);
   });
 
   it('refuses a bad name (2), a taken name (1), and a model that is missing or does not load (1), writing nothing', async () => {
@@ -258,6 +275,13 @@ describe('modelfn invoke', () => {
     expect(wav.stderr).toMatch(`/vad/segments -> 200 OK`);
     expect(JSON.parse(wav.stdout).segments).toHaveLength(2);
     expect(JSON.parse(species.stdout).predictions[0].species).toBe('virginica');
+  });
+
+  it('without --url, calls the port npm start reads (PORT), so a server started with PORT=N is found as modelfn new says', async () => {
+    const port = new URL(server.url).port;
+    const result = await modelfn(['invoke', 'iris'], { env: { PORT: port, MODELFN_URL: '' } });
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stderr).toMatch(`POST http://127.0.0.1:${port}/v2/models/iris/infer -> 200 OK`);
   });
 
   it("exits 1 with the function's one-line error, or when nothing answers or nothing fits", async () => {

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { nginxConfig } from '../build/render/nginx.ts';
+import { nginxConfig } from '../builder/render/nginx.ts';
 import type { ResolvedFunction } from '../runtime/function/define.ts';
 import { loadFunctionDir, resolveFunction } from '../runtime/function/discover.ts';
 import { startFunction, type RunningFunction } from '../runtime/serve/server.ts';

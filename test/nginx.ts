@@ -7,7 +7,7 @@
 import { execFileSync } from 'node:child_process';
 import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { GATEWAY_PAGE } from '../build/policy.ts';
+import { GATEWAY_PAGE } from '../builder/policy.ts';
 import { freePort, gatewayNginxImage } from './docker.ts';
 
 /** The gateway's nginx image, or undefined (printing why) where tests may skip. */

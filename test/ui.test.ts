@@ -7,7 +7,7 @@ import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { nginxConfig } from '../build/render/nginx.ts';
+import { nginxConfig } from '../builder/render/nginx.ts';
 import { VERSION } from '../runtime/core/version.ts';
 import { loadFunctionDir } from '../runtime/function/discover.ts';
 import { startEmbedded, type EmbeddedServer } from '../runtime/gateway/embedded.ts';
@@ -75,6 +75,11 @@ describe.runIf(chromiumAvailable('browser tests'))('in a browser (headless Chrom
       // The live view refreshes by itself: each function's requests appear within a few seconds.
       const irisRow = await waitForLiveRow(page, 'iris', counted);
       expect(irisRow.replicas).toBe('1');
+      // The page remembers each refresh for its chart: requests/s and p99 as two lines, named in its label.
+      const chart = page.locator('svg[data-chart="iris"]');
+      expect((await chart.locator('polyline[data-series="rps"]').getAttribute('points'))!.split(' ').length).toBeGreaterThanOrEqual(1);
+      expect(await chart.getAttribute('aria-label')).toMatch(/^the last \d+ min: requests\/s up to [\d.]+, p99 up to [\d.]+ ms$/);
+      expect(await chart.getAttribute('aria-label')).not.toMatch(/up to 0,/);
       expect(Number(irisRow.batch)).toBeGreaterThanOrEqual(1);
       await waitForLiveRow(page, 'digits', counted);
       // vad runs one frame at a time, with no batch dimension: no batch size to show.
@@ -120,7 +125,13 @@ describe.runIf(chromiumAvailable('browser tests'))('in a browser (headless Chrom
       await page.goto(`${server.url}/iris/docs`);
       const operations = await page.locator('details[data-operation]').evaluateAll((list) => list.map((d) => d.getAttribute('data-operation')));
       expect(operations).toEqual(expect.arrayContaining(['post_species', 'predict', 'infer', 'model_metadata', 'live', 'metrics', 'stats']));
-      expect(await page.locator('.tensors').innerText()).toBe('input input: FP32 [-1, 4]\noutput probabilities: FP32 [-1, 3]\noutput label: INT64 [-1]');
+      const tensors = await page.locator('table.tensors tbody tr').evaluateAll((rows) => rows.map((r) => Array.from(r.children).map((c) => (c.textContent ?? '').trim())));
+      expect(tensors).toEqual([
+        ['input', 'input', 'FP32', '[-1, 4]', ''],
+        ['output', 'probabilities', 'FP32', '[-1, 3]', '0 setosa 1 versicolor 2 virginica'],
+        ['output', 'label', 'INT64', '[-1]', ''],
+      ]);
+      expect(await page.locator('dl.facts').innerText()).toMatch(/opset\s+ai\.onnx 17[\s\S]*onnxruntime\s+1\.\d+\.\d+[\s\S]*execution provider\s+CPU/);
       const infer = page.locator('details[data-operation="infer"]');
       await infer.locator('button[type=submit]').click();
       await infer.locator('pre.answer.ok').waitFor({ timeout: 15_000 });
@@ -198,7 +209,7 @@ describe.runIf(chromiumAvailable('browser tests'))('the live view behind nginx',
     for (const [name, servers] of Object.entries(upstreams)) {
       conf = conf.replace(`server ${name}.invalid:8080 max_fails=0;`, servers.map((s) => `server ${s} max_fails=0;`).join('\n        '));
     }
-    const gateway = await startNginx(nginx, conf, gatewayPage(described.map((fn) => cardOf(fn)), VERSION), join(scratch, 'nginx'));
+    const gateway = await startNginx(nginx, conf, gatewayPage(described.map((fn) => cardOf(fn)), VERSION, { ssi: true }), join(scratch, 'nginx'));
     const browser = await openBrowser();
     try {
       for (let i = 0; i < 20; i++) expect((await fetch(`${gateway.url}/iris/predict${i % 2 ? '/' : ''}`, postJson({ instances: [[5.1, 3.5, 1.4, 0.2]] }))).status).toBe(200);
@@ -206,6 +217,14 @@ describe.runIf(chromiumAvailable('browser tests'))('the live view behind nginx',
       expect(await (await fetch(`${gateway.url}/iris/`)).json()).toMatchObject({ name: 'iris', prefix: '/iris', predict: '/iris/predict' });
       const toDocs = await fetch(`${gateway.url}/iris/`, { headers: { Accept: 'text/html' }, redirect: 'manual' });
       expect([toDocs.status, toDocs.headers.get('location')]).toEqual([302, '/iris/docs']);
+      // The first paint already says each function's state: nginx asked each one as it sent the page.
+      const served = await (await fetch(`${gateway.url}/`, { headers: { Accept: 'text/html' } })).text();
+      for (const [name, state] of [['iris', 'ready'], ['digits', 'ready'], ['vad', 'unavailable']]) {
+        expect(served, name).toContain(`<tr data-live="${name}"`);
+        expect(served, name).toMatch(new RegExp(`<tr data-live="${name}"[^]*?<span data-field="state" class="state state-${state}">${state}</span>`));
+        expect(served, name).toMatch(new RegExp(`data-function="${name}" data-state="${state}">`));
+      }
+      expect(served).not.toContain('<!--#');
       const { page } = browser;
       await page.goto(`${gateway.url}/`);
       const irisRow = await waitForLiveRow(page, 'iris', (r) => counted(r) && r.replicas === '2');

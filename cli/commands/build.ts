@@ -23,7 +23,7 @@ under the root (default: the current folder). The generated files depend only on
     }, [0, 0]);
     if (!parsed) return 0;
     // The build's tools (esbuild and the rest) load only when a build runs.
-    const { runBuild } = await import('../../build/build.ts');
+    const { runBuild } = await import('../../build.ts');
     try {
       return await runBuild({
         functionsDir: resolve(parsed.values.functions as string),

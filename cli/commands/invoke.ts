@@ -9,6 +9,11 @@ import { formatJson } from '../format.ts';
 
 export const DEFAULT_URL = 'http://127.0.0.1:8080';
 
+/** Where invoke sends: --url, else MODELFN_URL, else the port npm start reads (PORT, default 8080) on this machine. */
+export function gatewayUrl(url: string | undefined, env: NodeJS.ProcessEnv = process.env): string {
+  return (url ?? (env.MODELFN_URL || (env.PORT ? `http://127.0.0.1:${env.PORT}` : DEFAULT_URL))).replace(/\/+$/, '');
+}
+
 interface IndexEntry { name: string; prefix: string }
 interface Operation { requestBody?: { content?: Record<string, { example?: unknown }> } }
 interface OpenApi { paths: Record<string, Record<string, Operation>> }
@@ -23,7 +28,7 @@ async function request(url: string, init?: RequestInit): Promise<Response> {
   } catch (err) {
     const origin = new URL(url).origin;
     const cause = (err as { cause?: { code?: string } }).cause?.code;
-    throw new CliError(`nothing answers at ${origin}${cause ? ` (${cause})` : ''}: start modelfn with npm start, or point --url or MODELFN_URL at a gateway`);
+    throw new CliError(`nothing answers at ${origin}${cause ? ` (${cause})` : ''}: start modelfn with npm start, or point --url (or MODELFN_URL, or PORT) at the port it serves on`);
   }
 }
 
@@ -93,7 +98,8 @@ Calls function <name> at a running gateway (npm start, or npm run up) and prints
   nothing                 the function's example inference request (the one its docs show)
 
   --path ROUTE   send to /<prefix>ROUTE instead, e.g. --path /species or --path '/segments?threshold=0.6'
-  --url URL      the gateway (default: MODELFN_URL, else ${DEFAULT_URL})
+  --url URL      the gateway (default: MODELFN_URL, else http://127.0.0.1:PORT, PORT being the
+                 port npm start reads, else ${DEFAULT_URL})
   --raw          print the answer as it arrived
 
 The answer goes to stdout; the request line and errors go to stderr. Exits 1 when the function
@@ -107,7 +113,7 @@ example: modelfn invoke iris '{"instances": [[5.1, 3.5, 1.4, 0.2]]}'
     const [name, arg] = parsed.positionals;
     const route = parsed.values.path as string | undefined;
     if (route !== undefined && !route.startsWith('/')) throw new UsageError(`--path must start with '/', e.g. --path /species`);
-    const base = ((parsed.values.url as string | undefined) ?? process.env.MODELFN_URL ?? DEFAULT_URL).replace(/\/+$/, '');
+    const base = gatewayUrl(parsed.values.url as string | undefined);
     try {
       new URL(base);
     } catch {

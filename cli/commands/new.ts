@@ -80,16 +80,20 @@ that passes at once (<name>.test.ts) and a short README.md.
       throw new CliError(`cannot write ${displayPath(dir)}: ${(err as Error).message}`);
     }
     const shown = displayPath(dir);
+    // The port npm start will take: PORT as this shell has it, else 8080, the same rule as invoke's.
+    const port = process.env.PORT || '8080';
     const next = [
       [`npx vitest run ${shown}`, 'its test'],
-      ['npm start', `serves it at http://localhost:8080/${name}/ (docs: /${name}/docs)`],
-      [`npx modelfn invoke ${name}`, 'sends its example request'],
+      ['npm start', `serves it at http://localhost:${port}/${name}/ (docs: /${name}/docs)`],
+      [`npx modelfn invoke ${name}`, `sends its example request to http://127.0.0.1:${port}`],
     ];
+    const otherPort = String(Number(port) + 1);
     const width = Math.max(...next.map(([c]) => c.length));
     process.stdout.write(`created ${shown}/: model.onnx, function.ts, ${name}.test.ts, README.md
 ${starter ? 'model.onnx is the starter model (it doubles its input): replace it with yours, then update the test.\n' : ''}
 next:
 ${next.map(([c, what]) => `  ${c.padEnd(width)}  # ${what}`).join('\n')}
+another port: PORT=${otherPort} npm start, then npx modelfn invoke ${name} --url http://127.0.0.1:${otherPort}
 `);
     return 0;
   },

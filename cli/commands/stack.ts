@@ -14,7 +14,7 @@ function stackCommand(name: StackCommand, summary: string, help: string): Comman
     async run(args) {
       const parsed = parse(this, args, name === 'logs' ? { follow: { type: 'boolean', short: 'f' } } : {}, [0, 0]);
       if (!parsed) return 0;
-      const { runStack } = await import('../../build/docker/stack.ts');
+      const { runStack } = await import('../../builder/docker/stack.ts');
       try {
         return await runStack(name, { root: process.cwd(), log, follow: Boolean(parsed.values.follow) });
       } catch (err) {
@@ -27,15 +27,27 @@ function stackCommand(name: StackCommand, summary: string, help: string): Comman
 export const up = stackCommand('up', 'build everything and start the compose stack (npm run up)', `usage: modelfn up
 
 The same as npm run up: bundles, images, and the compose stack, then waits until every function
-answers through the gateway (127.0.0.1:8080; MODELFN_HOST and MODELFN_PORT change it). Needs Docker.
+answers through the gateway. Needs Docker.
+
+environment:
+  MODELFN_HOST, MODELFN_PORT  where the gateway is published (default 127.0.0.1, 8080)
+  MODELFN_PROJECT             the compose project's name (default modelfn); down and logs take the same
+  MODELFN_IMAGE_TAG           the tag of the images built and run (default latest)
 `);
 
 export const down = stackCommand('down', 'stop the compose stack, leaving nothing behind (npm run down)', `usage: modelfn down
 
 The same as npm run down: removes the stack's containers, networks and volumes.
+
+environment:
+  MODELFN_PROJECT             the compose project to take down (default modelfn), as given to up
+  MODELFN_IMAGE_TAG           not needed: the project's containers go whatever tag up ran
 `);
 
 export const logs = stackCommand('logs', "the compose stack's logs (npm run logs)", `usage: modelfn logs [--follow]
 
 The last 200 lines of every service's logs; --follow (-f) keeps printing new ones.
+
+environment:
+  MODELFN_PROJECT             the compose project (default modelfn), as given to up
 `);

@@ -14,10 +14,15 @@ export const deploy: Command = {
 The same as npm run deploy:swarm: bundles and images (modelfn build --images), docker stack deploy
 of deploy/swarm/stack.yml, then waits until every service runs its replicas and every function
 answers through the gateway. Needs a Docker engine that is a swarm manager.
+
+environment:
+  MODELFN_STACK               the stack's name (default modelfn); undeploy takes the same
+  MODELFN_PORT                the gateway's published port (default 8080)
+  MODELFN_IMAGE_TAG           the tag of the images built and run (default latest)
 `,
   async run(args) {
     if (!parse(this, args, {}, [0, 0])) return 0;
-    const { deploySwarm } = await import('../../build/docker/swarm.ts');
+    const { deploySwarm } = await import('../../builder/docker/swarm.ts');
     try {
       return await deploySwarm(process.cwd(), log);
     } catch (err) {
@@ -33,10 +38,13 @@ export const undeploy: Command = {
 
 The same as npm run undeploy:swarm: docker stack rm, then waits until no service, container,
 network or config of the stack is left.
+
+environment:
+  MODELFN_STACK               the stack to remove (default modelfn), as given to deploy
 `,
   async run(args) {
     if (!parse(this, args, {}, [0, 0])) return 0;
-    const { undeploySwarm } = await import('../../build/docker/swarm.ts');
+    const { undeploySwarm } = await import('../../builder/docker/swarm.ts');
     try {
       return await undeploySwarm(process.cwd(), log);
     } catch (err) {

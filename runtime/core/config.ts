@@ -10,7 +10,7 @@ export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 
 /**
  * How long a function server keeps an idle keep-alive connection open (Node's default is 5 s).
- * Longer than its proxies keep theirs (nginx's upstream keepalive_timeout, 60 s; build/policy.ts
+ * Longer than its proxies keep theirs (nginx's upstream keepalive_timeout, 60 s; builder/policy.ts
  * derives it from this; ingress-nginx's default is 60 s too), so the proxy always closes first
  * and never sends a request on a connection the function is closing. Not a setting: the two
  * must move together.

@@ -1,6 +1,6 @@
 import ort from 'onnxruntime-node';
 import { resolve } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { ModelQueue, NEWEST_FIRST_AFTER_MS, canBatch, setDeadline, type Runner } from './queue.ts';
 import { ModelfnError } from '../core/errors.ts';
 import type { Feeds, Fetches } from '../tensor/types.ts';
@@ -24,12 +24,21 @@ function doubler(delayMs = 20) {
 const options = { batching: true, maxBatchSize: 8, maxDelayMs: 5, maxQueue: 4 };
 
 describe('ModelQueue, batching', () => {
+  // Where a test is about time (delays, waits), it runs on the fake clock: the same on any machine.
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
   it('runs a lone request on an idle model at once, without waiting for the delay', async () => {
-    const { calls, runner } = doubler(1);
+    vi.useFakeTimers();
+    const { calls, runner } = doubler(0);
     const queue = new ModelQueue(runner, ['y'], { ...options, maxDelayMs: 5000 });
     const started = performance.now();
-    const out = await queue.run(rowsOf([[1, 2]]));
-    expect(performance.now() - started).toBeLessThan(200);
+    const answer = queue.run(rowsOf([[1, 2]]));
+    // The run's own zero-length step is the only time that passes: no 5 s wait for company.
+    await vi.advanceTimersByTimeAsync(0);
+    const out = await answer;
+    expect(performance.now() - started).toBe(0);
     expect(Array.from(out.y.data as Float32Array)).toEqual([2, 4]);
     expect(calls).toEqual([1]);
   });
@@ -99,7 +108,8 @@ describe('ModelQueue, batching', () => {
   });
 
   it('makes larger batches under load with a larger maxDelayMs, each request waiting at most that much longer', async () => {
-    // A steady stream: a request every 2 ms, runs of a fixed 8 ms whatever their size.
+    vi.useFakeTimers();
+    // A steady stream on the fake clock: a request every 2 ms, runs of a fixed 8 ms whatever their size.
     async function stream(maxDelayMs: number) {
       const calls: number[] = [];
       const runner = async (feeds: Feeds): Promise<Fetches> => {
@@ -113,28 +123,34 @@ describe('ModelQueue, batching', () => {
       for (let i = 0; i < 60; i++) {
         const sent = performance.now();
         pending.push(queue.run(rowsOf([[i, i]])).then(() => latencies.push(performance.now() - sent)));
-        await new Promise((r) => setTimeout(r, 2));
+        await vi.advanceTimersByTimeAsync(2);
       }
+      await vi.runAllTimersAsync();
       await Promise.all(pending);
       return { meanBatch: calls.reduce((a, b) => a + b, 0) / calls.length, worst: Math.max(...latencies) };
     }
     const eager = await stream(0);
     const patient = await stream(40);
     expect(patient.meanBatch).toBeGreaterThan(eager.meanBatch * 1.5);
-    // Bounded: the delay, plus one run of its own and one it may have queued behind, plus timer slack (a busy machine).
-    expect(patient.worst).toBeLessThan(40 + 2 * 8 + 150);
-    expect(patient.worst).toBeLessThan(eager.worst + 40 + 150);
+    // Bounded: the delay, plus one run of its own and one it may have queued behind.
+    expect(patient.worst).toBeLessThanOrEqual(40 + 2 * 8);
+    expect(patient.worst).toBeLessThanOrEqual(eager.worst + 40);
   });
 
   it('waits at most maxDelayMs for company when a second batch may run alongside', async () => {
+    vi.useFakeTimers();
     const { calls, runner } = doubler(200);
     const queue = new ModelQueue(runner, ['y'], { ...options, maxDelayMs: 40, maxInFlight: 2, maxQueue: 10 });
     const first = queue.run(rowsOf([[1, 1]]));
     const second = queue.run(rowsOf([[2, 2]]));
-    await new Promise((r) => setTimeout(r, 10));
+    // Within the delay, the third joins the second; past it, the second has gone alone.
+    await vi.advanceTimersByTimeAsync(10);
     const third = queue.run(rowsOf([[3, 3]]));
-    await Promise.all([first, second, third]);
-    expect(calls).toEqual([1, 2]);
+    await vi.advanceTimersByTimeAsync(40);
+    const fourth = queue.run(rowsOf([[4, 4]]));
+    await vi.runAllTimersAsync();
+    await Promise.all([first, second, third, fourth]);
+    expect(calls).toEqual([1, 2, 1]);
   });
 });
 

@@ -24,6 +24,10 @@ export class FunctionHost implements FunctionContext {
   outputsByName = new Map<string, TensorSpec>();
   /** What the protocol's codec validates requests against. */
   readonly signature: ModelSignature;
+  /** The loaded model's answers to the example requests, from its warm-up: the docs show them. */
+  exampleAnswers?: { infer?: unknown; predict?: unknown };
+  /** How long the loaded model's warm-up took, when it had one. */
+  warmUpMs?: number;
 
   constructor(readonly fn: ResolvedFunction) {
     const host = this;
@@ -53,6 +57,8 @@ export class FunctionHost implements FunctionContext {
 
   setModel(model: Model): void {
     this.loaded = model;
+    this.exampleAnswers = undefined;
+    this.warmUpMs = undefined;
     this.inputsByName = new Map(model.inputs.map((s) => [s.name, s]));
     this.outputsByName = new Map(model.outputs.map((s) => [s.name, s]));
     this.state = 'ready';

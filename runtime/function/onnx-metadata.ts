@@ -1,6 +1,7 @@
 /**
  * The documentation an ONNX file carries itself: the model's `doc_string` and its
- * `metadata_props` (ModelProto fields 6 and 14). A folder holding only `model.onnx` takes its
+ * `metadata_props` (ModelProto fields 6 and 14), and the facts the docs show: IR version,
+ * producer and opsets (fields 1, 2-3 and 8). A folder holding only `model.onnx` takes its
  * description and example from there (`modelfn.example`: an inference request in JSON).
  *
  * Only the top level of the file is walked, with small reads: the graph, which holds the
@@ -11,6 +12,12 @@ import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 export interface OnnxMetadata {
   docString?: string;
   props: Record<string, string>;
+  /** The file's ONNX IR version, the tool that wrote it, and the opset of each operator domain ('' is the default one). */
+  irVersion?: number;
+  producer?: string;
+  opsets: Record<string, number>;
+  /** The file's size in bytes. */
+  bytes?: number;
 }
 
 /** Reads a protobuf varint at `pos`; returns the value and the position after it. */
@@ -44,8 +51,32 @@ function fields(buf: Uint8Array): [number, Uint8Array][] {
   return out;
 }
 
+const IR_VERSION = 1;
+const PRODUCER_NAME = 2;
+const PRODUCER_VERSION = 3;
 const DOC_STRING = 6;
+const OPSET_IMPORT = 8;
 const METADATA_PROPS = 14;
+
+/** An OperatorSetIdProto: its domain (field 1) and version (field 2, a varint). */
+function opset(buf: Uint8Array): [string, number] {
+  let domain = '';
+  let version = 0;
+  let pos = 0;
+  while (pos < buf.length) {
+    const [key, afterKey] = varint(buf, pos);
+    if ((key & 7) === 0) {
+      const [value, next] = varint(buf, afterKey);
+      if (key >>> 3 === 2) version = value;
+      pos = next;
+    } else if ((key & 7) === 2) {
+      const [length, start] = varint(buf, afterKey);
+      if (key >>> 3 === 1) domain = new TextDecoder().decode(buf.subarray(start, start + length));
+      pos = start + length;
+    } else break;
+  }
+  return [domain, version];
+}
 /** Strings larger than this are not documentation. */
 const MAX_TEXT = 1024 * 1024;
 
@@ -56,7 +87,7 @@ const MAX_TEXT = 1024 * 1024;
  * @example readOnnxMetadata('functions/digits/model.onnx').props['modelfn.example']
  */
 export function readOnnxMetadata(path: string): OnnxMetadata {
-  const meta: OnnxMetadata = { props: {} };
+  const meta: OnnxMetadata = { props: {}, opsets: {} };
   let fd: number;
   try {
     fd = openSync(path, 'r');
@@ -66,23 +97,33 @@ export function readOnnxMetadata(path: string): OnnxMetadata {
   const decoder = new TextDecoder();
   try {
     const size = fstatSync(fd).size;
+    meta.bytes = size;
     const head = Buffer.alloc(20);
     let pos = 0;
     while (pos < size) {
       const got = readSync(fd, head, 0, head.length, pos);
       const [key, afterKey] = varint(head.subarray(0, got), 0);
       const wire = key & 7;
-      if (wire === 0) pos += varint(head.subarray(0, got), afterKey)[1];
+      if (wire === 0) {
+        const [value, next] = varint(head.subarray(0, got), afterKey);
+        if (key >>> 3 === IR_VERSION) meta.irVersion = value;
+        pos += next;
+      }
       else if (wire === 1) pos += afterKey + 8;
       else if (wire === 5) pos += afterKey + 4;
       else if (wire === 2) {
         const [length, start] = varint(head.subarray(0, got), afterKey);
         const field = key >>> 3;
-        if ((field === DOC_STRING || field === METADATA_PROPS) && length <= MAX_TEXT) {
+        if ((field === DOC_STRING || field === METADATA_PROPS || field === PRODUCER_NAME || field === PRODUCER_VERSION || field === OPSET_IMPORT) && length <= MAX_TEXT) {
           const body = Buffer.alloc(length);
           readSync(fd, body, 0, length, pos + start);
           if (field === DOC_STRING) meta.docString = decoder.decode(body);
-          else {
+          else if (field === PRODUCER_NAME) meta.producer = `${decoder.decode(body)}${meta.producer ?? ''}`;
+          else if (field === PRODUCER_VERSION) meta.producer = `${meta.producer ?? ''} ${decoder.decode(body)}`;
+          else if (field === OPSET_IMPORT) {
+            const [domain, version] = opset(body);
+            meta.opsets[domain] = version;
+          } else {
             const entry = Object.fromEntries(fields(body));
             if (entry[1]) meta.props[decoder.decode(entry[1])] = entry[2] ? decoder.decode(entry[2]) : '';
           }
@@ -90,6 +131,7 @@ export function readOnnxMetadata(path: string): OnnxMetadata {
         pos += start + length;
       } else break;
     }
+    if (meta.producer !== undefined) meta.producer = meta.producer.trim();
   } catch {
     // Not a protobuf we can walk: no metadata.
   } finally {

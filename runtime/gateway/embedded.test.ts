@@ -47,7 +47,7 @@ describe('embedded mode: every function on one port', () => {
     expect(redirect.status).toBe(308);
     expect(redirect.headers.get('location')).toBe('/iris/?x=1');
     // /iris/ is the function: its entry for clients, its docs for browsers; a trailing slash changes no route.
-    expect(await (await fetch(`${server.url}/iris/`)).json()).toEqual({ name: 'iris', prefix: '/iris', model: '/v2/models/iris', predict: '/iris/predict', routes: ['POST /iris/species'], docs: '/iris/docs', replicas: 1 });
+    expect(await (await fetch(`${server.url}/iris/`)).json()).toEqual({ name: 'iris', prefix: '/iris', model: '/v2/models/iris', predict: '/iris/predict', routes: ['POST /iris/species'], docs: '/iris/docs', replicas: 1, state: 'ready' });
     const page = await fetch(`${server.url}/iris/`, { headers: { Accept: 'text/html' }, redirect: 'manual' });
     expect([page.status, page.headers.get('location')]).toEqual([302, '/iris/docs']);
     expect((await fetch(`${server.url}/iris/predict/`, postJson({ instances: [[5.1, 3.5, 1.4, 0.2]] }))).status).toBe(200);
@@ -103,6 +103,20 @@ describe('embedded mode with a broken function', () => {
       const index = (await (await fetch(`${server.url}/`)).json()) as { functions: { name: string; error?: string; predict?: string }[] };
       expect(index.functions.find((f) => f.name === 'typo')).toMatchObject({ error: typo.error });
       expect(index.functions.find((f) => f.name === 'corrupt')!.predict).toBeUndefined();
+      // The live view's first paint counts replicas as its refresh does: none of the one declared.
+      const page = await (await fetch(`${server.url}/`, { headers: { Accept: 'text/html' } })).text();
+      for (const name of ['typo', 'corrupt']) {
+        expect(page, name).toMatch(new RegExp(`<tr data-live="${name}"[^>]*data-replicas="1"[\\s\\S]*?<td data-field="replicas">0 of 1</td>`));
+      }
+      expect(page).toMatch(/<tr data-live="iris"[\s\S]*?<td data-field="replicas">1<\/td>/);
+      // A function's own root is its entry of GET /, the reason included, with its state, and 503 like its other routes.
+      for (const name of ['typo', 'corrupt']) {
+        const root = await fetch(`${server.url}/${name}/`);
+        expect(root.status, name).toBe(503);
+        const entry = index.functions.find((f) => f.name === name)!;
+        expect(entry.error, name).toMatch(new RegExp(`^(function|model) '${name}' failed to load: `));
+        expect(await root.json()).toEqual({ ...entry, state: 'failed' });
+      }
       // Its docs page says why, and its live figures carry the state and the reason.
       const docs = await fetch(`${server.url}/typo/docs`);
       expect(docs.status).toBe(503);

@@ -24,9 +24,11 @@ import { createMetrics } from '../core/metrics.ts';
 import type { Model } from '../engine/model.ts';
 import { compressResponse } from '../http/response-compression.ts';
 import { answerClientErrorsAsJson, loadFunctionModel } from '../serve/server.ts';
+import { warmUp } from '../serve/warmup.ts';
 import { emptyWindow, summarize, type FunctionStats } from '../core/stats.ts';
 import { VERSION } from '../core/version.ts';
 import { cardOf, describeHost, type DescribedFunction } from '../pages/describe.ts';
+import { functionEntry } from '../pages/entry.ts';
 import type { CustomRoute } from '../pages/openapi.ts';
 import { failedDocsPage, gatewayPage, wantsHtml } from '../pages/ui.ts';
 
@@ -97,7 +99,10 @@ async function loadSlot(resolved: Resolved, config: RuntimeConfig, logger: Logge
   const { app, customRoutes, close } = createFunctionApp(host, { config, logger, metrics, stripPrefix: fn.prefix });
   try {
     const model = await loadFunctionModel(host, config, metrics, logger);
-    logger.log('info', 'function loaded', { fn: fn.name, prefix: fn.prefix, load_ms: Math.round(model.loadMs * 10) / 10 });
+    // As a container does: the first request is not the slow one, and the docs get their example answers.
+    const warm = config.warmUp ? await warmUp(host, config.maxElements) : undefined;
+    if (warm?.error) logger.log('warn', 'warm-up inference failed; serving anyway', { fn: fn.name, error: warm.error });
+    logger.log('info', 'function loaded', { fn: fn.name, prefix: fn.prefix, load_ms: Math.round(model.loadMs * 10) / 10, ...(warm ? { warm_up_ms: Math.round(warm.ms * 10) / 10 } : {}) });
     return { dir, fn, app, host, model, routes: customRoutes, close };
   } catch (err) {
     const failure = (err as Error).message;
@@ -109,13 +114,13 @@ async function loadSlot(resolved: Resolved, config: RuntimeConfig, logger: Logge
 
 /** What the gateway shows of a slot. */
 function describeSlot(slot: Slot): DescribedFunction {
-  if (slot.host) return describeHost(slot.host, slot.routes);
+  if (slot.host) return describeHost(slot.host, slot.routes, true);
   return { ...(slot.fn as ResolvedFunction), ownRoutes: slot.routes, error: `function '${slot.fn.name}' failed to load: ${slot.failure}` };
 }
 
 /** A slot's live figures: its app's /stats, its failure, or none when its figures need an API key. */
 async function slotStats(slot: Slot): Promise<FunctionStats | undefined> {
-  if (!slot.app) return summarize(slot.fn.name, 'failed', emptyWindow(), 0, 0, slot.failure);
+  if (!slot.app) return summarize(slot.fn.name, 'failed', emptyWindow(), slot.fn.replicas, 0, slot.failure);
   const res = await slot.app.request(`${slot.fn.prefix}/stats`);
   return res.ok ? ((await res.json()) as FunctionStats) : undefined;
 }
@@ -170,6 +175,8 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedS
       const own = slot && forwardedPath(route, path).replace(/(.)\/$/, '$1');
       if (slot && own === '/docs') return c.html(failedDocsPage(slot.fn, describeSlot(slot).error!, [], slot.fn.prefix), 503);
       if (slot && own === '/stats') return c.json((await slotStats(slot))!);
+      // Its root: its entry of GET /, the reason included, as a function whose model failed answers it.
+      if (slot && own === '/' && !wantsHtml(c.req.header('accept'))) return c.json({ ...functionEntry(describeSlot(slot)), state: 'failed' }, 503);
       return errorResponse(c, 503, `function '${route.fn}' failed to load: ${slot?.failure ?? 'unknown'}`);
     }
     // The function's app strips its own prefix (createFunctionApp's stripPrefix): the request

@@ -1,8 +1,9 @@
 /**
- * The gateway's routing, in one place: the nginx config (build/render/nginx.ts) and embedded mode
+ * The gateway's routing, in one place: the nginx config (builder/render/nginx.ts) and embedded mode
  * (runtime/gateway/embedded.ts) are both generated from this table, so they route alike.
  */
 import type { ResolvedFunction } from '../function/define.ts';
+import { EXTENSIONS } from '../tensor/infer.ts';
 import { VERSION } from '../core/version.ts';
 import { functionEntry, type FunctionSummary } from '../pages/entry.ts';
 
@@ -54,7 +55,7 @@ export function functionIndex(functions: readonly FunctionSummary[]) {
 }
 
 /** The protocol's server metadata, as the gateway answers it. */
-export const SERVER_METADATA = { name: 'modelfn', version: VERSION, extensions: ['binary_tensor_data', 'classification'] };
+export const SERVER_METADATA = { name: 'modelfn', version: VERSION, extensions: [...EXTENSIONS] };
 
 /** The gateway's JSON error messages (nginx error pages and embedded mode alike). */
 export const GATEWAY_ERRORS = {
@@ -65,6 +66,9 @@ export const GATEWAY_ERRORS = {
   503: 'service unavailable',
   504: 'the function did not answer in time',
 } as const;
+
+/** A function's 413, as its app words it (runtime/http/app.ts) and the gateway repeats it. */
+export const bodyTooLarge = (name: string, bytes: number) => `request body is larger than the limit of ${bytes} bytes for '${name}'`;
 
 /** The gateway's 404 for a path no function takes: what there is, and how to add a function. */
 export const noRoute = (prefixes: readonly string[]) => prefixes.length

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { Hono } from 'hono';
 import { FIXTURES, errorOf, openDeclared, postJson } from '../testing/index.ts';
+import { until } from '../testing/helpers.ts';
 
 // runtime/testing/fixtures/slow.onnx runs `iterations` rounds of a 256x256 MatMul; it cannot
 // batch (its `iterations` input has no batch dimension), so its requests queue one behind another.
@@ -18,15 +19,6 @@ const request = (iterations: number, init: RequestInit = {}) => ({
 async function metric(app: Hono, pattern: RegExp): Promise<number> {
   const text = await (await app.request('/metrics')).text();
   return Number(pattern.exec(text)?.[1] ?? 0);
-}
-
-/** Waits until `check` holds, polling; the test depends on the event, not on the machine's speed. */
-async function until(check: () => Promise<boolean>, what: string): Promise<void> {
-  const deadline = Date.now() + 20_000;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
 }
 
 /** Iterations that keep this machine's model busy for about `ms`. */
@@ -51,9 +43,9 @@ describe('deadlines and cancellation, all the way down', () => {
     const busy = app.request('/v2/models/slow/infer', request(long));
     const client = new AbortController();
     const left = app.request('/v2/models/slow/infer', request(long, { signal: client.signal }));
-    await until(async () => (await queued(app)) === 1, 'the second request waits in the queue');
+    expect(await until(async () => (await queued(app)) === 1), 'the second request waits in the queue').toBe(true);
     client.abort();
-    await until(async () => (await shed(app, 'cancelled')) === 1, 'the abandoned request is dropped');
+    expect(await until(async () => (await shed(app, 'cancelled')) === 1), 'the abandoned request is dropped').toBe(true);
     expect(await queued(app)).toBe(0);
     expect((await left).status).toBe(499);
     expect((await busy).status).toBe(200);
@@ -67,13 +59,13 @@ describe('deadlines and cancellation, all the way down', () => {
     const long = await iterationsFor(app, 2000);
     const before = await ran(app);
     const busy = app.request('/v2/models/slow/infer', request(long));
-    await until(() => running(app), 'the first request runs');
+    expect(await until(() => running(app)), 'the first request runs').toBe(true);
     const late = await errorOf(await app.request('/v2/models/slow/infer', request(1)));
     expect(late).toEqual({ status: 504, error: "request to 'slow' timed out after 400 ms; its work was stopped" });
     expect(await shed(app, 'deadline_exceeded')).toBe(1);
     expect((await busy).status).toBe(504);
     // The first run was under way and finished on its thread; the second never ran.
-    await until(async () => (await ran(app)) - before >= 1, 'the first run ends');
+    expect(await until(async () => (await ran(app)) - before >= 1), 'the first run ends').toBe(true);
     await new Promise((r) => setTimeout(r, 100));
     expect((await ran(app)) - before).toBe(1);
     expect((await app.request('/v2/models/slow/infer', request(1))).status).toBe(200);
@@ -83,9 +75,9 @@ describe('deadlines and cancellation, all the way down', () => {
     const { app } = await openDeclared(FIXTURES, { name: 'slow', model: 'slow.onnx', limits: { timeoutMs: 60_000, maxQueue: 2 } });
     const long = await iterationsFor(app, 1000);
     const busy = app.request('/v2/models/slow/infer', request(long));
-    await until(() => running(app), 'the first request runs');
+    expect(await until(() => running(app)), 'the first request runs').toBe(true);
     const waiting = [app.request('/v2/models/slow/infer', request(1)), app.request('/v2/models/slow/infer', request(1))];
-    await until(async () => (await queued(app)) === 2, 'two requests wait');
+    expect(await until(async () => (await queued(app)) === 2), 'two requests wait').toBe(true);
     const started = performance.now();
     const refused = await app.request('/v2/models/slow/infer', request(1));
     expect(performance.now() - started).toBeLessThan(500);

@@ -229,6 +229,7 @@ const rawArb: fc.Arbitrary<string> = fc.oneof(
 // Valid requests
 // ---------------------------------------------------------------------------------------------
 
+const FP32_MAX = 3.4028234663852886e38;
 const SMALL_FLOATS = fc.oneof(fc.integer({ min: -10, max: 10 }), fc.double({ min: -100, max: 100, noNaN: true }));
 
 function valueArb(datatype: string): fc.Arbitrary<unknown> {
@@ -243,7 +244,9 @@ function valueArb(datatype: string): fc.Arbitrary<unknown> {
     case 'INT32': return fc.integer({ min: -2147483648, max: 2147483647 });
     case 'INT64': return fc.maxSafeInteger();
     case 'BYTES': return fc.oneof(fc.string({ unit: 'binary', maxLength: 8 }), fc.constantFrom('', 'héllo', '日本語', '😀'));
-    case 'FP16': return fc.oneof(SMALL_FLOATS, fc.double({ noNaN: true, noDefaultInfinity: true }));
+    // A float beyond its type's range is refused (it would become infinity): valid values lie within it.
+    case 'FP16': return fc.oneof(SMALL_FLOATS, fc.double({ min: -65504, max: 65504, noNaN: true }));
+    case 'FP32': return fc.oneof({ weight: 3, arbitrary: SMALL_FLOATS }, { weight: 1, arbitrary: fc.double({ min: -FP32_MAX, max: FP32_MAX, noNaN: true }) });
     default: return fc.oneof({ weight: 3, arbitrary: SMALL_FLOATS }, { weight: 1, arbitrary: fc.double({ noNaN: true, noDefaultInfinity: true }) });
   }
 }

@@ -4,7 +4,8 @@
  */
 import type { Hono } from 'hono';
 import type ort from 'onnxruntime-node';
-import { elementCount, hasWideIntegers, jsonValueAt, shapeMismatch, tensorFromJson } from '../tensor/codec.ts';
+import { elementCount, hasWideIntegers, shapeMismatch, shapeText, tensorFromJson } from '../tensor/codec.ts';
+import { predictionsOf } from '../tensor/predictions.ts';
 import { invalidInput } from '../core/errors.ts';
 import type { FunctionHost } from '../function/host.ts';
 import { parseBody } from '../tensor/infer.ts';
@@ -15,53 +16,14 @@ import { readJsonBody, runModel } from './protocol.ts';
 /** Deeper nesting than this is not read (no ONNX model here comes close). */
 const MAX_RANK = 32;
 
-/** The shape of one instance, read from its nesting (first element at each level). */
-function instanceShape(instance: unknown, maxRank: number): number[] {
+/** The shape of one instance, read from its nesting (first element at each level), and how deep it goes. */
+function instanceShape(instance: unknown, maxRank: number): { shape: number[]; depth: number } {
   const shape: number[] = [];
+  let depth = 0;
   let v = instance;
-  while (Array.isArray(v)) {
-    if (shape.length >= maxRank) break;
-    shape.push(v.length);
-    v = v[0];
-  }
-  return shape;
-}
-
-/**
- * A float32 as the shortest decimal that reads back as the same float32: what the model
- * computed, without the digits a float64 print adds (0.98158467, not 0.9815846681594849).
- * Not finite: null, as JSON has no NaN or Infinity.
- *
- * @example float32Number(Math.fround(0.1)) // 0.1
- */
-export function float32Number(v: number): number | null {
-  if (!Number.isFinite(v)) return null;
-  if (v === 0) return 0;
-  for (let digits = 6; digits < 9; digits++) {
-    const short = Number(v.toPrecision(digits));
-    if (Math.fround(short) === v) return short;
-  }
-  return Number(v.toPrecision(9));
-}
-
-/** Row r of a tensor whose first dimension is the batch, nested to its remaining shape. */
-function row(tensor: ort.Tensor, r: number, rows: number): unknown {
-  const dims = tensor.dims;
-  const batched = dims.length > 0 && dims[0] === rows;
-  const inner = batched ? dims.slice(1) : dims;
-  const size = inner.reduce((a, b) => a * b, 1);
-  const start = batched ? r * size : 0;
-  // float32 as the shortest decimal of its value; every other type as the protocol prints it.
-  const data = tensor.data;
-  const at = data instanceof Float32Array ? (i: number) => float32Number(data[i]) : jsonValueAt(tensor);
-  let pos = start;
-  const build = (depth: number): unknown => {
-    if (depth === inner.length) return at(pos++);
-    const out = new Array(inner[depth]);
-    for (let i = 0; i < inner[depth]; i++) out[i] = build(depth + 1);
-    return out;
-  };
-  return build(0);
+  // Counted to the end (bounded by the body's size), kept only to maxRank.
+  for (; Array.isArray(v); depth++, v = v[0]) if (depth < maxRank) shape.push(v.length);
+  return { shape, depth };
 }
 
 /** Reads `{"instances": [...]}` into the model's one input; no tensor for no instances. */
@@ -72,11 +34,13 @@ function decodeInstances(json: unknown, spec: TensorSpec, maxElements: number): 
   const instances = (json as { instances: unknown[] }).instances;
   if (instances.length === 0) return { rows: 0 };
   // The nesting is read past the model's rank, so a wrong shape is reported as it was sent.
-  const shape = [instances.length, ...instanceShape(instances[0], MAX_RANK)];
+  const read = instanceShape(instances[0], MAX_RANK);
+  const shape = [instances.length, ...read.shape];
   const where = `instances (input '${spec.name}')`;
-  if (shapeMismatch(spec.shape, shape)) {
+  if (shapeMismatch(spec.shape, shape) || read.depth > MAX_RANK) {
     const row = spec.shape.length > 1 ? `; each instance is one row of shape [${spec.shape.slice(1).join(',')}]` : '; each instance is one value';
-    throw invalidInput(`${where}: the batch has shape [${shape.join(',')}], the model expects [${spec.shape.join(',')}] (-1 = any size)${row}`);
+    const sent = read.depth > MAX_RANK ? `is nested ${read.depth + 1} arrays deep (shape ${shapeText(shape)})` : `has shape [${shape.join(',')}]`;
+    throw invalidInput(`${where}: the batch ${sent}, the model expects [${spec.shape.join(',')}] (-1 = any size)${row}`);
   }
   const count = elementCount(where, shape, maxElements);
   return { rows: instances.length, tensor: tensorFromJson(where, spec.info, shape, count, instances) };
@@ -95,16 +59,7 @@ export function predictRoute(app: Hono, host: FunctionHost, maxElements: number)
     if (!tensor) return c.json({ predictions: [] });
     const fetches = await runModel(c, model, { [spec.name]: tensor });
     const names = model.outputs.map((o) => o.name);
-    const predictions = new Array(rows);
-    for (let r = 0; r < rows; r++) {
-      if (names.length === 1) {
-        predictions[r] = row(fetches[names[0]], r, rows);
-      } else {
-        const entry: Record<string, unknown> = {};
-        for (const name of names) entry[name] = row(fetches[name], r, rows);
-        predictions[r] = entry;
-      }
-    }
+    const predictions = predictionsOf(fetches, names, rows);
     // 64-bit integers beyond ±2^53 come as BigInt, which JSON.stringify refuses.
     if (names.some((name) => hasWideIntegers(fetches[name]))) {
       return c.body(stringifyExact({ predictions }), 200, { 'Content-Type': 'application/json' });

@@ -7,10 +7,10 @@ import { errorResponse } from './errors.ts';
 import type { Model } from '../engine/model.ts';
 import type { FunctionHost } from '../function/host.ts';
 import type { Feeds, Fetches } from '../tensor/types.ts';
-import { HEADER_LENGTH, decodeInferRequest, encodeInferResponse } from '../tensor/infer.ts';
+import { EXTENSIONS, HEADER_LENGTH, decodeInferRequest, encodeInferResponse } from '../tensor/infer.ts';
 
 /** The protocol extensions this server implements. */
-export const EXTENSIONS = ['binary_tensor_data', 'classification'] as const;
+export { EXTENSIONS } from '../tensor/infer.ts';
 
 export interface ProtocolOptions {
   maxElements: number;

@@ -10,6 +10,7 @@ import type { ResolvedFunction } from '../function/define.ts';
 import { FunctionHost } from '../function/host.ts';
 import { ownRoutes } from './docs.ts';
 import type { FunctionSummary } from './entry.ts';
+import { modelFacts } from './facts.ts';
 import { openApiDocument, type CustomRoute } from './openapi.ts';
 import type { FunctionCard } from './ui.ts';
 
@@ -26,12 +27,15 @@ export function declaredRoutes(fn: ResolvedFunction): CustomRoute[] {
   return ownRoutes(app.routes);
 }
 
-/** A function whose model is loaded in `host`. */
-export function describeHost(host: FunctionHost, routes: CustomRoute[]): DescribedFunction {
+/**
+ * A function whose model is loaded in `host`. `live`: the process serving it describes it, so its
+ * load and warm-up times belong in the facts (never in the build's generated files).
+ */
+export function describeHost(host: FunctionHost, routes: CustomRoute[], live = false): DescribedFunction {
   const fn = host.fn;
   if (host.state !== 'ready') return { ...fn, ownRoutes: routes, ...(host.state === 'failed' ? { error: host.notReadyReason() } : {}) };
   const model = host.model;
-  return { ...fn, ownRoutes: routes, inputs: model.inputs.length, document: openApiDocument(fn, model, routes, fn.prefix) };
+  return { ...fn, ownRoutes: routes, inputs: model.inputs.length, document: openApiDocument(fn, model, routes, fn.prefix, { facts: modelFacts(fn.modelPath, live ? { loadMs: model.loadMs, warmUpMs: host.warmUpMs } : {}) }) };
 }
 
 /**
@@ -61,5 +65,5 @@ export async function describeFunctions(functions: readonly ResolvedFunction[]):
 
 /** The gateway page's card of a described function. */
 export function cardOf(fn: DescribedFunction, stats?: FunctionStats): FunctionCard {
-  return { name: fn.name, prefix: fn.prefix, replicas: fn.replicas, description: fn.description, document: fn.document, routes: fn.ownRoutes, stats };
+  return { name: fn.name, prefix: fn.prefix, replicas: fn.replicas, scales: fn.scale !== undefined, keyed: fn.auth !== undefined, description: fn.description, document: fn.document, routes: fn.ownRoutes, stats };
 }

@@ -9,6 +9,7 @@ import type { Context, Hono } from 'hono';
 import type { RouterRoute } from 'hono/types';
 import type { FunctionHost } from '../function/host.ts';
 import { functionEntry } from './entry.ts';
+import { modelFacts } from './facts.ts';
 import { openApiDocument, type CustomRoute } from './openapi.ts';
 import { docsPage, failedDocsPage, wantsHtml } from './ui.ts';
 
@@ -37,20 +38,27 @@ export function mountedPrefix(c: Context): string {
  * @example docsRoutes(app, host, ownRoutes(app.routes.slice(builtIn)));
  */
 export function docsRoutes(app: Hono, host: FunctionHost, custom: readonly CustomRoute[]): void {
-  const document = (prefix: string) => openApiDocument(host.fn, host.model, custom, prefix || '/');
   // host.model answers 503 while the model is loading or failed: the document needs its metadata.
+  // The example answers are the warm-up's: a docs page runs nothing, so it counts as no work.
+  const document = (prefix: string) => openApiDocument(host.fn, host.model, custom, prefix || '/', {
+    answers: host.exampleAnswers,
+    facts: modelFacts(host.fn.modelPath, { loadMs: host.model.loadMs, warmUpMs: host.warmUpMs }),
+  });
   app.get('/openapi.json', (c) => c.json(document(mountedPrefix(c))));
   app.get('/docs', (c) => {
     const prefix = mountedPrefix(c);
     if (!host.isReady && host.state !== 'draining') return c.html(failedDocsPage(host.fn, host.notReadyReason(), custom, prefix), 503);
-    return c.html(docsPage(document(prefix)));
+    return c.html(docsPage(document(prefix), { host: c.req.header('host') }));
   });
   // `/iris/` is where people land by trimming a URL: browsers go to the docs, clients get the entry of GET /.
   app.get('/', (c) => {
     const prefix = mountedPrefix(c);
     if (wantsHtml(c.req.header('accept'))) return c.redirect(`${prefix}/docs`, 302);
     const inputs = host.isReady ? host.model.inputs.length : undefined;
-    return c.json(functionEntry({ ...host.fn, prefix: prefix || host.fn.prefix, inputs, ownRoutes: custom }));
+    // The same error as its entry at GET / (the reason it does not serve), with its state, and 503 like its other routes.
+    const error = host.isReady ? undefined : host.notReadyReason();
+    const entry = functionEntry({ ...host.fn, prefix: prefix || host.fn.prefix, inputs, ownRoutes: custom, error });
+    return c.json({ ...entry, state: host.state }, host.isReady ? 200 : 503);
   });
   const examples = new Map(Object.values(host.fn.routeDocs).flatMap((d) => (d.exampleFile ? [[basename(d.exampleFile), { file: d.exampleFile, type: d.contentType ?? 'application/octet-stream' }] as const] : [])));
   if (examples.size) {

@@ -5,7 +5,10 @@
  */
 import type { ExampleRequest, ResolvedFunction, RouteDoc } from '../function/define.ts';
 import type { TensorSpec } from '../tensor/types.ts';
+import type { ModelFacts } from './facts.ts';
 import { VERSION } from '../core/version.ts';
+import { emptyWindow, summarize } from '../core/stats.ts';
+import { EXTENSIONS } from '../tensor/infer.ts';
 
 /** A route the function declared itself (from Hono's `app.routes`). */
 export interface CustomRoute {
@@ -82,6 +85,16 @@ const ERRORS = {
   '5XX': { $ref: '#/components/responses/Error' },
 };
 
+/** The start of a `/metrics` answer, for the docs: the request counter and latency histogram every function has. */
+const METRICS_EXAMPLE = [
+  '# HELP modelfn_http_requests_total Total number of HTTP requests',
+  '# TYPE modelfn_http_requests_total counter',
+  'modelfn_http_requests_total{method="POST",route="/predict",status="200",ok="true"} 42',
+  '# HELP modelfn_http_request_duration_seconds Duration of HTTP requests in seconds',
+  '# TYPE modelfn_http_request_duration_seconds histogram',
+  '...',
+].join('\n');
+
 const json = (schema: Json, example?: unknown): Json => ({ 'application/json': example === undefined ? { schema } : { schema, example } });
 
 function answer(description: string, schema: Json, example?: unknown): Json {
@@ -127,6 +140,12 @@ function customOperation(route: CustomRoute, path: string, params: string[], doc
   return op;
 }
 
+/** The function's answers to its example requests, where they are known (the model ran them). */
+export interface ExampleAnswers {
+  predict?: unknown;
+  infer?: unknown;
+}
+
 /**
  * The OpenAPI 3.1 document of one function. `serverUrl` is where its routes are reached: its
  * prefix behind the gateway, `/` when it is served alone.
@@ -138,7 +157,9 @@ export function openApiDocument(
   model: { inputs: readonly TensorSpec[]; outputs: readonly TensorSpec[] },
   routes: readonly CustomRoute[],
   serverUrl = '/',
+  known: { answers?: ExampleAnswers; facts?: ModelFacts } = {},
 ): Json {
+  const answers = known.answers ?? {};
   const example = exampleRequest(fn, model.inputs);
   const base = `/v2/models/${fn.name}`;
   const tensors = (specs: readonly TensorSpec[]) => specs.map((s) => ({ name: s.name, datatype: s.datatype, shape: s.shape }));
@@ -165,7 +186,7 @@ export function openApiDocument(
       summary: 'Predict: instances in, predictions out',
       description: `Each instance is one row of input '${input.name}' (${instance}); the batch is their list. Each prediction is the matching row of ${model.outputs.length === 1 ? `output '${model.outputs[0].name}'` : `every output (${model.outputs.map((o) => `'${o.name}'`).join(', ')})`}.`,
       requestBody: { required: true, content: json({ $ref: '#/components/schemas/PredictRequest' }, { instances: exampleInstances(example) }) },
-      responses: answer('one prediction per instance', { $ref: '#/components/schemas/PredictResponse' }),
+      responses: answer('one prediction per instance', { $ref: '#/components/schemas/PredictResponse' }, answers.predict),
     });
   }
 
@@ -210,27 +231,28 @@ export function openApiDocument(
           'application/octet-stream': { schema: { type: 'string', contentMediaType: 'application/octet-stream' } },
         },
       },
-      responses: answer('the outputs', inferResponse),
+      responses: answer('the outputs', inferResponse, answers.infer),
     }));
     add(path, 'get', withParams({ tags: ['protocol'], operationId: `model_metadata${id}`, summary: `Model metadata: inputs and outputs${suffix}`, responses: answer('the metadata', { $ref: '#/components/schemas/ModelMetadata' }, metadata) }));
     add(`${path}/ready`, 'get', withParams({ tags: ['protocol'], operationId: `model_ready${id}`, summary: `Model readiness${suffix}`, responses: answer('ready', { type: 'object' }, { name: fn.name, ready: true }) }));
   }
   add('/v2/health/live', 'get', { tags: ['protocol'], operationId: 'live', summary: 'Liveness', responses: answer('live', { type: 'object' }, { live: true }) });
   add('/v2/health/ready', 'get', { tags: ['protocol'], operationId: 'ready', summary: 'Readiness (503 while loading or draining)', responses: answer('ready', { type: 'object' }, { ready: true }) });
-  add('/v2', 'get', { tags: ['protocol'], operationId: 'server_metadata', summary: 'Server metadata and extensions', responses: answer('the server', { type: 'object' }) });
+  add('/v2', 'get', { tags: ['protocol'], operationId: 'server_metadata', summary: 'Server metadata and extensions', responses: answer('the server', { type: 'object' }, { name: 'modelfn', version: VERSION, extensions: [...EXTENSIONS] }) });
   add('/metrics', 'get', {
     tags: ['operations'],
     operationId: 'metrics',
     summary: 'Prometheus metrics',
-    responses: { '200': { description: 'metrics in the Prometheus text format', content: { 'text/plain': { schema: { type: 'string' } } } } },
+    responses: { '200': { description: 'metrics in the Prometheus text format', content: { 'text/plain': { schema: { type: 'string' }, example: METRICS_EXAMPLE } } } },
   });
   add('/stats', 'get', {
     tags: ['operations'],
     operationId: 'stats',
     summary: 'The last minute: state, requests/s, latency, batch size (the live view)',
-    responses: answer('figures over the last minute, from the metrics', { type: 'object' }),
+    // An idle minute's figures: the shape of the answer (the live view's numbers come from traffic).
+    responses: answer('figures over the last minute, from the metrics', { type: 'object' }, summarize(fn.name, 'ready', emptyWindow(), fn.replicas, fn.replicas)),
   });
-  add('/openapi.json', 'get', { tags: ['operations'], operationId: 'openapi', summary: 'This document', responses: answer('OpenAPI 3.1', { type: 'object' }) });
+  add('/openapi.json', 'get', { tags: ['operations'], operationId: 'openapi', summary: 'This document', responses: answer('OpenAPI 3.1', { type: 'object' }, { openapi: '3.1.0', info: { title: fn.name, version: fn.version }, paths: { '...': {} } }) });
 
   return {
     openapi: '3.1.0',
@@ -268,6 +290,16 @@ export function openApiDocument(
       },
       responses: { Error: { description: 'an error: always JSON, with a message naming the problem', content: json({ $ref: '#/components/schemas/Error' }) } },
     },
-    'x-modelfn': { name: fn.name, prefix: fn.prefix, inputs: metadata.inputs, outputs: metadata.outputs },
+    'x-modelfn': {
+      name: fn.name,
+      prefix: fn.prefix,
+      inputs: metadata.inputs,
+      // Each output with the class labels its values stand for, where the function names them.
+      outputs: metadata.outputs.map((o) => {
+        const labels = fn.labels[o.name] ?? fn.defaultLabels;
+        return labels ? { ...o, labels } : o;
+      }),
+      ...(known.facts ? { model: known.facts } : {}),
+    },
   };
 }

@@ -51,6 +51,17 @@ const FORMAT_JSON = `function formatJson(value, indent, width) {
 }`;
 
 /**
+ * Replicas as the live view shows them, on the server and in the page alike: the ready count,
+ * with the declared one when they differ ("0 of 1" for a function that fails); an asleep function
+ * has none running, by design.
+ */
+const REPLICAS_TEXT = `function replicasText(state, ready, declared) {
+  if (state === 'asleep') return '0';
+  return ready === declared ? String(ready) : ready + ' of ' + declared;
+}`;
+const replicasText = new Function(`return ${REPLICAS_TEXT}`)() as (state: string, ready: number, declared: number) => string;
+
+/**
  * Formats JSON for reading (the pages' example requests and answers).
  *
  * @example formatJson({ instances: [[5.1, 3.5, 1.4, 0.2]] }) // '{"instances": [[5.1, 3.5, 1.4, 0.2]]}'
@@ -69,8 +80,13 @@ code, pre, textarea, select, input { font: 13px/1.4 ui-monospace, SFMono-Regular
 .muted { color: var(--muted); }
 .card { border: 1px solid var(--line); border-radius: 8px; padding: 1rem 1.25rem; margin: 1rem 0; background: var(--card); }
 .card header { display: flex; flex-wrap: wrap; gap: .25rem 1rem; align-items: baseline; }
-.tensors { margin: .5rem 0; padding: 0; list-style: none; }
-.tensors li { font-family: ui-monospace, monospace; font-size: 13px; }
+table.tensors { margin: .5rem 0; border-collapse: collapse; font-size: 13px; }
+table.tensors th, table.tensors td { padding: .1rem .75rem .1rem 0; text-align: left; vertical-align: top; }
+table.tensors thead th { color: var(--muted); font-weight: 400; }
+table.tensors td:nth-child(3), table.tensors td:nth-child(4) { font-family: ui-monospace, monospace; }
+.label { display: inline-block; margin-right: .5rem; white-space: nowrap; }
+dl.facts { display: flex; flex-wrap: wrap; gap: .1rem 1.25rem; margin: .25rem 0 .75rem; font-size: 13px; }
+dl.facts div { display: flex; gap: .35rem; } dl.facts dt { color: var(--muted); } dl.facts dd { margin: 0; }
 details { border-top: 1px solid var(--line); padding: .5rem 0; }
 summary { cursor: pointer; }
 .method { display: inline-block; min-width: 3.5rem; font-weight: 600; font-family: ui-monospace, monospace; }
@@ -86,6 +102,9 @@ pre.answer { margin: .5rem 0 0; padding: .5rem; border-left: 3px solid var(--lin
 pre.answer:empty { display: none; }
 pre.answer.ok { border-color: var(--good); } pre.answer.failed { border-color: var(--bad); }
 pre.example { margin: .5rem 0; padding: .5rem; border: 1px dashed var(--line); border-radius: 6px; white-space: pre-wrap; }
+.with-picture { display: flex; gap: .75rem; align-items: flex-start; } .with-picture textarea { flex: 1; }
+figure.picture { margin: 0; text-align: center; font-size: 12px; } figure.picture svg { display: block; border: 1px solid var(--line); }
+pre.snippet { margin: .25rem 0 .5rem; padding: .5rem; border: 1px solid var(--line); border-radius: 6px; white-space: pre-wrap; word-break: break-all; user-select: all; }
 pre.failure { margin: .5rem 0; padding: .5rem .75rem; border-left: 3px solid var(--bad); white-space: pre-wrap; word-break: break-word; }
 .status { font-weight: 600; }
 .state { display: inline-block; padding: 0 .5rem; border-radius: 1rem; font-size: 13px; font-weight: 600; color: #fff; background: var(--idle); }
@@ -97,6 +116,10 @@ table.live th:first-child, table.live td:first-child, table.live th:nth-child(2)
 table.live td.reason { white-space: normal; text-align: left; color: var(--bad); font-size: 13px; }
 table.live tr.busy td[data-field="rps"] { font-weight: 700; }
 table.live td.slow { color: var(--bad); font-weight: 700; }
+table.live td.chart { padding-top: 0; padding-bottom: 0; }
+table.live svg { display: block; border-bottom: 1px solid var(--line); }
+polyline.series-rps { stroke: var(--accent); stroke-width: 1.5; } polyline.series-p99 { stroke: var(--warn); stroke-width: 1.5; }
+span.series-rps { color: var(--accent); } span.series-p99 { color: var(--warn); }
 `;
 
 /**
@@ -107,6 +130,7 @@ const SCRIPT = `
 (function () {
   'use strict';
   var formatJson = ${FORMAT_JSON};
+  var replicasText = ${REPLICAS_TEXT};
 
   function showAnswer(pre, res, text, ms) {
     var body = text;
@@ -173,6 +197,34 @@ const SCRIPT = `
     });
   });
 
+  // The live view's memory: each refresh's requests/s and p99, kept in the page for 15 minutes
+  // and drawn as two lines per function (each scaled to its own largest value in the window).
+  var HISTORY_MS = 15 * 60 * 1000, CHART_W = 160, CHART_H = 32;
+  var history = {};
+  function remember(name, rps, p99) {
+    var now = Date.now(), list = history[name] || (history[name] = []);
+    list.push({ t: now, rps: rps || 0, p99: p99 || 0 });
+    while (list.length && list[0].t < now - HISTORY_MS) list.shift();
+    var svg = document.querySelector('svg[data-chart="' + name + '"]');
+    if (!svg) return;
+    var peaks = {};
+    ['rps', 'p99'].forEach(function (key) {
+      var max = 0;
+      list.forEach(function (p) { if (p[key] > max) max = p[key]; });
+      peaks[key] = max;
+      var points = list.map(function (p) {
+        var x = CHART_W * (p.t - (now - HISTORY_MS)) / HISTORY_MS;
+        var y = CHART_H - 1 - (CHART_H - 2) * (max ? p[key] / max : 0);
+        return x.toFixed(1) + ',' + y.toFixed(1);
+      }).join(' ');
+      svg.querySelector('polyline[data-series="' + key + '"]').setAttribute('points', points);
+    });
+    var minutes = Math.max(1, Math.round((now - list[0].t) / 60000));
+    var label = 'the last ' + minutes + ' min: requests/s up to ' + figure(peaks.rps) + ', p99 up to ' + figure(peaks.p99, ' ms');
+    svg.setAttribute('aria-label', label);
+    svg.querySelector('title').textContent = label;
+  }
+
   // The live view: each function's /stats, every two seconds.
   var rows = document.querySelectorAll('tr[data-live]');
   function figure(v, unit) { return v === null || v === undefined ? '–' : v + (unit || ''); }
@@ -204,13 +256,16 @@ const SCRIPT = `
         }
         if (!res.ok) {
           // No replica answers (nginx's 502/503): nothing runs, so nothing to count.
-          setState(name, res.status === 503 || res.status === 502 ? 'unavailable' : 'failed', body.error || res.status + ' ' + res.statusText);
-          ['replicas', 'rps', 'errors'].forEach(function (f) { field(f).textContent = '0'; });
+          var state = res.status === 503 || res.status === 502 ? 'unavailable' : 'failed';
+          setState(name, state, body.error || res.status + ' ' + res.statusText);
+          field('replicas').textContent = replicasText(state, 0, Number(row.getAttribute('data-replicas')));
+          ['rps', 'errors'].forEach(function (f) { field(f).textContent = '0'; });
           row.className = '';
           return;
         }
         setState(name, body.state, body.reason);
-        field('replicas').textContent = body.state === 'asleep' ? '0' : body.readyReplicas + (body.readyReplicas === body.replicas ? '' : ' of ' + body.replicas);
+        remember(name, body.requestsPerSecond, body.latencyMs && body.latencyMs.p99);
+        field('replicas').textContent = replicasText(body.state, body.readyReplicas, body.replicas);
         field('rps').textContent = figure(body.requestsPerSecond);
         field('p50').textContent = figure(body.latencyMs && body.latencyMs.p50, ' ms');
         field('p99').textContent = figure(body.latencyMs && body.latencyMs.p99, ' ms');
@@ -294,7 +349,7 @@ function operations(doc: Json): Operation[] {
         description: op.description,
         params: (op.parameters ?? []).map((p: Json) => ({ name: p.name, in: p.in, description: p.description, value: p.schema?.enum?.[0] })),
         body,
-        answerExample: op.responses?.['200']?.content?.['application/json']?.example,
+        answerExample: op.responses?.['200']?.content?.['application/json']?.example ?? op.responses?.['200']?.content?.['text/plain']?.example,
       });
     }
   }
@@ -303,9 +358,62 @@ function operations(doc: Json): Operation[] {
 
 const shapeText = (shape: readonly number[]) => `[${shape.join(', ')}]`;
 
+/** The model's inputs and outputs, each output with the class labels it names, then the model's facts. */
 function tensorList(meta: Json): string {
-  const items = (role: string, list: Json[] | undefined) => (list ?? []).map((t) => `<li>${role} ${escapeHtml(t.name)}: ${escapeHtml(t.datatype)} ${shapeText(t.shape)}</li>`);
-  return `<ul class="tensors">${[...items('input', meta.inputs), ...items('output', meta.outputs)].join('')}</ul>`;
+  const rows = (role: string, list: Json[] | undefined) => (list ?? []).map((t) => `<tr><th scope="row">${role}</th><td><code>${escapeHtml(t.name)}</code></td><td>${escapeHtml(t.datatype)}</td><td>${shapeText(t.shape)}</td>`
+    + `<td class="labels">${Array.isArray(t.labels) ? (t.labels as unknown[]).map((l, i) => `<span class="label"><span class="muted">${i}</span> ${escapeHtml(l)}</span>`).join(' ') : ''}</td></tr>`);
+  const table = `<table class="tensors"><thead><tr><th></th><th>name</th><th>datatype</th><th>shape</th><th>class labels</th></tr></thead>
+<tbody>${[...rows('input', meta.inputs), ...rows('output', meta.outputs)].join('')}</tbody></table>`;
+  return `${table}${factList(meta.model)}`;
+}
+
+const bytesText = (bytes: number) => (bytes < 1024 ? `${bytes} B` : bytes < 1024 ** 2 ? `${(bytes / 1024).toFixed(1)} KiB` : `${(bytes / 1024 ** 2).toFixed(1)} MiB`);
+
+/** The model file and what runs it, in one line of facts. */
+function factList(facts: Json | undefined): string {
+  if (!facts) return '';
+  const opsets = Object.entries<number>(facts.opsets ?? {}).map(([domain, version]) => `${domain || 'ai.onnx'} ${version}`).join(', ');
+  const items = [
+    ['file', `${facts.file}${facts.bytes === undefined ? '' : `, ${bytesText(facts.bytes)}`}`],
+    ['opset', opsets],
+    ['IR version', facts.irVersion],
+    ['producer', facts.producer],
+    ['onnxruntime', facts.onnxruntime],
+    ['execution provider', facts.executionProvider],
+    ['loaded in', facts.loadMs === undefined ? undefined : `${facts.loadMs} ms`],
+    ['warm-up', facts.warmUpMs === undefined ? undefined : `${facts.warmUpMs} ms`],
+  ].filter(([, v]) => v !== undefined && v !== '');
+  return `<dl class="facts">${items.map(([k, v]) => `<div><dt>${escapeHtml(k)}</dt><dd>${escapeHtml(v)}</dd></div>`).join('')}</dl>`;
+}
+
+/**
+ * The first instance of an example request when it looks like an image: a square of numbers at
+ * least 8 on a side (digits' 64 pixels; iris's 4 measurements are not one).
+ */
+function examplePicture(example: unknown): { side: number; values: number[] } | undefined {
+  const body = example as { instances?: unknown[]; inputs?: { shape?: number[]; data?: unknown }[] } | undefined;
+  let values: unknown[] | undefined;
+  if (Array.isArray(body?.instances)) values = [body.instances[0]].flat(Infinity);
+  else if (Array.isArray(body?.inputs) && body.inputs.length === 1 && Array.isArray(body.inputs[0].shape)) {
+    const [input] = body.inputs;
+    const perInstance = input.shape!.slice(1).reduce((a, b) => a * b, 1);
+    values = [input.data].flat(Infinity).slice(0, perInstance);
+  }
+  if (!values?.length || !values.every((v) => typeof v === 'number' && Number.isFinite(v))) return undefined;
+  const side = Math.sqrt(values.length);
+  return Number.isInteger(side) && side >= 8 && side <= 64 ? { side, values: values as number[] } : undefined;
+}
+
+/** An image-like example drawn beside its numbers: higher values darker, as the digits are drawn. */
+function pictureSvg(picture: { side: number; values: number[] }): string {
+  const { side, values } = picture;
+  const low = Math.min(...values);
+  const span = Math.max(...values) - low || 1;
+  const cells = values.map((v, i) => {
+    const grey = Math.round(255 - ((v - low) / span) * 255);
+    return `<rect x="${i % side}" y="${Math.floor(i / side)}" width="1" height="1" fill="rgb(${grey},${grey},${grey})"/>`;
+  }).join('');
+  return `<figure class="picture"><svg viewBox="0 0 ${side} ${side}" width="112" height="112" shape-rendering="crispEdges" role="img" aria-label="the example's first instance as a ${side}×${side} image">${cells}</svg><figcaption class="muted">the example, ${side}×${side}</figcaption></figure>`;
 }
 
 /** A form that sends one request to an operation; the script shows the answer under it. */
@@ -316,6 +424,8 @@ function tryForm(op: Operation, hidden = false): string {
   if (op.body.kind === 'json') {
     const text = op.body.example === undefined ? '' : formatJson(op.body.example);
     editor = `<textarea name="body" spellcheck="false" aria-label="JSON request body" rows="${Math.min(Math.max(text.split('\n').length, 3), 16)}">${escapeHtml(text)}</textarea>`;
+    const picture = examplePicture(op.body.example);
+    if (picture) editor = `<div class="with-picture">${editor}${pictureSvg(picture)}</div>`;
   } else if (op.body.kind === 'file') {
     editor = `<label><span class="muted">file to send (${escapeHtml(op.body.type)})</span><input type="file" name="file" aria-label="${escapeHtml(op.body.type)} file"></label>`;
     if (op.body.exampleFile) {
@@ -330,6 +440,65 @@ ${[...params, editor].filter(Boolean).join('\n')}
 </form>`;
 }
 
+// ---- copy-as-curl and Python -------------------------------------------------------------------
+
+/** A value as a Python literal (JSON's null, true and false are Python's None, True and False). */
+function pythonLiteral(value: unknown): string {
+  if (value === null || value === undefined) return 'None';
+  if (typeof value === 'boolean') return value ? 'True' : 'False';
+  if (typeof value === 'number' || typeof value === 'string') return JSON.stringify(value);
+  if (Array.isArray(value)) return `[${value.map(pythonLiteral).join(', ')}]`;
+  return `{${Object.entries(value as object).map(([k, v]) => `${JSON.stringify(k)}: ${pythonLiteral(v)}`).join(', ')}}`;
+}
+
+const shellQuote = (text: string) => `'${text.replace(/'/g, "'\\''")}'`;
+
+/** The URL a snippet calls: the operation's path at the origin the page was asked from, with its parameters' values. */
+function snippetUrl(op: Operation, origin: string): string {
+  let url = op.url;
+  const query: string[] = [];
+  for (const p of op.params) {
+    if (p.in === 'path') url = url.replace(`{${p.name}}`, encodeURIComponent(p.value ?? p.name));
+    else if (p.in === 'query' && p.value !== undefined) query.push(`${encodeURIComponent(p.name)}=${encodeURIComponent(p.value)}`);
+  }
+  return `${origin}${url}${query.length ? `?${query.join('&')}` : ''}`;
+}
+
+/** The same request as the form sends, as a curl command and in Python with requests. */
+function snippets(op: Operation, origin: string): { curl: string; python: string } {
+  const url = snippetUrl(op, origin);
+  const body = op.body;
+  const call = op.method.toLowerCase();
+  if (body.kind === 'json' && body.example !== undefined) {
+    return {
+      curl: `curl -s ${shellQuote(url)} -H 'Content-Type: application/json' -d ${shellQuote(JSON.stringify(body.example))}`,
+      python: `import requests\n\nanswer = requests.${call}(${JSON.stringify(url)}, json=${pythonLiteral(body.example)})\nprint(answer.status_code, answer.json())`,
+    };
+  }
+  if (body.kind === 'file') {
+    const file = body.exampleFile?.split('/').pop() ?? 'FILE';
+    return {
+      curl: `curl -s ${shellQuote(url)} -H ${shellQuote(`Content-Type: ${body.type}`)} --data-binary @${file}`,
+      python: `import requests\n\nwith open(${JSON.stringify(file)}, "rb") as f:\n    answer = requests.${call}(${JSON.stringify(url)}, data=f.read(), headers={"Content-Type": ${JSON.stringify(body.type)}})\nprint(answer.status_code, answer.json())`,
+    };
+  }
+  return {
+    curl: `curl -s ${op.method === 'GET' ? '' : `-X ${op.method} `}${shellQuote(url)}`,
+    python: `import requests\n\nanswer = requests.${call}(${JSON.stringify(url)})\nprint(answer.status_code, answer.text)`,
+  };
+}
+
+function snippetBlock(op: Operation, origin: string): string {
+  const { curl, python } = snippets(op, origin);
+  return `<div class="snippets"><p class="muted">As curl:</p><pre class="snippet" data-snippet="curl">${escapeHtml(curl)}</pre>
+<p class="muted">In Python (requests):</p><pre class="snippet" data-snippet="python">${escapeHtml(python)}</pre></div>`;
+}
+
+/** The origin snippets call: the Host the page was asked with, when it is a plain host name, else localhost:8080. */
+function originOf(host: string | undefined): string {
+  return `http://${host && /^[A-Za-z0-9.-]+(:\d+)?$|^\[[0-9A-Fa-f:.]+\](:\d+)?$/.test(host) ? host : 'localhost:8080'}`;
+}
+
 // ---- the docs page -----------------------------------------------------------------------------
 
 /**
@@ -338,7 +507,8 @@ ${[...params, editor].filter(Boolean).join('\n')}
  *
  * @example app.get('/docs', (c) => c.html(docsPage(openApiDocument(fn, model, routes, '/iris'))));
  */
-export function docsPage(doc: Json): string {
+export function docsPage(doc: Json, options: { host?: string } = {}): string {
+  const origin = originOf(options.host);
   const name = String(doc.info.title);
   const server = String(doc.servers?.[0]?.url ?? '/').replace(/\/$/, '');
   const ops = operations(doc);
@@ -347,10 +517,12 @@ export function docsPage(doc: Json): string {
     if (!mine.length) return '';
     const items = mine.map((o) => {
       const open = (tag.name === 'function' || tag.name === 'inference') && !o.url.includes('{version}');
-      const answer = o.answerExample === undefined ? '' : `<p class="muted">An answer looks like:</p><pre class="example">${escapeHtml(formatJson(o.answerExample))}</pre>`;
+      const shown = typeof o.answerExample === 'string' ? o.answerExample : formatJson(o.answerExample);
+      const answer = o.answerExample === undefined ? '' : `<p class="muted">An answer looks like:</p><pre class="example">${escapeHtml(shown)}</pre>`;
       return `<details data-operation="${escapeHtml(o.id)}"${open ? ' open' : ''}>
 <summary><span class="method">${o.method}</span><code>${escapeHtml(o.url)}</code> <span class="muted">${escapeHtml(o.summary)}</span></summary>
 ${o.description ? `<p>${escapeHtml(o.description)}</p>` : ''}${tryForm(o)}${answer}
+${snippetBlock(o, origin)}
 </details>`;
     }).join('\n');
     return `<section class="card" id="tag-${escapeHtml(tag.name)}"><h2>${escapeHtml(tag.name)}</h2><p class="muted">${escapeHtml(tag.description ?? '')}</p>\n${items}\n</section>`;
@@ -400,24 +572,62 @@ export interface FunctionCard {
   routes?: readonly CustomRoute[];
   /** Its live figures when the page is rendered (embedded mode); nginx's static page has none. */
   stats?: FunctionStats;
+  /** It scales (to zero): a request no replica takes goes to the activator, which may wake it. */
+  scales?: boolean;
+  /** It takes API keys: nginx has none to ask its figures with. */
+  keyed?: boolean;
 }
 
-function liveRow(card: FunctionCard): string {
+/** The live view's chart of a function: empty until the page script has figures to draw. */
+function chartSvg(name: string): string {
+  return `<svg data-chart="${escapeHtml(name)}" viewBox="0 0 160 32" width="160" height="32" role="img" aria-label="no figures yet"><title>no figures yet</title>`
+    + '<polyline data-series="rps" points="" fill="none" class="series-rps"/><polyline data-series="p99" points="" fill="none" class="series-p99"/></svg>';
+}
+
+/**
+ * The state of a function on a page nginx serves: nginx fills it in as it sends the page (SSI),
+ * from the function's own /stats (the activator answers for one asleep), so the first paint shows
+ * it without the script: 'unavailable' when no replica answers, as the script would say.
+ */
+const ssiVar = (card: FunctionCard) => `modelfn_state_${card.name.replace(/-/g, '_')}`;
+function ssiStateLookup(card: FunctionCard): string {
+  const stats = `modelfn_stats_${card.name.replace(/-/g, '_')}`;
+  // /stats begins {"name":...,"state":"<state>"; anything else (an error, nothing) means no replica answered.
+  return `<!--# include virtual="${card.prefix}/stats" set="${stats}" -->`
+    + `<!--# if expr="$${stats} = /state.:.([a-z]+)/" --><!--# set var="${ssiVar(card)}" value="$1" -->`
+    + `<!--# else --><!--# set var="${ssiVar(card)}" value="unavailable" --><!--# endif -->`;
+}
+const ssiState = (card: FunctionCard) => `<!--# echo var="${ssiVar(card)}" default="…" encoding="entity" -->`;
+
+/**
+ * Whether nginx looks the state up as it sends the page. Not for a function that scales (its
+ * unanswered requests go to the activator, and opening a page must never wake a function) nor one
+ * that takes API keys (nginx has none): their state comes with the script's first refresh.
+ */
+const looksUp = (card: FunctionCard, ssi: boolean) => ssi && !card.stats && card.document !== undefined && !card.scales && !card.keyed;
+
+/** A function's state as the page is served: its live figures, nginx's lookup (`ssi`), or not known yet. */
+function stateText(card: FunctionCard, ssi: boolean, unknown: string): string {
+  if (card.stats) return escapeHtml(card.stats.state);
+  return looksUp(card, ssi) ? ssiState(card) : escapeHtml(unknown);
+}
+
+function liveRow(card: FunctionCard, ssi: boolean): string {
   const s = card.stats;
   const n = (v: number | null | undefined, unit = '') => (v === null || v === undefined ? '–' : `${v}${unit}`);
-  const state = s?.state ?? '…';
-  return `<tr data-live="${escapeHtml(card.name)}" data-prefix="${escapeHtml(card.prefix)}"${s && s.requestsPerSecond > 0 ? ' class="busy"' : ''}>
-<td><a href="#fn-${escapeHtml(card.name)}">${escapeHtml(card.name)}</a></td><td><span data-field="state" class="state state-${escapeHtml(state)}">${escapeHtml(state)}</span></td>
-<td data-field="replicas">${s ? s.readyReplicas : '–'}</td><td data-field="rps">${n(s?.requestsPerSecond)}</td><td data-field="p50">${n(s?.latencyMs.p50, ' ms')}</td>
+  const state = stateText(card, ssi, card.document ? '…' : 'failed');
+  return `${looksUp(card, ssi) ? ssiStateLookup(card) : ''}<tr data-live="${escapeHtml(card.name)}" data-prefix="${escapeHtml(card.prefix)}" data-replicas="${card.replicas}"${s && s.requestsPerSecond > 0 ? ' class="busy"' : ''}>
+<td><a href="#fn-${escapeHtml(card.name)}">${escapeHtml(card.name)}</a></td><td><span data-field="state" class="state state-${state}">${state}</span></td>
+<td data-field="replicas">${s ? replicasText(s.state, s.readyReplicas, s.replicas) : '–'}</td><td data-field="rps">${n(s?.requestsPerSecond)}</td><td data-field="p50">${n(s?.latencyMs.p50, ' ms')}</td>
 <td data-field="p99">${n(s?.latencyMs.p99, ' ms')}</td><td data-field="batch">${n(s?.batchSize)}</td><td data-field="errors">${n(s?.errorsPerSecond)}</td>
-<td data-field="reason" class="reason">${escapeHtml(s?.reason ?? '')}</td></tr>`;
+<td class="chart">${chartSvg(card.name)}</td><td data-field="reason" class="reason">${escapeHtml(s?.reason ?? '')}</td></tr>`;
 }
 
-function gatewayCard(card: FunctionCard): string {
-  const state = card.stats?.state ?? (card.document ? '…' : 'failed');
-  const header = `<header><h2>${escapeHtml(card.name)}</h2><code>${escapeHtml(card.prefix)}/</code><span class="state state-${escapeHtml(state)}">${escapeHtml(state)}</span>
+function gatewayCard(card: FunctionCard, ssi: boolean): string {
+  const state = stateText(card, ssi, card.document ? '…' : 'failed');
+  const header = `<header><h2>${escapeHtml(card.name)}</h2><code>${escapeHtml(card.prefix)}/</code><span class="state state-${state}">${state}</span>
 <span class="muted">${card.replicas} ${card.replicas === 1 ? 'replica' : 'replicas'} declared</span><a href="${escapeHtml(card.prefix)}/docs">docs</a><a href="${escapeHtml(card.prefix)}/openapi.json">openapi.json</a></header>`;
-  const open = `<section class="card" id="fn-${escapeHtml(card.name)}" data-function="${escapeHtml(card.name)}" data-state="${escapeHtml(state)}">`;
+  const open = `<section class="card" id="fn-${escapeHtml(card.name)}" data-function="${escapeHtml(card.name)}" data-state="${state}">`;
   const doc = card.document;
   if (!doc) {
     const reason = card.stats?.reason ?? 'not loaded';
@@ -443,15 +653,16 @@ ${ops.map((o, i) => tryForm(o, i !== preferred)).join('\n')}
  *
  * @example gateway.get('/', async (c) => c.html(gatewayPage(await cards())));
  */
-export function gatewayPage(cards: readonly FunctionCard[], version: string): string {
+export function gatewayPage(cards: readonly FunctionCard[], version: string, options: { ssi?: boolean } = {}): string {
+  const ssi = options.ssi ?? false;
   return shell('modelfn', 'gateway', `<h1>modelfn</h1>
 <p class="muted">${cards.length} functions · version ${escapeHtml(version)} · JSON clients get this list at GET / as JSON</p>
 <table class="live" aria-label="live view">
-<thead><tr><th>function</th><th>state</th><th>replicas</th><th>requests/s</th><th>median</th><th>p99</th><th>batch</th><th>errors/s</th><th></th></tr></thead>
+<thead><tr><th>function</th><th>state</th><th>replicas</th><th>requests/s</th><th>median</th><th>p99</th><th>batch</th><th>errors/s</th><th>last 15 min: <span class="series-rps">requests/s</span>, <span class="series-p99">p99</span></th><th></th></tr></thead>
 <tbody>
-${cards.map(liveRow).join('\n')}
+${cards.map((card) => liveRow(card, ssi)).join('\n')}
 </tbody>
 </table>
-<p class="muted">Over the last minute, from each function's own metrics (<code>GET /&lt;prefix&gt;/stats</code>); refreshed every 2 s. <span data-live-updated></span></p>
-${cards.map(gatewayCard).join('\n')}`);
+<p class="muted">Over the last minute, from each function's own metrics (<code>GET /&lt;prefix&gt;/stats</code>); refreshed every 2 s. The chart keeps what this page has seen, up to 15 minutes. <span data-live-updated></span></p>
+${cards.map((card) => gatewayCard(card, ssi)).join('\n')}`);
 }

@@ -1,5 +1,5 @@
 /**
- * The entry point of a bundled function: what each container runs. build/build.ts generates a tiny
+ * The entry point of a bundled function: what each container runs. build.ts generates a tiny
  * entry that imports the function's declaration and calls `runBundled`.
  */
 import { ConfigError, readConfig } from '../core/config.ts';

@@ -1,18 +1,11 @@
 // A function whose inference thread dies: not ready (503 JSON naming why, readiness red), a
 // request caught in flight is a 503 too (never a 400), and the thread is restarted.
 import { describe, expect, it } from 'vitest';
+import ort from 'onnxruntime-node';
 import { FIXTURES, errorOf, openDeclared, openFunctionDir, postJson } from '../testing/index.ts';
+import { until } from '../testing/helpers.ts';
 
 const iris = postJson({ instances: [[5.1, 3.5, 1.4, 0.2]] });
-
-async function until(check: () => Promise<boolean>, ms = 20_000): Promise<boolean> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    if (await check()) return true;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return false;
-}
 
 describe('a dead inference thread', () => {
   it('makes the function not ready with the reason, then serves again once a new thread runs', async () => {
@@ -46,13 +39,18 @@ describe('a dead inference thread', () => {
         { name: 'iterations', datatype: 'INT64', shape: [1], data: [iterations] },
       ],
     }));
-    // The thread ends once its running request is done; the request sent after waits, and is caught.
-    const running = request(100_000);
-    await new Promise((r) => setTimeout(r, 100));
+    // The thread takes its messages in order: a run handed to it, then the end, then a request
+    // that arrives while the run is still going. The run is answered, the thread ends after it,
+    // and the request left waiting is caught. No clock: model.run hands its job over at once,
+    // and the run (100 000 rounds) lasts far longer than a request's parsing.
+    const running = model.run({
+      x: new ort.Tensor('float32', new Float32Array(256).fill(0.1), [1, 256]),
+      iterations: new ort.Tensor('int64', BigInt64Array.from([100_000n]), [1]),
+    });
     const ended = model.thread!.end();
     const waiting = request(1);
     await ended;
-    expect((await running).status).toBe(200);
+    expect(Object.keys(await running)).toEqual(['y']);
     const err = await errorOf(await waiting);
     expect(err.status).toBe(503);
     expect(err.error).toBe('the model stopped while running this request; it is being restarted, retry shortly');

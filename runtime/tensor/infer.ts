@@ -13,6 +13,9 @@ import type { Feeds, TensorSpec } from './types.ts';
 /** Header naming the length of the JSON part of a binary request or response. */
 export const HEADER_LENGTH = 'inference-header-content-length';
 
+/** The protocol's extensions this codec implements, as server metadata names them. */
+export const EXTENSIONS = ['binary_tensor_data', 'classification'] as const;
+
 /** What decoding and encoding need to know of a model: its name, version, tensors and labels. */
 export interface ModelSignature {
   name: string;

@@ -105,3 +105,30 @@ export function freshConnection(url: string, path = '/v2/health/live'): Promise<
     req.end();
   });
 }
+
+/**
+ * One sample of the app's Prometheus metrics, as its `/metrics` shows it (0 when absent): what a
+ * test waits on instead of the clock, e.g. a model run counted once it has ended.
+ *
+ * @example await metricSample(app, 'modelfn_inference_duration_seconds_count{model="slow"}')
+ */
+export async function metricSample(app: { request(path: string): Response | Promise<Response> }, sample: string): Promise<number> {
+  const text = await (await app.request('/metrics')).text();
+  const line = text.split('\n').find((l) => l.startsWith(`${sample} `));
+  return line ? Number(line.slice(sample.length + 1)) : 0;
+}
+
+/**
+ * Resolves true once `check` does, asking again every few milliseconds; false after `ms` (a bound
+ * for a broken build, far beyond what any machine needs, never a measure of speed).
+ *
+ * @example expect(await until(async () => (await app.request('/v2/health/ready')).status === 200)).toBe(true);
+ */
+export async function until(check: () => Promise<boolean> | boolean, ms = 60_000): Promise<boolean> {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    if (await check()) return true;
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  return false;
+}

@@ -6,8 +6,9 @@ Writes runtime/testing/fixtures/datatypes.onnx: inputs `in_<type>`, outputs
 """
 import os
 
-import onnx
 from onnx import TensorProto, helper
+
+from onnx_model import finish_model, save_model
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 OUT = os.path.join(ROOT, "runtime", "testing", "fixtures", "datatypes.onnx")
@@ -39,15 +40,7 @@ def main():
             helper.make_node("Identity", [f"in_{name}"], [f"out_{name}"], name=f"identity_{name}")
         )
 
-    graph = helper.make_graph(nodes, "datatypes", inputs, outputs)
-    model = helper.make_model(
-        graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="modelfn-scripts"
-    )
-    model.ir_version = 8
-    onnx.checker.check_model(model, full_check=True)
-    os.makedirs(os.path.dirname(OUT), exist_ok=True)
-    onnx.save(model, OUT)
-    print(f"wrote {OUT}")
+    save_model(finish_model(helper.make_graph(nodes, "datatypes", inputs, outputs)), OUT)
 
 
 if __name__ == "__main__":

@@ -8,11 +8,9 @@ import json
 import os
 
 import numpy as np
-import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-OPSET = 17
-IR_VERSION = 8
+from onnx_model import finish_model
 
 
 def logreg_to_onnx(clf, name):
@@ -39,14 +37,7 @@ def logreg_to_onnx(clf, name):
             numpy_helper.from_array(intercept, "b"),
         ],
     )
-    model = helper.make_model(
-        graph,
-        opset_imports=[helper.make_opsetid("", OPSET)],
-        producer_name="modelfn-scripts",
-    )
-    model.ir_version = IR_VERSION
-    onnx.checker.check_model(model, full_check=True)
-    return model
+    return finish_model(graph)
 
 
 def write_json(path, data):

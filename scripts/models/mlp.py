@@ -8,8 +8,9 @@ Weights use He-normal scaling (std = sqrt(2 / fan_in)), numpy seed 0; biases are
 import os
 
 import numpy as np
-import onnx
 from onnx import TensorProto, helper, numpy_helper
+
+from onnx_model import finish_model, save_model
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 OUT = os.path.join(ROOT, "bench", "models", "mlp.onnx")
@@ -41,14 +42,7 @@ def main():
         ],
         initializer=initializers,
     )
-    model = helper.make_model(
-        graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="modelfn-scripts"
-    )
-    model.ir_version = 8
-    onnx.checker.check_model(model, full_check=True)
-    os.makedirs(os.path.dirname(OUT), exist_ok=True)
-    onnx.save(model, OUT)
-    print(f"wrote {OUT} ({os.path.getsize(OUT)} bytes)")
+    save_model(finish_model(graph), OUT)
 
 
 if __name__ == "__main__":

@@ -7,11 +7,11 @@ import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writ
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runBuild } from '../../build/build.ts';
-import { buildFunctionImage, functionImage, gatewayImage } from '../../build/docker/images.ts';
-import { compose, composeRun, stackDown, stackUp, waitFor } from '../../build/docker/compose.ts';
+import { runBuild } from '../../build.ts';
+import { buildFunctionImage, functionImage, gatewayImage } from '../../builder/docker/images.ts';
+import { compose, composeRun, stackDown, stackUp, waitFor } from '../../builder/docker/compose.ts';
 import { soak } from '../../bench/soak.ts';
-import { UPSTREAM_KEEPALIVE_TIMEOUT_MS } from '../../build/policy.ts';
+import { GATEWAY_PAGE, UPSTREAM_KEEPALIVE_TIMEOUT_MS } from '../../builder/policy.ts';
 import { FUNCTION_KEEPALIVE_TIMEOUT_MS } from '../../runtime/core/config.ts';
 import { FIXTURES, conformanceSuite, ROOT, errorOf, postJson } from '../../runtime/testing/index.ts';
 import { chromiumAvailable, openBrowser, screenshot, tryGatewayPage, waitForLiveRow } from '../browser.ts';
@@ -128,7 +128,15 @@ describe.runIf(available)('the compose stack on the real Docker engine', () => {
   it('serves the root page to browsers and each function\'s OpenAPI document under its prefix', async () => {
     const page = await fetch(`${url}/`, { headers: { Accept: 'text/html' } });
     expect(page.headers.get('content-type')).toBe('text/html; charset=utf-8');
-    expect(await page.text()).toBe(readFileSync(join(root, 'nginx/index.html'), 'utf8'));
+    // The built page, each function's state filled in by nginx from its /stats as it went out:
+    // every function runs, so the first paint says ready, before any script.
+    const served = await page.text();
+    const built = readFileSync(join(root, 'dist', GATEWAY_PAGE.dir, GATEWAY_PAGE.file), 'utf8');
+    expect(served.split('\n')[0]).toBe(built.split('\n')[0]);
+    expect(served).not.toContain('<!--#');
+    for (const name of ['digits', 'iris', 'vad']) {
+      expect(served, name).toMatch(new RegExp(`<tr data-live="${name}"[^]*?<span data-field="state" class="state state-ready">ready</span>`));
+    }
     const doc = (await (await fetch(`${url}/vad/openapi.json`)).json()) as { servers: { url: string }[]; paths: Record<string, unknown> };
     expect(doc.servers).toEqual([{ url: '/vad' }]);
     expect(Object.keys(doc.paths)).toContain('/segments');

@@ -7,9 +7,9 @@ import { cpSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } fr
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runBuild } from '../../build/build.ts';
-import { activatorImage, buildFunctionImage, functionImage, gatewayImage } from '../../build/docker/images.ts';
-import { composeRun, stackDown, stackUp, waitFor } from '../../build/docker/compose.ts';
+import { runBuild } from '../../build.ts';
+import { activatorImage, buildFunctionImage, functionImage, gatewayImage } from '../../builder/docker/images.ts';
+import { composeRun, stackDown, stackUp, waitFor } from '../../builder/docker/compose.ts';
 import { FIXTURES, ROOT, errorOf, postJson } from '../../runtime/testing/index.ts';
 import { docker, dockerAvailable, freePort, projectLeftovers } from '../docker.ts';
 import { chromiumAvailable, openBrowser } from '../browser.ts';

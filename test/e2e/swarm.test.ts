@@ -12,11 +12,11 @@ import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writ
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runBuild } from '../../build/build.ts';
-import { activatorImage, functionImage, gatewayImage, run } from '../../build/docker/images.ts';
-import { waitFor } from '../../build/docker/compose.ts';
-import { FUNCTION_LABEL } from '../../build/policy.ts';
-import { deployStack, removeStack, serviceOf, stackLeftovers, swarmState, waitForStack, type SwarmStack } from '../../build/docker/swarm.ts';
+import { runBuild } from '../../build.ts';
+import { activatorImage, functionImage, gatewayImage, run } from '../../builder/docker/images.ts';
+import { waitFor } from '../../builder/docker/compose.ts';
+import { FUNCTION_LABEL } from '../../builder/policy.ts';
+import { deployStack, removeStack, serviceOf, stackLeftovers, swarmState, waitForStack, type SwarmStack } from '../../builder/docker/swarm.ts';
 import { ROOT, errorOf, postJson } from '../../runtime/testing/index.ts';
 import { answersPerReplica, docker, dockerAvailable, freePort } from '../docker.ts';
 

@@ -3,7 +3,7 @@
  * (kubernetes-models), and faithful to the declarations: the routes of the nginx gateway, the
  * limits, probes, replicas and a pod that the "restricted" Pod Security Standard admits.
  *
- * No cluster runs here. Field names are checked by the typecheck (build/render/k8s.ts builds typed
+ * No cluster runs here. Field names are checked by the typecheck (builder/render/k8s.ts builds typed
  * objects); these tests read the YAML a user applies.
  */
 import { readFileSync, readdirSync } from 'node:fs';

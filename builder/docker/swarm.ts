@@ -1,10 +1,10 @@
 /**
  * Docker Swarm operations on the engine: deploy the generated stack (deploy/swarm/stack.yml),
  * wait until it serves, list what is left of it, remove it. The files come from
- * build/render/swarm.ts; `modelfn deploy` / `modelfn undeploy` and the tests use these.
+ * builder/render/swarm.ts; `modelfn deploy` / `modelfn undeploy` and the tests use these.
  */
 import { readConfig } from '../../runtime/core/config.ts';
-import { runBuild } from '../build.ts';
+import { runBuild } from '../../build.ts';
 import { discoverFunctions } from '../functions.ts';
 import { FILES } from '../policy.ts';
 import { dockerGroup, waitFor } from './compose.ts';

@@ -4,7 +4,7 @@
  */
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
-import { runBuild } from '../build.ts';
+import { runBuild } from '../../build.ts';
 import { discoverFunctions } from '../functions.ts';
 import { compose, composeRun, projectName, stackDown, stackUp } from './compose.ts';
 import { readConfig } from '../../runtime/core/config.ts';

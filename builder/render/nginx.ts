@@ -3,7 +3,7 @@
  * truth for prefixes, body limits and timeouts.
  */
 import type { ResolvedFunction } from '../../runtime/function/define.ts';
-import { GATEWAY_ERRORS, SERVER_METADATA, functionIndex, functionUnavailable, gatewayRoutes, noRoute, unknownModel } from '../../runtime/gateway/routes.ts';
+import { GATEWAY_ERRORS, SERVER_METADATA, bodyTooLarge, functionIndex, functionUnavailable, gatewayRoutes, noRoute, unknownModel } from '../../runtime/gateway/routes.ts';
 import { DNS_VALID_SECONDS, FUNCTION_PORT, GATEWAY_PAGE, GATEWAY_PORT, GATEWAY_RESOURCES, GENERATED_HEADER, SCALED_CONNECT_TIMEOUT_MS, TIMEOUT_GRACE_MS, UPSTREAM_KEEPALIVE_CONNECTIONS, UPSTREAM_KEEPALIVE_TIMEOUT_MS, WAKE_BOUND_MS } from '../policy.ts';
 
 /**
@@ -55,10 +55,10 @@ function jsonWithVariables(body: object): string {
   return `"${JSON.stringify(body).replace(/\\/g, '\\\\').replace(/"/g, '\\"')}"`;
 }
 
-function errorPages(indent: string, unavailable: string): string {
+function errorPages(indent: string, unavailable: string, tooLarge = '@modelfn_413'): string {
   return [
     `${indent}error_page 404 @modelfn_404;`,
-    `${indent}error_page 413 @modelfn_413;`,
+    `${indent}error_page 413 ${tooLarge};`,
     `${indent}error_page 429 @modelfn_429;`,
     ...(unavailable === '@modelfn_activate'
       // '=' alone: the client gets the activator's own status (200 once woken). 504 too: a
@@ -118,7 +118,7 @@ function functionLocations(fn: ResolvedFunction, options: Options): string {
     // live replica connects in well under a millisecond, so a short wait tells them apart.
     fn.scale && options.activator ? `${indent}proxy_connect_timeout ${SCALED_CONNECT_TIMEOUT_MS}ms;` : '',
     // nginx's own 502/503/504 then wake it through the activator.
-    errorPages(indent, fn.scale && options.activator ? '@modelfn_activate' : '@modelfn_unavailable'),
+    errorPages(indent, fn.scale && options.activator ? '@modelfn_activate' : '@modelfn_unavailable', `@${zoneOf(fn)}_413`),
   ].filter(Boolean).join('\n');
   const locations = gatewayRoutes([fn]).map((route) => {
     switch (route.kind) {
@@ -167,6 +167,12 @@ export function nginxConfig(functions: readonly ResolvedFunction[], opts: NginxO
     location @modelfn_${code} {
         default_type application/json;${code === '429' ? `\n${[...RESPONSE_HEADERS, 'add_header Retry-After 1 always;'].map((l) => `        ${l}`).join('\n')}` : ''}
         return ${code} ${quote(JSON.stringify({ error: message }))};
+    }`).join('\n');
+  // Each function's 413 names its limit, as the function itself does (nginx refuses before any variable is set).
+  const tooLarge = functions.map((fn) => `
+    location @${zoneOf(fn)}_413 {
+        default_type application/json;
+        return 413 ${quote(JSON.stringify({ error: bodyTooLarge(fn.name, fn.limits.bodySize) }))};
     }`).join('\n');
   const zones = functions.filter((fn) => fn.rateLimit).map((fn) =>
     `    limit_req_zone $binary_remote_addr zone=${zoneOf(fn)}:10m rate=${rate(fn.rateLimit!.requestsPerSecond)};`);
@@ -283,6 +289,9 @@ ${rootHeaders}
             alias ${GATEWAY_PAGE.image};
             default_type text/html;
             charset utf-8;
+            # Each function's state filled in from its /stats as the page goes out (runtime/pages/ui.ts).
+            ssi on;
+            ssi_silent_errors on;
 ${rootHeaders}
             add_header Cache-Control no-cache always;
         }
@@ -308,6 +317,7 @@ ${rootHeaders}
         }
 ${functions.map((fn) => functionLocations(fn, options)).join('\n')}
 ${named}
+${tooLarge}
 ${activate}
     location @modelfn_unavailable {
         default_type application/json;

@@ -1,6 +1,6 @@
 /**
  * Deployment policy: the decisions every deploy target shares, in one place. The renderers in
- * build/render/ (nginx, compose, swarm, kubernetes) turn these into their own formats and import
+ * builder/render/ (nginx, compose, swarm, kubernetes) turn these into their own formats and import
  * nothing from each other's files but what they render; a new target reads its numbers here.
  *
  * Nothing here reads the environment: the generated files are a function of the source tree.
@@ -14,7 +14,6 @@ export const GENERATED_HEADER = '# Generated from functions/ by modelfn build: d
 /** Where the build writes each generated file, relative to the project root. */
 export const FILES = {
   nginx: 'nginx/nginx.conf',
-  gatewayPage: 'nginx/index.html',
   compose: 'docker-compose.yml',
   swarmStack: 'deploy/swarm/stack.yml',
   swarmNginx: 'deploy/swarm/nginx.conf',
@@ -22,8 +21,12 @@ export const FILES = {
   knativeDir: 'deploy/knative',
 } as const;
 
-/** The gateway's page for browsers (runtime/pages/ui.ts): written beside nginx.conf, copied into the image here. */
-export const GATEWAY_PAGE = { file: FILES.gatewayPage, image: '/etc/nginx/modelfn/index.html' } as const;
+/**
+ * The gateway's page for browsers (runtime/pages/ui.ts), built into the build output's gateway
+ * folder (the gateway image's context, beside a copy of nginx.conf) and copied into the image
+ * here. Never committed: the page's code has one source, runtime/pages/ui.ts.
+ */
+export const GATEWAY_PAGE = { dir: '_gateway', file: 'index.html', image: '/etc/nginx/modelfn/index.html' } as const;
 
 /** The user the runtime image runs as (distroless's "nonroot"). */
 export const RUNTIME_USER = { uid: 65532, gid: 65532 } as const;
@@ -131,7 +134,7 @@ export const REPLICA_RESOURCES = {
   reservations: { cpus: 0.1, memoryMiB: 128 },
 } as const;
 
-/** The gateway's share: nginx needs little. Its worker processes follow the CPU limit (build/render/nginx.ts). */
+/** The gateway's share: nginx needs little. Its worker processes follow the CPU limit (builder/render/nginx.ts). */
 export const GATEWAY_RESOURCES = {
   limits: { cpus: 1, memoryMiB: 256 },
   reservations: { cpus: 0.05, memoryMiB: 32 },

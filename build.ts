@@ -1,16 +1,17 @@
 /**
  * The build behind `modelfn build` (npm run build): discovers every function, validates all
  * declarations at once, bundles each with esbuild into dist/<name>/, writes the generated files
- * (build/generate.ts), and with `images` builds the container images (build/docker/images.ts).
+ * (builder/generate.ts), and with `images` builds the container images (builder/docker/images.ts).
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
-import { bundleActivator, bundleFunction, type BundleResult } from './bundle.ts';
-import { discoverFunctions } from './functions.ts';
-import { buildActivatorImage, buildFunctionImage, buildGatewayImage, buildRuntimeImage, ensureBaseImages } from './docker/images.ts';
-import { generatedFiles } from './generate.ts';
-import { readConfig } from '../runtime/core/config.ts';
-import { describeFunctions } from '../runtime/pages/describe.ts';
+import { bundleActivator, bundleFunction, type BundleResult } from './builder/bundle.ts';
+import { discoverFunctions } from './builder/functions.ts';
+import { buildActivatorImage, buildFunctionImage, buildGatewayImage, buildRuntimeImage, ensureBaseImages } from './builder/docker/images.ts';
+import { gatewayPageFile, generatedFiles } from './builder/generate.ts';
+import { FILES, GATEWAY_PAGE } from './builder/policy.ts';
+import { readConfig } from './runtime/core/config.ts';
+import { describeFunctions } from './runtime/pages/describe.ts';
 
 export interface BuildOptions {
   functionsDir: string;
@@ -40,18 +41,15 @@ function table(rows: BundleResult[]): string {
 export async function runBuild(options: BuildOptions): Promise<number> {
   const { log } = options;
   // The built-in defaults, not the builder's environment: the same source gives the same files.
-  const { functions, problems } = await discoverFunctions(options.functionsDir, readConfig({}));
+  const discovered = await discoverFunctions(options.functionsDir, readConfig({}));
+  const { functions } = discovered;
+  // Each model's metadata, read once: the list at GET / and the page show what each function really serves.
+  // Read even when declarations have problems, so that a model that does not load is named in the same list.
+  const described = await describeFunctions(functions);
+  const problems = [...discovered.problems, ...described.flatMap((fn) => (fn.error ? [fn.error] : []))];
   if (problems.length) {
     log(`modelfn build: ${problems.length} problem${problems.length > 1 ? 's' : ''}:`);
     for (const p of problems) log(`  - ${p}`);
-    return 1;
-  }
-  // Each model's metadata, read once: the list at GET / and the page show what each function really serves.
-  const described = await describeFunctions(functions);
-  const broken = described.filter((fn) => fn.error);
-  if (broken.length) {
-    log(`modelfn build: ${broken.length} problem${broken.length > 1 ? 's' : ''}:`);
-    for (const fn of broken) log(`  - ${fn.error}`);
     return 1;
   }
   const files = generatedFiles(described);
@@ -83,6 +81,12 @@ export async function runBuild(options: BuildOptions): Promise<number> {
     writeFileSync(file, text);
     log(`  ✓ wrote ${relative(process.cwd(), file) || file}`);
   }
+  // The gateway image's context: its page and its config, side by side in the build output.
+  const gateway = join(options.outDir, GATEWAY_PAGE.dir);
+  mkdirSync(gateway, { recursive: true });
+  writeFileSync(join(gateway, GATEWAY_PAGE.file), gatewayPageFile(described));
+  writeFileSync(join(gateway, 'nginx.conf'), files[FILES.nginx]);
+  log(`  ✓ wrote ${relative(process.cwd(), join(gateway, GATEWAY_PAGE.file))} (the gateway's page, with nginx.conf: its image's context)`);
   log('');
   log(table(results));
   if (options.images) {
@@ -97,7 +101,7 @@ export async function runBuild(options: BuildOptions): Promise<number> {
     await timed('runtime base', () => buildRuntimeImage(options.outDir));
     for (const fn of functions) await timed(`function ${fn.name}`, () => buildFunctionImage(fn.name, options.outDir));
     if (scaled) await timed('activator', () => buildActivatorImage(options.outDir));
-    await timed('gateway', () => buildGatewayImage(join(options.root, 'nginx')));
+    await timed('gateway', () => buildGatewayImage(gateway));
   }
   return 0;
 }

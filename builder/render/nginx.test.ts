@@ -5,7 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { resolveDeclaration } from '../../runtime/function/define.ts';
-import { gatewayNginxImage } from '../../test/docker.ts';
+import { freePort, gatewayNginxImage } from '../../test/docker.ts';
+import { startNginx } from '../../test/nginx.ts';
 import { FUNCTION_KEEPALIVE_TIMEOUT_MS } from '../../runtime/core/config.ts';
 import { TIMEOUT_GRACE_MS, UPSTREAM_KEEPALIVE_TIMEOUT_MS } from '../policy.ts';
 import { nginxConfig } from './nginx.ts';
@@ -69,6 +70,25 @@ describe('nginxConfig', () => {
     expect(conf).toContain('upstream modelfn_beta_two {\n        server beta-two.svc:9000 max_fails=0;\n        keepalive 64;');
     expect(conf).toContain('proxy_pass http://modelfn_alpha;');
     expect(conf).not.toContain('resolver ');
+  });
+
+  it("answers a body over a function's limit with the function's own 413, naming the limit, from nginx itself", async () => {
+    const conf = nginxConfig(functions, { mode: 'vip', serviceHost: () => '127.0.0.1', functionPort: await freePort() });
+    expect(conf).toContain("return 413 '{\"error\":\"request body is larger than the limit of 2097152 bytes for \\'alpha\\'\"}';");
+    const image = gatewayNginxImage('a 413 from the real nginx');
+    if (!image) return;
+    // nginx refuses on Content-Length alone: no function needs to run behind it.
+    const gateway = await startNginx(image, conf, '<!doctype html>', join(scratch, 'gateway-413'));
+    try {
+      for (const path of ['/alpha/predict', '/v2/models/alpha/infer']) {
+        const res = await fetch(`${gateway.url}${path}`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: 'x'.repeat(2 * 1024 * 1024 + 1) });
+        expect(res.status, path).toBe(413);
+        expect(res.headers.get('content-type')).toBe('application/json');
+        expect(await res.json()).toEqual({ error: "request body is larger than the limit of 2097152 bytes for 'alpha'" });
+      }
+    } finally {
+      await gateway.stop();
+    }
   });
 
   it('renders configs nginx accepts, in both modes', () => {

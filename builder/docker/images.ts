@@ -114,8 +114,9 @@ export async function buildActivatorImage(distRoot: string): Promise<string> {
   return activatorImage();
 }
 
-export async function buildGatewayImage(nginxDir: string = join(ROOT, 'nginx')): Promise<string> {
-  await dockerBuild(gatewayImage(), join(ROOT, 'nginx/Dockerfile'), nginxDir);
+/** The gateway image, from nginx/Dockerfile with the build's gateway folder (nginx.conf and the page) as its context. */
+export async function buildGatewayImage(context: string): Promise<string> {
+  await dockerBuild(gatewayImage(), join(ROOT, 'nginx/Dockerfile'), context);
   return gatewayImage();
 }
 

@@ -1,10 +1,10 @@
 /**
  * Docker Swarm: the stack file generated from the function declarations (deploy/swarm/stack.yml)
- * with its gateway config (deploy/swarm/nginx.conf). Pure: build/docker/swarm.ts deploys it.
+ * with its gateway config (deploy/swarm/nginx.conf). Pure: builder/docker/swarm.ts deploys it.
  *
  * Discovery: every function service runs with `endpoint_mode: dnsrr`, so its name resolves to
  * the addresses of its healthy tasks, and nginx resolves it per request (the `dns` mode of
- * build/render/nginx.ts, as in compose). The `vip` mode would need Swarm's virtual IPs, which the engine
+ * builder/render/nginx.ts, as in compose). The `vip` mode would need Swarm's virtual IPs, which the engine
  * makes with the kernel's IPVS: on a kernel built without it (this project's machines, some VM
  * and WSL kernels) a VIP swallows every connection, and so does the routing mesh (`ingress`
  * publishing), which depends on it too. Resolving task addresses works everywhere, balances per
