@@ -41,4 +41,29 @@ describe('the live figures (GET /stats)', () => {
     expect(stats.latencyMs.p99).toBeGreaterThanOrEqual(stats.latencyMs.p50!);
     expect(stats.requestsPerSecond).toBeGreaterThan(0);
   });
+
+  it('gathers the replicas\' figures at most once a second, however many ask', async () => {
+    // Two replicas stand in for a function's others: plain HTTP servers answering /stats?replica=self.
+    const { createServer } = await import('node:http');
+    let asked = 0;
+    const window: StatsWindow = { seconds: 60, requests: 6, errors: 0, le: [0.001], counts: [6, 0], batches: 0, batchRows: 0 };
+    const replica = createServer((req, res) => {
+      asked++;
+      res.setHeader('Content-Type', 'application/json');
+      res.end(JSON.stringify(summarize('iris', 'ready', window, 1, 1)));
+    });
+    await new Promise<void>((r) => replica.listen(0, '127.0.0.1', r));
+    const port = (replica.address() as { port: number }).port;
+    try {
+      const { app } = await openDeclared(resolve(ROOT, 'functions/iris'), {}, { MODELFN_PEERS: `127.0.0.1:${port}` });
+      const answers = await Promise.all(Array.from({ length: 20 }, () => app.request('/stats')));
+      for (const a of answers) expect(await a.json()).toMatchObject({ name: 'iris', state: 'ready', window: { requests: 6 } });
+      expect(asked).toBe(1);
+      await new Promise((r) => setTimeout(r, 1100));
+      await app.request('/stats');
+      expect(asked).toBe(2);
+    } finally {
+      replica.close();
+    }
+  });
 });
