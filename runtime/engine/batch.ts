@@ -9,7 +9,7 @@
  * larger batches under load for at most that much extra latency. The queue is bounded: beyond
  * `maxQueue` requests the answer is 429.
  */
-import ort from 'onnxruntime-node';
+import * as ort from 'onnxruntime-common';
 import type { NumericArray } from '../tensor/datatypes.ts';
 import { HttpError } from '../core/errors.ts';
 import type { Feeds, Fetches, TensorSpec } from '../tensor/types.ts';
