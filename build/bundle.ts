@@ -8,6 +8,7 @@ import { copyFileSync, mkdirSync, rmSync, statSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { build } from 'esbuild';
 import type { ResolvedFunction } from '../runtime/function/define.ts';
+import { PRIME_COMPILE_CACHE } from '../runtime/serve/bundle.ts';
 import { folderOf } from './functions.ts';
 
 export const ROOT = join(import.meta.dirname, '..');
@@ -103,6 +104,13 @@ export async function bundleActivator(outRoot: string): Promise<string> {
   rmSync(outDir, { recursive: true, force: true });
   mkdirSync(outDir, { recursive: true });
   const main = JSON.stringify(join(ROOT, 'runtime/activator/main.ts'));
-  await bundleEntry(`import { runActivator } from ${main};\nawait runActivator();\n`, 'runtime/activator/entry.ts', join(outDir, 'main.mjs'));
+  const prime = JSON.stringify(PRIME_COMPILE_CACHE);
+  // The image build's run (docker/function.Dockerfile) only compiles: the activator needs an engine.
+  await bundleEntry([
+    "import * as nodeModule from 'node:module';",
+    `import { runActivator } from ${main};`,
+    `if (process.argv.includes(${prime})) nodeModule.flushCompileCache?.();`,
+    'else await runActivator();',
+  ].join('\n'), 'runtime/activator/entry.ts', join(outDir, 'main.mjs'));
   return outDir;
 }

@@ -3,3 +3,7 @@
 ARG RUNTIME_IMAGE=modelfn/runtime:latest
 FROM ${RUNTIME_IMAGE}
 COPY . /app/function/
+# One start of the function (a loopback port, one request, stop), as the runtime user, fills Node's
+# module compile cache (NODE_COMPILE_CACHE, /app/compile-cache) with the code both its threads
+# compile; every later start of the image reads it instead of compiling that code again.
+RUN ["/usr/local/bin/node", "/app/function/main.mjs", "--prime-compile-cache"]

@@ -76,6 +76,7 @@ export function prepareRuntimeContext(distRoot: string, arch: string = process.a
   copyFileSync(join(modules, 'onnxruntime-common/package.json'), join(ortCommon, 'package.json'));
   copyJs(join(modules, 'onnxruntime-common/dist/cjs'), join(ortCommon, 'dist/cjs'));
   copyFileSync(join(ROOT, 'docker/healthcheck.mjs'), join(context, 'healthcheck.mjs'));
+  mkdirSync(join(context, 'compile-cache'));
   return context;
 }
 
