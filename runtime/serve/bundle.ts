@@ -4,11 +4,10 @@
  */
 // A namespace import: Node 20 (local mode) has no flushCompileCache, and a named import would not link.
 import * as nodeModule from 'node:module';
-import { ConfigError, readConfig, type RuntimeConfig } from '../core/config.ts';
-import type { ResolvedFunction } from '../function/define.ts';
+import { ConfigError, readConfig } from '../core/config.ts';
 import { DeclarationError } from '../function/define.ts';
 import { resolveFunction } from '../function/discover.ts';
-import { createLogger, type Logger } from '../core/log.ts';
+import { createLogger } from '../core/log.ts';
 import { ModelLoadError } from '../engine/model.ts';
 import { startControl } from './control.ts';
 import { exitOnSignals, startFunction } from './server.ts';
@@ -36,11 +35,11 @@ export const PRIME_COMPILE_CACHE = '--prime-compile-cache';
  * @example await runBundled(declaration, { folder: 'iris', dir: import.meta.dirname });
  */
 export async function runBundled(declaration: unknown, info: BundleInfo): Promise<void> {
+  if (process.argv.includes(PRIME_COMPILE_CACHE)) return primeCompileCache(declaration, info);
   try {
     const config = readConfig();
     const logger = createLogger(config.logLevel);
     const fn = resolveFunction(info.dir, declaration, info.declarationFile, config, info.folder);
-    if (process.argv.includes(PRIME_COMPILE_CACHE)) return await primeCompileCache(fn, config, logger);
     await serveWithWorkers(config.workers, async () => {
       const running = await startFunction(fn, config, logger);
       // With several workers each would hold its own state: the activator needs one process.
@@ -56,12 +55,29 @@ export async function runBundled(declaration: unknown, info: BundleInfo): Promis
   }
 }
 
-async function primeCompileCache(fn: ResolvedFunction, config: RuntimeConfig, logger: Logger): Promise<void> {
-  const running = await startFunction(fn, { ...config, host: '127.0.0.1', port: 0, workers: 1 }, logger);
-  const res = await fetch(`${running.url}/v2/health/ready`);
-  await res.arrayBuffer();
-  // Stopping releases the model: the inference thread ends and writes its share of the cache.
-  await running.shutdown();
-  nodeModule.flushCompileCache?.();
-  process.exit(res.ok ? 0 : 1);
+/**
+ * The image build's start (PRIME_COMPILE_CACHE). Only an optimisation: a function that does not
+ * start (or not within a minute) leaves the image without the cache, and says why; the image
+ * builds as before, and its containers report the failure when they start.
+ */
+async function primeCompileCache(declaration: unknown, info: BundleInfo): Promise<void> {
+  const skip = (why: string) => {
+    process.stderr.write(`modelfn: the compile cache is not filled: ${why}\n`);
+    process.exit(0);
+  };
+  setTimeout(() => skip('the function did not start within 60 s'), 60_000).unref();
+  try {
+    const config = readConfig();
+    const logger = createLogger(config.logLevel);
+    const fn = resolveFunction(info.dir, declaration, info.declarationFile, config, info.folder);
+    const running = await startFunction(fn, { ...config, host: '127.0.0.1', port: 0, workers: 1 }, logger);
+    const res = await fetch(`${running.url}/v2/health/ready`);
+    await res.arrayBuffer();
+    // Stopping releases the model: the inference thread ends and writes its share of the cache.
+    await running.shutdown();
+    nodeModule.flushCompileCache?.();
+    process.exit(0);
+  } catch (err) {
+    skip(String((err as Error)?.message ?? err).split('\n')[0]);
+  }
 }
