@@ -15,10 +15,12 @@ RUN if [ ! -e /usr/share/i18n/locales/en_US ]; then \
  && localedef -i en_US -f UTF-8 /tmp/en_US.UTF-8
 
 FROM scratch
+# Node and the C/C++ libraries it and onnxruntime link against (see `ldd`), from the upstream image.
+# Node first: its layer differs per architecture, so the classic builder never reuses another
+# platform's layers for this stage (it would, for ARG steps, and then refuse the mix).
+COPY --from=node /tmp/node /usr/local/bin/node
 ARG LIBDIR=x86_64-linux-gnu
 ARG LOADER=/lib64/ld-linux-x86-64.so.2
-# Node and the C/C++ libraries it and onnxruntime link against (see `ldd`), from the upstream image.
-COPY --from=node /tmp/node /usr/local/bin/node
 COPY --from=node ${LOADER} ${LOADER}
 COPY --from=node /lib/${LIBDIR}/libc.so.6 /lib/${LIBDIR}/libm.so.6 /lib/${LIBDIR}/libstdc++.so.6 \
      /lib/${LIBDIR}/libgcc_s.so.1 /lib/${LIBDIR}/libdl.so.2 /lib/${LIBDIR}/libpthread.so.0 \

@@ -30,6 +30,13 @@ export interface BundleInfo {
 export const PRIME_COMPILE_CACHE = '--prime-compile-cache';
 
 /**
+ * Set to `false` (a build argument of docker/function.Dockerfile) to build without the cache: the
+ * build passes it for another architecture than its own, whose RUN steps run under emulation, where
+ * qemu-user before 8.2 shows the host's /proc/cpuinfo and onnxruntime's CPU detection crashes on it.
+ */
+export const PRIME_SWITCH = 'MODELFN_PRIME_COMPILE_CACHE';
+
+/**
  * Serves a bundled function; exits 1 with one line on stderr when it cannot start.
  *
  * @example await runBundled(declaration, { folder: 'iris', dir: import.meta.dirname });
@@ -61,6 +68,7 @@ export async function runBundled(declaration: unknown, info: BundleInfo): Promis
  * builds as before, and its containers report the failure when they start.
  */
 async function primeCompileCache(declaration: unknown, info: BundleInfo): Promise<void> {
+  if (process.env[PRIME_SWITCH] === 'false') return;
   const skip = (why: string) => {
     process.stderr.write(`modelfn: the compile cache is not filled: ${why}\n`);
     process.exit(0);

@@ -15,7 +15,10 @@ import { prestartInferenceThread } from '../engine/inference-thread.ts';
  *
  * @example wantsInferenceThread({ MODELFN_INFERENCE_THREAD: 'false' }); // false
  */
-export function wantsInferenceThread(env: NodeJS.ProcessEnv, isPrimary = cluster.isPrimary): boolean {
+export function wantsInferenceThread(env: NodeJS.ProcessEnv, isPrimary = cluster.isPrimary, argv: readonly string[] = process.argv): boolean {
+  // An image build told not to fill the compile cache (another architecture, under emulation:
+  // runtime/serve/bundle.ts) loads no model, and onnxruntime must not load either.
+  if (argv.includes('--prime-compile-cache') && env.MODELFN_PRIME_COMPILE_CACHE === 'false') return false;
   try {
     const config = readConfig(env);
     return config.inferenceThread && (config.workers <= 1 || !isPrimary);
