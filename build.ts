@@ -7,7 +7,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { bundleActivator, bundleFunction, type BundleResult } from './builder/bundle.ts';
 import { discoverFunctions } from './builder/functions.ts';
-import { buildActivatorImage, buildFunctionImage, buildGatewayImage, buildRuntimeImage, ensureBaseImages } from './builder/docker/images.ts';
+import { ARCHES, buildActivatorImage, buildFunctionImage, buildGatewayImage, buildRuntimeImage, ensureBaseImages } from './builder/docker/images.ts';
 import { gatewayPageFile, generatedFiles } from './builder/generate.ts';
 import { FILES, GATEWAY_PAGE } from './builder/policy.ts';
 import { readConfig } from './runtime/core/config.ts';
@@ -19,6 +19,8 @@ export interface BuildOptions {
   /** Folder receiving nginx/nginx.conf and docker-compose.yml. */
   root: string;
   images: boolean;
+  /** The architecture of the runtime, function and activator images (x64, arm64; default this machine's). */
+  arch?: string;
   check: boolean;
   log: (line: string) => void;
 }
@@ -40,6 +42,10 @@ function table(rows: BundleResult[]): string {
 /** Runs the build; resolves to the process exit code. */
 export async function runBuild(options: BuildOptions): Promise<number> {
   const { log } = options;
+  if (options.arch !== undefined && !ARCHES.includes(options.arch)) {
+    log(`modelfn build: --arch ${options.arch}: no images for that architecture (${ARCHES.join(' or ')})`);
+    return 1;
+  }
   // The built-in defaults, not the builder's environment: the same source gives the same files.
   const discovered = await discoverFunctions(options.functionsDir, readConfig({}));
   const { functions } = discovered;
@@ -91,16 +97,18 @@ export async function runBuild(options: BuildOptions): Promise<number> {
   log(table(results));
   if (options.images) {
     log('');
-    const standins = (await ensureBaseImages()).trim();
+    const arch = options.arch ?? process.arch;
+    const standins = (await ensureBaseImages(arch)).trim();
     if (standins) log(standins);
     const timed = async (label: string, work: () => Promise<string>) => {
       const started = performance.now();
       const tag = await work();
       log(`  ✓ image ${tag.padEnd(28)} ${label} (${Math.round(performance.now() - started)} ms)`);
     };
-    await timed('runtime base', () => buildRuntimeImage(options.outDir));
-    for (const fn of functions) await timed(`function ${fn.name}`, () => buildFunctionImage(fn.name, options.outDir));
-    if (scaled) await timed('activator', () => buildActivatorImage(options.outDir));
+    const suffix = arch === process.arch ? '' : `, linux/${arch}`;
+    await timed(`runtime base${suffix}`, () => buildRuntimeImage(options.outDir, arch));
+    for (const fn of functions) await timed(`function ${fn.name}${suffix}`, () => buildFunctionImage(fn.name, options.outDir, arch));
+    if (scaled) await timed(`activator${suffix}`, () => buildActivatorImage(options.outDir, arch));
     await timed('gateway', () => buildGatewayImage(gateway));
   }
   return 0;

@@ -37,8 +37,8 @@ export async function measureImages(): Promise<ImageReport> {
   await buildPlainImage();
   const runtime = await imageSizes(runtimeImage());
   const plain = await imageSizes(PLAIN_IMAGE);
-  const node = await imageSizes('node:20-bookworm-slim');
-  const standin = (await run('docker', ['image', 'inspect', '--format', '{{index .Config.Labels "org.modelfn.standin"}}', 'node:20-bookworm-slim'])).trim() === 'true';
+  const node = await imageSizes('node:26-bookworm-slim');
+  const standin = (await run('docker', ['image', 'inspect', '--format', '{{index .Config.Labels "org.modelfn.standin"}}', 'node:26-bookworm-slim'])).trim() === 'true';
   const { functions } = await discoverFunctions(join(ROOT, 'functions'), readConfig({}));
   const layers = [];
   for (const fn of functions) {
@@ -53,14 +53,14 @@ export async function measureImages(): Promise<ImageReport> {
     '',
     '| image | size |',
     '| --- | --- |',
-    `| \`${runtimeImage()}\` (shared runtime base: Node 20 + onnxruntime for linux/${process.arch}) | ${MB(runtime.total)} |`,
-    `| \`${PLAIN_IMAGE}\` (node:20-bookworm-slim + \`npm ci --omit=dev\`) | ${MB(plain.total)} |`,
+    `| \`${runtimeImage()}\` (shared runtime base: Node 26 + onnxruntime for linux/${process.arch}) | ${MB(runtime.total)} |`,
+    `| \`${PLAIN_IMAGE}\` (node:26-bookworm-slim + \`npm ci --omit=dev\`) | ${MB(plain.total)} |`,
     `| of which node_modules | ${MB(nodeModules)} |`,
     '',
     `Ratio: the runtime base is ${(runtime.total / plain.total * 100).toFixed(0)}% of the plain image (target: base at most 150 MB).`,
     standin
-      ? `Here \`node:20-bookworm-slim\` is a local stand-in (${MB(node.total)}: node and its libraries only); the upstream image is larger (Debian slim plus npm and yarn), so the plain image is larger still with the real base, and the full \`node:20\` image is larger again.`
-      : `\`node:20-bookworm-slim\` is the upstream image (${MB(node.total)}).`,
+      ? `Here \`node:26-bookworm-slim\` is a local stand-in (${MB(node.total)}: node and its libraries only); the upstream image is larger (Debian slim plus npm and yarn), so the plain image is larger still with the real base, and the full \`node:26\` image is larger again.`
+      : `\`node:26-bookworm-slim\` is the upstream image (${MB(node.total)}).`,
     '',
     '| function | own layer | model | layer minus model (target ≤ 1 MB) | image total (shared layers counted once on disk) |',
     '| --- | --- | --- | --- | --- |',

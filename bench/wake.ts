@@ -5,6 +5,8 @@
  *   - asleep to first answer, stopped (`wake: 'start'`) and frozen (`wake: 'unpause'`): the
  *     median of several wakes of iris, each after the function went to sleep;
  *   - 16 concurrent requests sent while a function sleeps: how many are answered, and when;
+ *   - the memory of one idle iris container (`docker stats`), its process's resident memory and
+ *     where it goes (both threads' V8 heaps, from a probe loaded with NODE_OPTIONS=--import);
  *   - the memory of 20 functions of which 18 are asleep, against the same 20 all awake.
  *
  *   --rounds N      wakes measured per mode (default 7)
@@ -149,7 +151,60 @@ export interface WakeFigures {
   phases?: Record<string, Record<string, number>>;
   burst: { answered: number; sent: number; ms: number; mode: string }[];
   memory?: { functions: number; asleep: number; allOnMiB: number; asleepMiB: number; allOnContainers: number; asleepContainers: number };
+  idle?: IdleMemory;
   load: string;
+}
+
+/** One idle iris container: what `docker stats` says, and its process's memory by part (MiB). */
+export interface IdleMemory {
+  statsMiB: number;
+  rssMiB: number;
+  anonMiB: number;
+  fileMiB: number;
+  /** Per thread (main, inference): V8 heap (physical), and the heap's external memory. */
+  heaps: { thread: string; heapMiB: number; externalMiB: number }[];
+}
+
+/** Reports both threads' V8 heaps to stderr after IDLE_MS; loaded with NODE_OPTIONS=--import. */
+const PROBE = `import v8 from 'node:v8';
+import { isMainThread } from 'node:worker_threads';
+setTimeout(() => {
+  const h = v8.getHeapStatistics();
+  process.stderr.write(JSON.stringify({ probe: isMainThread ? 'main' : 'inference', heap: h.total_physical_size, external: h.external_memory }) + '\\n');
+}, Number(process.env.PROBE_AFTER_MS)).unref();
+`;
+
+async function containerMiB(id: string): Promise<number> {
+  const line = (await run('docker', ['stats', '--no-stream', '--format', '{{.MemUsage}}', id])).trim();
+  const m = /^([\d.]+)\s*([KMG]i?B)/.exec(line);
+  if (!m) throw new Error(`docker stats: ${line}`);
+  return Number(m[1]) * ({ KiB: 1 / 1024, MiB: 1, GiB: 1024 } as Record<string, number>)[m[2]];
+}
+
+/**
+ * An iris container left idle 10 s after its start (its warm-up ran one inference): `docker stats`
+ * and /proc/1/status of one as the stack runs it; the V8 heaps of a second one with the probe.
+ */
+async function idleMemory(stack: Stack, fn: string): Promise<IdleMemory> {
+  const image = functionImage(fn, stack.tag);
+  const probe = join(stack.root, 'probe.mjs');
+  writeFileSync(probe, PROBE);
+  const idleMs = 10_000;
+  const start = (extra: string[]) => run('docker', ['run', '-d', '--read-only', '--network', 'none', ...extra, image]).then((id) => id.trim());
+  const plain = await start([]);
+  const probed = await start(['-v', `${probe}:/probe.mjs:ro`, '-e', 'NODE_OPTIONS=--import=/probe.mjs', '-e', `PROBE_AFTER_MS=${idleMs}`]);
+  try {
+    await new Promise((r) => setTimeout(r, idleMs + 1000));
+    const statsMiB = await containerMiB(plain);
+    const status = await run('docker', ['exec', plain, '/usr/local/bin/node', '-e', "process.stdout.write(require('fs').readFileSync('/proc/1/status', 'utf8'))"]);
+    const kB = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN) / 1024;
+    const logs = await run('docker', ['logs', probed]);
+    const heaps = [...logs.matchAll(/^\{"probe".*$/gm)].map((m) => JSON.parse(m[0]) as { probe: string; heap: number; external: number })
+      .map((p) => ({ thread: p.probe, heapMiB: p.heap / 1024 ** 2, externalMiB: p.external / 1024 ** 2 }));
+    return { statsMiB, rssMiB: kB('VmRSS'), anonMiB: kB('RssAnon'), fileMiB: kB('RssFile'), heaps };
+  } finally {
+    await run('docker', ['rm', '-f', plain, probed]).catch(() => '');
+  }
 }
 
 /** Runs the wake measurements; returns the figures. */
@@ -178,6 +233,8 @@ export async function measureWakes(rounds: number, memoryFunctions: number): Pro
     figures.floor = await engineFloor(stack, rounds);
     log(`  the engine alone: start ${figures.floor.startMs.toFixed(0)} ms, unpause ${figures.floor.unpauseMs.toFixed(1)} ms (do-nothing container, medians)`);
     log(`  wake phases (mean ms): ${JSON.stringify(figures.phases, (_k, v) => (typeof v === 'number' ? Math.round(v * 1000) : v))}`);
+    figures.idle = await idleMemory(stack, 'stopped');
+    log(`  an idle iris container: ${figures.idle.statsMiB.toFixed(1)} MiB (docker stats); its process: RSS ${figures.idle.rssMiB.toFixed(1)} MiB, anonymous ${figures.idle.anonMiB.toFixed(1)}, file-backed ${figures.idle.fileMiB.toFixed(1)}; V8 heaps ${figures.idle.heaps.map((h) => `${h.thread} ${h.heapMiB.toFixed(1)} (+${h.externalMiB.toFixed(1)} external)`).join(', ')}`);
   } finally {
     await teardown(stack);
   }
@@ -214,6 +271,16 @@ export function wakeSection(f: WakeFigures, command: string): string {
     `| asleep -> first answer through the gateway, stopped (\`wake: 'start'\`) | <= 500 ms | ${ms(stopped)} (min ${ms(Math.min(...f.stoppedMs))}, max ${ms(Math.max(...f.stoppedMs))}, ${f.stoppedMs.length} wakes) | ${stopped <= 500 ? 'met' : 'missed'} |`,
     `| asleep -> first answer through the gateway, frozen (\`wake: 'unpause'\`) | <= 30 ms | ${ms(frozen)} (min ${ms(Math.min(...f.frozenMs))}, max ${ms(Math.max(...f.frozenMs))}, ${f.frozenMs.length} wakes) | ${frozen <= 30 ? 'met' : 'missed'} |`,
     ...f.burst.map((b) => `| 16 concurrent requests during one wake (${b.mode}) | all answered | ${b.answered}/${b.sent} answered, the last after ${ms(b.ms)} | ${b.answered === b.sent ? 'met' : 'missed'} |`),
+    // The goals of the edge-host runtime (issue 21): relative to the engine's own floors of this run.
+    ...(f.floor ? [
+      `| stopped wake, against the engine starting a do-nothing container from the same image (${ms(f.floor.startMs)}) | <= floor + 150 ms | +${ms(stopped - f.floor.startMs)} | ${stopped - f.floor.startMs <= 150 ? 'met' : 'missed'} |`,
+      `| frozen wake, against the engine's unpause (${ms(f.floor.unpauseMs)}) | <= floor + 15 ms | +${ms(frozen - f.floor.unpauseMs)} | ${frozen - f.floor.unpauseMs <= 15 ? 'met' : 'missed'} |`,
+    ] : []),
+    ...(f.phases?.stopped?.process_start !== undefined && f.phases.stopped.model_load !== undefined ? (() => {
+      const own = (f.phases.stopped.process_start + f.phases.stopped.model_load) * 1000;
+      return [`| iris \`process_start\` + \`model_load\` (mean of the stopped wakes) | <= 100 ms | ${ms(own)} | ${own <= 100 ? 'met' : 'missed'} |`];
+    })() : []),
+    ...(f.idle ? [`| an idle iris container, \`docker stats\` | <= 30 MiB | ${f.idle.statsMiB.toFixed(1)} MiB | ${f.idle.statsMiB <= 30 ? 'met' : 'missed'} |`] : []),
     ...(f.memory ? [`| memory of ${f.memory.functions} functions, ${f.memory.asleep} asleep, against all awake | less | ${f.memory.asleepMiB.toFixed(0)} MiB (${f.memory.asleepContainers} containers running) against ${f.memory.allOnMiB.toFixed(0)} MiB (${f.memory.allOnContainers}): ${(f.memory.allOnMiB / f.memory.asleepMiB).toFixed(1)}x less | met |`] : []),
   ];
   return [
@@ -245,6 +312,13 @@ export function wakeSection(f: WakeFigures, command: string): string {
       '| function | container_start | process_start | model_load | warm_up | ready | first_answer |',
       '| --- | --- | --- | --- | --- | --- | --- |',
       ...Object.entries(f.phases).map(([fn, p]) => `| ${fn} | ${['container_start', 'process_start', 'model_load', 'warm_up', 'ready', 'first_answer'].map((phase) => (p[phase] === undefined ? '-' : ms(p[phase] * 1000))).join(' | ')} |`),
+      '',
+    ] : []),
+    ...(f.idle ? [
+      `An idle iris container (10 s after its start; its warm-up ran one inference): ${f.idle.statsMiB.toFixed(1)} MiB by \`docker stats\`.`,
+      `Its process: resident ${f.idle.rssMiB.toFixed(1)} MiB, of which ${f.idle.fileMiB.toFixed(1)} MiB file-backed (the node binary's and onnxruntime's`,
+      `pages, shared with every container of the image) and ${f.idle.anonMiB.toFixed(1)} MiB anonymous: ${f.idle.heaps.map((h) => `the ${h.thread} thread's V8 heap ${h.heapMiB.toFixed(1)} MiB (+${h.externalMiB.toFixed(1)} external)`).join(', ')},`,
+      `and ${(f.idle.anonMiB - f.idle.heaps.reduce((sum, h) => sum + h.heapMiB, 0)).toFixed(1)} MiB of native memory besides (malloc: onnxruntime's session and arena, Node's and V8's own, thread stacks).`,
       '',
     ] : []),
     SECTION_END,

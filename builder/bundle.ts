@@ -1,11 +1,14 @@
 /**
- * Bundling one function with esbuild: one minified ESM file and its source map, onnxruntime-node
- * kept external (it is native, and lives in the shared runtime image), the model copied beside it.
+ * Bundling one function with esbuild: two minified ESM files with their source maps, the server
+ * (main.mjs) and its inference thread's script (inference.mjs: onnxruntime and the engine only),
+ * onnxruntime kept external (it is native, and lives in the shared runtime image), the model
+ * copied beside them.
  */
 import { copyFileSync, mkdirSync, rmSync, statSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { build } from 'esbuild';
 import type { ResolvedFunction } from '../runtime/function/define.ts';
+import { PRIME_COMPILE_CACHE } from '../runtime/serve/bundle.ts';
 import { folderOf } from './functions.ts';
 
 export const ROOT = join(import.meta.dirname, '..');
@@ -23,18 +26,16 @@ function entrySource(fn: ResolvedFunction): string {
   const main = JSON.stringify(join(ROOT, 'runtime/serve/bundle.ts'));
   const info = JSON.stringify({ folder: folderOf(fn), declarationFile: fn.declarationFile });
   const declaration = fn.declarationFile ? JSON.stringify(resolve(ROOT, fn.declarationFile)) : undefined;
+  const early = JSON.stringify(join(ROOT, 'runtime/serve/early-thread.ts'));
   const thread = JSON.stringify(join(ROOT, 'runtime/engine/inference-thread.ts'));
-  // The bundle is also the script of its inference thread: the thread serves the session only.
+  // early-thread first: its thread loads onnxruntime while the modules below are evaluated.
   return [
+    `import ${early};`,
     `import { runBundled } from ${main};`,
-    `import { isInferenceThread, serveInferenceThread, setInferenceWorkerScript } from ${thread};`,
+    `import { setInferenceWorkerScript } from ${thread};`,
     declaration ? `import declaration from ${declaration};` : 'const declaration = undefined;',
-    'if (isInferenceThread()) {',
-    '  await serveInferenceThread();',
-    '} else {',
-    '  setInferenceWorkerScript(import.meta.url);',
-    `  await runBundled(declaration, { ...${info}, dir: import.meta.dirname });`,
-    '}',
+    "setInferenceWorkerScript(new URL('./inference.mjs', import.meta.url));",
+    `await runBundled(declaration, { ...${info}, dir: import.meta.dirname });`,
   ].join('\n');
 }
 
@@ -49,7 +50,8 @@ async function bundleEntry(contents: string, sourcefile: string, outfile: string
     minify: true,
     sourcemap: 'linked',
     legalComments: 'none',
-    // tsx is only imported by watch mode, from source; containers never load it.
+    // tsx is only imported by watch mode, from source; containers never load it. onnxruntime-common
+    // is bundled (the main thread's tensors), onnxruntime-node's own copy loads with it on the thread.
     external: ['onnxruntime-node', 'tsx', 'tsx/*'],
     // CommonJS dependencies inside an ESM bundle still call require() for Node's built-ins.
     banner: { js: "import { createRequire as __modelfnRequire } from 'node:module'; const require = __modelfnRequire(import.meta.url);" },
@@ -69,6 +71,8 @@ export async function bundleFunction(fn: ResolvedFunction, outRoot: string): Pro
   mkdirSync(outDir, { recursive: true });
   const outfile = join(outDir, 'main.mjs');
   await bundleEntry(entrySource(fn), `functions/${folderOf(fn)}/entry.ts`, outfile);
+  const thread = JSON.stringify(join(ROOT, 'runtime/engine/inference-entry.ts'));
+  await bundleEntry(`import ${thread};\n`, `functions/${folderOf(fn)}/inference-entry.ts`, join(outDir, 'inference.mjs'));
   const model = join(outDir, fn.modelFile);
   mkdirSync(dirname(model), { recursive: true });
   copyFileSync(fn.modelPath, model);
@@ -100,6 +104,13 @@ export async function bundleActivator(outRoot: string): Promise<string> {
   rmSync(outDir, { recursive: true, force: true });
   mkdirSync(outDir, { recursive: true });
   const main = JSON.stringify(join(ROOT, 'runtime/activator/main.ts'));
-  await bundleEntry(`import { runActivator } from ${main};\nawait runActivator();\n`, 'runtime/activator/entry.ts', join(outDir, 'main.mjs'));
+  const prime = JSON.stringify(PRIME_COMPILE_CACHE);
+  // The image build's run (docker/function.Dockerfile) only compiles: the activator needs an engine.
+  await bundleEntry([
+    "import * as nodeModule from 'node:module';",
+    `import { runActivator } from ${main};`,
+    `if (process.argv.includes(${prime})) nodeModule.flushCompileCache?.();`,
+    'else await runActivator();',
+  ].join('\n'), 'runtime/activator/entry.ts', join(outDir, 'main.mjs'));
   return outDir;
 }

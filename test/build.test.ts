@@ -1,4 +1,4 @@
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -52,7 +52,7 @@ describe('npm run build', () => {
     expect(existsSync(join(scratch, 'bad-dist'))).toBe(false);
   });
 
-  it('bundles each function into one minified ESM file with its source map and model', async () => {
+  it('bundles each function into two minified ESM files (server, inference thread) with source maps and the model', async () => {
     const root = join(scratch, 'good');
     fnDir(root, 'plain');
     const log: string[] = [];
@@ -63,7 +63,11 @@ describe('npm run build', () => {
     const onLongLines = bundle.split('\n').filter((line) => line.length > 5000).reduce((sum, line) => sum + line.length, 0);
     expect(onLongLines / bundle.length).toBeGreaterThan(0.9);
     expect(bundle).toContain('sourceMappingURL=main.mjs.map');
-    expect(bundle).toMatch(/from\s*"onnxruntime-node"/);
+    // onnxruntime's native library is the inference thread's: the server loads it only without a thread.
+    expect(bundle).not.toMatch(/from\s*"onnxruntime-node"/);
+    const thread = readFileSync(join(out, 'plain/inference.mjs'), 'utf8');
+    expect(thread).toMatch(/import\("onnxruntime-node"\)/);
+    expect(thread).toContain('sourceMappingURL=inference.mjs.map');
     expect(readFileSync(join(out, 'plain/model.onnx'))).toEqual(readFileSync(MODEL));
     expect(JSON.parse(readFileSync(join(out, 'plain/main.mjs.map'), 'utf8')).version).toBe(3);
     expect(log.join('\n')).toMatch(/plain\s+\d+(\.\d)? KiB\s+\d+(\.\d)? MiB\s+372 B/);
@@ -71,8 +75,9 @@ describe('npm run build', () => {
     const env = { ...process.env, PORT: '0', MODELFN_HOST: '127.0.0.1' };
     const broken = join(scratch, 'good-dist-broken');
     mkdirSync(broken);
-    symlinkSync(join(ROOT, 'node_modules'), join(scratch, 'node_modules'));
+    if (!existsSync(join(scratch, 'node_modules'))) symlinkSync(join(ROOT, 'node_modules'), join(scratch, 'node_modules'));
     copyFileSync(join(out, 'plain/main.mjs'), join(broken, 'main.mjs'));
+    copyFileSync(join(out, 'plain/inference.mjs'), join(broken, 'inference.mjs'));
     writeFileSync(join(broken, 'model.onnx'), 'garbage');
     let stderr = '';
     try {
@@ -82,6 +87,38 @@ describe('npm run build', () => {
       expect((err as { status: number }).status).toBe(1);
     }
     expect(stderr).toMatch(/model.onnx: not a valid ONNX model/);
+  });
+
+  it("runs the declaration's code once: the inference thread's script is onnxruntime and the engine only", async () => {
+    const root = join(scratch, 'once');
+    fnDir(root, 'counted', "console.log('declaration evaluated');\nexport default {};\n");
+    const out = join(scratch, 'once-dist');
+    // Outside the source tree, the bundle finds onnxruntime as in the image: in a node_modules above it.
+    if (!existsSync(join(scratch, 'node_modules'))) symlinkSync(join(ROOT, 'node_modules'), join(scratch, 'node_modules'));
+    expect(await runBuild({ functionsDir: root, outDir: out, root: join(scratch, 'once-out'), images: false, check: false, log: () => {} })).toBe(0);
+    const child = spawn(process.execPath, [join(out, 'counted/main.mjs')], { env: { ...process.env, PORT: '0', MODELFN_HOST: '127.0.0.1' }, cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    child.stderr.on('data', (d) => (output += d));
+    const url = await new Promise<string>((resolve, reject) => {
+      child.stdout.on('data', (d) => {
+        output += d;
+        const port = /"msg":"listening".*"port":(\d+)/.exec(output)?.[1];
+        if (port) resolve(`http://127.0.0.1:${port}`);
+      });
+      child.once('exit', (code) => reject(new Error(`exited ${code}: ${output}`)));
+    });
+    try {
+      const res = await fetch(`${url}/predict`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ instances: [[5.1, 3.5, 1.4, 0.2]] }) });
+      expect(res.status).toBe(200);
+    } finally {
+      child.kill('SIGTERM');
+      await new Promise((r) => child.once('exit', r));
+    }
+    expect(output.match(/declaration evaluated/g)).toHaveLength(1);
+    // The thread's script holds none of the HTTP side (Hono, zod, prom-client, pages).
+    const thread = readFileSync(join(out, 'counted/inference.mjs'), 'utf8');
+    expect(thread.length).toBeLessThan(40_000);
+    expect(thread).not.toMatch(/declaration evaluated|hono|prom-client|openapi/i);
   });
 });
 

@@ -147,6 +147,16 @@ describe('modelfn build', () => {
     expect(stale.code).toBe(1);
     expect(stale.stdout).toContain('modelfn build: nginx/nginx.conf is out of date with functions/; run npm run build');
   });
+
+  it('--arch names the architectures it builds images for, and refuses another before building anything', async () => {
+    const help = await modelfn(['build', '--help']);
+    expect(help.stdout).toMatch(/--arch A\s+the images' architecture: x64 or arm64/);
+    const out = join(scratch, 'arch-out');
+    const refused = await modelfn(['build', '--images', '--arch', 'sparc', '--out', out, '--root', out]);
+    expect(refused.code).toBe(1);
+    expect(refused.stdout.trim()).toBe('modelfn build: --arch sparc: no images for that architecture (x64 or arm64)');
+    expect(existsSync(out)).toBe(false);
+  });
 });
 
 describe('modelfn start', () => {

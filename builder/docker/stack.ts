@@ -17,13 +17,15 @@ export interface RunStackOptions {
   log: (line: string) => void;
   /** `logs`: keep following the logs until interrupted. */
   follow?: boolean;
+  /** `up`: the function images' architecture (default this machine's). */
+  arch?: string;
 }
 
 /** Runs one stack command; resolves to the exit code, throws with a message when the engine fails. */
 export async function runStack(command: StackCommand, options: RunStackOptions): Promise<number> {
   const { root, log } = options;
   if (command === 'up') {
-    const code = await runBuild({ functionsDir: join(root, 'functions'), outDir: join(root, 'dist'), root, images: true, check: false, log });
+    const code = await runBuild({ functionsDir: join(root, 'functions'), outDir: join(root, 'dist'), root, images: true, arch: options.arch, check: false, log });
     if (code !== 0) return code;
     const { functions } = await discoverFunctions(join(root, 'functions'), readConfig({}));
     log('\nstarting the stack...');

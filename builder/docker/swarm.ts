@@ -125,10 +125,10 @@ async function requireManager(): Promise<void> {
  * `modelfn deploy`: bundles and images, `docker stack deploy`, then waits until every service runs
  * its replicas and every function answers through the gateway. Resolves to the exit code.
  */
-export async function deploySwarm(root: string, log: (line: string) => void, env: NodeJS.ProcessEnv = process.env): Promise<number> {
+export async function deploySwarm(root: string, log: (line: string) => void, env: NodeJS.ProcessEnv = process.env, arch?: string): Promise<number> {
   const stack = { name: stackName(env), root };
   await requireManager();
-  const code = await runBuild({ functionsDir: `${root}/functions`, outDir: `${root}/dist`, root, images: true, check: false, log });
+  const code = await runBuild({ functionsDir: `${root}/functions`, outDir: `${root}/dist`, root, images: true, arch, check: false, log });
   if (code !== 0) return code;
   const { functions } = await discoverFunctions(`${root}/functions`, readConfig({}));
   log(`\ndeploying stack ${stack.name}...`);

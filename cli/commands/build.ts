@@ -8,17 +8,19 @@ import { engineError, log } from '../engine.ts';
 export const build: Command = {
   name: 'build',
   summary: 'bundles, generated gateway files, and with --images the container images',
-  help: `usage: modelfn build [--images] [--check] [--functions DIR] [--out DIR] [--root DIR]
+  help: `usage: modelfn build [--images] [--arch A] [--check] [--functions DIR] [--out DIR] [--root DIR]
 
 The same as npm run build: validates every declaration at once, bundles each function into
 DIR/<name>/ (default: dist), and writes the generated files (nginx/, docker-compose.yml, deploy/)
 under the root (default: the current folder). The generated files depend only on functions/.
   --images   also build the runtime, function and gateway images (needs Docker)
   --check    only check that the generated files are up to date (exit 1 if not)
+  --arch A   the images' architecture: x64 or arm64 (default: this machine's; another one is
+             built, and its build steps run, under emulation: qemu-user-static with binfmt_misc)
 `,
   async run(args) {
     const parsed = parse(this, args, {
-      images: { type: 'boolean' }, check: { type: 'boolean' }, functions: { type: 'string', default: 'functions' },
+      images: { type: 'boolean' }, check: { type: 'boolean' }, functions: { type: 'string', default: 'functions' }, arch: { type: 'string' },
       out: { type: 'string', default: 'dist' }, root: { type: 'string', default: '.' },
     }, [0, 0]);
     if (!parsed) return 0;
@@ -30,6 +32,7 @@ under the root (default: the current folder). The generated files depend only on
         outDir: resolve(parsed.values.out as string),
         root: resolve(parsed.values.root as string),
         images: Boolean(parsed.values.images),
+        arch: parsed.values.arch as string | undefined,
         check: Boolean(parsed.values.check),
         log,
       });

@@ -12,11 +12,11 @@ function stackCommand(name: StackCommand, summary: string, help: string): Comman
     summary,
     help,
     async run(args) {
-      const parsed = parse(this, args, name === 'logs' ? { follow: { type: 'boolean', short: 'f' } } : {}, [0, 0]);
+      const parsed = parse(this, args, name === 'logs' ? { follow: { type: 'boolean', short: 'f' } } : name === 'up' ? { arch: { type: 'string' } } : {}, [0, 0]);
       if (!parsed) return 0;
       const { runStack } = await import('../../builder/docker/stack.ts');
       try {
-        return await runStack(name, { root: process.cwd(), log, follow: Boolean(parsed.values.follow) });
+        return await runStack(name, { root: process.cwd(), log, follow: Boolean(parsed.values.follow), arch: parsed.values.arch as string | undefined });
       } catch (err) {
         throw engineError(err);
       }
@@ -24,10 +24,12 @@ function stackCommand(name: StackCommand, summary: string, help: string): Comman
   };
 }
 
-export const up = stackCommand('up', 'build everything and start the compose stack (npm run up)', `usage: modelfn up
+export const up = stackCommand('up', 'build everything and start the compose stack (npm run up)', `usage: modelfn up [--arch A]
 
 The same as npm run up: bundles, images, and the compose stack, then waits until every function
 answers through the gateway. Needs Docker.
+  --arch A   the images' architecture: x64 or arm64 (default: this machine's; another one is
+             built, and its build steps run, under emulation: qemu-user-static with binfmt_misc)
 
 environment:
   MODELFN_HOST, MODELFN_PORT  where the gateway is published (default 127.0.0.1, 8080)

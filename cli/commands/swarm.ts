@@ -9,11 +9,13 @@ import { engineError, log } from '../engine.ts';
 export const deploy: Command = {
   name: 'deploy',
   summary: 'build everything and deploy the stack on Docker Swarm (npm run deploy:swarm)',
-  help: `usage: modelfn deploy
+  help: `usage: modelfn deploy [--arch A]
 
 The same as npm run deploy:swarm: bundles and images (modelfn build --images), docker stack deploy
 of deploy/swarm/stack.yml, then waits until every service runs its replicas and every function
 answers through the gateway. Needs a Docker engine that is a swarm manager.
+  --arch A   the images' architecture: x64 or arm64 (default: this machine's; another one is
+             built, and its build steps run, under emulation: qemu-user-static with binfmt_misc)
 
 environment:
   MODELFN_STACK               the stack's name (default modelfn); undeploy takes the same
@@ -21,10 +23,11 @@ environment:
   MODELFN_IMAGE_TAG           the tag of the images built and run (default latest)
 `,
   async run(args) {
-    if (!parse(this, args, {}, [0, 0])) return 0;
+    const parsed = parse(this, args, { arch: { type: 'string' } }, [0, 0]);
+    if (!parsed) return 0;
     const { deploySwarm } = await import('../../builder/docker/swarm.ts');
     try {
-      return await deploySwarm(process.cwd(), log);
+      return await deploySwarm(process.cwd(), log, process.env, parsed.values.arch as string | undefined);
     } catch (err) {
       throw engineError(err);
     }

@@ -5,18 +5,44 @@
  * parses, validates and answers. Tensors cross between the two by transfer, not by copy, whenever
  * their owner gives them up (the runtime's decoded inputs and joined batches; every output).
  * A thread that dies rejects its pending runs with InferenceThreadExit and says so through `onExit`.
+ *
+ * onnxruntime's native library loads on the inference thread only: the main thread's tensors are
+ * onnxruntime-common's (the same class onnxruntime-node exports), so a bundle's main thread never
+ * waits for it, and the thread can be started early (`prestartInferenceThread`) to load it while
+ * the main thread loads the HTTP side.
  */
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
-import ort from 'onnxruntime-node';
+import * as ort from 'onnxruntime-common';
 import type { Feeds, Fetches } from '../tensor/types.ts';
 import { deadlineExceeded } from './queue.ts';
 
-/** The script a new inference thread runs: inference-worker.mjs from source, or the bundle itself. */
+/** The script a new inference thread runs: inference-worker.mjs from source, a bundle's inference.mjs. */
 let workerScript: URL = new URL('./inference-worker.mjs', import.meta.url);
 
-/** Bundles call this with their own URL: the bundle then doubles as the thread's script. */
+/** Bundles call this with the URL of their thread entry (inference.mjs, beside main.mjs). */
 export function setInferenceWorkerScript(url: string | URL): void {
   workerScript = new URL(url);
+}
+
+/** A thread started before its model was known, loading onnxruntime meanwhile; the next start takes it. */
+let early: { worker: Worker; exited: boolean } | undefined;
+
+/**
+ * Starts an inference thread now, before the model is known: Node's thread start and onnxruntime's
+ * native library then load while the caller goes on loading the rest. The next
+ * `startInferenceThread` hands it its model. It keeps no process alive while nobody took it.
+ *
+ * @example prestartInferenceThread(new URL('./inference.mjs', import.meta.url));
+ */
+export function prestartInferenceThread(url: string | URL): void {
+  setInferenceWorkerScript(url);
+  const worker = new Worker(workerScript, { workerData: { modelfnInferenceThread: true } satisfies Partial<ThreadInit> });
+  const started = { worker, exited: false };
+  worker.once('exit', () => (started.exited = true));
+  // A failure surfaces when a thread is started for the model (a new one, with its own error).
+  worker.on('error', () => {});
+  worker.unref();
+  early = started;
 }
 
 interface WireTensor {
@@ -54,7 +80,10 @@ export interface ThreadInit {
 function toWire(name: string, tensor: ort.Tensor): WireTensor {
   const data = tensor.data;
   if (Array.isArray(data)) return { name, type: tensor.type, dims: tensor.dims, data };
-  const view = data as Float32Array;
+  // FP16 crosses as its bits: where Node has Float16Array (24 and later) onnxruntime-common holds
+  // float16 data in one, which the inference thread, holding the bits, does not take (see below).
+  const typed = data as unknown as Float32Array;
+  const view = tensor.type === 'float16' && !(data instanceof Uint16Array) ? new Uint16Array(typed.buffer, typed.byteOffset, typed.length) as unknown as Float32Array : typed;
   const whole = view.byteOffset === 0 && view.buffer instanceof ArrayBuffer && view.byteLength === view.buffer.byteLength;
   return { name, type: tensor.type, dims: tensor.dims, data: whole ? view : view.slice() };
 }
@@ -76,11 +105,20 @@ export function isInferenceThread(): boolean {
 
 /** The inference thread's side: load the session, then run jobs as they come. */
 export async function serveInferenceThread(): Promise<void> {
-  const init = workerData as ThreadInit;
   const port = parentPort!;
+  // onnxruntime-node's native binding cannot read a Float16Array (Node 24 and later have one, and
+  // onnxruntime-common would put float16 data in it: "not enough space: expected 12, got 0"). This
+  // thread is the runtime's own: without the global, float16 tensors keep their bits in a Uint16Array.
+  Reflect.deleteProperty(globalThis, 'Float16Array');
+  // onnxruntime loads while a thread started early waits for its model (sent as the first message).
+  const loading = import('onnxruntime-node');
+  loading.catch(() => {});
+  const init = (workerData as ThreadInit).model ? workerData as ThreadInit : await new Promise<ThreadInit>((done) => port.once('message', done));
+  // Failing to load onnxruntime ends the thread (an error event): not the model's fault.
+  const { InferenceSession } = await loading;
   let session: ort.InferenceSession;
   try {
-    session = await ort.InferenceSession.create(init.model, init.options);
+    session = await InferenceSession.create(init.model, init.options);
   } catch (err) {
     port.postMessage({ kind: 'failed', message: String((err as Error)?.message ?? err) } satisfies Reply);
     return;
@@ -168,7 +206,15 @@ export interface ThreadHooks {
  * @example const session = await startInferenceThread(bytes, { graphOptimizationLevel: 'all' });
  */
 export function startInferenceThread(model: Uint8Array, options: ort.InferenceSession.SessionOptions, hooks: ThreadHooks = {}): Promise<ThreadSession> {
-  const worker = new Worker(workerScript, { workerData: { modelfnInferenceThread: true, model, options } satisfies ThreadInit });
+  const init = { modelfnInferenceThread: true, model, options } satisfies ThreadInit;
+  const taken = early && !early.exited ? early.worker : undefined;
+  early = undefined;
+  const worker = taken ?? new Worker(workerScript, { workerData: init });
+  if (taken) {
+    taken.ref();
+    taken.removeAllListeners('error');
+    taken.postMessage(init);
+  }
   const pending = new Map<number, { resolve(f: Fetches): void; reject(e: unknown): void }>();
   let next = 0;
   let dead: Error | undefined;

@@ -3,7 +3,7 @@
  * inference thread, restarting that thread if it dies.
  */
 import { readFile } from 'node:fs/promises';
-import ort from 'onnxruntime-node';
+import type * as ort from 'onnxruntime-common';
 import { ModelQueue, canBatch, deadlineExceeded, type Deadline, type QueueObserver } from './queue.ts';
 import { datatypeOfOrtType } from '../tensor/datatypes.ts';
 import type { Feeds, Fetches, TensorSpec } from '../tensor/types.ts';
@@ -184,7 +184,9 @@ export async function loadModel(path: string, options: LoadModelOptions = {}): P
     if (useThread) {
       session = await startThread(bytes);
     } else {
-      const direct = await ort.InferenceSession.create(bytes, sessionOptions);
+      // Only here does the main thread load onnxruntime's native library.
+      const { InferenceSession } = await import('onnxruntime-node');
+      const direct = await InferenceSession.create(bytes, sessionOptions);
       session = {
         inputMetadata: direct.inputMetadata,
         outputMetadata: direct.outputMetadata,

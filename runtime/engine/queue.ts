@@ -22,7 +22,7 @@
  * `maxDelayMs`, whichever comes first (and a run slot is free). A request of `maxBatchSize` rows
  * or more runs on its own, in its turn.
  */
-import ort from 'onnxruntime-node';
+import * as ort from 'onnxruntime-common';
 import type { NumericArray } from '../tensor/datatypes.ts';
 import { ModelfnError } from '../core/errors.ts';
 import type { Feeds, Fetches, TensorSpec } from '../tensor/types.ts';

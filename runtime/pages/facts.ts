@@ -3,7 +3,7 @@
  * version, producer, opsets), the runtime that runs it (onnxruntime's version, the execution
  * provider) and, where a process has loaded it, how long loading and the warm-up took.
  */
-import ort from 'onnxruntime-node';
+import * as ort from 'onnxruntime-common';
 import { basename } from 'node:path';
 import { readOnnxMetadata } from '../function/onnx-metadata.ts';
 

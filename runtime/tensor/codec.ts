@@ -4,7 +4,8 @@
  * Decoding writes straight into one typed array per tensor; binary inputs are views over the
  * request's own buffer whenever alignment allows. Messages name the tensor and what is wrong.
  */
-import ort from 'onnxruntime-node';
+// onnxruntime-node's Tensor, without its native library (that loads on the inference thread).
+import * as ort from 'onnxruntime-common';
 import { fromHalfBits, toHalfBits, type DatatypeInfo, type NumericArray } from './datatypes.ts';
 import { invalidInput } from '../core/errors.ts';
 import { InexactIntegerError } from './json-exact.ts';

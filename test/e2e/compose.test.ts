@@ -2,7 +2,7 @@
  * The whole stack on the real Docker engine: build, images, compose up, every function through
  * nginx on 127.0.0.1, replicas, a killed replica, a broken model, and down.
  */
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -111,6 +111,24 @@ describe.runIf(available)('the compose stack on the real Docker engine', () => {
   it('serves a model that needs the en_US.UTF-8 locale from the runtime image (built from scratch)', async () => {
     const res = await fetch(`${url}/v2/models/${LOCALE}/infer`, postJson({ inputs: [{ name: 'text', datatype: 'BYTES', shape: [4], data: ['The', 'quick', 'a', 'Fox'] }] }));
     expect(await res.json()).toEqual({ model_name: LOCALE, model_version: '1', outputs: [{ name: 'normalized', datatype: 'BYTES', shape: [2], data: ['QUICK', 'FOX'] }] });
+  });
+
+  it('starts a function from the compile cache its image build filled, on both threads, read-only', async () => {
+    const id = docker(['run', '-d', '--read-only', '--network', 'none', '-e', 'NODE_DEBUG_NATIVE=COMPILE_CACHE', functionImage('iris', tag)]).trim();
+    try {
+      // Both streams: the function logs to stdout, Node's compile cache reports to stderr.
+      const logs = () => {
+        const out = spawnSync('docker', ['logs', id], { encoding: 'utf8' });
+        return `${out.stdout}${out.stderr}`;
+      };
+      await waitFor('iris listening', async () => logs().includes('"msg":"listening"') || 'not yet', 30_000);
+      const text = logs();
+      expect(text).toMatch(/V8 code cache for ESM file:\/\/\/app\/function\/main\.mjs was accepted/);
+      expect(text).toMatch(/V8 code cache for ESM file:\/\/\/app\/function\/inference\.mjs was accepted/);
+      expect(text).not.toMatch(/was rejected|Cannot create cache directory/);
+    } finally {
+      docker(['rm', '-f', id]);
+    }
   });
 
   it('serves the custom routes under their prefixes, passing the request id through', async () => {
