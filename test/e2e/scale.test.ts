@@ -139,11 +139,15 @@ describe.runIf(available)('scale to zero on the real Docker engine', () => {
     await buildFunctionImage('broken', join(root, 'dist'));
     await composeRun(stack(), ['up', '--no-start', '--no-deps', 'broken']);
     const started = performance.now();
-    const res = await fetch(`${url}/broken/predict`, postJson({ instances: [[5.1, 3.5, 1.4, 0.2]] }));
+    const res = await fetch(`${url}/broken/predict`, postJson({ instances: [[5.1, 3.5, 1.4, 0.2]] }, { 'X-Request-Id': 'e2e-broken-wake' }));
     const ms = performance.now() - started;
     const err = await errorOf(res);
     expect(err.status).toBe(503);
-    expect(err.error).toMatch(/^function 'broken' failed to start: modelfn: .*model\.onnx: not a valid ONNX model/);
+    // The container's last log line stays out of the answer, and is in the activator's log with the request's id.
+    expect(err.error).toBe("function 'broken' failed to start; retry later");
+    expect(res.headers.get('x-request-id')).toBe('e2e-broken-wake');
+    const logged = docker(['logs', containersOf('activator', false)[0]]).split('\n').filter((l) => l.includes('"request_id":"e2e-broken-wake"'));
+    expect(logged.join('\n')).toMatch(/model\.onnx: not a valid ONNX model/);
     expect(Number(res.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
     expect(ms).toBeLessThan(15_000);
     process.stdout.write(`\n[figures] a function that cannot wake: 503 JSON after ${Math.round(ms)} ms\n`);
