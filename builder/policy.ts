@@ -134,11 +134,41 @@ export const REPLICA_RESOURCES = {
   reservations: { cpus: 0.1, memoryMiB: 128 },
 } as const;
 
-/** The gateway's share: nginx needs little. Its worker processes follow the CPU limit (builder/render/nginx.ts). */
+/**
+ * The gateway's share: nginx needs little, but the request bodies it holds live in its tmpfs,
+ * which counts against its memory (GATEWAY_BODIES.spaceMiB of it). Its worker processes follow
+ * the CPU limit (builder/render/nginx.ts).
+ */
 export const GATEWAY_RESOURCES = {
-  limits: { cpus: 1, memoryMiB: 256 },
+  limits: { cpus: 1, memoryMiB: 512 },
   reservations: { cpus: 0.05, memoryMiB: 32 },
 } as const;
+
+/**
+ * Request bodies at the gateway. nginx reads a body whole before it passes it on (a slow client
+ * then costs a function nothing), in memory up to `memoryBytes` and in a file on the gateway's
+ * tmpfs beyond. That space is shared out by size class (by the digits of Content-Length; a body
+ * without one counts as large): each class may hold `spaceMiB` of bodies of its largest size, a
+ * function half of that (at least one body), counted by nginx's `limit_conn` before a byte of the
+ * body is read. Past either count a request gets 503 JSON with Retry-After at once, so the space
+ * never fills (64 MiB once filled with 20 concurrent 10 MB bodies: nginx answered 500s).
+ */
+export const GATEWAY_BODIES = {
+  memoryBytes: 16 * 1024,
+  classes: [
+    { name: 'small', digits: 5, largestBytes: 99_999, spaceMiB: 16 },
+    { name: 'medium', digits: 6, largestBytes: 999_999, spaceMiB: 32 },
+    /** Seven digits and more: a function's own body limit is the largest. */
+    { name: 'large', digits: undefined, largestBytes: undefined, spaceMiB: 144 },
+  ],
+  /** All of the classes' space. */
+  spaceMiB: 192,
+  /** nginx's status for a request over a count, answered to the client as 503 (a 503 of the upstream's would wake a sleeping function instead). */
+  busyStatus: 507,
+} as const;
+
+/** Size of the gateway's writable /tmp: the bodies' space and the usual temporary files. */
+export const GATEWAY_TMP_MIB = GATEWAY_BODIES.spaceMiB + 64;
 
 /** Kubernetes: the CPU request (what the autoscaler's utilisation is measured against). */
 export const POD_CPU_REQUEST = '250m';

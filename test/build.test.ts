@@ -192,7 +192,9 @@ describe('generated files', () => {
     expect(block('/sleepy')).toContain('error_page 502 503 504 = @modelfn_activate;');
     expect(block('/sleepy')).toContain('proxy_connect_timeout 100ms;');
     expect(block('/awake')).toContain('error_page 502 503 =503 @modelfn_unavailable;');
-    expect(conf).toContain('proxy_pass http://modelfn_activator/_activate/$modelfn_fn$request_uri;');
+    // The function is named by nginx in a header, never in a path the activator would parse.
+    expect(conf).toContain('proxy_pass http://modelfn_activator;\n');
+    expect(conf).toContain('proxy_set_header X-Modelfn-Function $modelfn_fn;');
     expect(conf).toContain('server activator:8080 resolve max_fails=0;');
     // Without a scaled function there is no activator at all.
     const plain = generatedFiles([awake]);
@@ -214,7 +216,7 @@ describe('generated files', () => {
     expect(stack.services.sleepy.deploy.placement).toEqual({ constraints: ['node.role == manager'] });
     expect(stack.services.awake.deploy.placement).toBeUndefined();
     const swarmConf = files['deploy/swarm/nginx.conf'];
-    expect(swarmConf).toContain('proxy_pass http://modelfn_activator/_activate/$modelfn_fn$request_uri;');
+    expect(swarmConf).toContain('proxy_pass http://modelfn_activator;\n');
     expect(parse(plain['deploy/swarm/stack.yml']).services.activator).toBeUndefined();
     const image = gatewayNginxImage('nginx -t of a config with the activator');
     if (image) {

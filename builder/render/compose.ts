@@ -6,7 +6,7 @@ import { stringify } from 'yaml';
 import type { ResolvedFunction } from '../../runtime/function/define.ts';
 import type { ScaledSpec } from '../../runtime/activator/activator.ts';
 import {
-  ACTIVATOR_RESOURCES, ACTIVATOR_SERVICE, CONTROL_PORT, FUNCTION_PORT, GATEWAY_PORT, GATEWAY_RESOURCES, GENERATED_HEADER, HEALTHCHECK,
+  ACTIVATOR_RESOURCES, ACTIVATOR_SERVICE, CONTROL_PORT, FUNCTION_PORT, GATEWAY_PORT, GATEWAY_RESOURCES, GATEWAY_TMP_MIB, GENERATED_HEADER, HEALTHCHECK,
   PUBLISHED_HOST, PUBLISHED_PORT, REPLICA_RESOURCES, TAG_VARIABLE, TMP_MIB, activatorImage, functionEnvironment, functionImage, gatewayImage,
   runtimeUser, secretFile, stopGraceSeconds,
 } from '../policy.ts';
@@ -115,7 +115,8 @@ export function composeDocument(functions: readonly ResolvedFunction[], options:
     image: gatewayImage(options.tag ?? TAG_VARIABLE),
     ports: [`${PUBLISHED_HOST}:${PUBLISHED_PORT}:${GATEWAY_PORT}`],
     read_only: true,
-    tmpfs: [`/tmp:size=${TMP_MIB}m`],
+    // nginx's request bodies are held there (GATEWAY_BODIES), within its memory limit.
+    tmpfs: [`/tmp:size=${GATEWAY_TMP_MIB}m`],
     cap_drop: ['ALL'],
     cap_add: ['CHOWN', 'SETGID', 'SETUID'],
     security_opt: ['no-new-privileges:true'],

@@ -8,7 +8,7 @@ import { resolveDeclaration } from '../../runtime/function/define.ts';
 import { freePort, gatewayNginxImage } from '../../test/docker.ts';
 import { startNginx } from '../../test/nginx.ts';
 import { FUNCTION_KEEPALIVE_TIMEOUT_MS } from '../../runtime/core/config.ts';
-import { TIMEOUT_GRACE_MS, UPSTREAM_KEEPALIVE_TIMEOUT_MS } from '../policy.ts';
+import { GATEWAY_BODIES, TIMEOUT_GRACE_MS, UPSTREAM_KEEPALIVE_TIMEOUT_MS } from '../policy.ts';
 import { nginxConfig } from './nginx.ts';
 
 const config = { bodyLimit: 1024 * 1024, timeoutMs: 30_000 };
@@ -89,6 +89,34 @@ describe('nginxConfig', () => {
     } finally {
       await gateway.stop();
     }
+  });
+
+  it('counts the request bodies held by size class, per function and in all, within the gateway\'s body space', () => {
+    const conf = nginxConfig(functions, { mode: 'dns' });
+    const alpha = conf.slice(conf.indexOf('location ^~ /alpha/ {'), conf.indexOf('}', conf.indexOf('location ^~ /alpha/ {')));
+    const beta = conf.slice(conf.indexOf('location ^~ /b/ {'), conf.indexOf('}', conf.indexOf('location ^~ /b/ {')));
+    const count = (block: string, zone: string) => Number(new RegExp(`limit_conn ${zone} (\\d+);`).exec(block)?.[1]);
+    const MiB = 1024 * 1024;
+    for (const size of GATEWAY_BODIES.classes) {
+      // alpha takes 2 MiB bodies, beta-two 1 MiB: the large class counts each at its own limit, in all at the largest.
+      const largest = (limit: number) => Math.min(size.largestBytes ?? Infinity, limit);
+      expect(count(alpha, `modelfn_${size.name}_fn`)).toBe(Math.floor(size.spaceMiB * MiB / 2 / largest(2 * MiB)));
+      expect(count(beta, `modelfn_${size.name}_fn`)).toBe(Math.floor(size.spaceMiB * MiB / 2 / largest(MiB)));
+      expect(count(alpha, `modelfn_${size.name}_all`)).toBe(Math.floor(size.spaceMiB * MiB / largest(2 * MiB)));
+      // Never more bytes than the class's space, per function (half) or in all.
+      expect(count(alpha, `modelfn_${size.name}_all`) * largest(2 * MiB)).toBeLessThanOrEqual(size.spaceMiB * MiB);
+    }
+    expect(GATEWAY_BODIES.classes.reduce((n, c) => n + c.spaceMiB, 0)).toBe(GATEWAY_BODIES.spaceMiB);
+    expect(conf).toContain(`client_body_buffer_size ${GATEWAY_BODIES.memoryBytes};`);
+    // Over a count: its own 503 page with Retry-After, never the activator.
+    expect(conf).toContain(`limit_conn_status ${GATEWAY_BODIES.busyStatus};`);
+    expect(alpha).toContain(`error_page ${GATEWAY_BODIES.busyStatus} =503 @modelfn_busy;`);
+    expect(conf).toMatch(/location @modelfn_busy \{\n\s+default_type application\/json;[^}]*add_header Retry-After 1 always;[^}]*return 503 /);
+  });
+
+  it('names the function in a header nginx sets, replacing the client\'s', () => {
+    const conf = nginxConfig(functions, { mode: 'dns' });
+    expect(conf).toContain('proxy_set_header X-Modelfn-Function $modelfn_fn;');
   });
 
   it('renders configs nginx accepts, in both modes', () => {

@@ -4,7 +4,10 @@
  */
 import type { ResolvedFunction } from '../../runtime/function/define.ts';
 import { GATEWAY_ERRORS, SERVER_METADATA, bodyTooLarge, functionIndex, functionUnavailable, gatewayRoutes, noRoute, unknownModel } from '../../runtime/gateway/routes.ts';
-import { DNS_VALID_SECONDS, FUNCTION_PORT, GATEWAY_PAGE, GATEWAY_PORT, GATEWAY_RESOURCES, GENERATED_HEADER, SCALED_CONNECT_TIMEOUT_MS, TIMEOUT_GRACE_MS, UPSTREAM_KEEPALIVE_CONNECTIONS, UPSTREAM_KEEPALIVE_TIMEOUT_MS, WAKE_BOUND_MS } from '../policy.ts';
+import {
+  DNS_VALID_SECONDS, FUNCTION_PORT, GATEWAY_BODIES, GATEWAY_PAGE, GATEWAY_PORT, GATEWAY_RESOURCES, GENERATED_HEADER, SCALED_CONNECT_TIMEOUT_MS,
+  TIMEOUT_GRACE_MS, UPSTREAM_KEEPALIVE_CONNECTIONS, UPSTREAM_KEEPALIVE_TIMEOUT_MS, WAKE_BOUND_MS,
+} from '../policy.ts';
 
 /**
  * How nginx finds a function's replicas. Either way each function is an `upstream` with a pool
@@ -55,11 +58,30 @@ function jsonWithVariables(body: object): string {
   return `"${JSON.stringify(body).replace(/\\/g, '\\\\').replace(/"/g, '\\"')}"`;
 }
 
+/**
+ * nginx's own answers besides the gateway's (GATEWAY_ERRORS): JSON too, saying nothing of nginx.
+ * 494 is nginx's code for headers too large, answered as 431. Their pages are internal URIs, not
+ * named locations: nginx refuses a request line it could not read before it has a URI, and a
+ * named location cannot be reached without one.
+ */
+const NGINX_ERRORS: Record<string, { status: number; message: string }> = {
+  400: { status: 400, message: 'bad request: the gateway could not read it' },
+  408: { status: 408, message: 'the request did not arrive in time' },
+  414: { status: 414, message: 'the request URI is too long' },
+  494: { status: 431, message: 'the request headers are too large' },
+  500: { status: 500, message: 'internal error at the gateway' },
+  501: { status: 501, message: 'not implemented at the gateway' },
+  505: { status: 505, message: 'HTTP version not supported' },
+};
+
 function errorPages(indent: string, unavailable: string, tooLarge = '@modelfn_413'): string {
   return [
+    ...Object.entries(NGINX_ERRORS).map(([code, { status }]) => `${indent}error_page ${code} =${status} /_modelfn/error/${code};`),
     `${indent}error_page 404 @modelfn_404;`,
     `${indent}error_page 413 ${tooLarge};`,
     `${indent}error_page 429 @modelfn_429;`,
+    // Over a count of bodies held (limit_conn): a 503 of its own, never a wake.
+    `${indent}error_page ${GATEWAY_BODIES.busyStatus} =503 @modelfn_busy;`,
     ...(unavailable === '@modelfn_activate'
       // '=' alone: the client gets the activator's own status (200 once woken). 504 too: a
       // stopped replica's address can outlive it in nginx (the engine's DNS fails rather than
@@ -79,6 +101,51 @@ const RESPONSE_HEADERS = [
 
 const zoneOf = (fn: ResolvedFunction) => `modelfn_${fn.name.replace(/-/g, '_')}`;
 const upstreamOf = zoneOf;
+
+/** The largest body of a size class a function can be sent (its limit caps every class). */
+function largestBody(fn: ResolvedFunction, size: (typeof GATEWAY_BODIES.classes)[number]): number {
+  return Math.min(size.largestBytes ?? Infinity, fn.limits.bodySize);
+}
+
+/**
+ * How many bodies of each size class may be held at once: in all (each counted at the largest
+ * any function takes) and per function (half the space, at least one).
+ */
+function bodyCounts(functions: readonly ResolvedFunction[]) {
+  return GATEWAY_BODIES.classes.map((size) => {
+    const space = size.spaceMiB * 1024 * 1024;
+    const largest = Math.max(1, ...functions.map((fn) => largestBody(fn, size)));
+    return {
+      name: size.name,
+      total: Math.max(1, Math.floor(space / largest)),
+      perFunction: (fn: ResolvedFunction) => Math.max(1, Math.floor(space / 2 / largestBody(fn, size))),
+    };
+  });
+}
+
+/** The maps and zones that count the bodies held by size class, per function and in all. */
+function bodyZones(): string {
+  const classes = GATEWAY_BODIES.classes;
+  const lines = [
+    '    # Request bodies held at once, by size class (build/policy.ts GATEWAY_BODIES): Content-Length',
+    `    # of up to 4 digits stays in memory (client_body_buffer_size), ${classes.filter((c) => c.digits).map((c) => `${c.digits} digits is ${c.name}`).join(', ')},`,
+    '    # more (or a body without a length) large. Each class is counted per function and in all.',
+    '    map "$http_transfer_encoding:$content_length" $modelfn_body_class {',
+    '        default large;',
+    '        ":" "";',
+    '        "~^:[0-9]{1,4}$" "";',
+    ...classes.filter((c) => c.digits).map((c) => `        "~^:[0-9]{${c.digits}}$" ${c.name};`),
+    '    }',
+  ];
+  for (const { name } of classes) {
+    lines.push(`    map $modelfn_body_class $modelfn_${name}_fn { ${name} $modelfn_fn; default ""; }`);
+    lines.push(`    map $modelfn_body_class $modelfn_${name}_all { ${name} all; default ""; }`);
+    lines.push(`    limit_conn_zone $modelfn_${name}_fn zone=modelfn_${name}_fn:64k;`);
+    lines.push(`    limit_conn_zone $modelfn_${name}_all zone=modelfn_${name}_all:64k;`);
+  }
+  lines.push(`    limit_conn_status ${GATEWAY_BODIES.busyStatus};`, '    limit_conn_log_level warn;');
+  return lines.join('\n');
+}
 
 /**
  * A function's upstream. In `dns` mode the replicas are re-resolved while nginx runs; failures
@@ -106,11 +173,12 @@ function rate(requestsPerSecond: number): string {
   return Number.isInteger(requestsPerSecond) ? `${requestsPerSecond}r/s` : `${Math.max(1, Math.round(requestsPerSecond * 60))}r/m`;
 }
 
-function functionLocations(fn: ResolvedFunction, options: Options): string {
+function functionLocations(fn: ResolvedFunction, options: Options, counts: ReturnType<typeof bodyCounts>): string {
   const upstream = `http://${upstreamOf(fn)}`;
   const common = (indent: string) => [
     `${indent}set $modelfn_fn ${fn.name};`,
     `${indent}client_max_body_size ${fn.limits.bodySize};`,
+    ...counts.flatMap((c) => [`${indent}limit_conn modelfn_${c.name}_fn ${c.perFunction(fn)};`, `${indent}limit_conn modelfn_${c.name}_all ${c.total};`]),
     `${indent}proxy_read_timeout ${seconds(fn.limits.timeoutMs + TIMEOUT_GRACE_MS)};`,
     `${indent}proxy_send_timeout ${seconds(fn.limits.timeoutMs + TIMEOUT_GRACE_MS)};`,
     fn.rateLimit ? `${indent}limit_req zone=${zoneOf(fn)} burst=${fn.rateLimit.burst} nodelay;` : '',
@@ -153,6 +221,7 @@ export function nginxConfig(functions: readonly ResolvedFunction[], opts: NginxO
     ...opts,
   };
   const scaled = functions.filter((fn) => fn.scale);
+  const counts = bodyCounts(functions);
   const activator = options.activator && scaled.length ? options.activator : undefined;
   const upstreams = functions.map((fn) => `\n${upstreamBlock(fn, options)}`).join('\n') + (activator ? `
 
@@ -163,28 +232,36 @@ export function nginxConfig(functions: readonly ResolvedFunction[], opts: NginxO
         keepalive 8;
     }` : '');
   const errors: Record<string, string> = { ...GATEWAY_ERRORS, 404: noRoute(functions.map((fn) => fn.prefix)) };
-  const named = Object.entries(errors).map(([code, message]) => `
-    location @modelfn_${code} {
-        default_type application/json;${code === '429' ? `\n${[...RESPONSE_HEADERS, 'add_header Retry-After 1 always;'].map((l) => `        ${l}`).join('\n')}` : ''}
-        return ${code} ${quote(JSON.stringify({ error: message }))};
-    }`).join('\n');
+  // Answers that say "later" carry Retry-After; a location with add_header of its own inherits none.
+  const retryLater = `\n${[...RESPONSE_HEADERS, 'add_header Retry-After 1 always;'].map((l) => `        ${l}`).join('\n')}`;
   // Each function's 413 names its limit, as the function itself does (nginx refuses before any variable is set).
   const tooLarge = functions.map((fn) => `
     location @${zoneOf(fn)}_413 {
         default_type application/json;
         return 413 ${quote(JSON.stringify({ error: bodyTooLarge(fn.name, fn.limits.bodySize) }))};
     }`).join('\n');
+  const named = [
+    ...Object.entries(errors).map(([code, message]) => ({ at: `@modelfn_${code}`, status: Number(code), body: quote(JSON.stringify({ error: message })) })),
+    ...Object.entries(NGINX_ERRORS).map(([code, { status, message }]) => ({ at: `= /_modelfn/error/${code}`, status, body: quote(JSON.stringify({ error: message })) })),
+    { at: '@modelfn_busy', status: 503, body: jsonWithVariables({ error: "the gateway holds as many request bodies of this size for '$modelfn_fn' as it may; retry later" }) },
+  ].map(({ at, status, body }) => `
+    location ${at} {${at.startsWith('=') ? '\n        internal;' : ''}
+        default_type application/json;${status === 429 || status === 503 ? retryLater : ''}
+        return ${status} ${body};
+    }`).join('\n');
   const zones = functions.filter((fn) => fn.rateLimit).map((fn) =>
     `    limit_req_zone $binary_remote_addr zone=${zoneOf(fn)}:10m rate=${rate(fn.rateLimit!.requestsPerSecond)};`);
   const serverMeta = JSON.stringify(SERVER_METADATA);
   const activate = activator ? `
     # Functions that scale to zero: a request no replica took goes to the activator, which wakes
-    # one and forwards it (the body is sent again from nginx's buffer).
+    # one and forwards it (the body is sent again from nginx's buffer). The function is named in
+    # X-Modelfn-Function, set here whatever the client sent; the URI is the one the function
+    # would have got (proxy_pass without one: the prefix already stripped, or as the client sent it).
     location @modelfn_activate {
         recursive_error_pages on;
         error_page 502 503 504 =503 @modelfn_unavailable;
         proxy_read_timeout ${seconds(WAKE_BOUND_MS + Math.max(...scaled.map((fn) => fn.limits.timeoutMs)) + TIMEOUT_GRACE_MS)};
-        proxy_pass http://modelfn_activator/_activate/$modelfn_fn$request_uri;
+        proxy_pass http://modelfn_activator;
     }
 ` : '';
   // A location with add_header of its own inherits none from the server: repeat them with Vary.
@@ -222,7 +299,10 @@ http {
     fastcgi_temp_path /tmp/nginx-fastcgi;
     uwsgi_temp_path /tmp/nginx-uwsgi;
     scgi_temp_path /tmp/nginx-scgi;
-    client_body_buffer_size 1m;
+    # Bodies above this are written to the tmpfs, counted by size class (below).
+    client_body_buffer_size ${GATEWAY_BODIES.memoryBytes};
+    # Answers are passed on as they come, never written to a temporary file: the tmpfs is for bodies.
+    proxy_max_temp_file_size 0;
     large_client_header_buffers 4 16k;
 ${options.mode === 'dns' ? `
     # Replicas are looked up again every few seconds, so replicas added later receive traffic.
@@ -255,6 +335,9 @@ ${options.mode === 'dns' ? `
     proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
     proxy_set_header X-Forwarded-Proto $scheme;
     proxy_set_header X-Forwarded-Prefix $modelfn_prefix;
+    # Which function a request is for, said by nginx alone: a client's own header of that name is
+    # replaced (and, outside the functions' locations, where it is empty, not sent).
+    proxy_set_header X-Modelfn-Function $modelfn_fn;
     proxy_hide_header X-Request-Id;
     proxy_connect_timeout 2s;
     # Inference is idempotent: a request that could not reach one replica, or that failed on a
@@ -262,6 +345,8 @@ ${options.mode === 'dns' ? `
     proxy_next_upstream error timeout http_502 non_idempotent;
     proxy_next_upstream_tries 3;
     proxy_next_upstream_timeout 10s;
+
+${bodyZones()}
 ${zones.length ? `
     # Rate limits per client address, from the functions' declarations.
     limit_req_status 429;
@@ -315,12 +400,12 @@ ${rootHeaders}
             default_type application/json;
             return 404 '{"error":"unknown model; GET / lists the functions"}';
         }
-${functions.map((fn) => functionLocations(fn, options)).join('\n')}
+${functions.map((fn) => functionLocations(fn, options, counts)).join('\n')}
 ${named}
 ${tooLarge}
 ${activate}
     location @modelfn_unavailable {
-        default_type application/json;
+        default_type application/json;${retryLater}
         return 503 ${jsonWithVariables({ error: functionUnavailable('$modelfn_fn') })};
     }
     }

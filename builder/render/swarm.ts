@@ -15,7 +15,7 @@ import { createHash } from 'node:crypto';
 import { stringify } from 'yaml';
 import type { ResolvedFunction } from '../../runtime/function/define.ts';
 import {
-  ACTIVATOR_RESOURCES, ACTIVATOR_SERVICE, DNS_VALID_SECONDS, FILES, FUNCTION_LABEL, GATEWAY_PORT, GATEWAY_RESOURCES, GENERATED_HEADER,
+  ACTIVATOR_RESOURCES, ACTIVATOR_SERVICE, DNS_VALID_SECONDS, FILES, FUNCTION_LABEL, GATEWAY_PORT, GATEWAY_RESOURCES, GATEWAY_TMP_MIB, GENERATED_HEADER,
   PUBLISHED_PORT, REPLICA_RESOURCES, RUNTIME_USER, TAG_VARIABLE, TMP_MIB, activatorImage, gatewayImage, stopGraceSeconds,
 } from '../policy.ts';
 import { activatorEnvironment, composeHealthcheck, composeSecrets, functionContainer, scaledFunctionEnvironment } from './compose.ts';
@@ -124,7 +124,8 @@ export function stackDocument(functions: readonly ResolvedFunction[], options: {
     read_only: true,
     cap_drop: ['ALL'],
     cap_add: ['CHOWN', 'SETGID', 'SETUID'],
-    volumes: [TMP],
+    // nginx's request bodies are held there (GATEWAY_BODIES), within its memory limit.
+    volumes: [{ ...TMP, tmpfs: { size: GATEWAY_TMP_MIB * 1024 * 1024 } }],
     configs: [{ source: gatewayConfig, target: '/etc/nginx/nginx.conf' }],
     // Swarm cannot bind a published port to one address (moby/moby#26696): `host` mode publishes
     // on every interface of the node running the gateway, without the IPVS routing mesh.

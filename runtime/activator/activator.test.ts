@@ -8,6 +8,7 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { resolve } from 'node:path';
 import { serve } from '@hono/node-server';
+import { Hono } from 'hono';
 import { afterEach, describe, expect, it } from 'vitest';
 import { controlApp } from '../serve/control.ts';
 import { loadFunctionDir } from '../function/discover.ts';
@@ -17,7 +18,7 @@ import { Activator, type ScaledSpec } from './activator.ts';
 import { activatorApp } from './app.ts';
 import { DockerError, type ContainerDetails, type ContainerSummary, type DockerClient, type ServiceDetails, type TaskSummary } from './docker.ts';
 import { createActivatorMetrics } from './metrics.ts';
-import { NUMBER_LABEL, OutOfScopeError, PROJECT_LABEL, ProjectScope, SERVICE_LABEL, type Scope } from './scope.ts';
+import { NUMBER_LABEL, OutOfScopeError, PROJECT_LABEL, ProjectScope, SERVICE_LABEL, type Replica, type Scope } from './scope.ts';
 import { STACK_LABEL, SWARM_SERVICE_LABEL, StackScope } from './stack-scope.ts';
 
 interface FakeContainer {
@@ -194,41 +195,68 @@ const spec = (name: string, wake: ScaledSpec['wake'] = 'start'): ScaledSpec => (
   name, prefix: `/${name}`, min: 0, max: 1, idleSeconds: 1, wake, concurrency: 8, timeoutMs: 5000, bodySize: 1024 * 1024,
 });
 
-function setUp(functions: ScaledSpec[], engine = new FakeEngine(), stopDelayMs = 300, swarm = false) {
+interface SetUpOptions {
+  stopDelayMs?: number;
+  swarm?: boolean;
+  budgetBytes?: number;
+  tickMs?: number;
+  /** Where a replica answers, when not at its fake container's servers. */
+  endpointOf?: (replica: Replica, port: number) => string | undefined;
+}
+
+/** The activator served on a loopback port, as the gateway reaches it. */
+async function setUp(functions: ScaledSpec[], engine = new FakeEngine(), options: SetUpOptions = {}) {
   const metrics = createActivatorMetrics();
+  const logger = memoryLogger();
   const names = new Set(functions.map((f) => f.name));
-  const scope: Scope = swarm ? new StackScope(engine, 'mine', names) : new ProjectScope(engine, 'mine', names);
+  const scope: Scope = options.swarm ? new StackScope(engine, 'mine', names) : new ProjectScope(engine, 'mine', names);
   const activator = new Activator({
-    scope, functions, metrics, logger: memoryLogger(), functionPort: 8080, controlPort: 9090,
-    wakeTimeoutMs: 10_000, failureCooldownMs: 3000, stopDelayMs, tickMs: 100_000, scaleUpTicks: 3, scaleDownTicks: 5,
+    scope, functions, metrics, logger, functionPort: 8080, controlPort: 9090,
+    wakeTimeoutMs: 10_000, failureCooldownMs: 3000, stopDelayMs: options.stopDelayMs ?? 300, tickMs: options.tickMs ?? 100_000, scaleUpTicks: 3, scaleDownTicks: 5,
+    budgetBytes: options.budgetBytes ?? 64 * 1024 * 1024,
     endpointOf: (replica, port) => {
+      const found = options.endpointOf?.(replica, port);
+      if (found) return found;
       const running = engine.containers.get(replica.id)?.running;
       return running && (port === 8080 ? running.url : running.controlUrl);
     },
   });
-  const app = activatorApp(activator, { metrics });
-  const send = (fn: string, path: string, init?: RequestInit, prefix = `/${fn}`) =>
-    app.request(`/_activate/${fn}${path}`, { ...init, headers: { 'X-Forwarded-Prefix': prefix, ...(init?.headers as Record<string, string> | undefined) } });
-  return { engine, scope, activator, app, metrics, send };
+  const app = activatorApp(activator, { metrics, logger });
+  const server = await new Promise<Server>((done) => {
+    const s = serve({ fetch: app.fetch, port: 0, hostname: '127.0.0.1' }, () => done(s as Server)) as Server;
+  });
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  /** A request as the gateway passes it on: the function named in its header, the path as the function sees it. */
+  const send = (fn: string, path: string, init?: RequestInit) =>
+    fetch(`${url}${path}`, { ...init, headers: { 'X-Modelfn-Function': fn, ...(init?.headers as Record<string, string> | undefined) } });
+  const close = async () => {
+    activator.stop();
+    server.closeAllConnections();
+    await new Promise((done) => server.close(done));
+  };
+  return { engine, scope, activator, app, metrics, logger, send, url, close };
 }
 
 const body = { instances: [[5.1, 3.5, 1.4, 0.2]] };
 
 describe('the activator', () => {
   const engines: FakeEngine[] = [];
-  const make = (functions: ScaledSpec[], stopDelayMs?: number) => {
-    const made = setUp(functions, undefined, stopDelayMs);
+  const closing: (() => Promise<void>)[] = [];
+  const make = async (functions: ScaledSpec[], options: SetUpOptions = {}) => {
+    const made = await setUp(functions, undefined, options);
     engines.push(made.engine);
+    closing.push(made.close);
     return made;
   };
   afterEach(async () => {
+    for (const close of closing.splice(0)) await close();
     for (const e of engines.splice(0)) await e.close();
   });
 
   it('wakes a stopped function once for 16 concurrent requests, holding and answering every one', async () => {
-    const { engine, send, metrics } = make([spec('iris')]);
+    const { engine, send, metrics } = await make([spec('iris')]);
     engine.add('iris-1', 'mine', 'iris');
-    const answers = await Promise.all(Array.from({ length: 16 }, () => send('iris', '/iris/predict', postJson(body))));
+    const answers = await Promise.all(Array.from({ length: 16 }, () => send('iris', '/predict', postJson(body))));
     expect(answers.map((a) => a.status)).toEqual(new Array(16).fill(200));
     expect((await answers[0].json() as { predictions: { label: number }[] }).predictions[0].label).toBe(0);
     expect(engine.calls.filter((c) => c.startsWith('start'))).toEqual(['start iris-1']);
@@ -240,41 +268,41 @@ describe('the activator', () => {
   });
 
   it('answers the gateway page\'s /stats of a sleeping function itself, without waking it', async () => {
-    const { engine, send } = make([spec('iris')]);
+    const { engine, send } = await make([spec('iris')]);
     engine.add('iris-1', 'mine', 'iris');
-    const res = await send('iris', '/iris/stats');
+    const res = await send('iris', '/stats');
     expect(res.status).toBe(200);
     expect(await res.json()).toMatchObject({ name: 'iris', state: 'asleep', replicas: 0, readyReplicas: 0, requestsPerSecond: 0 });
     expect(engine.calls.filter((c) => !c.startsWith('list'))).toEqual([]);
     expect(engine.containers.get('iris-1')!.state).toBe('exited');
     // Anything else wakes it; awake, its own /stats answers.
-    expect((await send('iris', '/iris/predict', postJson(body))).status).toBe(200);
-    const awake = await send('iris', '/iris/stats');
+    expect((await send('iris', '/predict', postJson(body))).status).toBe(200);
+    const awake = await send('iris', '/stats');
     expect(await awake.json()).toMatchObject({ name: 'iris', state: 'ready', replicas: 1, readyReplicas: 1 });
   });
 
   it('passes bodies, query strings and the protocol paths through, and refuses a body above the limit', async () => {
-    const { engine, send } = make([{ ...spec('iris'), bodySize: 100 }]);
+    const { engine, send } = await make([{ ...spec('iris'), bodySize: 100 }]);
     engine.add('iris-1', 'mine', 'iris');
-    const infer = await send('iris', '/v2/models/iris/infer', postJson({ inputs: [{ name: 'input', datatype: 'FP32', shape: [1, 4], data: [5.1, 3.5, 1.4, 0.2] }] }), '');
+    const infer = await send('iris', '/v2/models/iris/infer', postJson({ inputs: [{ name: 'input', datatype: 'FP32', shape: [1, 4], data: [5.1, 3.5, 1.4, 0.2] }] }));
     expect(infer.status).toBe(200);
     expect((await infer.json() as { model_name: string }).model_name).toBe('iris');
-    const tooBig = await send('iris', '/iris/predict', postJson({ instances: [new Array(50).fill(1.5)] }));
+    const tooBig = await send('iris', '/predict', postJson({ instances: [new Array(50).fill(1.5)] }));
     expect(tooBig.status).toBe(413);
     expect(await tooBig.json()).toEqual({ error: "request body is larger than the limit of 100 bytes for 'iris'" });
   });
 
   it('puts an idle function to sleep (stopped or frozen) and wakes it again', async () => {
     for (const wake of ['start', 'unpause'] as const) {
-      const { engine, send, activator } = make([spec('iris', wake)]);
+      const { engine, send, activator } = await make([spec('iris', wake)]);
       engine.add('iris-1', 'mine', 'iris');
-      expect((await send('iris', '/iris/predict', postJson(body))).status).toBe(200);
+      expect((await send('iris', '/predict', postJson(body))).status).toBe(200);
       await activator.tick();
       expect(engine.containers.get('iris-1')!.state).toBe('running'); // used within idleSeconds
       await new Promise((r) => setTimeout(r, 1100));
       await activator.tick();
       expect(engine.containers.get('iris-1')!.state).toBe(wake === 'start' ? 'exited' : 'paused');
-      const again = await send('iris', '/iris/predict', postJson(body));
+      const again = await send('iris', '/predict', postJson(body));
       expect(again.status).toBe(200);
       expect(engine.calls).toContain(wake === 'start' ? 'stop iris-1' : 'pause iris-1');
       if (wake === 'unpause') expect(engine.calls).toContain('unpause iris-1');
@@ -282,40 +310,49 @@ describe('the activator', () => {
   });
 
   it('keeps a replica about to be stopped when a request needs it meanwhile (its port reopened, no restart)', async () => {
-    const { engine, send, activator } = make([spec('iris')], 5000);
+    const { engine, send, activator } = await make([spec('iris')], { stopDelayMs: 5000 });
     engine.add('iris-1', 'mine', 'iris');
-    expect((await send('iris', '/iris/predict', postJson(body))).status).toBe(200);
+    expect((await send('iris', '/predict', postJson(body))).status).toBe(200);
     await new Promise((r) => setTimeout(r, 1100));
     const going = activator.tick();
     // The port is closed by now; the container would stop 5 s later.
     await new Promise((r) => setTimeout(r, 300));
-    const res = await send('iris', '/iris/predict', postJson(body));
+    const res = await send('iris', '/predict', postJson(body));
     expect(res.status).toBe(200);
     await going;
     expect(engine.calls.filter((c) => !c.startsWith('list'))).toEqual(['start iris-1']);
     expect(engine.containers.get('iris-1')!.state).toBe('running');
   });
 
-  it('answers 503 JSON with Retry-After when a function cannot wake, at once while it cools down', async () => {
-    const { engine, send } = make([spec('broken'), spec('iris')]);
+  it('answers 503 JSON with Retry-After when a function cannot wake, at once while it cools down; the cause goes to its log only', async () => {
+    const { engine, send, logger } = await make([spec('broken'), spec('iris')]);
     engine.add('broken-1', 'mine', 'broken', { broken: true });
     engine.add('iris-1', 'mine', 'iris');
     const started = performance.now();
-    const res = await send('broken', '/broken/predict', postJson(body));
+    const res = await send('broken', '/predict', postJson(body, { 'X-Request-Id': 'the-first-one' }));
     expect(performance.now() - started).toBeLessThan(5000);
     expect(res.status).toBe(503);
     expect(res.headers.get('retry-after')).toBe('3');
-    expect(await res.json()).toEqual({ error: "function 'broken' failed to start: modelfn: dist/iris/model.onnx: not a valid ONNX model (onnxruntime: protobuf parsing failed)" });
-    const again = await send('broken', '/broken/predict', postJson(body));
+    expect(res.headers.get('x-request-id')).toBe('the-first-one');
+    // The container's last log line, its name and the model's path stay out of the answer...
+    expect(await res.json()).toEqual({ error: "function 'broken' failed to start; retry later" });
+    // ...and are in the activator's log, with the request's id.
+    expect(logger.lines).toContainEqual(expect.objectContaining({ msg: 'unavailable', fn: 'broken', request_id: 'the-first-one', error: expect.stringContaining('not a valid ONNX model') }));
+    expect(logger.lines).toContainEqual(expect.objectContaining({ msg: 'wake failed', fn: 'broken', replica: 'broken-1', error: expect.stringContaining('dist/iris/model.onnx') }));
+    const again = await send('broken', '/predict', postJson(body));
     expect(again.status).toBe(503);
+    // Without an id from the gateway it makes one, and says it.
+    const id = again.headers.get('x-request-id');
+    expect(id).toMatch(/^[0-9a-f-]{36}$/);
+    expect(logger.lines).toContainEqual(expect.objectContaining({ msg: 'unavailable', request_id: id }));
     expect(engine.calls.filter((c) => c === 'start broken-1')).toHaveLength(1);
-    expect((await send('iris', '/iris/predict', postJson(body))).status).toBe(200);
+    expect((await send('iris', '/predict', postJson(body))).status).toBe(200);
   });
 
   it('never acts on another project\'s container, even when the engine lists it', async () => {
-    const { engine, send, scope } = make([spec('iris')]);
+    const { engine, send, scope } = await make([spec('iris')]);
     engine.add('theirs', 'other-project', 'iris');
-    const res = await send('iris', '/iris/predict', postJson(body));
+    const res = await send('iris', '/predict', postJson(body));
     expect(res.status).toBe(503);
     expect(engine.calls.filter((c) => !c.startsWith('list'))).toEqual([]);
     expect(engine.containers.get('theirs')!.state).toBe('exited');
@@ -328,37 +365,121 @@ describe('the activator', () => {
   });
 
   it('answers the gateway only', async () => {
-    const { activator, metrics } = make([spec('iris')]);
-    const app = activatorApp(activator, { metrics, allow: async (address) => address === '172.18.0.5' });
-    const from = (remoteAddress: string) => app.request('/_activate/iris/iris/predict', postJson(body), { incoming: { socket: { remoteAddress } } });
+    const { activator, metrics } = await make([spec('iris')]);
+    const app = activatorApp(activator, { metrics, logger: memoryLogger(), allow: async (address) => address === '172.18.0.5' });
+    const from = (remoteAddress: string) => app.request('/predict', postJson(body, { 'X-Modelfn-Function': 'iris' }), { incoming: { socket: { remoteAddress } } });
     const denied = await from('172.18.0.9');
     expect(denied.status).toBe(403);
     expect(await denied.json()).toEqual({ error: 'the activator answers the gateway only' });
     expect((await app.request('/v2/health/ready', {}, { incoming: { socket: { remoteAddress: '127.0.0.1' } } })).status).toBe(200);
   });
+  it('takes the function from the gateway\'s header alone, never from the path (dot-segments, backslashes, encoded slashes)', async () => {
+    const { engine, send, url } = await make([spec('iris'), spec('vad')]);
+    engine.add('iris-1', 'mine', 'iris');
+    engine.add('vad-1', 'mine', 'vad');
+    for (const path of ['/../vad/predict', '/..\\..\\vad/predict', '/%2e%2e/vad/predict', '/..%2fvad%2fpredict', '/_activate/vad/vad/predict']) {
+      const res = await send('iris', path, postJson(body));
+      // iris's own answer (a 404 of its router, or its 200): it was iris that was reached.
+      expect([200, 404], path).toContain(res.status);
+      await res.arrayBuffer();
+    }
+    expect(engine.calls.filter((c) => !c.startsWith('list'))).toEqual(['start iris-1']);
+    expect(engine.containers.get('vad-1')!.state).toBe('exited');
+    // Without the header a request is the activator's own: nothing is woken for it.
+    const own = await fetch(`${url}/vad/predict`, postJson(body));
+    expect(own.status).toBe(404);
+    expect(engine.containers.get('vad-1')!.state).toBe('exited');
+  });
+
+  it('counts the bytes it holds per function and in all, and answers 503 JSON with Retry-After beyond them', async () => {
+    const MiB = 1024 * 1024;
+    const { engine, send, activator } = await make([spec('iris'), spec('iris2'), spec('iris3')], { budgetBytes: 2 * MiB });
+    for (const name of ['iris', 'iris2', 'iris3']) engine.add(`${name}-1`, 'mine', name);
+    // Valid JSON of 700 KB: each fits the 1 MiB body limit, two of them not one function's share.
+    const padded = JSON.stringify(body) + ' '.repeat(700_000);
+    const twice = await Promise.all([send('iris', '/predict', postJson(padded)), send('iris', '/predict', postJson(padded))]);
+    expect(twice.map((r) => r.status).sort()).toEqual([200, 503]);
+    const refused = twice.find((r) => r.status === 503)!;
+    expect(refused.headers.get('retry-after')).toBe('1');
+    expect(await refused.json()).toEqual({ error: "function 'iris' has as many requests waiting as it may; retry later" });
+    expect(activator.heldBytes()).toBe(0);
+    // Three functions at once: the third is over the total (2 MiB), whichever it is.
+    const three = await Promise.all(['iris', 'iris2', 'iris3'].map((name) => send(name, '/predict', postJson(padded))));
+    expect(three.map((r) => r.status).sort()).toEqual([200, 200, 503]);
+    // Every byte is given back once the requests are answered.
+    expect(activator.heldBytes()).toBe(0);
+    expect(activator.heldBytes('iris')).toBe(0);
+    // Small requests count at least 256 KiB each: the budget bounds how many are held, too.
+    const many = await Promise.all(Array.from({ length: 12 }, () => send('iris2', '/predict', postJson(body))));
+    expect(many.filter((r) => r.status === 503).length).toBeGreaterThan(0);
+    expect(many.every((r) => r.status === 200 || r.status === 503)).toBe(true);
+  });
+
+  it('puts one function to sleep on time while another is still draining', async () => {
+    // slow's control server takes 4 s to answer its sleep (a request draining); fast goes idle meanwhile.
+    const pending: string[] = [];
+    const control = await new Promise<Server>((done) => {
+      const app = new Hono();
+      app.get('/state', (c) => c.json({ ready: true, listening: true, in_flight: 0, requests: 1, idle_ms: 60_000, startup: { process_ms: 0, model_load_ms: 0, warm_up_ms: 0 }, wakes: 0 }));
+      app.post('/sleep', async (c) => {
+        pending.push('sleep');
+        await new Promise((r) => setTimeout(r, 4000));
+        pending.pop();
+        return c.json({ error: 'busy' }, 409);
+      });
+      const s = serve({ fetch: app.fetch, port: 0, hostname: '127.0.0.1' }, () => done(s as Server)) as Server;
+    });
+    try {
+      const controlUrl = `http://127.0.0.1:${(control.address() as AddressInfo).port}`;
+      const { engine, send, activator, logger } = await make([{ ...spec('slow'), timeoutMs: 30_000 }, spec('fast')], {
+        tickMs: 100,
+        endpointOf: (replica) => (replica.id === 'slow-1' ? controlUrl : undefined),
+      });
+      engine.add('slow-1', 'mine', 'slow', { state: 'running' });
+      engine.add('fast-1', 'mine', 'fast');
+      expect((await send('fast', '/predict', postJson(body))).status).toBe(200);
+      const used = performance.now();
+      activator.start();
+      while (!pending.length && performance.now() - used < 1000) await new Promise((r) => setTimeout(r, 10));
+      expect(pending, JSON.stringify(logger.lines)).toEqual(['sleep']);
+      // fast's idle time (1 s) ends while slow still drains: asleep within a tick or two of it.
+      while (engine.containers.get('fast-1')!.state !== 'exited' && performance.now() - used < 3500) await new Promise((r) => setTimeout(r, 20));
+      const asleepAfter = performance.now() - used;
+      expect(engine.containers.get('fast-1')!.state).toBe('exited');
+      expect(pending).toEqual(['sleep']);
+      // idleSeconds, a tick, the port closing and the 300 ms stop delay.
+      expect(asleepAfter).toBeLessThan(2000);
+    } finally {
+      control.closeAllConnections();
+      await new Promise((done) => control.close(done));
+    }
+  });
 });
 
 describe('the activator on Docker Swarm', () => {
   const engines: FakeEngine[] = [];
-  const make = (functions: ScaledSpec[]) => {
-    const made = setUp(functions, undefined, 300, true);
+  const closing: (() => Promise<void>)[] = [];
+  const make = async (functions: ScaledSpec[]) => {
+    const made = await setUp(functions, undefined, { swarm: true });
     engines.push(made.engine);
+    closing.push(made.close);
     return made;
   };
   afterEach(async () => {
+    for (const close of closing.splice(0)) await close();
     for (const e of engines.splice(0)) await e.close();
   });
   const running = (engine: FakeEngine, name: string) => [...engine.containers.values()].filter((c) => c.labels[SWARM_SERVICE_LABEL] === name && c.state !== 'exited');
 
   it('scales an idle service to 0 and back to 1 for 16 concurrent requests, every one answered', async () => {
-    const { engine, send, activator, metrics } = make([spec('iris')]);
+    const { engine, send, activator, metrics } = await make([spec('iris')]);
     await engine.addService('mine', 'iris', 1);
     await activator.tick();
     await new Promise((r) => setTimeout(r, 1100));
     await activator.tick();
     expect(engine.services.get('mine_iris')!.replicas).toBe(0);
     expect(running(engine, 'mine_iris')).toEqual([]);
-    const answers = await Promise.all(Array.from({ length: 16 }, () => send('iris', '/iris/predict', postJson(body))));
+    const answers = await Promise.all(Array.from({ length: 16 }, () => send('iris', '/predict', postJson(body))));
     expect(answers.map((a) => a.status)).toEqual(new Array(16).fill(200));
     expect(engine.calls.filter((c) => c.startsWith('scale'))).toEqual(['scale mine_iris 0', 'scale mine_iris 1']);
     expect(running(engine, 'mine_iris').map((c) => c.state)).toEqual(['running']);
@@ -366,24 +487,24 @@ describe('the activator on Docker Swarm', () => {
   });
 
   it('freezes an idle task in place (the service keeps its replica) and thaws it for the next request', async () => {
-    const { engine, send, activator } = make([spec('iris', 'unpause')]);
+    const { engine, send, activator } = await make([spec('iris', 'unpause')]);
     await engine.addService('mine', 'iris', 1);
     await new Promise((r) => setTimeout(r, 1100));
     await activator.tick();
     expect(running(engine, 'mine_iris').map((c) => c.state)).toEqual(['paused']);
     expect(engine.services.get('mine_iris')!.replicas).toBe(1);
-    expect((await send('iris', '/iris/predict', postJson(body))).status).toBe(200);
+    expect((await send('iris', '/predict', postJson(body))).status).toBe(200);
     expect(running(engine, 'mine_iris').map((c) => c.state)).toEqual(['running']);
     expect(engine.calls.filter((c) => c.startsWith('scale'))).toEqual([]);
   });
 
   it('freezes a task only once its health check has passed (a task frozen while starting would stay starting)', async () => {
-    const { engine, send, activator } = make([spec('iris', 'unpause')]);
+    const { engine, send, activator } = await make([spec('iris', 'unpause')]);
     await engine.addService('mine', 'iris', 1);
     const task = running(engine, 'mine_iris')[0];
     task.settling = true;
     // It answers while starting.
-    expect((await send('iris', '/iris/predict', postJson(body))).status).toBe(200);
+    expect((await send('iris', '/predict', postJson(body))).status).toBe(200);
     await new Promise((r) => setTimeout(r, 1100));
     await activator.tick();
     expect(task.state).toBe('running');
@@ -393,7 +514,7 @@ describe('the activator on Docker Swarm', () => {
   });
 
   it('opens a replica again when Swarm stopped another task in place of the one put to sleep', async () => {
-    const { engine, send, activator } = make([{ ...spec('iris'), min: 1, max: 2 }]);
+    const { engine, send, activator } = await make([{ ...spec('iris'), min: 1, max: 2 }]);
     await engine.addService('mine', 'iris', 2);
     await new Promise((r) => setTimeout(r, 1100));
     // Scaling in: the activator closes the highest task's port; the fake Swarm stops the lowest.
@@ -404,31 +525,33 @@ describe('the activator on Docker Swarm', () => {
     expect(await listening()).toBe(false);
     await activator.tick();
     expect(await listening()).toBe(true);
-    const res = await send('iris', '/iris/predict', postJson(body));
+    const res = await send('iris', '/predict', postJson(body));
     expect(res.status).toBe(200);
     expect(engine.calls.filter((c) => c.startsWith('scale'))).toEqual(['scale mine_iris 1']);
   });
 
-  it('answers 503 JSON naming the cause when a task cannot start, and scales the service back to 0', async () => {
-    const { engine, send } = make([spec('broken')]);
+  it('answers 503 JSON when a task cannot start (the cause in its log), and scales the service back to 0', async () => {
+    const { engine, send, logger } = await make([spec('broken')]);
     await engine.addService('mine', 'broken', 0, { broken: true });
-    const res = await send('broken', '/broken/predict', postJson(body));
+    const res = await send('broken', '/predict', postJson(body, { 'X-Request-Id': 'swarm-1' }));
     expect(res.status).toBe(503);
     expect(Number(res.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
-    expect(await res.json()).toEqual({ error: "function 'broken' failed to start: modelfn: dist/iris/model.onnx: not a valid ONNX model (onnxruntime: protobuf parsing failed)" });
+    expect(await res.json()).toEqual({ error: "function 'broken' failed to start; retry later" });
+    expect(logger.lines).toContainEqual(expect.objectContaining({ msg: 'unavailable', request_id: 'swarm-1', error: expect.stringContaining('not a valid ONNX model') }));
     expect(engine.services.get('mine_broken')!.replicas).toBe(0);
   });
 
   it('never acts on another stack\'s service or container, even when the engine lists it', async () => {
-    const { engine, send, scope } = make([spec('iris')]);
+    const { engine, send, scope, logger } = await make([spec('iris')]);
     // A container labelled with this stack's service name but another stack, and a service of
     // this name that another stack owns.
     engine.containers.set('theirs', { id: 'theirs', labels: { [STACK_LABEL]: 'other', [SWARM_SERVICE_LABEL]: 'mine_iris' }, state: 'paused' });
     await engine.addService('other', 'mine', 0, { labels: { [STACK_LABEL]: 'other' } });
     engine.services.set('mine_iris', { ...engine.services.get('other_mine')!, name: 'mine_iris' });
-    const res = await send('iris', '/iris/predict', postJson(body));
+    const res = await send('iris', '/predict', postJson(body));
     expect(res.status).toBe(503);
-    expect(await res.json()).toMatchObject({ error: expect.stringContaining("is not a service of stack 'mine': refused") });
+    expect(await res.json()).toEqual({ error: "function 'iris' could not be woken; retry later" });
+    expect(logger.lines).toContainEqual(expect.objectContaining({ msg: 'unavailable', fn: 'iris', error: expect.stringContaining("is not a service of stack 'mine': refused") }));
     expect(engine.containers.get('theirs')!.state).toBe('paused');
     expect(engine.calls.filter((c) => c.startsWith('scale') || c.startsWith('unpause'))).toEqual([]);
     await expect(scope.replicas('postgres')).rejects.toThrow("'postgres' is not a scaled service of stack 'mine': refused");

@@ -48,12 +48,28 @@ export interface ActivatorOptions {
   scaleDownTicks: number;
   /** Where a replica answers; its address on the project network by default. */
   endpointOf?: (replica: Replica, port: number) => string | undefined;
+  /**
+   * Bytes of requests it may hold or pass on at once, all functions together; each function may
+   * use half of it (at least one body of its limit). A request counts its declared body size, at
+   * least HELD_REQUEST_BYTES. Beyond it, requests get a 503 with Retry-After at once.
+   */
+  budgetBytes: number;
 }
 
-/** A function that cannot answer now: the 503 the held requests get. */
+/**
+ * What one request counts against the byte budget at least, however small its body: what a held
+ * connection costs (the kernel's receive buffer and Node's request objects), so the budget also
+ * bounds how many requests are held.
+ */
+export const HELD_REQUEST_BYTES = 256 * 1024;
+
+/**
+ * A function that cannot answer now: the 503 the held requests get. Its message is public (the
+ * client reads it); `detail` (a container's last log line, the engine's error) goes to the log only.
+ */
 export class UnavailableError extends Error {
   override name = 'UnavailableError';
-  constructor(message: string, readonly retryAfterSeconds: number) {
+  constructor(message: string, readonly retryAfterSeconds: number, readonly detail?: string) {
     super(message);
   }
 }
@@ -71,7 +87,11 @@ class FunctionSlot {
   waking?: Promise<Live[]>;
   sleeping?: Promise<void>;
   scaling?: Promise<void>;
-  failure?: { message: string; until: number };
+  failure?: { message: string; detail?: string; until: number };
+  /** Bytes of the requests it holds or passes on now (see ActivatorOptions.budgetBytes). */
+  bytes = 0;
+  /** The idle and load check under way: one per function, so one function's drain holds up no other. */
+  checking?: Promise<void>;
   /** Start of the last wake, until its first answer is out. */
   wokeAt?: number;
   /** The replica last put to sleep here, and how (its state now, unless someone else acted). */
@@ -91,7 +111,8 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 export class Activator {
   private readonly slots = new Map<string, FunctionSlot>();
   private timer?: NodeJS.Timeout;
-  private ticking = false;
+  /** Bytes of every request held or passed on now. */
+  private bytes = 0;
 
   constructor(private readonly options: ActivatorOptions) {
     for (const spec of options.functions) this.slots.set(spec.name, new FunctionSlot(spec));
@@ -133,6 +154,38 @@ export class Activator {
     return this.slots.get(name)?.held ?? 0;
   }
 
+  /** Bytes counted against the budget now: one function's, or all of them. */
+  heldBytes(name?: string): number {
+    return name === undefined ? this.bytes : this.slots.get(name)?.bytes ?? 0;
+  }
+
+  /**
+   * Counts a request of `bodyBytes` against the function's and the total byte budget until the
+   * returned release is called. Throws UnavailableError (Retry-After 1) beyond either.
+   */
+  admit(name: string, bodyBytes: number): () => void {
+    const slot = this.slot(name);
+    const cost = Math.max(bodyBytes, HELD_REQUEST_BYTES);
+    const { budgetBytes } = this.options;
+    const share = Math.max(slot.spec.bodySize, Math.floor(budgetBytes / 2));
+    if (slot.bytes + cost > share || this.bytes + cost > budgetBytes) {
+      this.options.metrics.refused.inc({ function: name });
+      throw new UnavailableError(`function '${name}' has as many requests waiting as it may; retry later`, 1,
+        `over the byte budget: ${slot.bytes} of ${share} for the function, ${this.bytes} of ${budgetBytes} in all, ${cost} asked`);
+    }
+    slot.bytes += cost;
+    this.bytes += cost;
+    this.options.metrics.heldBytes.set({ function: name }, slot.bytes);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      slot.bytes -= cost;
+      this.bytes -= cost;
+      this.options.metrics.heldBytes.set({ function: name }, slot.bytes);
+    };
+  }
+
   /**
    * A replica's base URL to send a request to, waking the function first when none answers.
    * Throws UnavailableError when it cannot wake (within the wake timeout).
@@ -145,7 +198,7 @@ export class Activator {
     try {
       for (;;) {
         if (slot.failure && Date.now() < slot.failure.until) {
-          throw new UnavailableError(slot.failure.message, Math.ceil((slot.failure.until - Date.now()) / 1000));
+          throw new UnavailableError(slot.failure.message, Math.ceil((slot.failure.until - Date.now()) / 1000), slot.failure.detail);
         }
         if (slot.live.length) return slot.live[slot.next++ % slot.live.length].url;
         if (slot.sleeping) {
@@ -155,7 +208,7 @@ export class Activator {
         await (slot.waking ??= this.wake(slot).catch((err) => {
           if (err instanceof UnavailableError) throw err;
           // The engine failed us (not the function): try again soon.
-          throw new UnavailableError(`function '${name}' could not be woken: ${(err as Error).message}`, 1);
+          throw new UnavailableError(`function '${name}' could not be woken; retry later`, 1, (err as Error).message);
         }).finally(() => (slot.waking = undefined)));
       }
     } finally {
@@ -219,7 +272,7 @@ export class Activator {
       candidate = replicas.find((r) => r.state === 'running') ?? replicas.find((r) => r.state === 'paused')
         ?? replicas.find((r) => r.state !== 'removing' && r.state !== 'dead');
     }
-    if (!candidate) return this.failWake(slot, undefined, `function '${spec.name}' has no container to wake`);
+    if (!candidate) return this.failWake(slot, undefined, 'no container to wake');
     const how = candidate.state === 'paused' ? 'unpause' : candidate.state === 'running' ? 'listen' : 'start';
     // The replica to watch: on Swarm, starting one makes a new task, whose container comes later.
     let replica = candidate;
@@ -229,7 +282,7 @@ export class Activator {
     } catch (err) {
       // Someone else changed it since: look again.
       if (known) return this.wake(slot);
-      return this.failWake(slot, candidate, `function '${spec.name}' could not ${how}: ${(err as Error).message}`);
+      return this.failWake(slot, candidate, `could not ${how}: ${(err as Error).message}`);
     }
     const deadline = started + this.options.wakeTimeoutMs;
     // A thawed replica keeps its address: no need to ask the engine before reopening its port.
@@ -248,7 +301,7 @@ export class Activator {
         if (state && (state.status === 'exited' || state.status === 'dead' || state.status === 'restarting')) {
           const logs = await scope.logs(replica, 5).catch(() => '');
           const reason = logs.trim().split('\n').filter(Boolean).pop() ?? (state.error || `exit code ${state.exitCode}`);
-          return this.failWake(slot, replica, `function '${spec.name}' failed to start: ${reason.slice(0, 300)}`);
+          return this.failWake(slot, replica, `failed to start: ${reason.slice(0, 300)}`, 'failed to start');
         }
         if (state?.ip && state.ip !== replica.ip) replica = { ...replica, ip: state.ip, state: state.status };
       }
@@ -262,7 +315,7 @@ export class Activator {
       }
       if (!woke) await sleep(how === 'start' ? 10 : 2);
     }
-    if (!woke) return this.failWake(slot, replica, `function '${spec.name}' did not answer within ${this.options.wakeTimeoutMs} ms of its wake`);
+    if (!woke) return this.failWake(slot, replica, `did not answer within ${this.options.wakeTimeoutMs} ms of its wake`, `did not answer within ${this.options.wakeTimeoutMs} ms of its wake`);
     const ready = performance.now();
     this.observe(slot, 'container_start', (containerStarted - started) / 1000);
     if (how === 'start') {
@@ -279,14 +332,19 @@ export class Activator {
     return slot.live;
   }
 
-  private async failWake(slot: FunctionSlot, replica: Replica | undefined, message: string): Promise<never> {
+  /**
+   * A wake that failed: `detail` (a log line, the engine's words) is logged; the client reads only
+   * that the function could not wake, and `publicReason` when it says nothing internal.
+   */
+  private async failWake(slot: FunctionSlot, replica: Replica | undefined, detail: string, publicReason = 'could not be woken'): Promise<never> {
     const { scope, logger, metrics, failureCooldownMs } = this.options;
     metrics.wakes.inc({ function: slot.spec.name, mode: slot.spec.wake, result: 'failed' });
-    slot.failure = { message, until: Date.now() + failureCooldownMs };
-    logger.log('error', 'wake failed', { fn: slot.spec.name, error: message });
+    const message = `function '${slot.spec.name}' ${publicReason}; retry later`;
+    slot.failure = { message, detail, until: Date.now() + failureCooldownMs };
+    logger.log('error', 'wake failed', { fn: slot.spec.name, replica: replica?.name, error: detail });
     // A replica that cannot start is stopped rather than left restarting: the next wake tries again.
     if (replica) await scope.stop(replica, 0).catch(() => {});
-    throw new UnavailableError(message, Math.ceil(failureCooldownMs / 1000));
+    throw new UnavailableError(message, Math.ceil(failureCooldownMs / 1000), detail);
   }
 
   /** Puts one replica to sleep, unless a request came within idleSeconds (then it stays awake). */
@@ -371,11 +429,20 @@ export class Activator {
     logger.log('warn', 'scale out: the new replica did not answer in time', { fn: slot.spec.name, replica: replica.name });
   }
 
-  /** One look at every function: who answers, who has been idle long enough, how loaded they are. */
+  /**
+   * One look at every function: who answers, who has been idle long enough, how loaded they are.
+   * Each function is looked at on its own: a function whose last check is still under way (a
+   * replica draining before it sleeps, for as long as its timeout) is skipped, the others not.
+   * Resolves once the checks it started are done.
+   */
   async tick(): Promise<void> {
-    await Promise.all([...this.slots.values()].map((slot) => this.check(slot).catch((err) => {
-      this.options.logger.log('warn', 'check failed', { fn: slot.spec.name, error: (err as Error).message });
-    })));
+    await Promise.all([...this.slots.values()].map((slot) => {
+      if (slot.checking) return undefined;
+      slot.checking = this.check(slot).catch((err) => {
+        this.options.logger.log('warn', 'check failed', { fn: slot.spec.name, error: (err as Error).message });
+      }).finally(() => (slot.checking = undefined));
+      return slot.checking;
+    }));
   }
 
   private async check(slot: FunctionSlot): Promise<void> {
@@ -427,11 +494,7 @@ export class Activator {
 
   /** Checks every function every tickMs until stop(). */
   start(): void {
-    this.timer = setInterval(() => {
-      if (this.ticking) return;
-      this.ticking = true;
-      void this.tick().finally(() => (this.ticking = false));
-    }, this.options.tickMs);
+    this.timer = setInterval(() => void this.tick(), this.options.tickMs);
   }
 
   stop(): void {

@@ -5,7 +5,7 @@
 import { z } from 'zod';
 import type { ActivatorOptions, ScaledSpec } from './activator.ts';
 
-export interface ActivatorConfig extends Pick<ActivatorOptions, 'functionPort' | 'controlPort' | 'wakeTimeoutMs' | 'failureCooldownMs' | 'stopDelayMs' | 'tickMs'> {
+export interface ActivatorConfig extends Pick<ActivatorOptions, 'functionPort' | 'controlPort' | 'wakeTimeoutMs' | 'failureCooldownMs' | 'stopDelayMs' | 'tickMs' | 'budgetBytes'> {
   host: string;
   port: number;
   socket: string;
@@ -28,6 +28,7 @@ export const ACTIVATOR_SETTINGS = [
   { env: 'MODELFN_WAKE_TIMEOUT_MS', default: '30000', description: 'longest a wake may take before the held requests get 503' },
   { env: 'MODELFN_WAKE_RETRY_MS', default: '5000', description: 'after a failed wake, requests get 503 at once for this long (Retry-After)' },
   { env: 'MODELFN_SCALE_TICK_MS', default: '1000', description: 'how often it looks at every function (idle time, requests in flight)' },
+  { env: 'MODELFN_ACTIVATOR_BUDGET_BYTES', default: '67108864', description: 'bytes of requests it holds or passes on at once (each counts its body, at least 256 KiB), half of them for any one function (at least one body of its limit); beyond, 503 JSON with Retry-After at once' },
   { env: 'MODELFN_STOP_DELAY_MS', default: '6000', description: "how long a replica to be stopped keeps its address, port closed, before its container stops: longer than the gateway keeps a DNS answer (5 s), so the gateway never connects to a vanished address" },
 ] as const;
 
@@ -79,5 +80,6 @@ export function readActivatorConfig(env: NodeJS.ProcessEnv = process.env): Activ
     failureCooldownMs: integer(env, 'MODELFN_WAKE_RETRY_MS', 0),
     stopDelayMs: integer(env, 'MODELFN_STOP_DELAY_MS', 0),
     tickMs: integer(env, 'MODELFN_SCALE_TICK_MS', 50),
+    budgetBytes: integer(env, 'MODELFN_ACTIVATOR_BUDGET_BYTES', 1024 * 1024),
   };
 }

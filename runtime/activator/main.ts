@@ -32,7 +32,7 @@ export async function runActivator(env: NodeJS.ProcessEnv = process.env): Promis
     const scope = swarm ? new StackScope(docker, project, names) : new ProjectScope(docker, project, names);
     const metrics = createActivatorMetrics();
     const activator = new Activator({ ...config, scope, metrics, logger, scaleUpTicks: 3, scaleDownTicks: 5 });
-    const app = activatorApp(activator, { metrics, allow: config.from ? addressesOf(config.from) : undefined });
+    const app = activatorApp(activator, { metrics, logger, allow: config.from ? addressesOf(config.from) : undefined });
     const server = await new Promise<Server>((resolve, reject) => {
       const s = serve({ fetch: app.fetch, port: config.port, hostname: config.host }, () => resolve(s as Server)) as Server;
       s.once('error', reject);

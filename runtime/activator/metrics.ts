@@ -26,6 +26,8 @@ export function createActivatorMetrics() {
     sleeps: new Counter({ name: 'modelfn_activator_sleeps_total', help: 'Replicas put to sleep, by function and mode', labelNames: ['function', 'mode'], registers: [registry] }),
     requests: new Counter({ name: 'modelfn_activator_requests_total', help: 'Requests the gateway handed to the activator, by function and status', labelNames: ['function', 'status'], registers: [registry] }),
     held: new Gauge({ name: 'modelfn_activator_requests_held', help: 'Requests waiting for a function to wake', labelNames: ['function'], registers: [registry] }),
+    heldBytes: new Gauge({ name: 'modelfn_activator_held_bytes', help: 'Bytes of the requests held or passed on now, counted against the byte budget (MODELFN_ACTIVATOR_BUDGET_BYTES), by function', labelNames: ['function'], registers: [registry] }),
+    refused: new Counter({ name: 'modelfn_activator_refused_total', help: 'Requests refused (503) because the function\'s or the total byte budget was full, by function', labelNames: ['function'], registers: [registry] }),
     replicas: new Gauge({ name: 'modelfn_activator_replicas', help: 'Replicas by state: awake (answering) or asleep', labelNames: ['function', 'state'], registers: [registry] }),
     scaling: new Counter({ name: 'modelfn_activator_scale_total', help: 'Replicas added or removed with the load, by function and direction', labelNames: ['function', 'direction'], registers: [registry] }),
   };

@@ -3,10 +3,10 @@
  * and wake on the next request through nginx and the activator, with nothing lost; a function
  * that cannot wake; the activator's reach limited to its project; and down leaving nothing.
  */
-import { cpSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { runBuild } from '../../build.ts';
 import { activatorImage, buildFunctionImage, functionImage, gatewayImage } from '../../builder/docker/images.ts';
 import { composeRun, stackDown, stackUp, waitFor } from '../../builder/docker/compose.ts';
@@ -159,11 +159,18 @@ describe.runIf(available)('scale to zero on the real Docker engine', () => {
     await buildFunctionImage('broken', join(root, 'dist'));
     await composeRun(stack(), ['up', '--no-start', '--no-deps', 'broken']);
     const started = performance.now();
-    const res = await fetch(`${url}/broken/predict`, postJson({ instances: [[5.1, 3.5, 1.4, 0.2]] }));
+    const res = await fetch(`${url}/broken/predict`, postJson({ instances: [[5.1, 3.5, 1.4, 0.2]] }, { 'X-Request-Id': 'e2e-broken-wake' }));
     const ms = performance.now() - started;
     const err = await errorOf(res);
     expect(err.status).toBe(503);
-    expect(err.error).toMatch(/^function 'broken' failed to start: modelfn: .*model\.onnx: not a valid ONNX model/);
+    // The container's last log line stays out of the answer, and is in the activator's log with the request's id.
+    expect(err.error).toBe("function 'broken' failed to start; retry later");
+    expect(res.headers.get('x-request-id')).toBe('e2e-broken-wake');
+    // (The activator writes its log in batches, within 50 ms.)
+    await waitFor('the cause in the activator\'s log', async () => {
+      const logged = docker(['logs', containersOf('activator', false)[0]]).split('\n').filter((l) => l.includes('"request_id":"e2e-broken-wake"'));
+      return /model\.onnx: not a valid ONNX model/.test(logged.join('\n')) || logged.join('\n') || 'no line with the request id';
+    }, 5000);
     expect(Number(res.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
     expect(ms).toBeLessThan(15_000);
     process.stdout.write(`\n[figures] a function that cannot wake: 503 JSON after ${Math.round(ms)} ms\n`);
@@ -213,6 +220,111 @@ describe.runIf(available)('scale to zero on the real Docker engine', () => {
     expect(text).toMatch(/modelfn_activator_scale_total\{function="busy",direction="out"\} 1/);
     expect((await fetch(`${url}/busy/v2/models/busy/infer`, busyRequest(10))).status).toBe(200);
   }, 90_000);
+
+  it('answers 50 concurrent 10 MB bodies to an awake and to a sleeping function, each served or refused with JSON (503s with Retry-After); the activator and the gateway stay up, within their memory', async () => {
+    const activator = containersOf('activator', false)[0];
+    const gateway = containersOf('gateway', false)[0];
+    const restarts = (id: string) => docker(['inspect', '--format', '{{.RestartCount}} {{.State.StartedAt}} {{.State.OOMKilled}}', id]).trim();
+    const before = { activator: restarts(activator), gateway: restarts(gateway) };
+    /**
+     * A container's memory from the engine's cgroup on this host (v1 or v2): its limit, the most it
+     * used since it started (page cache included), what it uses now besides the page cache
+     * (anonymous memory and tmpfs, what an OOM kill is about), and how many processes were OOM-killed.
+     */
+    const memoryOf = (container: string) => {
+      const id = docker(['inspect', '--format', '{{.Id}}', container]).trim();
+      return () => memory(id);
+    };
+    const memory = (id: string) => {
+      const dirs = [`/sys/fs/cgroup/memory/docker/${id}`, `/sys/fs/cgroup/memory/system.slice/docker-${id}.scope`, `/sys/fs/cgroup/system.slice/docker-${id}.scope`, `/sys/fs/cgroup/docker/${id}`];
+      const stat = (text: string, key: string) => Number(new RegExp(`^${key} (\\d+)$`, 'm').exec(text)?.[1] ?? 0);
+      for (const dir of dirs) {
+        if (existsSync(join(dir, 'memory.max_usage_in_bytes'))) {
+          const text = readFileSync(join(dir, 'memory.stat'), 'utf8');
+          return {
+            limit: Number(readFileSync(join(dir, 'memory.limit_in_bytes'), 'utf8')), peak: Number(readFileSync(join(dir, 'memory.max_usage_in_bytes'), 'utf8')),
+            used: stat(text, 'total_rss') + stat(text, 'total_shmem'), oomKills: stat(readFileSync(join(dir, 'memory.oom_control'), 'utf8'), 'oom_kill'),
+          };
+        }
+        if (existsSync(join(dir, 'memory.peak'))) {
+          const text = readFileSync(join(dir, 'memory.stat'), 'utf8');
+          return {
+            limit: Number(readFileSync(join(dir, 'memory.max'), 'utf8')), peak: Number(readFileSync(join(dir, 'memory.peak'), 'utf8')),
+            used: stat(text, 'anon') + stat(text, 'shmem'), oomKills: stat(readFileSync(join(dir, 'memory.events'), 'utf8'), 'oom_kill'),
+          };
+        }
+      }
+      throw new Error(`no memory figures for ${id} under ${dirs.join(', ')}`);
+    };
+    // The most each used besides page cache, sampled while the bodies arrive.
+    const activatorMemory = memoryOf(activator);
+    const gatewayMemory = memoryOf(gateway);
+    const most = { activator: 0, gateway: 0 };
+    const sampler = setInterval(() => {
+      most.activator = Math.max(most.activator, activatorMemory().used);
+      most.gateway = Math.max(most.gateway, gatewayMemory().used);
+    }, 50);
+    sampler.unref();
+    await asleep('iris', 'exited');
+    const MB = 1_000_000;
+    const bodyOf = (instance: number[]) => {
+      const json = JSON.stringify({ instances: [instance] });
+      return Buffer.concat([Buffer.from(json), Buffer.alloc(10 * MB - json.length, ' ')]);
+    };
+    const bodies = { digits: bodyOf(new Array(64).fill(0)), iris: bodyOf([5.1, 3.5, 1.4, 0.2]) };
+    const figures: string[] = [];
+    onTestFinished(() => clearInterval(sampler));
+    for (const name of ['digits', 'iris'] as const) {
+      const started = performance.now();
+      const answers = await Promise.all(Array.from({ length: 50 }, async (_, i) => {
+        try {
+          const res = await fetch(`${url}/${name}/predict`, { method: 'POST', headers: { 'Content-Type': 'application/json', 'X-Request-Id': `big-${name}-${i}` }, body: bodies[name] });
+          const text = await res.text();
+          let json: unknown;
+          try {
+            json = JSON.parse(text);
+          } catch {
+            json = undefined;
+          }
+          return { status: res.status, json, type: res.headers.get('content-type') ?? '', retryAfter: res.headers.get('retry-after'), text: text.slice(0, 200) };
+        } catch (err) {
+          return { status: 0, json: undefined, type: '', retryAfter: null, text: String((err as Error).cause ?? err) };
+        }
+      }));
+      const byStatus = new Map<number, number>();
+      for (const a of answers) byStatus.set(a.status, (byStatus.get(a.status) ?? 0) + 1);
+      figures.push(`${name} (${name === 'iris' ? 'asleep' : 'awake'}): ${[...byStatus].map(([status, n]) => `${n} x ${status}`).join(', ')} in ${Math.round(performance.now() - started)} ms`);
+      for (const a of answers) {
+        // Never a dropped connection or a 500: served (2xx), refused (4xx), or 503 with Retry-After; JSON every time.
+        expect(a.status === 503 || (a.status >= 200 && a.status < 300) || (a.status >= 400 && a.status < 500), `${a.status} ${a.text}`).toBe(true);
+        expect(a.type, a.text).toMatch(/^application\/json/);
+        expect(a.json, a.text).toBeTypeOf('object');
+        if (a.status === 503) expect(Number(a.retryAfter), a.text).toBeGreaterThanOrEqual(1);
+      }
+      // Some of each were served: the counts refuse what is beyond them, not everything.
+      expect(byStatus.get(200) ?? 0).toBeGreaterThan(0);
+    }
+    clearInterval(sampler);
+    const used = activatorMemory();
+    const gatewayUsed = gatewayMemory();
+    const mib = (n: number) => (n / 2 ** 20).toFixed(1);
+    figures.push(`activator at most ${mib(most.activator)} MiB besides page cache (cgroup peak with cache ${mib(used.peak)}) of ${mib(used.limit)} MiB; gateway at most ${mib(most.gateway)} MiB (with cache ${mib(gatewayUsed.peak)}) of ${mib(gatewayUsed.limit)} MiB`);
+    process.stdout.write(`\n[figures] 50 concurrent 10 MB POSTs through the gateway: ${figures.join('; ')}\n`);
+    // Same containers, never restarted or killed, within their limits, and answering.
+    expect(restarts(activator)).toBe(before.activator);
+    expect(restarts(gateway)).toBe(before.gateway);
+    expect(containersOf('activator', false)).toEqual([activator]);
+    expect(used.oomKills).toBe(0);
+    expect(gatewayUsed.oomKills).toBe(0);
+    // Well within the limits: the activator streams bodies, the gateway's tmpfs is counted.
+    expect(most.activator).toBeLessThan(used.limit * 0.75);
+    expect(most.gateway).toBeLessThan(gatewayUsed.limit * 0.75);
+    expect(activatorMetrics()).toContain('modelfn_activator_requests_total');
+    expect((await iris()).status).toBe(200);
+    // Every request the activator took is answered: nothing held, no byte counted any more.
+    expect(activatorMetrics()).toMatch(/modelfn_activator_held_bytes\{function="iris"\} 0\n/);
+    expect(activatorMetrics()).toMatch(/modelfn_activator_requests_held\{function="iris"\} 0\n/);
+  }, 240_000);
 
   it('never touched a container of another project with the same service label', () => {
     expect(docker(['inspect', '--format', '{{.State.Status}} {{.State.StartedAt}}', decoy]).trim()).toBe('created 0001-01-01T00:00:00Z');
