@@ -1,0 +1,14 @@
+// The floor, part 1: bare node:http doing the same JSON in and out as iris' protocol route
+// (read the body, JSON.parse it, answer a fixed JSON). `node bench/floor/node-http.mjs PORT`.
+import { createServer } from 'node:http';
+
+const answer = JSON.stringify({ model_name: 'iris', model_version: '1', outputs: [{ name: 'label', datatype: 'INT64', shape: [1], data: [0] }] });
+createServer((req, res) => {
+  const chunks = [];
+  req.on('data', (d) => chunks.push(d));
+  req.on('end', () => {
+    JSON.parse(Buffer.concat(chunks).toString('utf8'));
+    res.writeHead(200, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(answer) });
+    res.end(answer);
+  });
+}).listen(Number(process.argv[2]), '127.0.0.1');
