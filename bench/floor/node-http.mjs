@@ -7,8 +7,9 @@ createServer((req, res) => {
   const chunks = [];
   req.on('data', (d) => chunks.push(d));
   req.on('end', () => {
-    JSON.parse(Buffer.concat(chunks).toString('utf8'));
-    res.writeHead(200, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(answer) });
-    res.end(answer);
+    // GET is the readiness check; a POST's body is parsed as a route would.
+    const out = req.method === 'GET' ? '{"ready":true}' : (JSON.parse(Buffer.concat(chunks).toString('utf8')), answer);
+    res.writeHead(200, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(out) });
+    res.end(out);
   });
 }).listen(Number(process.argv[2]), '127.0.0.1');
