@@ -5,7 +5,8 @@
  * with a real client's (`Accept-Encoding: gzip, deflate`, `Accept: *\/*`, a User-Agent):
  * requests/s at 64 connections, p50 at one connection, and the server's CPU per request.
  * Rounds alternate the order of the servers, so drift on a shared machine falls on all.
- * Writes bench/results/floor.md, which BENCHMARKS.md includes.
+ * Writes bench/results/floor.md and, when it measured this tree, pastes it into BENCHMARKS.md
+ * (bench/floor/section.ts; `npm run bench` keeps the section).
  *
  *   --rounds N   measured rounds (default 3)
  *   --seconds N  seconds per run (default 6), after a 2 s warm-up
@@ -20,6 +21,7 @@ import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ROOT } from '../builder/docker/images.ts';
 import { freePort } from '../test/docker.ts';
+import { floorSection, withFloorSection } from './floor/section.ts';
 import { REAL_CLIENT_HEADERS, wrk, type LoadRequest } from './wrk.ts';
 
 const { values: args } = parseArgs({
@@ -144,3 +146,8 @@ lines.push('', `Errors (non-2xx and socket errors) over all runs: ${errors}.`, '
 mkdirSync(join(args.out!, '..'), { recursive: true });
 writeFileSync(args.out!, lines.join('\n'));
 log(lines.join('\n'));
+if (TREE === resolve(ROOT)) {
+  const file = join(ROOT, 'BENCHMARKS.md');
+  writeFileSync(file, withFloorSection(readFileSync(file, 'utf8'), floorSection(lines.join('\n').replace(/^# /, '## '))));
+  log('pasted the report into BENCHMARKS.md');
+}
