@@ -23,6 +23,7 @@ import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ROOT } from '../builder/docker/images.ts';
 import { freePort } from '../test/docker.ts';
+import { cpuSeconds, median, stop } from './server-process.ts';
 import { REAL_CLIENT_HEADERS, wrk, type LoadRequest, type LoadResult } from './wrk.ts';
 
 const { values: args } = parseArgs({
@@ -83,28 +84,10 @@ async function startTree(dir: string): Promise<{ child: ChildProcess; url: strin
   throw new Error(`${dir}: npm start did not become ready: ${err.slice(-1000)}`);
 }
 
-async function stop(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null) return;
-  const exited = new Promise((r) => child.once('exit', r));
-  child.kill('SIGTERM');
-  await exited;
-}
-
-/** User + system CPU seconds of a process so far (Linux /proc; clock ticks of 1/100 s). */
-function cpuSeconds(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / 100;
-}
-
 interface Run extends LoadResult {
   /** Server CPU milliseconds per request. */
   cpuMs: number;
 }
-
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
 
 const results: Record<string, Record<'base' | 'head', Run[]>> = {};
 for (const name of Object.keys(LOADS)) results[name] = { base: [], head: [] };

@@ -22,6 +22,7 @@ import { parseArgs } from 'node:util';
 import { ROOT } from '../builder/docker/images.ts';
 import { freePort } from '../test/docker.ts';
 import { floorSection, withFloorSection } from './floor/section.ts';
+import { cpuSeconds, median, stop } from './server-process.ts';
 import { REAL_CLIENT_HEADERS, wrk, type LoadRequest } from './wrk.ts';
 
 const { values: args } = parseArgs({
@@ -75,24 +76,6 @@ async function start(server: Server): Promise<{ child: ChildProcess; url: string
   child.kill('SIGTERM');
   throw new Error(`server did not become ready: ${err.slice(-1000)}`);
 }
-
-async function stop(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null) return;
-  const exited = new Promise((r) => child.once('exit', r));
-  child.kill('SIGTERM');
-  await exited;
-}
-
-/** User + system CPU seconds of a process so far (Linux /proc; clock ticks of 1/100 s). */
-function cpuSeconds(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / 100;
-}
-
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
 
 interface Row { rps: number[]; cpuMs: number[]; p50: number[]; errors: number }
 const rows = new Map<string, Row>();
