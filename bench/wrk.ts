@@ -5,6 +5,9 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { run } from '../builder/docker/images.ts';
 
+/** What a real client sends besides the body: curl --compressed, Python requests, Go, browsers. */
+export const REAL_CLIENT_HEADERS: Record<string, string> = { 'Accept-Encoding': 'gzip, deflate', Accept: '*/*', 'User-Agent': 'python-requests/2.32.3' };
+
 export interface LoadRequest {
   url: string;
   body: Uint8Array | string;

@@ -11,6 +11,7 @@ import type { AddressInfo } from 'node:net';
 import { basename, dirname, join, relative, resolve, sep } from 'node:path';
 import { serve } from '@hono/node-server';
 import { Hono } from 'hono';
+import { getPath } from 'hono/utils/url';
 import { createFunctionApp } from '../http/app.ts';
 import type { RuntimeConfig } from '../core/config.ts';
 import type { ResolvedFunction } from '../function/define.ts';
@@ -149,6 +150,8 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedS
   reindex();
 
   const gateway = new Hono();
+  // The paths the gateway answers itself, whatever the functions' routes (below).
+  const GATEWAY_PATHS = new Set(['/', '/v2', '/v2/health/live', '/v2/health/ready']);
   gateway.get('/', compressResponse(), async (c) => {
     c.header('Vary', 'Accept');
     if (!wantsHtml(c.req.header('accept'))) return c.json(functionIndex(slots.map(describeSlot)));
@@ -179,15 +182,31 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedS
       if (slot && own === '/' && !wantsHtml(c.req.header('accept'))) return c.json({ ...functionEntry(describeSlot(slot)), state: 'failed' }, 503);
       return errorResponse(c, 503, `function '${route.fn}' failed to load: ${slot?.failure ?? 'unknown'}`);
     }
-    // The function's app strips its own prefix (createFunctionApp's stripPrefix): the request
-    // goes through untouched, body stream and all. Rebuilding it cost over half the throughput.
+    return forward(slot, c.req.raw, c.env);
+  });
+
+  // The function's app strips its own prefix (createFunctionApp's stripPrefix): the request
+  // goes through untouched, body stream and all. Rebuilding it cost over half the throughput.
+  const forward = async (slot: Slot, req: Request, env: unknown): Promise<Response> => {
     slot.inFlight = (slot.inFlight ?? 0) + 1;
     try {
-      return await slot.app.fetch(c.req.raw, c.env);
+      return await slot.app!.fetch(req, env);
     } finally {
       if (--slot.inFlight === 0) slot.drained?.();
     }
-  });
+  };
+  // A request for a loaded function goes straight to its app: the gateway's own Hono dispatch
+  // (a context, a router match, a middleware chain) is for its own routes and what no function
+  // answers (issue 22).
+  const fetchGateway = (req: Request, env?: unknown): Response | Promise<Response> => {
+    const path = getPath(req);
+    if (!GATEWAY_PATHS.has(path)) {
+      const route = matchRoute(routes, path);
+      const slot = route && route.kind !== 'redirect' ? bySlot.get(route.fn) : undefined;
+      if (slot?.app) return forward(slot, req, env);
+    }
+    return gateway.fetch(req, env);
+  };
 
   /**
    * Frees a slot that no longer receives requests, once the requests it has are answered (a
@@ -252,7 +271,7 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedS
   };
 
   const server = await new Promise<Server>((done, reject) => {
-    const s = serve({ fetch: gateway.fetch, port: config.port, hostname: config.host }, () => done(s as Server)) as Server;
+    const s = serve({ fetch: fetchGateway, port: config.port, hostname: config.host }, () => done(s as Server)) as Server;
     s.once('error', reject);
   });
   answerClientErrorsAsJson(server);

@@ -5,7 +5,7 @@
  * seconds (or an open gateway page) would keep an idle function awake for ever.
  */
 import type { MiddlewareHandler } from 'hono';
-import { isTraffic, routeClass } from '../core/route-class.ts';
+import { isTraffic, routeClassOf } from '../core/route-class.ts';
 
 export interface Activity {
   inFlight: number;
@@ -26,7 +26,7 @@ export const idleMs = (activity: Activity): number => (activity.inFlight > 0 ? 0
  * @example app.use(trackActivity(activity));
  */
 export const trackActivity = (activity: Activity): MiddlewareHandler => async function trackActivity(c, next) {
-  const cls = routeClass(c.req.method, c.req.path);
+  const cls = routeClassOf(c);
   if (!isTraffic(cls)) return next();
   // In flight while it runs (the function is not put to sleep under it); counted once answered,
   // unless it was refused.

@@ -11,7 +11,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { MiddlewareHandler } from 'hono';
 import { errorResponse } from './errors.ts';
-import { routeClass } from '../core/route-class.ts';
+import { routeClassOf } from '../core/route-class.ts';
 
 /** The environment variable holding a function's keys. */
 export const keysVariable = (name: string) => `MODELFN_API_KEYS_${name.toUpperCase().replace(/-/g, '_')}`;
@@ -40,7 +40,7 @@ export const requireApiKey = (keys: readonly string[]): MiddlewareHandler => {
   // Comparing fixed-length digests keeps the comparison constant-time whatever the key lengths.
   const digests = keys.map(digest);
   return async function requireApiKey(c, next) {
-    if (routeClass(c.req.method, c.req.path) === 'probe') return next();
+    if (routeClassOf(c) === 'probe') return next();
     const header = c.req.header('authorization') ?? '';
     const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
     let ok = false;

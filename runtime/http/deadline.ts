@@ -32,7 +32,7 @@ export interface DeadlineOptions {
  *
  * @example app.use(deadline({ timeoutMs: 30_000, message: 'timed out', onTimeout: (c, m) => c.json({ error: m }, 504) }))
  */
-export const deadline = ({ timeoutMs, message, onTimeout }: DeadlineOptions): MiddlewareHandler => async function deadline(c, next) {
+export const deadline = ({ timeoutMs, message, onTimeout }: DeadlineOptions): MiddlewareHandler => function deadline(c, next) {
   const controller = new AbortController();
   const signal = controller.signal;
   setDeadline(signal, Date.now() + timeoutMs);
@@ -42,17 +42,25 @@ export const deadline = ({ timeoutMs, message, onTimeout }: DeadlineOptions): Mi
   const client = c.req.raw.signal;
   const onClientGone = () => controller.abort(new ModelfnError('cancelled', 'the client closed the connection; its work was dropped'));
   client.addEventListener('abort', onClientGone, { once: true });
-  let timer: NodeJS.Timeout | undefined;
-  const timedOut = new Promise<'timeout'>((resolve) => {
-    timer = setTimeout(() => {
+  // One promise settled by whichever comes first, the answer or the deadline: not a promise for
+  // the timeout and a Promise.race on every request (issue 22).
+  return new Promise<void>((resolve, reject) => {
+    const done = () => {
+      clearTimeout(timer);
+      client.removeEventListener('abort', onClientGone);
+    };
+    const timer = setTimeout(() => {
+      done();
       controller.abort(new ModelfnError('deadline_exceeded', message));
-      resolve('timeout');
+      c.res = onTimeout(c, message);
+      resolve();
     }, timeoutMs);
+    next().then(() => {
+      done();
+      resolve();
+    }, (err: unknown) => {
+      done();
+      reject(err);
+    });
   });
-  try {
-    if ((await Promise.race([next(), timedOut])) === 'timeout') c.res = onTimeout(c, message);
-  } finally {
-    clearTimeout(timer);
-    client.removeEventListener('abort', onClientGone);
-  }
 };

@@ -12,6 +12,7 @@ import { parseBody } from '../tensor/infer.ts';
 import { stringifyExact, withExactIntegers } from '../tensor/json-exact.ts';
 import type { TensorSpec } from '../tensor/types.ts';
 import { readJsonBody, runModel } from './protocol.ts';
+import { jsonAnswer } from './response-compression.ts';
 
 /** Deeper nesting than this is not read (no ONNX model here comes close). */
 const MAX_RANK = 32;
@@ -62,8 +63,8 @@ export function predictRoute(app: Hono, host: FunctionHost, maxElements: number)
     const predictions = predictionsOf(fetches, names, rows);
     // 64-bit integers beyond ±2^53 come as BigInt, which JSON.stringify refuses.
     if (names.some((name) => hasWideIntegers(fetches[name]))) {
-      return c.body(stringifyExact({ predictions }), 200, { 'Content-Type': 'application/json' });
+      return jsonAnswer(c, stringifyExact({ predictions }));
     }
-    return c.json({ predictions });
+    return jsonAnswer(c, JSON.stringify({ predictions }));
   });
 }

@@ -8,6 +8,7 @@ import type { Model } from '../engine/model.ts';
 import type { FunctionHost } from '../function/host.ts';
 import type { Feeds, Fetches } from '../tensor/types.ts';
 import { EXTENSIONS, HEADER_LENGTH, decodeInferRequest, encodeInferResponse } from '../tensor/infer.ts';
+import { jsonAnswer } from './response-compression.ts';
 
 /** The protocol extensions this server implements. */
 export { EXTENSIONS } from '../tensor/infer.ts';
@@ -96,7 +97,7 @@ export function modelRoutes(app: Hono, host: FunctionHost, options: ProtocolOpti
       const request = decodeInferRequest(host.signature, body, headerLength, options.maxElements);
       const fetches = await runModel(c, model, request.feeds, request.outputs.map((o) => o.name));
       const encoded = encodeInferResponse(host.signature, request, fetches);
-      if (encoded.headerLength === undefined) return c.body(encoded.body as string, 200, { 'Content-Type': 'application/json' });
+      if (encoded.headerLength === undefined) return jsonAnswer(c, encoded.body as string);
       return c.body(encoded.body as Uint8Array<ArrayBuffer>, 200, {
         'Content-Type': 'application/octet-stream',
         'Inference-Header-Content-Length': String(encoded.headerLength),

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { gunzipSync, inflateSync } from 'node:zlib';
 import { Hono } from 'hono';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { compressResponse } from './response-compression.ts';
+import { compressResponse, jsonAnswer } from './response-compression.ts';
 import { openFunctionDir, postJson } from '../testing/index.ts';
 
 const big = JSON.stringify({ values: Array.from({ length: 1000 }, (_, i) => i % 7) });
@@ -50,6 +50,33 @@ describe('compressResponse', () => {
     }
     expect(await bytes(await get('/random', 'gzip'))).toEqual(Buffer.from(random));
     expect(await (await get('/small', 'gzip')).json()).toEqual({ ok: true });
+  });
+
+  it('leaves an answer under the threshold exactly as without Accept-Encoding, and compresses a large one once', async () => {
+    const seen: Response[] = [];
+    const a = new Hono();
+    a.use(async (c, next) => { await next(); seen.push(c.res); });
+    a.use(compressResponse());
+    const built: Response[] = [];
+    const keep = (res: Response) => (built.push(res), res);
+    a.get('/small', (c) => keep(jsonAnswer(c, JSON.stringify({ ok: true }))));
+    a.get('/large', (c) => keep(jsonAnswer(c, big)));
+    for (const accept of [undefined, 'gzip, deflate']) {
+      const res = await a.request('/small', { headers: accept ? { 'Accept-Encoding': accept, Accept: '*/*' } : {} });
+      // The very answer the route built: not read back, not rebuilt.
+      expect(seen.at(-1), String(accept)).toBe(built.at(-1));
+      expect([...res.headers]).toEqual([['content-length', '11'], ['content-type', 'application/json']]);
+      expect(await res.text()).toBe('{"ok":true}');
+    }
+    const plain = await a.request('/large');
+    expect(plain.headers.get('content-encoding')).toBeNull();
+    expect(await plain.text()).toBe(big);
+    const res = await a.request('/large', { headers: { 'Accept-Encoding': 'gzip, deflate' } });
+    expect(seen.at(-1)).not.toBe(built.at(-1));
+    expect(res.headers.get('content-encoding')).toBe('gzip');
+    expect(res.headers.get('vary')).toBe('Accept-Encoding');
+    expect(res.headers.get('content-length')).toBeNull();
+    expect(gunzipSync(await bytes(res)).toString()).toBe(big);
   });
 
   it('adds Accept-Encoding to an existing Vary', async () => {
