@@ -152,6 +152,11 @@ async function throughCompose(): Promise<void> {
   try {
     await waitReady(`http://127.0.0.1:${port}`);
     await measure('compose gateway', `http://127.0.0.1:${port}`);
+  } catch (err) {
+    // What the stack says of itself before it goes down.
+    spawnSync('docker', ['ps', '-a', '--filter', `label=com.docker.compose.project=${project}`, '--format', '{{.Names}} {{.Status}}'], { stdio: 'inherit' });
+    spawnSync('sh', ['-c', `docker logs --tail 20 $(docker ps -aq --filter label=com.docker.compose.project=${project} --filter label=com.docker.compose.service=gateway) 2>&1`], { stdio: 'inherit' });
+    throw err;
   } finally {
     cli('down');
     // The images this run built (tagged with its own tag).
