@@ -12,8 +12,8 @@
  *
  * Deadlines. A request carries its deadline and an abort signal (its client left, or its time
  * ran out). A request that the queued work ahead of it would keep past its deadline is refused
- * at once (overloaded), like one beyond maxQueue. An aborted request leaves the queue at once; one whose deadline passed is dropped
- * when it is taken from the queue; the inference thread checks the deadline once more before the
+ * at once (overloaded), like one beyond maxQueue. An aborted request leaves the queue at once;
+ * one whose deadline passed is dropped when it is taken from the queue; the inference thread checks the deadline once more before the
  * run. Work nobody will read never reaches onnxruntime.
  *
  * Batching (a model with a batch dimension, batching on). A lone request (it finds the model idle
@@ -114,6 +114,9 @@ export function abortReason(signal: AbortSignal): ModelfnError {
   return reason instanceof ModelfnError ? reason : new ModelfnError('cancelled', 'the client closed the connection; its work was dropped');
 }
 
+/** How a request dropped for `reason` is counted. */
+const shedAs = (reason: ModelfnError) => (reason.kind === 'deadline_exceeded' ? 'deadline_exceeded' : 'cancelled');
+
 function innerKey(feeds: Feeds, outputs: readonly string[]): string {
   let key = outputs.join(',');
   for (const name of Object.keys(feeds).sort()) key += `|${name}:${feeds[name].type}:${feeds[name].dims.slice(1).join('x')}`;
@@ -189,8 +192,9 @@ export class ModelQueue {
   run(feeds: Feeds, outputNames?: readonly string[], transfer = false, time: Deadline = {}): Promise<Fetches> {
     const { signal } = time;
     if (signal?.aborted) {
-      this.observer.shed?.(abortReason(signal).kind === 'deadline_exceeded' ? 'deadline_exceeded' : 'cancelled');
-      return Promise.reject(abortReason(signal));
+      const reason = abortReason(signal);
+      this.observer.shed?.(shedAs(reason));
+      return Promise.reject(reason);
     }
     const outputs = outputNames ?? this.allOutputs;
     let rows = 1;
@@ -209,16 +213,19 @@ export class ModelQueue {
       return Promise.reject(overloaded(this.queuedRows));
     }
     const deadline = time.deadline ?? (signal && deadlines.get(signal)) ?? Infinity;
-    // A request that cannot be run before its deadline is refused now, not when its time is up:
-    // the client learns at once, and the work ahead of it is not slowed down by it.
-    const wait = this.expectedWaitMs();
-    if (deadline <= Date.now()) {
-      this.observer.shed?.('deadline_exceeded');
-      return Promise.reject(deadlineExceeded());
-    }
-    if (deadline !== Infinity && Date.now() + wait > deadline) {
-      this.observer.shed?.('overloaded');
-      return Promise.reject(new ModelfnError('overloaded', `the model is overloaded: about ${Math.round(wait)} ms of work is queued, more than this request's time allows; retry shortly`, { retryAfterSeconds: Math.max(1, Math.ceil(wait / 1000)) }));
+    if (deadline !== Infinity) {
+      const now = Date.now();
+      if (deadline <= now) {
+        this.observer.shed?.('deadline_exceeded');
+        return Promise.reject(deadlineExceeded());
+      }
+      // A request that cannot be run before its deadline is refused now, not when its time is up:
+      // the client learns at once, and the work ahead of it is not slowed down by it.
+      const wait = this.expectedWaitMs();
+      if (now + wait > deadline) {
+        this.observer.shed?.('overloaded');
+        return Promise.reject(new ModelfnError('overloaded', `the model is overloaded: about ${Math.round(wait)} ms of work is queued, more than this request's time allows; retry shortly`, { retryAfterSeconds: Math.max(1, Math.ceil(wait / 1000)) }));
+      }
     }
     return new Promise((resolve, reject) => {
       const lone = this.queue.length === 0 && this.inFlight === 0;
@@ -245,7 +252,7 @@ export class ModelQueue {
     this.queuedRows -= p.rows;
     this.observer.queueDepth?.(this.queue.length);
     const reason = abortReason(p.signal!);
-    this.observer.shed?.(reason.kind === 'deadline_exceeded' ? 'deadline_exceeded' : 'cancelled');
+    this.observer.shed?.(shedAs(reason));
     p.reject(reason);
     // The head may have been the request that held a batch back.
     this.schedule();
