@@ -45,6 +45,22 @@ export function docker(args: string[]): string {
  * requests whose id matches `requestId` per upstream address. nginx writes its log in batches
  * (flush=1s), so wait a moment after the requests.
  */
+/**
+ * Sends `send(i)` until the gateway's log shows `replicas` distinct upstreams answering requests
+ * whose id matches `warmUp` (a replica joins the gateway's pool only once the engine's DNS lists
+ * it, after it turns healthy, then nginx re-resolves): what a test measures after it is the
+ * spread itself, not the engine's lag.
+ */
+export async function untilEveryReplicaAnswers(gatewayContainer: string, replicas: number, warmUp: RegExp, send: (i: number) => Promise<void>, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (let round = 0; ; round++) {
+    for (let i = 0; i < replicas * 3; i++) await send(round * replicas * 3 + i);
+    const seen = await answersPerReplica(gatewayContainer, warmUp);
+    if (seen.size >= replicas) return;
+    if (Date.now() > deadline) throw new Error(`only ${seen.size} of ${replicas} replicas answered through the gateway within ${timeoutMs} ms`);
+  }
+}
+
 export async function answersPerReplica(gatewayContainer: string, requestId: RegExp): Promise<Map<string, number>> {
   await new Promise((r) => setTimeout(r, 1500));
   const counts = new Map<string, number>();
