@@ -9,6 +9,7 @@
  * Writes bench/results/overload.md and the overload section of RELIABILITY.md.
  *
  *   --compose       also measure through the compose stack (needs the Docker engine)
+ *   --compose-only  measure through the compose stack only
  *   --seconds N     seconds of overload (default 10)
  *   --factor N      offered load as a multiple of capacity (default 4)
  *   --give-up MS    the clients' patience (default 1000)
@@ -28,6 +29,7 @@ const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const { values: args } = parseArgs({
   options: {
     compose: { type: 'boolean', default: false },
+    'compose-only': { type: 'boolean', default: false },
     seconds: { type: 'string', default: '10' },
     factor: { type: 'string', default: '4' },
     'give-up': { type: 'string', default: '1000' },
@@ -82,7 +84,18 @@ async function waitReady(url: string, child?: ChildProcess): Promise<void> {
 
 /** Model runs and requests shed so far, from the function's own metrics. */
 async function counters(base: string, model: string): Promise<{ runs: number; shed: Record<string, number> }> {
-  const text = await (await fetch(`${base}/${model}/metrics`)).text();
+  let text = '';
+  for (let attempt = 1; ; attempt++) {
+    try {
+      text = await (await fetch(`${base}/${model}/metrics`)).text();
+      break;
+    } catch (err) {
+      const port = new URL(base).port;
+      log(`metrics of ${model}: attempt ${attempt} failed (${String((err as Error).cause ?? err)}); listening on ${port}: ${spawnSync('sh', ['-c', `ss -ltnp | grep ':${port} ' || echo nothing`], { encoding: 'utf8' }).stdout.trim()}`);
+      if (attempt === 10) throw err;
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+  }
   const runs = Number(new RegExp(`modelfn_batch_queue_seconds_count\\{model="${model}"\\} (\\d+)`).exec(text)?.[1] ?? 0);
   const shed: Record<string, number> = {};
   for (const m of text.matchAll(/modelfn_requests_shed_total\{model="[^"]+",reason="([^"]+)"\} (\d+)/g)) shed[m[1]] = Number(m[2]);
@@ -167,8 +180,8 @@ async function throughCompose(): Promise<void> {
 
 const started = new Date();
 try {
-  await underNpmStart();
-  if (args.compose) await throughCompose();
+  if (!args['compose-only']) await underNpmStart();
+  if (args.compose || args['compose-only']) await throughCompose();
 } finally {
   rmSync(work, { recursive: true, force: true });
 }

@@ -66,6 +66,8 @@ export interface LoadModelOptions {
   batching?: { enabled: boolean; maxBatchSize: number; maxDelayMs: number };
   /** Rows that may wait for the model, batching or not (default 1024). */
   maxQueue?: number;
+  /** Longest expected wait a request is admitted to, ms (default: no bound but maxQueue). */
+  maxQueueMs?: number;
   /** Runs under way at once (default 1: onnxruntime's own threads share the cores). */
   maxInFlight?: number;
   queueObserver?: QueueObserver;
@@ -231,6 +233,7 @@ export async function loadModel(path: string, options: LoadModelOptions = {}): P
     maxBatchSize: options.batching?.maxBatchSize ?? 32,
     maxDelayMs: options.batching?.maxDelayMs ?? 2,
     maxQueue: options.maxQueue ?? 1024,
+    maxQueueMs: options.maxQueueMs,
     maxInFlight: options.maxInFlight,
   }, options.queueObserver);
   return {

@@ -1,7 +1,7 @@
 import ort from 'onnxruntime-node';
 import { resolve } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { ModelQueue, NEWEST_FIRST_AFTER_MS, canBatch, setDeadline, type Runner } from './queue.ts';
+import { ModelQueue, NEWEST_FIRST_AFTER_MS, canBatch, setDeadline, type QueueOptions, type Runner } from './queue.ts';
 import { ModelfnError } from '../core/errors.ts';
 import type { Feeds, Fetches } from '../tensor/types.ts';
 import { ROOT, openDeclared, openFunctionDir, postJson } from '../testing/index.ts';
@@ -175,6 +175,20 @@ function gated() {
 describe('ModelQueue, admission and deadlines', () => {
   const solo = { batching: false, maxBatchSize: 8, maxDelayMs: 5, maxQueue: 3 };
 
+  /** A queue whose model is held shut, once it has learnt that a run takes about 50 ms. */
+  async function taught(options: QueueOptions): Promise<{ gate: ReturnType<typeof gated>; queue: ModelQueue }> {
+    const gate = gated();
+    const queue = new ModelQueue(gate.runner, ['y'], options);
+    const first = queue.run(rowsOf([[1, 1]]));
+    await new Promise((r) => setTimeout(r, 50));
+    gate.open();
+    await first;
+    // The run's duration is recorded once its slot is free again.
+    await new Promise((r) => setTimeout(r, 0));
+    gate.close();
+    return { gate, queue };
+  }
+
   it('bounds the queue of a model that cannot batch: one run at a time, the rest wait, beyond maxQueue refused at once', async () => {
     const gate = gated();
     const queue = new ModelQueue(gate.runner, ['y'], solo);
@@ -265,16 +279,7 @@ describe('ModelQueue, admission and deadlines', () => {
   });
 
   it('refuses at once a request the queued work would keep past its deadline', async () => {
-    const gate = gated();
-    const queue = new ModelQueue(gate.runner, ['y'], { ...solo, maxQueue: 100 });
-    // Teach the queue how long a run takes: about 50 ms.
-    const first = queue.run(rowsOf([[1, 1]]));
-    await new Promise((r) => setTimeout(r, 50));
-    gate.open();
-    await first;
-    // The run's duration is recorded once its slot is free again.
-    await new Promise((r) => setTimeout(r, 0));
-    gate.close();
+    const { gate, queue } = await taught({ ...solo, maxQueue: 100 });
     const busy = queue.run(rowsOf([[1, 1]]));
     const waiting = [1, 2, 3, 4].map(() => queue.run(rowsOf([[1, 1]])));
     // Four runs of ~50 ms are queued: a request with 100 ms left cannot be run in time.
@@ -284,6 +289,40 @@ describe('ModelQueue, admission and deadlines', () => {
     await expect(queue.run(rowsOf([[1, 1]]), undefined, false, { deadline: Date.now() - 1 })).rejects.toMatchObject({ kind: 'deadline_exceeded' });
     gate.open();
     await Promise.all([busy, ...waiting, patient]);
+  });
+
+  it('refuses at once, before the body is read, once the queued work exceeds maxQueueMs; a couple of runs may always wait', async () => {
+    const { gate, queue } = await taught({ ...solo, maxQueue: 100, maxQueueMs: 120 });
+    const busy = queue.run(rowsOf([[1, 1]]));
+    // Two runs queued (about 100 ms): still admitted, before and after the body.
+    const waiting = [1, 2].map(() => queue.run(rowsOf([[1, 1]])));
+    expect(() => queue.checkAdmission()).not.toThrow();
+    waiting.push(queue.run(rowsOf([[1, 1]])));
+    // Three runs queued (about 150 ms > 120): refused with a retry hint, whatever the deadline.
+    let refusal: unknown;
+    try {
+      queue.checkAdmission();
+    } catch (err) {
+      refusal = err;
+    }
+    expect(refusal).toMatchObject({ kind: 'overloaded', options: { retryAfterSeconds: 1 } });
+    expect((refusal as Error).message).toMatch(/about \d+ ms of work is queued/);
+    await expect(queue.run(rowsOf([[1, 1]]))).rejects.toMatchObject({ kind: 'overloaded' });
+    expect(queue.depth).toBe(3);
+    gate.open();
+    await Promise.all([busy, ...waiting]);
+    // Once the queue drained, requests are admitted again.
+    expect(() => queue.checkAdmission()).not.toThrow();
+    await queue.run(rowsOf([[1, 1]]));
+  });
+
+  it('admits a couple of runs of a slow model whatever maxQueueMs says', async () => {
+    const { gate, queue } = await taught({ ...solo, maxQueue: 100, maxQueueMs: 10 });
+    // One run (50 ms) is over the 10 ms bound, but a slow model still queues one behind another.
+    const runs = [queue.run(rowsOf([[1, 1]])), queue.run(rowsOf([[1, 1]])), queue.run(rowsOf([[1, 1]]))];
+    await expect(queue.run(rowsOf([[1, 1]]))).rejects.toMatchObject({ kind: 'overloaded' });
+    gate.open();
+    await Promise.all(runs);
   });
 
   it('passes the latest deadline of a batch to the runner, for the inference thread\'s last check', async () => {

@@ -3,9 +3,13 @@
  * whether or not the model batches.
  *
  * Admission. The queue holds at most `maxQueue` rows (a request counts its rows; a model that
- * cannot batch counts one per request). A request that would go beyond it is refused at once
- * with `overloaded` (HTTP 429 with Retry-After): a short queue and a quick refusal serve clients
- * better than a long wait (Knative's queue-proxy breaker, Triton's `max_queue_size`).
+ * cannot batch counts one per request), and at most `maxQueueMs` of work at the pace of recent
+ * runs (a couple of runs may always wait). A request that would go beyond either is refused at
+ * once with `overloaded` (HTTP 429 with Retry-After): a short queue and a quick refusal serve
+ * clients better than a long wait (Knative's queue-proxy breaker, Triton's `max_queue_size`).
+ * The bound in time is what keeps goodput up when clients give up: a queue holding more work
+ * than they wait for spends the model on answers nobody reads, and reading and decoding the
+ * bodies of requests that will be abandoned takes the CPU the model needs.
  *
  * Order. First come, first served, until the model is overloaded (the oldest request has waited
  * over NEWEST_FIRST_AFTER_MS): then the newest requests go first (see dispatch).
@@ -37,6 +41,8 @@ export interface QueueOptions {
   maxDelayMs: number;
   /** Rows that may wait. */
   maxQueue: number;
+  /** Longest expected wait a request is admitted to, ms (at the pace of recent runs); unbounded by default. */
+  maxQueueMs?: number;
   /** Runs that may be under way at once. */
   maxInFlight?: number;
 }
@@ -182,10 +188,28 @@ export class ModelQueue {
    * body, so that a refusal under overload costs next to nothing.
    */
   checkAdmission(): void {
-    if (this.queuedRows >= this.options.maxQueue) {
+    const refusal = this.refusal(1, true);
+    if (refusal) {
       this.observer.shed?.('overloaded');
-      throw overloaded(this.queuedRows);
+      throw refusal;
     }
+  }
+
+  /**
+   * Why a request of `rows` rows cannot join the queue now, if it cannot: the rows or the time
+   * already queued. An empty queue admits any request (a single large one is bounded by the
+   * body limit), and so do queues of fewer than two runs' work (slow models still queue a few).
+   * `before` is the check made before the body is read, when the request's rows are unknown.
+   */
+  private refusal(rows: number, before = false): ModelfnError | undefined {
+    if (this.queuedRows === 0) return undefined;
+    if (before ? this.queuedRows >= this.options.maxQueue : this.queuedRows + rows > this.options.maxQueue) return overloaded(this.queuedRows);
+    const bound = this.options.maxQueueMs;
+    if (bound === undefined || !this.runMs) return undefined;
+    const runsAhead = Math.ceil(this.queuedRows / Math.max(1, this.rowsPerRun));
+    const wait = this.expectedWaitMs();
+    if (runsAhead < 2 || wait <= bound) return undefined;
+    return new ModelfnError('overloaded', `the model is overloaded: about ${Math.round(wait)} ms of work is queued; retry shortly`, { retryAfterSeconds: Math.max(1, Math.ceil(wait / 1000)) });
   }
 
   /** Queues a request; resolves with its own outputs (its slice of a batch's). */
@@ -207,10 +231,10 @@ export class ModelQueue {
       rows = Math.max(1, first);
       solo = !joinable || rows >= this.options.maxBatchSize;
     }
-    // An empty queue admits any request: a single large one is bounded by the body limit.
-    if (this.queuedRows > 0 && this.queuedRows + rows > this.options.maxQueue) {
+    const refusal = this.refusal(rows);
+    if (refusal) {
       this.observer.shed?.('overloaded');
-      return Promise.reject(overloaded(this.queuedRows));
+      return Promise.reject(refusal);
     }
     const deadline = time.deadline ?? (signal && deadlines.get(signal)) ?? Infinity;
     if (deadline !== Infinity) {

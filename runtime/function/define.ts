@@ -51,6 +51,13 @@ export interface FunctionDeclaration {
      * `Retry-After`. Defaults to 1024, whether or not the model batches.
      */
     maxQueue?: number;
+    /**
+     * The longest a request may expect to wait for the model, in milliseconds: when the work
+     * already queued would take longer (at the pace of recent runs), a new request is refused at
+     * once with 429 and `Retry-After`, before its body is read. A queue longer than clients wait
+     * only runs work for clients that are gone. Defaults to 500; a couple of runs may always wait.
+     */
+    maxQueueMs?: number;
   };
   batching?: {
     enabled?: boolean;
@@ -131,7 +138,7 @@ export interface ResolvedFunction {
   declarationFile?: string;
   version: string;
   description?: string;
-  limits: { bodySize: number; timeoutMs: number; maxQueue: number };
+  limits: { bodySize: number; timeoutMs: number; maxQueue: number; maxQueueMs: number };
   batching: { enabled: boolean; maxBatchSize: number; maxDelayMs: number };
   replicas: number;
   /** Undefined when the function does not scale (it runs `replicas` all the time). */
@@ -169,6 +176,8 @@ const positiveInt = z.number().int().positive();
 export const MAX_REPLICAS = 64;
 /** Default rows that may wait for a model (limits.maxQueue). */
 export const DEFAULT_MAX_QUEUE = 1024;
+/** Default longest expected wait for the model, in ms (limits.maxQueueMs). */
+export const DEFAULT_MAX_QUEUE_MS = 500;
 /** Default seconds without a request before a scaled function sleeps. */
 export const DEFAULT_IDLE_SECONDS = 300;
 
@@ -182,6 +191,7 @@ const declarationSchema = z.strictObject({
     bodySize: z.union([positiveInt, z.string()]).refine((v) => parseByteSize(v) !== undefined, 'must be bytes or a size such as 512kb or 10mb').optional(),
     timeoutMs: positiveInt.optional(),
     maxQueue: positiveInt.max(1_000_000).optional(),
+    maxQueueMs: positiveInt.max(3_600_000).optional(),
   }).optional(),
   batching: z.strictObject({
     enabled: z.boolean().optional(),
@@ -285,6 +295,7 @@ export function resolveDeclaration(
       bodySize: parseByteSize(d.limits?.bodySize ?? config.bodyLimit)!,
       timeoutMs: d.limits?.timeoutMs ?? config.timeoutMs,
       maxQueue: d.limits?.maxQueue ?? d.batching?.maxQueue ?? DEFAULT_MAX_QUEUE,
+      maxQueueMs: d.limits?.maxQueueMs ?? DEFAULT_MAX_QUEUE_MS,
     },
     batching: {
       // On by default: it only takes effect when the model has a batch dimension, and a lone

@@ -11,7 +11,7 @@ describe('a zero-code function (functions/digits)', () => {
   it('takes its defaults: name from the folder, prefix, limits', async () => {
     const { host } = await openFunctionDir('functions/digits');
     expect(host.fn).toMatchObject({ name: 'digits', prefix: '/digits', modelFile: 'model.onnx', version: '1', replicas: 1 });
-    expect(host.fn.limits).toEqual({ bodySize: 10 * 1024 * 1024, timeoutMs: 30000, maxQueue: 1024 });
+    expect(host.fn.limits).toEqual({ bodySize: 10 * 1024 * 1024, timeoutMs: 30000, maxQueue: 1024, maxQueueMs: 500 });
     expect(host.fn.declarationFile).toBeUndefined();
   });
 

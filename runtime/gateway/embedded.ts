@@ -25,6 +25,7 @@ import { createMetrics } from '../core/metrics.ts';
 import type { Model } from '../engine/model.ts';
 import { compressResponse } from '../http/response-compression.ts';
 import { answerClientErrorsAsJson, loadFunctionModel } from '../serve/server.ts';
+import { shedWhenBehind } from '../serve/shed.ts';
 import { warmUp } from '../serve/warmup.ts';
 import { emptyWindow, summarize, type FunctionStats } from '../core/stats.ts';
 import { VERSION } from '../core/version.ts';
@@ -274,6 +275,10 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedS
     const s = serve({ fetch: fetchGateway, port: config.port, hostname: config.host }, () => done(s as Server)) as Server;
     s.once('error', reject);
   });
+  const stopShedding = shedWhenBehind(server, {
+    lagMs: config.shedLagMs,
+    report: (refused) => logger.log('warn', 'the server is behind: requests refused before their body was read', { refused, lag_ms: config.shedLagMs }),
+  });
   answerClientErrorsAsJson(server);
   const port = (server.address() as AddressInfo).port;
   const url = `http://${config.host}:${port}`;
@@ -314,6 +319,7 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedS
         });
         server.closeIdleConnections();
       });
+      stopShedding();
       for (const slot of slots) await release(slot);
     },
   };

@@ -14,6 +14,7 @@ import { FunctionHost } from '../function/host.ts';
 import { createLogger, type Logger } from '../core/log.ts';
 import { createMetrics, modelMetricsOptions, type Metrics } from '../core/metrics.ts';
 import { loadModel, type Model } from '../engine/model.ts';
+import { shedWhenBehind } from './shed.ts';
 import { warmUp } from './warmup.ts';
 import { reportListening } from './workers.ts';
 import type { Hono } from 'hono';
@@ -78,6 +79,7 @@ export async function loadFunctionModel(host: FunctionHost, config: RuntimeConfi
     thread: config.inferenceThread,
     batching: fn.batching,
     maxQueue: fn.limits.maxQueue,
+    maxQueueMs: fn.limits.maxQueueMs,
     ...modelMetricsOptions(metrics, fn.name),
   });
   host.setModel(model);
@@ -125,6 +127,11 @@ export async function startFunction(fn: ResolvedFunction, config: RuntimeConfig,
     const s = serve({ fetch: app.fetch, port: config.port, hostname: config.host }, () => resolve(s as Server)) as Server;
     s.once('error', reject);
   });
+  const stopShedding = shedWhenBehind(server, {
+    lagMs: config.shedLagMs,
+    onShed: () => metrics.shed.inc({ model: fn.name, reason: 'server_behind' }),
+    report: (refused) => logger.log('warn', 'the server is behind: requests refused before their body was read', { fn: fn.name, refused, lag_ms: config.shedLagMs }),
+  });
   answerClientErrorsAsJson(server);
   keepConnections(server);
   const port = (server.address() as AddressInfo).port;
@@ -163,6 +170,7 @@ export async function startFunction(fn: ResolvedFunction, config: RuntimeConfig,
     host.state = 'draining';
     logger.log('info', 'shutting down', { fn: fn.name, timeout_ms: config.shutdownTimeoutMs });
     const result = await close(config.shutdownTimeoutMs);
+    stopShedding();
     await model.release().catch(() => {});
     return result;
   })());
