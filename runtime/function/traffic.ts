@@ -10,7 +10,7 @@ export const TRAFFIC_KEY_HEADER = 'X-Modelfn-Traffic-Key';
 /** The response header naming the version that answered, on every route. */
 export const VERSION_HEADER = 'X-Modelfn-Version';
 
-/** Percent of requests per version, in declaration order (what `traffic` and `shadow` declare). */
+/** Percent of requests per version, in version order (what `traffic` and `shadow` declare). */
 export type Split = readonly { version: string; percent: number }[];
 
 /**
