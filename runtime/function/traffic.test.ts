@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { chooseVersion, murmurHash2, splitBounds, versionAt } from './traffic.ts';
+import { chooseVersion, murmurHash2, routeRequest, splitBounds, versionAt } from './traffic.ts';
 
 const split8020 = [{ version: '1', percent: 80 }, { version: '2', percent: 20 }];
 const thirds = [{ version: '1', percent: 33.33 }, { version: '2', percent: 33.33 }, { version: '3', percent: 33.34 }];
@@ -64,5 +64,30 @@ describe('the traffic split (nginx split_clients hashing)', () => {
     let second = 0;
     for (let i = 0; i < 20_000; i++) if (chooseVersion(split8020, `session-${i}`) === '2') second++;
     expect(Math.abs(second / 20_000 - 0.2)).toBeLessThan(0.01);
+  });
+});
+
+describe('routeRequest: which version answers a request, and which gets a copy', () => {
+  const fn = { name: 'flowers', traffic: split8020, shadow: [{ version: '3', percent: 100 }], versions: [{ version: '1' }, { version: '2' }, { version: '3' }] };
+
+  it('sends a versioned protocol path to its version, never copied, whatever the split or key', () => {
+    expect(routeRequest(fn, '/v2/models/flowers/versions/1/infer', 'user-42')).toEqual({ serve: '1' });
+    expect(routeRequest(fn, '/v2/models/flowers/versions/3', undefined, () => 0)).toEqual({ serve: '3' });
+    // A version that does not exist goes to the highest, which answers 404 listing the versions.
+    expect(routeRequest(fn, '/v2/models/flowers/versions/9/ready')).toEqual({ serve: '3' });
+  });
+
+  it('splits every other path of the function by the key, copying to the shadow', () => {
+    expect(routeRequest(fn, '/v2/models/flowers/infer', 'user-42')).toEqual({ serve: '2', shadow: '3' });
+    expect(routeRequest(fn, '/flowers/predict', 'user-1')).toEqual({ serve: '1', shadow: '3' });
+    expect(routeRequest({ ...fn, shadow: [] }, '/flowers/predict', 'user-1')).toEqual({ serve: '1' });
+  });
+
+  it('copies a partial shadow share by its own point of the line, the same clients every time', () => {
+    const half = { ...fn, shadow: [{ version: '3', percent: 50 }] };
+    let copied = 0;
+    for (let i = 0; i < 10_000; i++) if (routeRequest(half, '/flowers/predict', `u${i}`).shadow) copied++;
+    expect(Math.abs(copied / 10_000 - 0.5)).toBeLessThan(0.02);
+    expect(routeRequest(half, '/flowers/predict', 'u17')).toEqual(routeRequest(half, '/flowers/predict', 'u17'));
   });
 });

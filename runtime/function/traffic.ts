@@ -99,3 +99,32 @@ export function chooseVersion(split: Split, key?: string, random: () => number =
   const point = key ? murmurHash2(key) : Math.floor(random() * 0x100000000);
   return versionAt(split, point);
 }
+
+/** What `routeRequest` needs of a function. */
+export interface Routed {
+  name: string;
+  traffic: Split;
+  shadow: Split;
+  versions: readonly { version: string }[];
+}
+
+/**
+ * The versions a request goes to: the one that answers, and the one (if any) that gets a copy
+ * whose answer is discarded. The protocol's versioned paths (`/v2/models/<name>/versions/<N>/...`)
+ * always reach version N and are never copied; every other path of the function follows the
+ * split, by the traffic key when the client sends one. A versioned path naming no version goes to
+ * the highest one, which answers 404 naming the versions there are.
+ *
+ * @example routeRequest(fn, '/v2/models/iris/versions/1/infer') // { serve: '1' }
+ */
+export function routeRequest(fn: Routed, path: string, key?: string, random: () => number = Math.random): { serve: string; shadow?: string } {
+  const versioned = `/v2/models/${fn.name}/versions/`;
+  if (path.startsWith(versioned)) {
+    const named = path.slice(versioned.length).split('/')[0];
+    return { serve: fn.versions.some((v) => v.version === named) ? named : fn.versions[fn.versions.length - 1].version };
+  }
+  const serve = chooseVersion(fn.traffic, key, random) ?? fn.versions[fn.versions.length - 1].version;
+  // The copy is chosen on its own point of the line: with a key, the same clients are shadowed every time.
+  const shadow = fn.shadow.length ? chooseVersion(fn.shadow, key && `shadow:${key}`, random) : undefined;
+  return shadow ? { serve, shadow } : { serve };
+}
