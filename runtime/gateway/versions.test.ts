@@ -123,3 +123,21 @@ describe('a function with versions in embedded mode', () => {
     expect(copies).toBeLessThan(250);
   });
 });
+
+describe('the docs of a function with versions', () => {
+  it('lists every version with its share, and the versioned paths in its OpenAPI document', async () => {
+    const server = await startEmbedded({ functionsDir: join(scratch, 'functions'), config: testConfig({ PORT: '0' }), logger: memoryLogger() });
+    try {
+      const page = await (await fetch(`${server.url}/flowers/docs`, { headers: { 'X-Modelfn-Traffic-Key': 'user-1' } })).text();
+      expect(page).toContain('<li data-version="1"><strong>version 1</strong> (this page): 80% of requests');
+      expect(page).toContain('<li data-version="2"><strong>version 2</strong>: 20% of requests');
+      expect(page).toContain('<li data-version="3"><strong>version 3</strong>: copies of 50% (shadow)');
+      const doc = (await (await fetch(`${server.url}/flowers/openapi.json`)).json()) as { paths: Record<string, { post?: { parameters?: { schema: { enum: string[] } }[] } }> };
+      expect(doc.paths['/v2/models/flowers/versions/{version}/infer'].post!.parameters![0].schema.enum).toEqual(['1', '2', '3']);
+      // A function with one version shows no list.
+      expect(await (await fetch(`${server.url}/iris/docs`)).text()).not.toContain('data-version=');
+    } finally {
+      await server.shutdown();
+    }
+  });
+});

@@ -14,7 +14,7 @@ import { modelFacts } from './facts.ts';
 import { openApiDocument, type CustomRoute } from './openapi.ts';
 import type { FunctionCard } from './ui.ts';
 
-export interface DescribedFunction extends ResolvedFunction, FunctionSummary {
+export interface DescribedFunction extends ResolvedFunction, Omit<FunctionSummary, 'versions' | 'traffic' | 'shadow'> {
   ownRoutes: CustomRoute[];
   /** The OpenAPI document, with the function's prefix as its server; absent when the model did not load. */
   document?: Record<string, unknown>;
