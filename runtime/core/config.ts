@@ -51,6 +51,8 @@ export interface RuntimeConfig {
   controlPort: number;
   /** Host name whose addresses alone may use the control server (empty: any). */
   controlFrom: string;
+  /** The version of the function this server runs ('' = its highest). */
+  version: string;
 }
 
 interface Setting {
@@ -78,6 +80,7 @@ export const SETTINGS: readonly Setting[] = [
   { env: 'MODELFN_WARMUP', default: 'true', description: "one inference with the function's example before the server listens, so the first request is not the slow one" },
   { env: 'MODELFN_CONTROL_PORT', default: '0', description: 'port of the control server the activator puts the function to sleep and wakes it through (0: none; set by the compose file for functions with `scale`)' },
   { env: 'MODELFN_CONTROL_FROM', default: '', description: 'host name whose addresses alone may use the control server (the compose file sets `activator`)' },
+  { env: 'MODELFN_VERSION', default: 'highest', description: "the function's version this server runs; each version's containers set theirs" },
 ];
 
 /** A setting that cannot be used; the message names the variable and the problem. */
@@ -165,6 +168,7 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env): RuntimeConfig 
     warmUp: boolean(env, 'MODELFN_WARMUP'),
     controlPort: integer(env, 'MODELFN_CONTROL_PORT', 0, 65535),
     controlFrom: raw(env, 'MODELFN_CONTROL_FROM'),
+    version: raw(env, 'MODELFN_VERSION').trim() === 'highest' ? '' : raw(env, 'MODELFN_VERSION').trim(),
   };
 }
 

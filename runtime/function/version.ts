@@ -115,6 +115,18 @@ export function apiBreak(versions: readonly Pick<ResolvedVersion, 'version' | 'm
 }
 
 /**
+ * The version a server process runs (MODELFN_VERSION): the one named, or the highest when none
+ * is. Undefined when the function has no such version.
+ *
+ * @example servedVersion(fn, '1')?.modelFile // '1/model.onnx'
+ */
+export function servedVersion<F extends { versions: readonly ResolvedVersion[]; description?: string }>(fn: F, wanted: string): F | undefined {
+  if (!wanted) return fn;
+  if (!fn.versions.some((v) => v.version === wanted)) return undefined;
+  return fn.versions.length > 1 ? atVersion(fn, wanted) : fn;
+}
+
+/**
  * The function as one version serves it: the version's model and model fields in place of the
  * function's defaults (its highest version's). Each version gets its own host and app from this.
  *

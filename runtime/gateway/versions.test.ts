@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startEmbedded, type EmbeddedServer } from './embedded.ts';
 import { chooseVersion } from '../function/traffic.ts';
-import { ROOT, errorOf, memoryLogger, postJson, testConfig } from '../testing/index.ts';
+import { ROOT, errorOf, memoryLogger, openFunctionDir, postJson, testConfig } from '../testing/index.ts';
 
 const scratch = mkdtempSync(join(tmpdir(), 'modelfn-versions-'));
 afterAll(() => rmSync(scratch, { recursive: true, force: true }));
@@ -139,5 +139,25 @@ describe('the docs of a function with versions', () => {
     } finally {
       await server.shutdown();
     }
+  });
+});
+
+describe('one version per server (what each version\'s containers run)', () => {
+  it('serves the version MODELFN_VERSION names, the highest without it, and refuses one that does not exist', async () => {
+    const dir = join(scratch, 'functions/flowers');
+    for (const [env, expected] of [[{}, '3'], [{ MODELFN_VERSION: '1' }, '1']] as const) {
+      const { app, model } = await openFunctionDir(dir, env);
+      try {
+        const res = await app.request('/v2/models/flowers/infer', postJson(FLOWER));
+        expect([res.headers.get('x-modelfn-version'), ((await res.json()) as { model_version: string }).model_version]).toEqual([expected, expected]);
+        expect(await (await app.request('/metrics')).text()).toMatch(new RegExp(`^modelfn_inference_duration_seconds_count\\{version="${expected}",model="flowers"\\} 1$`, 'm'));
+        // Another version's path is not this server's: nginx sends it to that version's containers.
+        const other = expected === '1' ? '2' : '1';
+        expect(await errorOf(await app.request(`/v2/models/flowers/versions/${other}/ready`))).toEqual({ status: 404, error: `model 'flowers' has no version '${other}' (versions: 1, 2, 3)` });
+      } finally {
+        await model.release();
+      }
+    }
+    await expect(openFunctionDir(dir, { MODELFN_VERSION: '9' })).rejects.toThrow(`MODELFN_VERSION="9": function 'flowers' has no such version (versions: 1, 2, 3)`);
   });
 });
