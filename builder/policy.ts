@@ -185,6 +185,8 @@ export const TMP_MIB = 64;
 
 /** The label every function service carries, so tools can find a function's service. */
 export const FUNCTION_LABEL = 'org.modelfn.function';
+/** The label naming which version of a function a service runs (a function with several versions). */
+export const VERSION_LABEL = 'org.modelfn.version';
 
 /** Where API keys come from in compose and swarm: a secret file beside the generated file. */
 export const secretFile = (secret: string) => `./secrets/${secret}`;

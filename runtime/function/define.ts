@@ -317,6 +317,8 @@ export function resolveDeclaration(
       if (d[field] !== undefined) throw new DeclarationError(file, `${field}: the versions come from the folders ${list}; remove '${field}'`);
     }
   }
+  // The activator wakes a function's one service; each version's own scale is not there yet.
+  if (folders.length > 1 && d.scale) throw new DeclarationError(file, `scale: a function with several versions (${folders.map((f) => f.version).join(', ')}) cannot scale with its traffic yet; remove scale, or keep one version folder`);
   const found: readonly VersionFolder[] = folders.length ? folders : [{ version: d.version ?? '1', modelFile: d.model ?? 'model.onnx', docs: {} }];
   const names = found.map((f) => f.version);
   for (const version of Object.keys(d.versions ?? {})) {

@@ -107,6 +107,7 @@ describe('refused versions and splits, one line each', () => {
     expect(problem(dir, { versions: { '3': { labels: ['x'] } } })).toBe("flowers/function.ts: versions.3: no version '3' (versions: 1, 2)");
     expect(problem(dir, { versions: { '2': { replicas: 2 } as never } })).toMatch(/^flowers\/function\.ts: versions\.2: unrecognized key/i);
     expect(problem(dir, { model: 'other.onnx' })).toBe("flowers/function.ts: model: the versions come from the folders 1/, 2/; remove 'model'");
+    expect(problem(dir, { scale: { min: 0 } })).toBe('flowers/function.ts: scale: a function with several versions (1, 2) cannot scale with its traffic yet; remove scale, or keep one version folder');
     expect(problem(dir, { version: '3' })).toBe("flowers/function.ts: version: the versions come from the folders 1/, 2/; remove 'version'");
   });
 
