@@ -49,6 +49,8 @@ export async function describeFunctions(functions: readonly ResolvedFunction[]):
     const host = new FunctionHost(fn);
     const routes = declaredRoutes(fn);
     try {
+      // The other versions' models load too (and are let go): a version that cannot load fails the build as the function's would.
+      for (const version of fn.versions) if (version.modelPath !== fn.modelPath) await (await loadModel(version.modelPath, { thread: false })).release();
       const model = await loadModel(fn.modelPath, { thread: false });
       host.setModel(model);
       out.push(describeHost(host, routes));
