@@ -100,8 +100,8 @@ export interface FunctionDeclaration {
   routeDocs?: Readonly<Record<string, RouteDoc>>;
 }
 
-/** What a version may declare for itself: the fields that belong to its model. */
-export type VersionDeclaration = Pick<FunctionDeclaration, 'description' | 'example' | 'labels' | 'batching' | 'limits'>;
+/** What a version may declare for itself: the fields that belong to its model, and its replicas (its own deployment unit). */
+export type VersionDeclaration = Pick<FunctionDeclaration, 'description' | 'example' | 'labels' | 'batching' | 'limits' | 'replicas'>;
 
 /** How a function scales with its traffic: to zero when idle, and between `min` and `max` under load. */
 export interface ScaleDeclaration {
@@ -233,6 +233,7 @@ const declarationSchema = z.strictObject({
     labels: labelsSchema.optional(),
     batching: batchingSchema.optional(),
     limits: limitsSchema.optional(),
+    replicas: positiveInt.max(MAX_REPLICAS).optional(),
   })).optional(),
   limits: limitsSchema.optional(),
   batching: batchingSchema.optional(),
@@ -324,7 +325,10 @@ export function resolveDeclaration(
   for (const version of Object.keys(d.versions ?? {})) {
     if (!names.includes(version)) throw new DeclarationError(file, `versions.${version}: no version '${version}' (versions: ${names.join(', ')})`);
   }
-  const versions = found.map((f) => resolveVersion(f, d, where.dir, config));
+  // With scale, replicas are checked against its bounds once, for the function: no version may have its own.
+  const ownReplicas = Object.entries(d.versions ?? {}).find(([, v]) => v.replicas !== undefined);
+  if (d.scale && ownReplicas) throw new DeclarationError(file, `versions.${ownReplicas[0]}.replicas: a function that scales takes its replicas from scale; remove it`);
+  const versions = found.map((f) => resolveVersion(f, d, where.dir, config, replicas));
   const traffic = d.traffic ? resolveSplit('traffic', d.traffic, names) : [{ version: names[names.length - 1], percent: 100 }];
   if (typeof traffic === 'string') throw new DeclarationError(file, traffic);
   const shadow = resolveSplit('shadow', d.shadow ?? {}, names);
@@ -345,7 +349,7 @@ export function resolveDeclaration(
     description: d.description ?? top.description,
     limits: top.limits,
     batching: top.batching,
-    replicas,
+    replicas: top.replicas,
     scale: scale && {
       ...scale,
       concurrency: d.scale?.concurrency ?? ((batching?.enabled ?? true) ? (batching?.maxBatchSize ?? 32) : 8),
@@ -367,7 +371,7 @@ export function resolveDeclaration(
  * One version's model fields: what the declaration's `versions` says for it, else the
  * function's declaration, else what the version's model documents itself, else the defaults.
  */
-function resolveVersion(found: VersionFolder, d: FunctionDeclaration, dir: string, config: Pick<RuntimeConfig, 'bodyLimit' | 'timeoutMs'>): ResolvedVersion {
+function resolveVersion(found: VersionFolder, d: FunctionDeclaration, dir: string, config: Pick<RuntimeConfig, 'bodyLimit' | 'timeoutMs'>, replicas: number): ResolvedVersion {
   const own = d.versions?.[found.version] ?? {};
   const limits = own.limits ?? d.limits;
   const batching = own.batching ?? d.batching;
@@ -376,6 +380,7 @@ function resolveVersion(found: VersionFolder, d: FunctionDeclaration, dir: strin
     version: found.version,
     modelFile: found.modelFile,
     modelPath: `${dir}/${found.modelFile}`,
+    replicas: own.replicas ?? replicas,
     description: own.description ?? found.docs.description,
     example: own.example ?? d.example ?? (found.docs.example as ExampleRequest | undefined),
     labels: Array.isArray(labels) ? {} : { ...(labels as Record<string, readonly string[]> | undefined) },

@@ -66,8 +66,10 @@ describe('versions in the function folder', () => {
     const fn = resolve(twoVersions(), {
       labels: ['a', 'b', 'c'],
       limits: { timeoutMs: 5000 },
-      versions: { '2': { labels: { probabilities: ['x', 'y', 'z'] }, batching: { enabled: false } } },
+      replicas: 3,
+      versions: { '2': { labels: { probabilities: ['x', 'y', 'z'] }, batching: { enabled: false } }, '1': { replicas: 1 } },
     });
+    expect(fn.versions.map((v) => v.replicas)).toEqual([1, 3]);
     const [v1, v2] = fn.versions;
     expect([v1.defaultLabels, v1.batching.enabled, v1.limits.timeoutMs]).toEqual([['a', 'b', 'c'], true, 5000]);
     expect([v2.labels, v2.defaultLabels, v2.batching.enabled, v2.limits.timeoutMs]).toEqual([{ probabilities: ['x', 'y', 'z'] }, undefined, false, 5000]);
@@ -105,7 +107,8 @@ describe('refused versions and splits, one line each', () => {
   it('refuses overrides of versions that do not exist, and model or version beside version folders', () => {
     const dir = twoVersions();
     expect(problem(dir, { versions: { '3': { labels: ['x'] } } })).toBe("flowers/function.ts: versions.3: no version '3' (versions: 1, 2)");
-    expect(problem(dir, { versions: { '2': { replicas: 2 } as never } })).toMatch(/^flowers\/function\.ts: versions\.2: unrecognized key/i);
+    expect(problem(dir, { versions: { '2': { prefix: '/x' } as never } })).toMatch(/^flowers\/function\.ts: versions\.2: unrecognized key/i);
+    expect(problem(folder({ 'model.onnx': IRIS }), { scale: { min: 0 }, versions: { '1': { replicas: 2 } } })).toBe('flowers/function.ts: versions.1.replicas: a function that scales takes its replicas from scale; remove it');
     expect(problem(dir, { model: 'other.onnx' })).toBe("flowers/function.ts: model: the versions come from the folders 1/, 2/; remove 'model'");
     expect(problem(dir, { scale: { min: 0 } })).toBe('flowers/function.ts: scale: a function with several versions (1, 2) cannot scale with its traffic yet; remove scale, or keep one version folder');
     expect(problem(dir, { version: '3' })).toBe("flowers/function.ts: version: the versions come from the folders 1/, 2/; remove 'version'");

@@ -24,6 +24,8 @@ export interface ResolvedVersion {
   modelFile: string;
   /** Absolute path of the model file. */
   modelPath: string;
+  /** Replicas its deployment unit runs (the function's unless the version declares its own). */
+  replicas: number;
   description?: string;
   example?: ExampleRequest;
   labels: Readonly<Record<string, readonly string[]>>;
