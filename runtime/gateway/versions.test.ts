@@ -134,6 +134,10 @@ describe('the docs of a function with versions', () => {
       expect(page).toContain('<li data-version="3"><strong>version 3</strong>: copies of 50% (shadow)');
       const doc = (await (await fetch(`${server.url}/flowers/openapi.json`)).json()) as { paths: Record<string, { post?: { parameters?: { schema: { enum: string[] } }[] } }> };
       expect(doc.paths['/v2/models/flowers/versions/{version}/infer'].post!.parameters![0].schema.enum).toEqual(['1', '2', '3']);
+      // The gateway page's card shows the split in force too.
+      const gatewayPage = await (await fetch(`${server.url}/`, { headers: { Accept: 'text/html' } })).text();
+      const card = gatewayPage.slice(gatewayPage.indexOf('<section class="card" id="fn-flowers"'));
+      expect(card.slice(0, card.indexOf('</section>'))).toContain('<li data-version="2"><strong>version 2</strong>: 20% of requests');
       // A function with one version shows no list.
       expect(await (await fetch(`${server.url}/iris/docs`)).text()).not.toContain('data-version=');
     } finally {
