@@ -3,7 +3,10 @@
  * gateway routes them (runtime/gateway/routes.ts), without Docker. A function that fails to load
  * answers 503 JSON; the others serve. Function folders added or removed while it runs are served
  * or forgotten; a failed function is retried when its folder changes; in watch mode (npm run
- * dev) every function reloads when its files change.
+ * dev) every function reloads when its files change. A function with several versions loads each
+ * behind its own app, and each request goes where the gateway's nginx would send it
+ * (runtime/function/traffic.ts routeRequest): the same split, the same traffic key hashing, the
+ * versioned paths, and a copy to the shadow.
  */
 import { existsSync, watch, type FSWatcher } from 'node:fs';
 import type { Server } from 'node:http';
