@@ -309,6 +309,13 @@ describe('a function with versions on Kubernetes', () => {
     expect(versioned.map((r: any) => [r.matches[0].path.value, r.backendRefs])).toEqual(['1', '2', '3'].map((v) => [`/v2/models/flowers/versions/${v}`, [{ name: `flowers-v${v}`, port: 8080 }]]));
   });
 
+  it('mirrors a whole shadow without a percent (the standard filter)', () => {
+    const whole = resolveDeclaration({ shadow: { '1': 100 } }, { dir: '/nowhere/flowers', folderName: 'flowers', versions: versions.slice(0, 2) }, { bodyLimit: 1024 * 1024, timeoutMs: 30_000 });
+    const route = manifestsOf(k8sFiles([whole])).find((m) => m.kind === 'HTTPRoute')!;
+    expect(validate(route)).toBe('HTTPRoute/flowers');
+    expect(route.spec.rules[1].filters).toEqual([{ type: 'RequestMirror', requestMirror: { backendRef: { name: 'flowers-v1', port: 8080 } } }]);
+  });
+
   it('refuses an HTTPRoute the Gateway API schema would not admit', () => {
     const route = manifests.find((m) => m.kind === 'HTTPRoute')!;
     expect(() => validate({ ...route, spec: { ...route.spec, rules: [{ backendRefs: [{ name: 'x', port: 8080, weight: -1 }] }] } })).toThrow(/weight must be >= 0/);

@@ -229,9 +229,11 @@ export function httpRoute(fn: ResolvedFunction, options: K8sOptions = {}): IHTTP
   const units = deploymentUnits(fn);
   const backendOf = (version: string) => serviceName(units.find((u) => u.version === version)!);
   const split = fn.traffic.filter((t) => t.percent > 0).map((t) => ({ name: backendOf(t.version), port, weight: Math.round(t.percent * 100) }));
+  // A whole mirror is Gateway API's standard RequestMirror; a share of one needs its `percent`
+  // (Gateway API 1.2 and later), which the schemas the tests validate against predate.
   const mirrors = fn.shadow.filter((s) => s.percent > 0).map((s) => ({
     type: 'RequestMirror' as const,
-    requestMirror: { backendRef: { name: backendOf(s.version), port }, percent: Math.round(s.percent) },
+    requestMirror: { backendRef: { name: backendOf(s.version), port }, ...(s.percent < 100 ? { percent: Math.round(s.percent) } : {}) },
   }));
   const prefix = (value: string) => [{ path: { type: 'PathPrefix' as const, value } }];
   return {
