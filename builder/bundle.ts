@@ -73,9 +73,12 @@ export async function bundleFunction(fn: ResolvedFunction, outRoot: string): Pro
   await bundleEntry(entrySource(fn), `functions/${folderOf(fn)}/entry.ts`, outfile);
   const thread = JSON.stringify(join(ROOT, 'runtime/engine/inference-entry.ts'));
   await bundleEntry(`import ${thread};\n`, `functions/${folderOf(fn)}/inference-entry.ts`, join(outDir, 'inference.mjs'));
+  // Every version's model: one image serves each version, the one its containers name (MODELFN_VERSION).
+  for (const version of fn.versions) {
+    mkdirSync(dirname(join(outDir, version.modelFile)), { recursive: true });
+    copyFileSync(version.modelPath, join(outDir, version.modelFile));
+  }
   const model = join(outDir, fn.modelFile);
-  mkdirSync(dirname(model), { recursive: true });
-  copyFileSync(fn.modelPath, model);
   // Example files the docs pages send (routeDocs exampleFile) travel with the function.
   for (const doc of Object.values(fn.routeDocs)) {
     if (!doc.exampleFile) continue;

@@ -7,6 +7,7 @@
  */
 import { FUNCTION_KEEPALIVE_TIMEOUT_MS } from '../runtime/core/config.ts';
 import type { ResolvedFunction } from '../runtime/function/define.ts';
+import { atVersion } from '../runtime/function/version.ts';
 
 /** The first line of every generated file. */
 export const GENERATED_HEADER = '# Generated from functions/ by modelfn build: do not edit; run `npm run build`.';
@@ -184,6 +185,8 @@ export const TMP_MIB = 64;
 
 /** The label every function service carries, so tools can find a function's service. */
 export const FUNCTION_LABEL = 'org.modelfn.function';
+/** The label naming which version of a function a service runs (a function with several versions). */
+export const VERSION_LABEL = 'org.modelfn.version';
 
 /** Where API keys come from in compose and swarm: a secret file beside the generated file. */
 export const secretFile = (secret: string) => `./secrets/${secret}`;
@@ -194,6 +197,8 @@ export const secretFile = (secret: string) => `./secrets/${secret}`;
  */
 export function functionEnvironment(fn: ResolvedFunction): Record<string, string> {
   return {
+    // One version among several: the containers of its own service run it.
+    ...(fn.versions.length > 1 ? { MODELFN_VERSION: fn.version } : {}),
     MODELFN_BODY_LIMIT: String(fn.limits.bodySize),
     MODELFN_TIMEOUT_MS: String(fn.limits.timeoutMs),
     // Behind the gateway, its JSON access log is the line per request (with the same request
@@ -201,6 +206,22 @@ export function functionEnvironment(fn: ResolvedFunction): Record<string, string
     // the engine's log pipeline (bench: 5.7k -> 3.5k requests/s). Errors are still logged.
     MODELFN_ACCESS_LOG: 'false',
     // The service's name resolves to every replica: GET /stats adds them up for the live view.
-    MODELFN_PEERS: `${fn.name}:${FUNCTION_PORT}`,
+    MODELFN_PEERS: `${serviceName(fn)}:${FUNCTION_PORT}`,
   };
+}
+
+/**
+ * The service (compose, swarm) or Deployment (Kubernetes) that runs a function, or one version
+ * of a function with several: `<name>-v<N>`, each its own deployment unit.
+ */
+export const serviceName = (fn: Pick<ResolvedFunction, 'name' | 'version' | 'versions'>) => (fn.versions.length > 1 ? `${fn.name}-v${fn.version}` : fn.name);
+
+/**
+ * What is deployed for a function: itself, or each of its versions as a function of its own
+ * (runtime/function/version.ts atVersion), named by serviceName.
+ *
+ * @example deploymentUnits(flowers).map(serviceName) // ['flowers-v1', 'flowers-v2']
+ */
+export function deploymentUnits(fn: ResolvedFunction): ResolvedFunction[] {
+  return fn.versions.length > 1 ? fn.versions.map((v) => atVersion(fn, v.version)) : [fn];
 }

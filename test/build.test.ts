@@ -37,11 +37,21 @@ describe('npm run build', () => {
     // A model that is not ONNX, named in the same list as the declarations' problems (not in a second round).
     fnDir(root, 'notonnx', undefined, false);
     writeFileSync(join(root, 'notonnx/model.onnx'), 'this is not a model');
+    // Versions: a split naming a version that is not there, and a version whose model is not ONNX.
+    fnDir(root, 'split', "export default { traffic: { '1': 50, '3': 50 } };\n", false);
+    fnDir(root, 'badversion', undefined, false);
+    for (const v of ['1', '2']) {
+      fnDir(join(root, 'split'), v);
+      fnDir(join(root, 'badversion'), v, undefined, v === '1');
+    }
+    writeFileSync(join(root, 'badversion/2/model.onnx'), 'this is not a model either');
     const log: string[] = [];
     const code = await runBuild({ functionsDir: root, outDir: join(scratch, 'bad-dist'), root: join(scratch, 'bad-out'), images: false, check: false, log: (l) => log.push(l) });
     expect(code).toBe(1);
     const text = log.join('\n');
-    expect(log[0]).toBe('modelfn build: 7 problems:');
+    expect(log[0]).toBe('modelfn build: 9 problems:');
+    expect(text).toMatch(/split\/function.ts: traffic.3: no version '3' \(versions: 1, 2\)/);
+    expect(text).toMatch(/badversion\/2\/model.onnx: not a valid ONNX model/);
     expect(text).toMatch(/notonnx\/model.onnx: not a valid ONNX model/);
     expect(text).toMatch(/Bad_Name: the folder name 'Bad_Name' is not a valid function name/);
     expect(text).toMatch(/nomodel\/model.onnx: model file not found/);

@@ -4,8 +4,8 @@
  * through it, and the raw bytes on the wire (nginx neither compresses twice nor drops the
  * coding).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import type { ChildProcess } from 'node:child_process';
+import { chmodSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -17,10 +17,9 @@ import { loadFunctionDir, resolveFunction } from '../runtime/function/discover.t
 import { startFunction, type RunningFunction } from '../runtime/serve/server.ts';
 import { FIXTURES, ROOT, compressionBomb, conformanceSuite, errorOf, memoryLogger, testConfig } from '../runtime/testing/index.ts';
 import { freePort } from './docker.ts';
+import { installedNginx, runInstalledNginx, stopNginx } from './nginx.ts';
 
-const NGINX = ['/usr/sbin/nginx', '/usr/bin/nginx'].find(existsSync);
-if (!NGINX && process.env.CI === 'true') throw new Error('CI=true but nginx is not installed (.ci/run installs it)');
-if (!NGINX) process.stdout.write('\n[skipped] compression through nginx (test/gateway-encoding.test.ts): nginx is not installed on this machine\n');
+const NGINX = installedNginx('compression through nginx (test/gateway-encoding.test.ts)');
 
 /** The raw answer, bytes as they came over the wire (fetch would decode them). */
 function raw(url: string, init: { method?: string; headers?: Record<string, string>; body?: Buffer }): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: Buffer }> {
@@ -60,28 +59,17 @@ describe.runIf(NGINX)('compression and 64-bit integers through nginx', () => {
       running.push(await startFunction(fn, config, memoryLogger()));
     }
     const conf = nginxConfig(fns, { mode: 'vip', serviceHost: (fn) => HOSTS[fn.name], functionPort, listenPort })
-      .replace(`listen ${listenPort} default_server;`, `listen 127.0.0.1:${listenPort} default_server;`)
-      .replace('pid /tmp/nginx.pid;', `pid ${dir}/nginx.pid;`);
+      .replace(`listen ${listenPort} default_server;`, `listen 127.0.0.1:${listenPort} default_server;`);
     expect(conf).toMatch(/^\s*gzip off;$/m);
-    writeFileSync(join(dir, 'nginx.conf'), conf);
-    // nginx opens /dev/stderr and /dev/stdout itself, which a pipe cannot provide: give it a file.
-    const log = openSync(join(dir, 'nginx.log'), 'w');
-    nginx = spawn(NGINX!, ['-p', dir, '-c', join(dir, 'nginx.conf'), '-g', 'daemon off;'], { stdio: ['ignore', log, log] });
-    closeSync(log);
     url = `http://127.0.0.1:${listenPort}`;
-    for (let i = 0; i < 50; i++) {
-      if (await fetch(`${url}/v2/models/iris/ready`).then((r) => r.ok, () => false)) break;
-      await new Promise((r) => setTimeout(r, 100));
-    }
+    nginx = await runInstalledNginx(NGINX!, conf, dir, url);
+    expect((await fetch(`${url}/v2/models/iris/ready`)).status, readFileSync(join(dir, 'nginx.log'), 'utf8')).toBe(200);
     expect((await fetch(`${url}/v2/models/datatypes/ready`)).status, readFileSync(join(dir, 'nginx.log'), 'utf8')).toBe(200);
     ready();
   });
 
   afterAll(async () => {
-    if (nginx && nginx.exitCode === null) {
-      nginx.kill('SIGTERM');
-      await new Promise((r) => nginx!.once('exit', r));
-    }
+    await stopNginx(nginx);
     for (const r of running) await r.shutdown();
     rmSync(dir, { recursive: true, force: true });
   });

@@ -3,9 +3,10 @@
  * servers the test runs on loopback: a generated config moved to a free port, run on the host's
  * network so its upstreams may be 127.0.0.1, and removed afterwards. Skipped with a printed
  * reason where the engine or the image is missing, except in CI (test/docker.ts decides).
+ * Also the nginx installed on the machine, run the same way without Docker.
  */
-import { execFileSync } from 'node:child_process';
-import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { GATEWAY_PAGE } from '../builder/policy.ts';
 import { freePort, gatewayNginxImage } from './docker.ts';
@@ -59,4 +60,41 @@ export async function startNginx(image: string, conf: string, page: string, dir:
     await new Promise((r) => setTimeout(r, 100));
   }
   return { url, log, stop };
+}
+
+/**
+ * The nginx binary installed on this machine, for tests that run the generated config on
+ * loopback without Docker; undefined (printing why) where they may skip, an error in CI.
+ */
+export function installedNginx(what: string): string | undefined {
+  const binary = ['/usr/sbin/nginx', '/usr/bin/nginx'].find(existsSync);
+  if (!binary && process.env.CI === 'true') throw new Error('CI=true but nginx is not installed (.ci/run installs it)');
+  if (!binary) process.stdout.write(`\n[skipped] ${what}: nginx is not installed on this machine\n`);
+  return binary;
+}
+
+/**
+ * Runs the installed nginx on `conf` (a generated config already listening on 127.0.0.1) in the
+ * foreground, its pid file and logs in `dir`; waits until it answers. Stop it with stopNginx.
+ *
+ * @example const nginx = await runInstalledNginx(binary, conf, dir, `http://127.0.0.1:${port}`);
+ */
+export async function runInstalledNginx(binary: string, conf: string, dir: string, url: string): Promise<ChildProcess> {
+  writeFileSync(join(dir, 'nginx.conf'), conf.replace('pid /tmp/nginx.pid;', `pid ${dir}/nginx.pid;`));
+  // nginx opens /dev/stderr and /dev/stdout itself, which a pipe cannot provide: give it a file.
+  const log = openSync(join(dir, 'nginx.log'), 'w');
+  const nginx = spawn(binary, ['-p', dir, '-c', join(dir, 'nginx.conf'), '-g', 'daemon off;'], { stdio: ['ignore', log, log] });
+  closeSync(log);
+  for (let i = 0; i < 50; i++) {
+    if (await fetch(`${url}/v2/health/live`).then((r) => r.ok, () => false)) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return nginx;
+}
+
+/** Stops an nginx runInstalledNginx started, and waits until it has exited. */
+export async function stopNginx(nginx: ChildProcess | undefined): Promise<void> {
+  if (!nginx || nginx.exitCode !== null) return;
+  nginx.kill('SIGTERM');
+  await new Promise((r) => nginx.once('exit', r));
 }

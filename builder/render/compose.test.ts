@@ -47,3 +47,19 @@ describe('composeFile', () => {
     expect((parse(composeFile([functions[0]])) as { secrets?: unknown }).secrets).toBeUndefined();
   });
 });
+
+describe('composeFile for a function with versions', () => {
+  const versions = ['1', '2'].map((version) => ({ version, modelFile: `${version}/model.onnx`, docs: {} }));
+  const flowers = resolveDeclaration({ replicas: 2, traffic: { '1': 80, '2': 20 }, versions: { '1': { limits: { timeoutMs: 5000 }, replicas: 1 } } }, { dir: '/nowhere/flowers', folderName: 'flowers', versions }, config);
+  const doc = parse(composeFile([flowers, functions[0]])) as { services: Record<string, any> };
+
+  it('runs each version as its own service from the function\'s image, told its version, with its own limits and replicas', () => {
+    expect(Object.keys(doc.services)).toEqual(['flowers-v1', 'flowers-v2', 'alpha', 'gateway']);
+    expect(doc.services['flowers-v1'].image).toBe('modelfn/flowers:${MODELFN_IMAGE_TAG:-latest}');
+    expect(doc.services['flowers-v1'].environment).toEqual({ MODELFN_VERSION: '1', MODELFN_BODY_LIMIT: '1048576', MODELFN_TIMEOUT_MS: '5000', MODELFN_ACCESS_LOG: 'false', MODELFN_PEERS: 'flowers-v1:8080' });
+    expect(doc.services['flowers-v2'].environment).toMatchObject({ MODELFN_VERSION: '2', MODELFN_TIMEOUT_MS: '30000', MODELFN_PEERS: 'flowers-v2:8080' });
+    expect(doc.services['flowers-v2'].deploy.replicas).toBe(2);
+    expect(doc.services['flowers-v1'].deploy.replicas).toBe(1);
+    expect(Object.keys(doc.services.gateway.depends_on)).toEqual(['flowers-v1', 'flowers-v2', 'alpha']);
+  });
+});

@@ -8,7 +8,7 @@ import type { ScaledSpec } from '../../runtime/activator/activator.ts';
 import {
   ACTIVATOR_RESOURCES, ACTIVATOR_SERVICE, CONTROL_PORT, FUNCTION_PORT, GATEWAY_PORT, GATEWAY_RESOURCES, GATEWAY_TMP_MIB, GENERATED_HEADER, HEALTHCHECK,
   PUBLISHED_HOST, PUBLISHED_PORT, REPLICA_RESOURCES, TAG_VARIABLE, TMP_MIB, activatorImage, functionEnvironment, functionImage, gatewayImage,
-  runtimeUser, secretFile, stopGraceSeconds,
+  deploymentUnits, runtimeUser, secretFile, serviceName, stopGraceSeconds,
 } from '../policy.ts';
 
 export interface ComposeOptions {
@@ -89,8 +89,9 @@ function activatorService(functions: readonly ResolvedFunction[], tag: string) {
 /** The compose document as an object (Compose Specification format). */
 export function composeDocument(functions: readonly ResolvedFunction[], options: ComposeOptions = {}) {
   const services: Record<string, unknown> = {};
-  for (const fn of functions) {
-    services[fn.name] = {
+  // A function with several versions runs each as its own service (<name>-v<N>), with its own replicas.
+  for (const fn of functions.flatMap(deploymentUnits)) {
+    services[serviceName(fn)] = {
       ...functionContainer(fn, options.tag ?? TAG_VARIABLE),
       // The control server through which the activator puts it to sleep, for the activator only.
       ...(fn.scale ? { environment: scaledFunctionEnvironment(fn) } : {}),
@@ -122,7 +123,7 @@ export function composeDocument(functions: readonly ResolvedFunction[], options:
     security_opt: ['no-new-privileges:true'],
     restart: 'unless-stopped',
     // A function that scales may be asleep before the gateway starts: the activator wakes it.
-    depends_on: Object.fromEntries([...functions.filter((fn) => !fn.scale).map((fn) => fn.name), ...(scaled ? [ACTIVATOR_SERVICE] : [])].map((name) => [name, { condition: 'service_healthy' }])),
+    depends_on: Object.fromEntries([...functions.filter((fn) => !fn.scale).flatMap(deploymentUnits).map(serviceName), ...(scaled ? [ACTIVATOR_SERVICE] : [])].map((name) => [name, { condition: 'service_healthy' }])),
     deploy: { resources: { limits: { cpus: String(GATEWAY_RESOURCES.limits.cpus), memory: `${GATEWAY_RESOURCES.limits.memoryMiB}M` } } },
     networks: ['functions'],
   };

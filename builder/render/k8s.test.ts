@@ -13,6 +13,7 @@ import { HorizontalPodAutoscaler } from 'kubernetes-models/autoscaling/v2/Horizo
 import { Ingress } from 'kubernetes-models/networking.k8s.io/v1/Ingress';
 import { Namespace } from 'kubernetes-models/v1/Namespace';
 import { Service } from 'kubernetes-models/v1/Service';
+import { HTTPRoute } from '@kubernetes-models/gateway-api/gateway.networking.k8s.io/v1/HTTPRoute';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { parse, parseAllDocuments } from 'yaml';
 import { discoverFunctions } from '../functions.ts';
@@ -31,6 +32,7 @@ const SCHEMAS: Record<string, new (data: any) => { validate(): void }> = {
   'v1/Namespace': Namespace,
   'autoscaling/v2/HorizontalPodAutoscaler': HorizontalPodAutoscaler,
   'networking.k8s.io/v1/Ingress': Ingress,
+  'gateway.networking.k8s.io/v1/HTTPRoute': HTTPRoute,
 };
 
 /** Throws the schema's complaint when a manifest is not a valid object of its kind; answers `Kind/name`. */
@@ -271,3 +273,52 @@ describe('Kubernetes manifests of other declarations', () => {
     expect(ingressRoute(ingresses, '/v2/models/tools/ready')).toEqual({ service: 'tools', path: '/v2/models/tools/ready' });
   });
 });
+
+describe('a function with versions on Kubernetes', () => {
+  const versions = ['1', '2', '3'].map((version) => ({ version, modelFile: `${version}/model.onnx`, docs: {} }));
+  const flowers = resolveDeclaration({ replicas: 2, traffic: { '1': 90, '2': 10 }, shadow: { '3': 25 } }, { dir: '/nowhere/flowers', folderName: 'flowers', versions }, { bodyLimit: 1024 * 1024, timeoutMs: 30_000 });
+  const manifests = manifestsOf(k8sFiles([flowers], { tag: 'v1' })).filter((m) => m.kind !== 'Namespace');
+
+  it('is a Deployment, Service and autoscaler per version, each selecting its own pods, and one HTTPRoute: all valid', () => {
+    expect(manifests.map(validate)).toEqual([
+      'Deployment/flowers-v1', 'Service/flowers-v1', 'HorizontalPodAutoscaler/flowers-v1',
+      'Deployment/flowers-v2', 'Service/flowers-v2', 'HorizontalPodAutoscaler/flowers-v2',
+      'Deployment/flowers-v3', 'Service/flowers-v3', 'HorizontalPodAutoscaler/flowers-v3',
+      'HTTPRoute/flowers',
+    ]);
+    const v2 = manifests.find((m) => m.kind === 'Deployment' && m.metadata.name === 'flowers-v2')!;
+    expect(v2.spec.selector.matchLabels).toEqual({ 'app.kubernetes.io/name': 'flowers', 'app.kubernetes.io/part-of': 'modelfn', 'app.kubernetes.io/version': '2' });
+    expect(v2.spec.template.spec.containers[0].env).toContainEqual({ name: 'MODELFN_VERSION', value: '2' });
+    expect(v2.spec.template.spec.containers[0].image).toBe('modelfn/flowers:v1');
+    expect(manifests.find((m) => m.kind === 'Service' && m.metadata.name === 'flowers-v2')!.spec.selector['app.kubernetes.io/version']).toBe('2');
+    expect(manifests.find((m) => m.kind === 'HorizontalPodAutoscaler' && m.metadata.name === 'flowers-v2')!.spec).toMatchObject({ minReplicas: 2, scaleTargetRef: { name: 'flowers-v2' } });
+  });
+
+  it('routes by weights (hundredths of a percent), mirrors the shadow\'s share, and sends each versioned path to its version', () => {
+    const route = manifests.find((m) => m.kind === 'HTTPRoute')!;
+    expect(route.spec.parentRefs).toEqual([{ name: 'modelfn' }]);
+    const [prefix, models, ...versioned] = route.spec.rules;
+    const split = [{ name: 'flowers-v1', port: 8080, weight: 9000 }, { name: 'flowers-v2', port: 8080, weight: 1000 }];
+    const mirror = { type: 'RequestMirror', requestMirror: { backendRef: { name: 'flowers-v3', port: 8080 }, percent: 25 } };
+    expect(prefix).toEqual({
+      matches: [{ path: { type: 'PathPrefix', value: '/flowers' } }],
+      filters: [{ type: 'URLRewrite', urlRewrite: { path: { type: 'ReplacePrefixMatch', replacePrefixMatch: '/' } } }, mirror],
+      backendRefs: split,
+    });
+    expect(models).toEqual({ matches: [{ path: { type: 'PathPrefix', value: '/v2/models/flowers' } }], filters: [mirror], backendRefs: split });
+    expect(versioned.map((r: any) => [r.matches[0].path.value, r.backendRefs])).toEqual(['1', '2', '3'].map((v) => [`/v2/models/flowers/versions/${v}`, [{ name: `flowers-v${v}`, port: 8080 }]]));
+  });
+
+  it('mirrors a whole shadow without a percent (the standard filter)', () => {
+    const whole = resolveDeclaration({ shadow: { '1': 100 } }, { dir: '/nowhere/flowers', folderName: 'flowers', versions: versions.slice(0, 2) }, { bodyLimit: 1024 * 1024, timeoutMs: 30_000 });
+    const route = manifestsOf(k8sFiles([whole])).find((m) => m.kind === 'HTTPRoute')!;
+    expect(validate(route)).toBe('HTTPRoute/flowers');
+    expect(route.spec.rules[1].filters).toEqual([{ type: 'RequestMirror', requestMirror: { backendRef: { name: 'flowers-v1', port: 8080 } } }]);
+  });
+
+  it('refuses an HTTPRoute the Gateway API schema would not admit', () => {
+    const route = manifests.find((m) => m.kind === 'HTTPRoute')!;
+    expect(() => validate({ ...route, spec: { ...route.spec, rules: [{ backendRefs: [{ name: 'x', port: 8080, weight: -1 }] }] } })).toThrow(/weight must be >= 0/);
+  });
+});
+

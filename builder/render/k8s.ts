@@ -2,7 +2,9 @@
  * Kubernetes manifests generated from the function declarations, into deploy/k8s/ for
  * `kubectl apply -k deploy/k8s`: per function a Deployment, a Service, a HorizontalPodAutoscaler
  * and the ingress-nginx Ingresses that route like the gateway; a Namespace held to the
- * "restricted" Pod Security Standard; and the kustomization listing them.
+ * "restricted" Pod Security Standard; and the kustomization listing them. A function with several
+ * versions has a Deployment, Service and autoscaler per version and one Gateway API HTTPRoute
+ * whose weights are its traffic split.
  *
  * The objects are typed with kubernetes-models' interfaces (types only: nothing of it runs in
  * the build), so a misspelt or misplaced field fails the typecheck; the tests validate the
@@ -13,13 +15,14 @@ import type { IDeployment } from 'kubernetes-models/apps/v1/Deployment';
 import type { INamespace } from 'kubernetes-models/v1/Namespace';
 import type { IService } from 'kubernetes-models/v1/Service';
 import type { IIngress } from 'kubernetes-models/networking.k8s.io/v1/Ingress';
+import type { IHTTPRoute } from '@kubernetes-models/gateway-api/gateway.networking.k8s.io/v1/HTTPRoute';
 import { stringify } from 'yaml';
 import type { ResolvedFunction } from '../../runtime/function/define.ts';
 import { gatewayRoutes } from '../../runtime/gateway/routes.ts';
 import { keysVariable } from '../../runtime/http/auth.ts';
 import {
   CPU_TARGET_PERCENT, FILES, FUNCTION_PORT, GENERATED_HEADER, POD_CPU_REQUEST, PRESTOP_SECONDS, PROBES, REPLICA_RESOURCES, RUNTIME_USER,
-  TIMEOUT_GRACE_MS, TMP_MIB, functionEnvironment, functionImage, maxReplicas, stopGraceSeconds,
+  TIMEOUT_GRACE_MS, TMP_MIB, deploymentUnits, functionEnvironment, functionImage, maxReplicas, serviceName, stopGraceSeconds,
 } from '../policy.ts';
 
 const K8S_DIR = FILES.k8sDir;
@@ -31,6 +34,8 @@ export interface K8sOptions {
   namespace?: string;
   /** IngressClass of ingress-nginx. */
   ingressClass?: string;
+  /** The Gateway (Gateway API) the HTTPRoutes of functions with versions attach to: `modelfn` by default. */
+  gateway?: string;
 }
 
 const PART_OF = 'modelfn';
@@ -42,12 +47,15 @@ export const POD_RESOURCES = {
   limits: { cpu: String(REPLICA_RESOURCES.limits.cpus), memory: `${REPLICA_RESOURCES.limits.memoryMiB}Mi` },
 };
 
+/** One version of several carries its version in its labels and selector: each version's pods are its own. */
+const versionOf = (fn: ResolvedFunction): Record<string, string> => (fn.versions.length > 1 ? { 'app.kubernetes.io/version': fn.version } : {});
 const labelsOf = (fn: ResolvedFunction) => ({
   'app.kubernetes.io/name': fn.name,
   'app.kubernetes.io/part-of': PART_OF,
   'app.kubernetes.io/component': 'function',
+  ...versionOf(fn),
 });
-const selectorOf = (fn: ResolvedFunction) => ({ 'app.kubernetes.io/name': fn.name, 'app.kubernetes.io/part-of': PART_OF });
+const selectorOf = (fn: ResolvedFunction) => ({ 'app.kubernetes.io/name': fn.name, 'app.kubernetes.io/part-of': PART_OF, ...versionOf(fn) });
 
 /** A function container's environment: its limits, and its API keys from a Secret. */
 export function functionEnv(fn: ResolvedFunction) {
@@ -77,7 +85,7 @@ export function deployment(fn: ResolvedFunction, options: K8sOptions = {}): IDep
   return {
     apiVersion: 'apps/v1',
     kind: 'Deployment',
-    metadata: { name: fn.name, labels: labelsOf(fn) },
+    metadata: { name: serviceName(fn), labels: labelsOf(fn) },
     spec: {
       // No `replicas`: the autoscaler owns the count (its minimum is the declared replicas), and
       // a value here would reset it on every apply.
@@ -117,7 +125,7 @@ export function service(fn: ResolvedFunction): IService {
   return {
     apiVersion: 'v1',
     kind: 'Service',
-    metadata: { name: fn.name, labels: labelsOf(fn) },
+    metadata: { name: serviceName(fn), labels: labelsOf(fn) },
     spec: {
       type: 'ClusterIP',
       selector: selectorOf(fn),
@@ -130,9 +138,9 @@ export function autoscaler(fn: ResolvedFunction): IHorizontalPodAutoscaler {
   return {
     apiVersion: 'autoscaling/v2',
     kind: 'HorizontalPodAutoscaler',
-    metadata: { name: fn.name, labels: labelsOf(fn) },
+    metadata: { name: serviceName(fn), labels: labelsOf(fn) },
     spec: {
-      scaleTargetRef: { apiVersion: 'apps/v1', kind: 'Deployment', name: fn.name },
+      scaleTargetRef: { apiVersion: 'apps/v1', kind: 'Deployment', name: serviceName(fn) },
       minReplicas: fn.replicas,
       maxReplicas: maxReplicas(fn),
       metrics: [{ type: 'Resource', resource: { name: 'cpu', target: { type: 'Utilization', averageUtilization: CPU_TARGET_PERCENT } } }],
@@ -209,8 +217,43 @@ export function namespace(options: K8sOptions = {}): INamespace {
   };
 }
 
-/** Every object of one function, in apply order. */
-export function functionManifests(fn: ResolvedFunction, options: K8sOptions = {}): [IDeployment, IService, IHorizontalPodAutoscaler, ...IIngress[]] {
+/**
+ * The Gateway API HTTPRoute of a function with several versions: its prefix (stripped) and its
+ * protocol paths divided by the declared weights, each version's protocol paths to that version
+ * alone (the longest prefix wins), and a RequestMirror of the shadow's share. Weights divide at
+ * random: Gateway API has no hash of a header, so X-Modelfn-Traffic-Key does not keep a client
+ * on one version here (nginx and embedded mode do).
+ */
+export function httpRoute(fn: ResolvedFunction, options: K8sOptions = {}): IHTTPRoute {
+  const port = FUNCTION_PORT;
+  const units = deploymentUnits(fn);
+  const backendOf = (version: string) => serviceName(units.find((u) => u.version === version)!);
+  const split = fn.traffic.filter((t) => t.percent > 0).map((t) => ({ name: backendOf(t.version), port, weight: Math.round(t.percent * 100) }));
+  // A whole mirror is Gateway API's standard RequestMirror; a share of one needs its `percent`
+  // (Gateway API 1.2 and later), which the schemas the tests validate against predate.
+  const mirrors = fn.shadow.filter((s) => s.percent > 0).map((s) => ({
+    type: 'RequestMirror' as const,
+    requestMirror: { backendRef: { name: backendOf(s.version), port }, ...(s.percent < 100 ? { percent: Math.round(s.percent) } : {}) },
+  }));
+  const prefix = (value: string) => [{ path: { type: 'PathPrefix' as const, value } }];
+  return {
+    apiVersion: 'gateway.networking.k8s.io/v1',
+    kind: 'HTTPRoute',
+    metadata: { name: fn.name, labels: { 'app.kubernetes.io/name': fn.name, 'app.kubernetes.io/part-of': PART_OF, 'app.kubernetes.io/component': 'function' } },
+    spec: {
+      parentRefs: [{ name: options.gateway ?? PART_OF }],
+      rules: [
+        { matches: prefix(fn.prefix), filters: [{ type: 'URLRewrite', urlRewrite: { path: { type: 'ReplacePrefixMatch', replacePrefixMatch: '/' } } }, ...mirrors], backendRefs: split },
+        { matches: prefix(`/v2/models/${fn.name}`), ...(mirrors.length ? { filters: mirrors } : {}), backendRefs: split },
+        ...fn.versions.map(({ version }) => ({ matches: prefix(`/v2/models/${fn.name}/versions/${version}`), backendRefs: [{ name: backendOf(version), port }] })),
+      ],
+    },
+  };
+}
+
+/** Every object of one function, in apply order: per version for a function with several, then its HTTPRoute. */
+export function functionManifests(fn: ResolvedFunction, options: K8sOptions = {}): (IDeployment | IService | IHorizontalPodAutoscaler | IIngress | IHTTPRoute)[] {
+  if (fn.versions.length > 1) return [...deploymentUnits(fn).flatMap((unit) => [deployment(unit, options), service(unit), autoscaler(unit)]), httpRoute(fn, options)];
   return [deployment(fn, options), service(fn), autoscaler(fn), ...ingresses(fn, options)];
 }
 

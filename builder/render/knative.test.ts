@@ -6,11 +6,13 @@
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { Service as KnativeService } from '@kubernetes-models/knative/serving.knative.dev/v1/Service';
+import { Configuration } from '@kubernetes-models/knative/serving.knative.dev/v1/Configuration';
+import { Route } from '@kubernetes-models/knative/serving.knative.dev/v1/Route';
 import { Namespace } from 'kubernetes-models/v1/Namespace';
 import { describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
 import { deployment } from './k8s.ts';
-import { KNATIVE_DIR, knativeFiles, knativeService } from './knative.ts';
+import { KNATIVE_DIR, knativeFiles, knativeService, wholePercents } from './knative.ts';
 import { readConfig } from '../../runtime/core/config.ts';
 import { resolveDeclaration } from '../../runtime/function/define.ts';
 import { ROOT } from '../../runtime/testing/index.ts';
@@ -23,6 +25,8 @@ function validated(text: string): any[] {
     const m = doc.toJS();
     if (m.kind === 'Service') new KnativeService(m).validate();
     else if (m.kind === 'Namespace') new Namespace(m).validate();
+    else if (m.kind === 'Configuration') new Configuration(m).validate();
+    else if (m.kind === 'Route') new Route(m).validate();
     else throw new Error(`unexpected ${m.kind}`);
     return m;
   });
@@ -72,3 +76,25 @@ describe('Knative Serving manifests (deploy/knative)', () => {
     expect(knativeService(declare({ replicas: 2 })).spec!.template!.spec!.containerConcurrency).toBeUndefined();
   });
 });
+
+describe('a function with versions on Knative', () => {
+  it('is a Configuration per version and a Route splitting by whole percents, each version tagged: all valid', () => {
+    const versions = ['1', '2', '3'].map((version) => ({ version, modelFile: `${version}/model.onnx`, docs: {} }));
+    const flowers = resolveDeclaration({ traffic: { '1': 33.33, '2': 66.67 } }, { dir: '/nowhere/flowers', folderName: 'flowers', versions }, config);
+    const objects = validated(knativeFiles([flowers])[`${KNATIVE_DIR}/flowers.yaml`]);
+    expect(objects.map((o) => `${o.kind}/${o.metadata.name}`)).toEqual(['Configuration/flowers-v1', 'Configuration/flowers-v2', 'Configuration/flowers-v3', 'Route/flowers']);
+    expect(objects[1].spec.template.spec.containers[0].env).toContainEqual({ name: 'MODELFN_VERSION', value: '2' });
+    expect(objects[3].spec.traffic).toEqual([
+      { configurationName: 'flowers-v1', percent: 33, tag: 'v1' },
+      { configurationName: 'flowers-v2', percent: 67, tag: 'v2' },
+      { configurationName: 'flowers-v3', percent: 0, tag: 'v3' },
+    ]);
+  });
+
+  it('rounds a split to whole percents that still sum to 100', () => {
+    expect(wholePercents([33.33, 33.33, 33.34])).toEqual([33, 33, 34]);
+    expect(wholePercents([12.5, 12.5, 75])).toEqual([13, 12, 75]);
+    expect(wholePercents([80, 20, 0])).toEqual([80, 20, 0]);
+  });
+});
+

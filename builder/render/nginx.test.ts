@@ -126,4 +126,41 @@ describe('nginxConfig', () => {
       expect(result.status, result.output).toBe(0);
     }
   });
+
+  describe('a function with versions', () => {
+    const versions = ['1', '2', '3'].map((version) => ({ version, modelFile: `${version}/model.onnx`, docs: {} }));
+    const flowers = resolveDeclaration({ traffic: { '1': 33.33, '2': 66.67 }, shadow: { '3': 12.5 } }, { dir: '/nowhere/flowers', folderName: 'flowers', versions }, config);
+
+    it('has an upstream per version, a split_clients on the traffic key written as the runtime reads it, and a mirror of the shadow\'s share', () => {
+      const conf = nginxConfig([flowers, ...functions], { mode: 'dns' });
+      for (const v of ['1', '2', '3']) expect(conf).toMatch(new RegExp(`upstream modelfn_flowers_v${v} \\{\\n[^}]*server flowers-v${v}:8080 resolve`));
+      expect(conf).toContain('map $http_x_modelfn_traffic_key $modelfn_traffic_key {\n        default $http_x_modelfn_traffic_key;\n        \'\' $request_id;\n    }');
+      expect(conf).toContain('split_clients "$modelfn_traffic_key" $modelfn_flowers_version {\n        33.33% modelfn_flowers_v1;\n        * modelfn_flowers_v2;\n    }');
+      expect(conf).toContain('split_clients "shadow:$modelfn_traffic_key" $modelfn_flowers_shadow {\n        12.5% modelfn_flowers_v3;\n    }');
+      // The split's routes follow the variable and copy to the mirror; a versioned path goes to its version alone.
+      const prefix = conf.slice(conf.indexOf('location ^~ /flowers/ {'));
+      expect(prefix.slice(0, prefix.indexOf('}'))).toMatch(/mirror \/_modelfn\/mirror\/flowers;[\s\S]*proxy_pass http:\/\/\$modelfn_flowers_version;$/m);
+      const v2 = conf.slice(conf.indexOf('location ^~ /v2/models/flowers/versions/2/ {'));
+      expect(v2.slice(0, v2.indexOf('}'))).not.toContain('mirror');
+      expect(v2.slice(0, v2.indexOf('}'))).toContain('proxy_pass http://modelfn_flowers_v2;');
+      // A function with one version is rendered as before: no split, no per-version upstream.
+      expect(conf).toContain('upstream modelfn_alpha {');
+      expect(conf).not.toContain('modelfn_alpha_version');
+    });
+
+    it('leaves a 0% share out (nginx would read it as *), and needs no mirror without a shadow', () => {
+      const zero = resolveDeclaration({ traffic: { '1': 0, '2': 100 } }, { dir: '/nowhere/flowers', folderName: 'flowers', versions: versions.slice(0, 2) }, config);
+      const conf = nginxConfig([zero], { mode: 'dns' });
+      expect(conf).toContain('split_clients "$modelfn_traffic_key" $modelfn_flowers_version {\n        * modelfn_flowers_v2;\n    }');
+      expect(conf).not.toContain('mirror');
+    });
+
+    it('renders a config nginx accepts, in both modes', () => {
+      for (const conf of [nginxConfig([flowers, ...functions], { mode: 'dns', resolver: '127.0.0.1' }), nginxConfig([flowers], { mode: 'vip', serviceHost: () => '127.0.0.1' })]) {
+        const result = nginxTest(conf);
+        if (!result) return;
+        expect(result.status, result.output).toBe(0);
+      }
+    });
+  });
 });

@@ -7,7 +7,9 @@ import { GATEWAY_ERRORS, SERVER_METADATA, bodyTooLarge, functionIndex, functionU
 import {
   DNS_VALID_SECONDS, FUNCTION_PORT, GATEWAY_BODIES, GATEWAY_PAGE, GATEWAY_PORT, GATEWAY_RESOURCES, GENERATED_HEADER, SCALED_CONNECT_TIMEOUT_MS,
   TIMEOUT_GRACE_MS, UPSTREAM_KEEPALIVE_CONNECTIONS, UPSTREAM_KEEPALIVE_TIMEOUT_MS, WAKE_BOUND_MS,
+  deploymentUnits, serviceName,
 } from '../policy.ts';
+import { TRAFFIC_KEY_HEADER, lastNonZero, toHundredths, isFull, type Split } from '../../runtime/function/traffic.ts';
 
 /**
  * How nginx finds a function's replicas. Either way each function is an `upstream` with a pool
@@ -33,7 +35,7 @@ export interface NginxOptions {
   functionPort?: number;
   /** Port nginx listens on inside its container. */
   listenPort?: number;
-  /** Host name of a function's service (its name by default). */
+  /** Host name of a function's service, or of one version's (serviceName by default: `<name>`, `<name>-v<N>`). */
   serviceHost?: (fn: ResolvedFunction) => string;
   /**
    * Host name of the activator (compose and swarm): a function with `scale` that no replica answers for
@@ -99,8 +101,46 @@ const RESPONSE_HEADERS = [
   'add_header Referrer-Policy no-referrer always;',
 ];
 
-const zoneOf = (fn: ResolvedFunction) => `modelfn_${fn.name.replace(/-/g, '_')}`;
-const upstreamOf = zoneOf;
+const zoneOf = (fn: Pick<ResolvedFunction, 'name'>) => `modelfn_${fn.name.replace(/-/g, '_')}`;
+/** A function's upstream, or one version's (`modelfn_<name>_v<N>`). */
+const upstreamOf = (fn: ResolvedFunction) => `modelfn_${serviceName(fn).replace(/-/g, '_')}`;
+/** The variables holding the upstream a request of a function with versions goes to, and the one its copy goes to. */
+const versionVariable = (fn: ResolvedFunction) => `$${zoneOf(fn)}_version`;
+const shadowVariable = (fn: ResolvedFunction) => `$${zoneOf(fn)}_shadow`;
+const mirrorUriVariable = (fn: ResolvedFunction) => `$${zoneOf(fn)}_mirror_uri`;
+
+/**
+ * A split as nginx's split_clients writes it, shares in version order (hundredths of a percent,
+ * 0% left out: nginx would read it as `*`), the last share of a full split as `*`, exactly as
+ * runtime/function/traffic.ts reads the hash line, so embedded mode and the gateway agree.
+ */
+function splitClients(key: string, variable: string, split: Split, upstream: (version: string) => string): string {
+  const star = isFull(split) ? lastNonZero(split) : -1;
+  const lines = split.flatMap((share, i) => {
+    if (toHundredths(share.percent) === 0) return [];
+    const percent = i === star ? '*' : `${(toHundredths(share.percent) / 100).toFixed(2).replace(/\.?0+$/, '')}%`;
+    return [`        ${percent} ${upstream(share.version)};`];
+  });
+  return `    split_clients "${key}" ${variable} {\n${lines.join('\n')}\n    }`;
+}
+
+/** The split and the shadow of a function with versions, at the http level. */
+function versionSplits(fn: ResolvedFunction): string {
+  const upstream = (version: string) => upstreamOf(deploymentUnits(fn).find((u) => u.version === version)!);
+  const shares = (split: Split) => split.map((s) => `${s.version} ${s.percent}%`).join(', ') || 'none';
+  const lines = [
+    `    # ${fn.name}: versions ${fn.versions.map((v) => v.version).join(', ')}; traffic ${shares(fn.traffic)}; shadow ${shares(fn.shadow)}`,
+    splitClients('$modelfn_traffic_key', versionVariable(fn), fn.traffic, upstream),
+  ];
+  if (fn.shadow.some((s) => s.percent > 0)) {
+    // A copy is chosen on its own point of the hash line, as embedded mode does ("shadow:" + key).
+    lines.push(splitClients('shadow:$modelfn_traffic_key', shadowVariable(fn), fn.shadow, upstream));
+    // The copy's URI is the one the version would get: the prefix stripped as for the request itself.
+    const prefix = fn.prefix.replace(/[.]/g, '\\.');
+    lines.push(`    map $request_uri ${mirrorUriVariable(fn)} {\n        default $request_uri;\n        "~^${prefix}(?<rest>/.*)$" $rest;\n    }`);
+  }
+  return lines.join('\n');
+}
 
 /** The largest body of a size class a function can be sent (its limit caps every class). */
 function largestBody(fn: ResolvedFunction, size: (typeof GATEWAY_BODIES.classes)[number]): number {
@@ -153,6 +193,7 @@ function bodyZones(): string {
  * another one at once, and a replica that comes back (or wakes up) is used again at once.
  */
 function upstreamBlock(fn: ResolvedFunction, options: Options): string {
+  // fn is one deployment unit: a function, or one version of a function with several.
   const server = `${options.serviceHost(fn)}:${options.functionPort}`;
   return [
     `    upstream ${upstreamOf(fn)} {`,
@@ -174,7 +215,10 @@ function rate(requestsPerSecond: number): string {
 }
 
 function functionLocations(fn: ResolvedFunction, options: Options, counts: ReturnType<typeof bodyCounts>): string {
-  const upstream = `http://${upstreamOf(fn)}`;
+  const versioned = fn.versions.length > 1;
+  const mirrored = versioned && fn.shadow.some((s) => s.percent > 0);
+  // With versions, the split's variable names the upstream (nginx looks a variable's value up among its upstreams).
+  const upstreamFor = (version?: string) => `http://${versioned ? (version ? upstreamOf(deploymentUnits(fn).find((u) => u.version === version)!) : versionVariable(fn)) : upstreamOf(fn)}`;
   const common = (indent: string) => [
     `${indent}set $modelfn_fn ${fn.name};`,
     `${indent}client_max_body_size ${fn.limits.bodySize};`,
@@ -188,6 +232,8 @@ function functionLocations(fn: ResolvedFunction, options: Options, counts: Retur
     // nginx's own 502/503/504 then wake it through the activator.
     errorPages(indent, fn.scale && options.activator ? '@modelfn_activate' : '@modelfn_unavailable', `@${zoneOf(fn)}_413`),
   ].filter(Boolean).join('\n');
+  // The split's routes send a copy of their share to the shadow version; versioned paths never do.
+  const mirror = (route: { version?: string }) => (mirrored && !route.version ? `        mirror /_modelfn/mirror/${fn.name};\n` : '');
   const locations = gatewayRoutes([fn]).map((route) => {
     switch (route.kind) {
       case 'redirect':
@@ -196,13 +242,26 @@ function functionLocations(fn: ResolvedFunction, options: Options, counts: Retur
         const strip = route.strip
           ? `        set $modelfn_prefix ${route.strip};\n        rewrite ^${route.strip.replace(/[.]/g, '\\.')}(/.*)$ $1 break;\n`
           : '';
-        return `    location ^~ ${route.path} {\n${common('        ')}\n${strip}        proxy_pass ${upstream};\n    }`;
+        return `    location ^~ ${route.path} {\n${common('        ')}\n${mirror(route)}${strip}        proxy_pass ${upstreamFor(route.version)};\n    }`;
       }
       case 'exact':
-        return `    location = ${route.path} {\n${common('        ')}\n        proxy_pass ${upstream};\n    }`;
+        return `    location = ${route.path} {\n${common('        ')}\n${mirror(route)}        proxy_pass ${upstreamFor(route.version)};\n    }`;
     }
   });
-  return `\n    # ${fn.name}: ${fn.prefix}/... with the prefix stripped, and /v2/models/${fn.name}/... unchanged\n${locations.join('\n')}`;
+  if (mirrored) {
+    // The copy: its answer is discarded by nginx; a request outside the shadow's share is not sent.
+    locations.push(`    location = /_modelfn/mirror/${fn.name} {
+        internal;
+        if (${shadowVariable(fn)} = '') {
+            return 204;
+        }
+        proxy_read_timeout ${seconds(fn.limits.timeoutMs + TIMEOUT_GRACE_MS)};
+        proxy_set_header X-Modelfn-Shadow 1;
+        proxy_pass http://${shadowVariable(fn)}${mirrorUriVariable(fn)};
+    }`);
+  }
+  const versions = versioned ? `; versions ${fn.versions.map((v) => v.version).join(', ')} split by ${TRAFFIC_KEY_HEADER} (else at random)` : '';
+  return `\n    # ${fn.name}: ${fn.prefix}/... with the prefix stripped, and /v2/models/${fn.name}/... unchanged${versions}\n${locations.join('\n')}`;
 }
 
 /**
@@ -217,13 +276,22 @@ export function nginxConfig(functions: readonly ResolvedFunction[], opts: NginxO
     discoveryNote: '',
     functionPort: FUNCTION_PORT,
     listenPort: GATEWAY_PORT,
-    serviceHost: (fn) => fn.name,
+    serviceHost: serviceName,
     ...opts,
   };
   const scaled = functions.filter((fn) => fn.scale);
   const counts = bodyCounts(functions);
   const activator = options.activator && scaled.length ? options.activator : undefined;
-  const upstreams = functions.map((fn) => `\n${upstreamBlock(fn, options)}`).join('\n') + (activator ? `
+  const versioned = functions.filter((fn) => fn.versions.length > 1);
+  // The key a split hashes: the client's traffic key, else the request's own id (a random split).
+  const splits = versioned.length ? `
+    map $http_${TRAFFIC_KEY_HEADER.toLowerCase().replace(/-/g, '_')} $modelfn_traffic_key {
+        default $http_${TRAFFIC_KEY_HEADER.toLowerCase().replace(/-/g, '_')};
+        '' $request_id;
+    }
+${versioned.map(versionSplits).join('\n')}
+` : '';
+  const upstreams = splits + functions.flatMap(deploymentUnits).map((fn) => `\n${upstreamBlock(fn, options)}`).join('\n') + (activator ? `
 
     # The activator (scale to zero), re-resolved like the functions, connections kept.
     upstream modelfn_activator {

@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { resolveDeclaration } from '../../runtime/function/define.ts';
-import { FUNCTION_LABEL } from '../policy.ts';
+import { FUNCTION_LABEL, VERSION_LABEL } from '../policy.ts';
 import { nginxConfig } from './nginx.ts';
 import { stackDocument, stackFile, swarmGatewayConfig } from './swarm.ts';
 
@@ -44,5 +44,17 @@ describe('stackFile', () => {
 
   it('publishes the gateway in host mode on MODELFN_PORT', () => {
     expect(doc.services.gateway.ports).toEqual([{ target: 8080, published: '${MODELFN_PORT:-8080}', protocol: 'tcp', mode: 'host' }]);
+  });
+});
+
+describe('stackFile for a function with versions', () => {
+  it('runs each version as its own labelled service, and its gateway config splits between them', () => {
+    const versions = ['1', '2'].map((version) => ({ version, modelFile: `${version}/model.onnx`, docs: {} }));
+    const flowers = resolveDeclaration({ traffic: { '1': 50, '2': 50 } }, { dir: '/nowhere/flowers', folderName: 'flowers', versions }, config);
+    const doc = parse(stackFile([flowers])) as { services: Record<string, any> };
+    expect(Object.keys(doc.services)).toEqual(['flowers-v1', 'flowers-v2', 'gateway']);
+    expect(doc.services['flowers-v2'].deploy.labels).toEqual({ [FUNCTION_LABEL]: 'flowers', [VERSION_LABEL]: '2' });
+    expect(doc.services['flowers-v2'].environment.MODELFN_VERSION).toBe('2');
+    expect(swarmGatewayConfig([flowers])).toContain('server flowers-v2:8080 resolve');
   });
 });

@@ -15,7 +15,7 @@ import { createHash } from 'node:crypto';
 import { stringify } from 'yaml';
 import type { ResolvedFunction } from '../../runtime/function/define.ts';
 import {
-  ACTIVATOR_RESOURCES, ACTIVATOR_SERVICE, DNS_VALID_SECONDS, FILES, FUNCTION_LABEL, GATEWAY_PORT, GATEWAY_RESOURCES, GATEWAY_TMP_MIB, GENERATED_HEADER,
+  ACTIVATOR_RESOURCES, ACTIVATOR_SERVICE, DNS_VALID_SECONDS, FILES, FUNCTION_LABEL, VERSION_LABEL, deploymentUnits, serviceName, GATEWAY_PORT, GATEWAY_RESOURCES, GATEWAY_TMP_MIB, GENERATED_HEADER,
   PUBLISHED_PORT, REPLICA_RESOURCES, RUNTIME_USER, TAG_VARIABLE, TMP_MIB, activatorImage, gatewayImage, stopGraceSeconds,
 } from '../policy.ts';
 import { activatorEnvironment, composeHealthcheck, composeSecrets, functionContainer, scaledFunctionEnvironment } from './compose.ts';
@@ -90,8 +90,9 @@ export function stackDocument(functions: readonly ResolvedFunction[], options: {
   const hash = createHash('sha256').update(swarmGatewayConfig(functions)).digest('hex').slice(0, 12);
   const gatewayConfig = `gateway-nginx-${hash}`;
   const services: Record<string, unknown> = {};
-  for (const fn of functions) {
-    services[fn.name] = {
+  // A function with several versions runs each as its own service (<name>-v<N>), with its own replicas.
+  for (const fn of functions.flatMap(deploymentUnits)) {
+    services[serviceName(fn)] = {
       ...functionContainer(fn, options.tag ?? TAG_VARIABLE),
       // The control server through which the activator puts it to sleep, for the activator only.
       ...(fn.scale ? { environment: scaledFunctionEnvironment(fn) } : {}),
@@ -108,7 +109,7 @@ export function stackDocument(functions: readonly ResolvedFunction[], options: {
         // A frozen task is paused through the activator's engine: it must run beside the activator.
         ...(fn.scale?.wake === 'unpause' ? { placement: { constraints: [ACTIVATOR_PLACEMENT] } } : {}),
         endpoint_mode: 'dnsrr',
-        labels: { [FUNCTION_LABEL]: fn.name },
+        labels: { [FUNCTION_LABEL]: fn.name, ...(fn.versions.length > 1 ? { [VERSION_LABEL]: fn.version } : {}) },
         resources: resources(REPLICA_RESOURCES),
         restart_policy: { condition: 'any', delay: '2s', window: '20s' },
         // One replica at a time, the new one started (and healthy) before the old one stops; a

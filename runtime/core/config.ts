@@ -53,6 +53,8 @@ export interface RuntimeConfig {
   controlFrom: string;
   /** An event-loop turn longer than this (ms) refuses the work arriving in it with 429 (0: never). */
   shedLagMs: number;
+  /** The version of the function this server runs ('' = its highest). */
+  version: string;
 }
 
 interface Setting {
@@ -81,6 +83,7 @@ export const SETTINGS: readonly Setting[] = [
   { env: 'MODELFN_CONTROL_PORT', default: '0', description: 'port of the control server the activator puts the function to sleep and wakes it through (0: none; set by the compose file for functions with `scale`)' },
   { env: 'MODELFN_CONTROL_FROM', default: '', description: 'host name whose addresses alone may use the control server (the compose file sets `activator`)' },
   { env: 'MODELFN_SHED_LAG_MS', default: '100', description: "when the server's event loop falls this many ms behind, POST requests arriving meanwhile get 429 with Retry-After before their body is read (0: never)" },
+  { env: 'MODELFN_VERSION', default: 'highest', description: "the function's version this server runs; each version's containers set theirs" },
 ];
 
 /** A setting that cannot be used; the message names the variable and the problem. */
@@ -169,6 +172,7 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env): RuntimeConfig 
     controlPort: integer(env, 'MODELFN_CONTROL_PORT', 0, 65535),
     controlFrom: raw(env, 'MODELFN_CONTROL_FROM'),
     shedLagMs: integer(env, 'MODELFN_SHED_LAG_MS', 0, 60_000),
+    version: raw(env, 'MODELFN_VERSION').trim() === 'highest' ? '' : raw(env, 'MODELFN_VERSION').trim(),
   };
 }
 

@@ -49,11 +49,14 @@ export function modelMetricsOptions(metrics: Metrics, model: string) {
 
 /**
  * A fresh registry per server, so servers in one process (and tests) never share counters.
+ * `version` labels every series with a function version's name.
  *
  * @example const metrics = createMetrics(); app.use(...metrics.middleware); app.get('/metrics', metrics.handler);
  */
-export function createMetrics(): Metrics {
+export function createMetrics(options: { version?: string } = {}): Metrics {
   const registry = new Registry();
+  // One version among several: every series says which (a function with one version keeps its series as they were).
+  if (options.version !== undefined) registry.setDefaultLabels({ version: options.version });
   collectDefaultMetrics({ register: registry, prefix: 'modelfn_' });
   const labelNames = ['method', 'route', 'status', 'ok'] as const;
   // Requests in flight and the request counter are plain numbers on the hot path, handed to

@@ -6,6 +6,10 @@ import type { Context, Hono } from 'hono';
 import { z } from 'zod';
 import { parseByteSize, type RuntimeConfig } from '../core/config.ts';
 import type { Model } from '../engine/model.ts';
+import type { Split } from './traffic.ts';
+import { resolveSplit, type ExampleRequest, type ResolvedVersion, type VersionFolder } from './version.ts';
+
+export type { ExampleRequest, ResolvedVersion } from './version.ts';
 
 /** What a function's custom routes can reach. */
 export interface FunctionContext {
@@ -34,8 +38,25 @@ export interface FunctionDeclaration {
   prefix?: string;
   /** Model file, relative to the function's folder. Defaults to `model.onnx`. */
   model?: string;
-  /** Model version reported by the protocol. Defaults to `1`. */
+  /**
+   * Model version reported by the protocol, for a bare `model.onnx`. Defaults to `1`. A function
+   * with version folders (`1/model.onnx`, `2/model.onnx`) takes its versions from them.
+   */
   version?: string;
+  /**
+   * How unversioned requests divide between versions, in percent (summing to 100), e.g.
+   * `{ '1': 80, '2': 20 }`. Defaults to everything on the highest version. A request carrying the
+   * `X-Modelfn-Traffic-Key` header gets the same version for the same key.
+   */
+  traffic?: Readonly<Record<string, number>>;
+  /**
+   * Versions that get a copy of that share of the requests (at most 100 in all), e.g.
+   * `{ '3': 100 }`: their answers are discarded (the client sees only the serving version's)
+   * and counted in their metrics.
+   */
+  shadow?: Readonly<Record<string, number>>;
+  /** Per-version values of the fields that belong to a model, e.g. `{ '2': { labels: [...] } }`. */
+  versions?: Readonly<Record<string, VersionDeclaration>>;
   description?: string;
   limits?: {
     /** Request body limit: bytes, or a size such as `512kb` or `10mb`. */
@@ -86,6 +107,9 @@ export interface FunctionDeclaration {
   routeDocs?: Readonly<Record<string, RouteDoc>>;
 }
 
+/** What a version may declare for itself: the fields that belong to its model, and its replicas (its own deployment unit). */
+export type VersionDeclaration = Pick<FunctionDeclaration, 'description' | 'example' | 'labels' | 'batching' | 'limits' | 'replicas'>;
+
 /** How a function scales with its traffic: to zero when idle, and between `min` and `max` under load. */
 export interface ScaleDeclaration {
   /** Replicas kept when idle; 0 puts the function to sleep after `idleSeconds` without a request. Defaults to 0. */
@@ -120,11 +144,6 @@ export interface RouteDoc {
   query?: Readonly<Record<string, string>>;
 }
 
-/** An inference request in the protocol's JSON form. */
-export interface ExampleRequest {
-  inputs: { name: string; datatype: string; shape: number[]; data: unknown[] }[];
-}
-
 /** A declaration with every default filled in. */
 export interface ResolvedFunction {
   name: string;
@@ -151,6 +170,12 @@ export interface ResolvedFunction {
   example?: ExampleRequest;
   routes?: RoutesHook;
   routeDocs: Readonly<Record<string, RouteDoc>>;
+  /** Every version, lowest first; the fields above that belong to a model are the highest one's. */
+  versions: readonly ResolvedVersion[];
+  /** How unversioned requests divide between versions (traffic.ts chooses by it). */
+  traffic: Split;
+  /** Versions that get copies of requests (empty when none). */
+  shadow: Split;
 }
 
 /**
@@ -181,24 +206,47 @@ export const DEFAULT_MAX_QUEUE_MS = 500;
 /** Default seconds without a request before a scaled function sleeps. */
 export const DEFAULT_IDLE_SECONDS = 300;
 
+const limitsSchema = z.strictObject({
+  bodySize: z.union([positiveInt, z.string()]).refine((v) => parseByteSize(v) !== undefined, 'must be bytes or a size such as 512kb or 10mb').optional(),
+  timeoutMs: positiveInt.optional(),
+  maxQueue: positiveInt.max(1_000_000).optional(),
+  maxQueueMs: positiveInt.max(3_600_000).optional(),
+});
+const batchingSchema = z.strictObject({
+  enabled: z.boolean().optional(),
+  maxBatchSize: positiveInt.optional(),
+  maxDelayMs: z.number().min(0).optional(),
+  maxQueue: positiveInt.max(1_000_000).optional(),
+});
+const labelsSchema = z.union([z.array(z.string()), z.record(z.string(), z.array(z.string()))]);
+const exampleSchema = z.strictObject({
+  inputs: z.array(z.strictObject({
+    name: z.string(),
+    datatype: z.string(),
+    shape: z.array(z.number().int().min(0)),
+    data: z.array(z.unknown()),
+  })).min(1),
+});
+const splitSchema = z.record(z.string(), z.number().min(0, 'must be a percentage from 0 to 100').max(100, 'must be a percentage from 0 to 100'));
+
 const declarationSchema = z.strictObject({
   name: z.string().regex(NAME_PATTERN, 'must be lowercase letters, digits and dashes, starting with a letter').optional(),
   prefix: z.string().regex(PREFIX_PATTERN, "must look like '/name' (no trailing slash, no spaces)").optional(),
   model: z.string().min(1).refine((p) => !p.startsWith('/') && !p.split(/[\\/]/).includes('..'), 'must be a path inside the function folder').optional(),
   version: z.string().regex(/^[A-Za-z0-9._-]+$/, 'must be letters, digits, dots, dashes').optional(),
   description: z.string().optional(),
-  limits: z.strictObject({
-    bodySize: z.union([positiveInt, z.string()]).refine((v) => parseByteSize(v) !== undefined, 'must be bytes or a size such as 512kb or 10mb').optional(),
-    timeoutMs: positiveInt.optional(),
-    maxQueue: positiveInt.max(1_000_000).optional(),
-    maxQueueMs: positiveInt.max(3_600_000).optional(),
-  }).optional(),
-  batching: z.strictObject({
-    enabled: z.boolean().optional(),
-    maxBatchSize: positiveInt.optional(),
-    maxDelayMs: z.number().min(0).optional(),
-    maxQueue: positiveInt.max(1_000_000).optional(),
-  }).optional(),
+  traffic: splitSchema.optional(),
+  shadow: splitSchema.optional(),
+  versions: z.record(z.string(), z.strictObject({
+    description: z.string().optional(),
+    example: exampleSchema.optional(),
+    labels: labelsSchema.optional(),
+    batching: batchingSchema.optional(),
+    limits: limitsSchema.optional(),
+    replicas: positiveInt.max(MAX_REPLICAS).optional(),
+  })).optional(),
+  limits: limitsSchema.optional(),
+  batching: batchingSchema.optional(),
   replicas: positiveInt.max(MAX_REPLICAS).optional(),
   scale: z.strictObject({
     min: z.number().int().min(0).max(MAX_REPLICAS).optional(),
@@ -214,15 +262,8 @@ const declarationSchema = z.strictObject({
     requestsPerSecond: z.number().positive().max(1_000_000),
     burst: z.number().int().min(0).optional(),
   }).optional(),
-  labels: z.union([z.array(z.string()), z.record(z.string(), z.array(z.string()))]).optional(),
-  example: z.strictObject({
-    inputs: z.array(z.strictObject({
-      name: z.string(),
-      datatype: z.string(),
-      shape: z.array(z.number().int().min(0)),
-      data: z.array(z.unknown()),
-    })).min(1),
-  }).optional(),
+  labels: labelsSchema.optional(),
+  example: exampleSchema.optional(),
   routes: z.function().optional(),
   routeDocs: z.record(
     z.string(),
@@ -259,7 +300,7 @@ export class DeclarationError extends Error {
  */
 export function resolveDeclaration(
   declaration: unknown,
-  where: { dir: string; folderName: string; declarationFile?: string },
+  where: { dir: string; folderName: string; declarationFile?: string; versions?: readonly VersionFolder[] },
   config: Pick<RuntimeConfig, 'bodyLimit' | 'timeoutMs'>,
 ): ResolvedFunction {
   const file = where.declarationFile ?? where.dir;
@@ -280,42 +321,93 @@ export function resolveDeclaration(
   }
   const replicas = d.replicas ?? Math.max(1, d.scale?.min ?? 1);
   const scale = d.scale && resolveScale(d.scale, replicas, d.replicas !== undefined, file);
-  const modelFile = d.model ?? 'model.onnx';
-  const labels = Array.isArray(d.labels) ? {} : { ...(d.labels as Record<string, readonly string[]> | undefined) };
+  const folders = where.versions ?? [];
+  if (folders.length) {
+    const list = folders.map((f) => `${f.version}/`).join(', ');
+    for (const field of ['model', 'version'] as const) {
+      if (d[field] !== undefined) throw new DeclarationError(file, `${field}: the versions come from the folders ${list}; remove '${field}'`);
+    }
+  }
+  // The activator wakes a function's one service; each version's own scale is not there yet.
+  if (folders.length > 1 && d.scale) throw new DeclarationError(file, `scale: a function with several versions (${folders.map((f) => f.version).join(', ')}) cannot scale with its traffic yet; remove scale, or keep one version folder`);
+  const found: readonly VersionFolder[] = folders.length ? folders : [{ version: d.version ?? '1', modelFile: d.model ?? 'model.onnx', docs: {} }];
+  const names = found.map((f) => f.version);
+  for (const version of Object.keys(d.versions ?? {})) {
+    if (!names.includes(version)) throw new DeclarationError(file, `versions.${version}: no version '${version}' (versions: ${names.join(', ')})`);
+  }
+  // With scale, replicas are checked against its bounds once, for the function: no version may have its own.
+  const ownReplicas = Object.entries(d.versions ?? {}).find(([, v]) => v.replicas !== undefined);
+  if (d.scale && ownReplicas) throw new DeclarationError(file, `versions.${ownReplicas[0]}.replicas: a function that scales takes its replicas from scale; remove it`);
+  const versions = found.map((f) => resolveVersion(f, d, where.dir, config, replicas));
+  const traffic = d.traffic ? resolveSplit('traffic', d.traffic, names) : [{ version: names[names.length - 1], percent: 100 }];
+  if (typeof traffic === 'string') throw new DeclarationError(file, traffic);
+  const shadow = resolveSplit('shadow', d.shadow ?? {}, names);
+  if (typeof shadow === 'string') throw new DeclarationError(file, shadow);
+  const serving = shadow.find((s) => s.percent > 0 && traffic.some((t) => t.version === s.version && t.percent > 0));
+  if (serving) throw new DeclarationError(file, `shadow.${serving.version}: version ${serving.version} also serves traffic; a shadow only gets copies of requests`);
+  // The function's own model fields are its highest version's: what a bare function has always had.
+  const top = versions[versions.length - 1];
+  const batching = d.versions?.[top.version]?.batching ?? d.batching;
   return {
     name,
     prefix: d.prefix ?? `/${name}`,
     dir: where.dir,
-    modelFile,
-    modelPath: `${where.dir}/${modelFile}`,
+    modelFile: top.modelFile,
+    modelPath: top.modelPath,
     declarationFile: where.declarationFile,
-    version: d.version ?? '1',
-    description: d.description,
+    version: top.version,
+    description: d.description ?? top.description,
+    limits: top.limits,
+    batching: top.batching,
+    replicas: top.replicas,
+    scale: scale && {
+      ...scale,
+      concurrency: d.scale?.concurrency ?? ((batching?.enabled ?? true) ? (batching?.maxBatchSize ?? 32) : 8),
+    },
+    auth: d.auth,
+    rateLimit: d.rateLimit && { requestsPerSecond: d.rateLimit.requestsPerSecond, burst: d.rateLimit.burst ?? Math.ceil(d.rateLimit.requestsPerSecond) },
+    labels: top.labels,
+    defaultLabels: top.defaultLabels,
+    example: top.example,
+    routes: d.routes,
+    routeDocs: { ...d.routeDocs },
+    versions,
+    traffic,
+    shadow,
+  };
+}
+
+/**
+ * One version's model fields: what the declaration's `versions` says for it, else the
+ * function's declaration, else what the version's model documents itself, else the defaults.
+ */
+function resolveVersion(found: VersionFolder, d: FunctionDeclaration, dir: string, config: Pick<RuntimeConfig, 'bodyLimit' | 'timeoutMs'>, replicas: number): ResolvedVersion {
+  const own = d.versions?.[found.version] ?? {};
+  const limits = own.limits ?? d.limits;
+  const batching = own.batching ?? d.batching;
+  const labels = own.labels ?? d.labels;
+  return {
+    version: found.version,
+    modelFile: found.modelFile,
+    modelPath: `${dir}/${found.modelFile}`,
+    replicas: own.replicas ?? replicas,
+    description: own.description ?? found.docs.description,
+    example: own.example ?? d.example ?? (found.docs.example as ExampleRequest | undefined),
+    labels: Array.isArray(labels) ? {} : { ...(labels as Record<string, readonly string[]> | undefined) },
+    defaultLabels: Array.isArray(labels) ? (labels as readonly string[]) : undefined,
     limits: {
-      bodySize: parseByteSize(d.limits?.bodySize ?? config.bodyLimit)!,
-      timeoutMs: d.limits?.timeoutMs ?? config.timeoutMs,
-      maxQueue: d.limits?.maxQueue ?? d.batching?.maxQueue ?? DEFAULT_MAX_QUEUE,
-      maxQueueMs: d.limits?.maxQueueMs ?? DEFAULT_MAX_QUEUE_MS,
+      bodySize: parseByteSize(limits?.bodySize ?? config.bodyLimit)!,
+      timeoutMs: limits?.timeoutMs ?? config.timeoutMs,
+      maxQueue: limits?.maxQueue ?? batching?.maxQueue ?? DEFAULT_MAX_QUEUE,
+      maxQueueMs: limits?.maxQueueMs ?? DEFAULT_MAX_QUEUE_MS,
     },
     batching: {
       // On by default: it only takes effect when the model has a batch dimension, and a lone
       // request never waits for it.
-      enabled: d.batching?.enabled ?? true,
-      maxBatchSize: d.batching?.maxBatchSize ?? 32,
-      maxDelayMs: d.batching?.maxDelayMs ?? 2,
+      enabled: batching?.enabled ?? true,
+      maxBatchSize: batching?.maxBatchSize ?? 32,
+      maxDelayMs: batching?.maxDelayMs ?? 2,
     },
-    replicas,
-    scale: scale && {
-      ...scale,
-      concurrency: d.scale?.concurrency ?? ((d.batching?.enabled ?? true) ? (d.batching?.maxBatchSize ?? 32) : 8),
-    },
-    auth: d.auth,
-    rateLimit: d.rateLimit && { requestsPerSecond: d.rateLimit.requestsPerSecond, burst: d.rateLimit.burst ?? Math.ceil(d.rateLimit.requestsPerSecond) },
-    labels,
-    defaultLabels: Array.isArray(d.labels) ? (d.labels as readonly string[]) : undefined,
-    example: d.example,
-    routes: d.routes,
-    routeDocs: { ...d.routeDocs },
   };
 }
 

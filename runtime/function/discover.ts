@@ -7,6 +7,7 @@ import { pathToFileURL } from 'node:url';
 import type { RuntimeConfig } from '../core/config.ts';
 import { DeclarationError, resolveDeclaration, type ResolvedFunction } from './define.ts';
 import { readOnnxMetadata } from './onnx-metadata.ts';
+import { apiBreak, versionFolderNames, type VersionFolder } from './version.ts';
 
 /** File names a declaration may have, in the order they are looked for. */
 export const DECLARATION_FILES = ['function.ts', 'function.mts', 'function.js', 'function.mjs'] as const;
@@ -33,9 +34,14 @@ export function displayPath(path: string): string {
 function withModelDocs(dir: string, declaration: unknown): unknown {
   if (declaration !== undefined && (typeof declaration !== 'object' || declaration === null || Array.isArray(declaration))) return declaration;
   const declared = (declaration ?? {}) as Record<string, unknown>;
-  const modelPath = join(dir, typeof declared.model === 'string' ? declared.model : 'model.onnx');
+  const docs = modelDocs(join(dir, typeof declared.model === 'string' ? declared.model : 'model.onnx'));
+  return Object.keys(docs).length ? { ...docs, ...declared } : declaration;
+}
+
+/** What a model file documents itself: the description from its doc_string, the example from `modelfn.example`. */
+function modelDocs(modelPath: string): { description?: string; example?: unknown } {
   const { docString, props } = readOnnxMetadata(modelPath);
-  const docs: Record<string, unknown> = {};
+  const docs: { description?: string; example?: unknown } = {};
   if (docString?.trim()) docs.description = docString.trim();
   if (props['modelfn.example']) {
     try {
@@ -44,7 +50,26 @@ function withModelDocs(dir: string, declaration: unknown): unknown {
       throw new DeclarationError(displayPath(modelPath), "metadata_props 'modelfn.example' is not JSON");
     }
   }
-  return Object.keys(docs).length ? { ...docs, ...declared } : declaration;
+  return docs;
+}
+
+/**
+ * The version folders of a function folder (`1/model.onnx`, `2/model.onnx`), each with its
+ * model's own docs; empty for a function with a bare model file.
+ */
+function versionFolders(dir: string): VersionFolder[] {
+  const names = versionFolderNames(dir);
+  if (!names.length) return [];
+  if (existsSync(join(dir, 'model.onnx'))) {
+    throw new DeclarationError(displayPath(dir), `holds both model.onnx and version folders (${names.map((n) => `${n}/`).join(', ')}); move model.onnx into a version folder`);
+  }
+  return names.map((version) => {
+    const modelFile = `${version}/model.onnx`;
+    if (!statSync(join(dir, modelFile), { throwIfNoEntry: false })?.isFile()) {
+      throw new DeclarationError(displayPath(join(dir, version)), 'version folder without model.onnx');
+    }
+    return { version, modelFile, docs: modelDocs(join(dir, modelFile)) };
+  });
 }
 
 /**
@@ -59,10 +84,12 @@ export function resolveFunction(
   folderName = basename(resolve(dir)),
 ): ResolvedFunction {
   const absDir = resolve(dir);
-  const fn = resolveDeclaration(withModelDocs(absDir, declaration), {
+  const versions = versionFolders(absDir);
+  const fn = resolveDeclaration(versions.length ? declaration : withModelDocs(absDir, declaration), {
     dir: absDir,
     folderName,
     declarationFile: declarationFile && displayPath(declarationFile),
+    versions,
   }, config);
   if (!existsSync(fn.modelPath)) {
     const onnx = readdirSync(absDir).filter((f) => f.endsWith('.onnx'));
@@ -70,6 +97,9 @@ export function resolveFunction(
     throw new DeclarationError(displayPath(fn.modelPath), `model file not found${hint}`);
   }
   if (!statSync(fn.modelPath).isFile()) throw new DeclarationError(displayPath(fn.modelPath), 'is not a file');
+  // Custom routes are written against the function's inputs: a version without them would fail its clients.
+  const broken = fn.routes && apiBreak(fn.versions);
+  if (broken) throw new DeclarationError(displayPath(broken.file), broken.problem);
   for (const [route, doc] of Object.entries(fn.routeDocs)) {
     if (doc.exampleFile && !statSync(join(absDir, doc.exampleFile), { throwIfNoEntry: false })?.isFile()) {
       throw new DeclarationError(declarationFile ? displayPath(declarationFile) : displayPath(absDir), `routeDocs['${route}'].exampleFile: ${doc.exampleFile} is not a file in ${displayPath(absDir)}`);
@@ -144,6 +174,6 @@ export function listFunctionDirs(root: string): string[] {
     .map((e) => join(root, e.name))
     // Symbolic links to function folders count as folders.
     .filter((d) => statSync(d, { throwIfNoEntry: false })?.isDirectory())
-    .filter((d) => findDeclarationFile(d) || readdirSync(d).some((f) => f.endsWith('.onnx')))
+    .filter((d) => findDeclarationFile(d) || readdirSync(d).some((f) => f.endsWith('.onnx')) || versionFolderNames(d).length > 0)
     .sort();
 }

@@ -139,3 +139,95 @@ export function readOnnxMetadata(path: string): OnnxMetadata {
   }
   return meta;
 }
+
+const GRAPH = 7;
+const GRAPH_INPUT = 11;
+
+/** A graph input as the file declares it: its name and ONNX element type (1 is float, 7 int64...). */
+export interface OnnxInput {
+  name: string;
+  elemType?: number;
+  /** Dimensions; -1 for a dynamic one. */
+  shape?: number[];
+}
+
+/**
+ * The graph's declared inputs (GraphProto field 11), read with small reads: the graph's other
+ * fields (nodes, weights) are skipped by their length. Used by the build to compare the versions
+ * of a function without loading onnxruntime. Undefined when the file cannot be walked.
+ *
+ * @example readOnnxInputs('functions/iris/model.onnx') // [{ name: 'input', elemType: 1, shape: [-1, 4] }]
+ */
+export function readOnnxInputs(path: string): OnnxInput[] | undefined {
+  let fd: number;
+  try {
+    fd = openSync(path, 'r');
+  } catch {
+    return undefined;
+  }
+  const head = Buffer.alloc(20);
+  /** Walks the length-delimited fields in [from, to), calling `visit` with each one's place. */
+  const walk = (from: number, to: number, visit: (field: number, start: number, length: number) => void) => {
+    let pos = from;
+    while (pos < to) {
+      const got = readSync(fd, head, 0, Math.min(head.length, to - pos), pos);
+      const view = head.subarray(0, got);
+      const [key, afterKey] = varint(view, 0);
+      const wire = key & 7;
+      if (wire === 0) pos += varint(view, afterKey)[1];
+      else if (wire === 1) pos += afterKey + 8;
+      else if (wire === 5) pos += afterKey + 4;
+      else if (wire === 2) {
+        const [length, start] = varint(view, afterKey);
+        visit(key >>> 3, pos + start, length);
+        pos += start + length;
+      } else throw new Error(`unsupported wire type ${wire}`);
+    }
+  };
+  try {
+    const inputs: OnnxInput[] = [];
+    let graphs = 0;
+    walk(0, fstatSync(fd).size, (field, start, length) => {
+      if (field !== GRAPH) return;
+      graphs++;
+      walk(start, start + length, (graphField, inputStart, inputLength) => {
+        if (graphField !== GRAPH_INPUT || inputLength > MAX_TEXT) return;
+        const body = Buffer.alloc(inputLength);
+        readSync(fd, body, 0, inputLength, inputStart);
+        const info = Object.fromEntries(fields(body));
+        // ValueInfoProto: name (1), type (2: TypeProto, whose field 1 is a tensor type whose varint field 1 is the element type).
+        const tensorType = info[2] && Object.fromEntries(fields(info[2]))[1];
+        inputs.push({ name: new TextDecoder().decode(info[1] ?? new Uint8Array()), ...(tensorType ? tensorTypeOf(tensorType) : {}) });
+      });
+    });
+    return graphs ? inputs : undefined;
+  } catch {
+    return undefined;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** A TypeProto.Tensor's element type (varint field 1) and shape (field 2: dims, each a dim_value or a named dim_param). */
+function tensorTypeOf(tensor: Uint8Array): Pick<OnnxInput, 'elemType' | 'shape'> {
+  const out: Pick<OnnxInput, 'elemType' | 'shape'> = {};
+  let pos = 0;
+  while (pos < tensor.length) {
+    const [key, afterKey] = varint(tensor, pos);
+    if ((key & 7) === 0) {
+      const [value, next] = varint(tensor, afterKey);
+      if (key >>> 3 === 1) out.elemType = value;
+      pos = next;
+    } else if ((key & 7) === 2) {
+      const [length, start] = varint(tensor, afterKey);
+      if (key >>> 3 === 2) {
+        out.shape = fields(tensor.subarray(start, start + length)).filter(([f]) => f === 1).map(([, dim]) => {
+          // A dim_value is varint field 1; a dim_param (field 2) or nothing is a dynamic dimension.
+          return dim.length && dim[0] === 0x08 ? varint(dim, 1)[0] : -1;
+        });
+      }
+      pos = start + length;
+    } else break;
+  }
+  return out;
+}

@@ -3,7 +3,10 @@
  * gateway routes them (runtime/gateway/routes.ts), without Docker. A function that fails to load
  * answers 503 JSON; the others serve. Function folders added or removed while it runs are served
  * or forgotten; a failed function is retried when its folder changes; in watch mode (npm run
- * dev) every function reloads when its files change.
+ * dev) every function reloads when its files change. A function with several versions loads each
+ * behind its own app, and each request goes where the gateway's nginx would send it
+ * (runtime/function/traffic.ts routeRequest): the same split, the same traffic key hashing, the
+ * versioned paths, and a copy to the shadow.
  */
 import { existsSync, watch, type FSWatcher } from 'node:fs';
 import type { Server } from 'node:http';
@@ -17,6 +20,8 @@ import type { RuntimeConfig } from '../core/config.ts';
 import type { ResolvedFunction } from '../function/define.ts';
 import { listFunctionDirs, loadFunctionDir } from '../function/discover.ts';
 import { assertValidFunctionSet, functionSetProblems } from '../function/validate.ts';
+import { routeRequest, TRAFFIC_KEY_HEADER } from '../function/traffic.ts';
+import { atVersion } from '../function/version.ts';
 import { errorResponse } from '../http/errors.ts';
 import { SERVER_METADATA, forwardedPath, functionIndex, gatewayRoutes, matchRoute, noRoute, unknownModel, type GatewayRoute } from './routes.ts';
 import { FunctionHost } from '../function/host.ts';
@@ -34,6 +39,15 @@ import { functionEntry } from '../pages/entry.ts';
 import type { CustomRoute } from '../pages/openapi.ts';
 import { failedDocsPage, gatewayPage, wantsHtml } from '../pages/ui.ts';
 
+/** One version of a function, served: its app and model, or why the model did not load. */
+interface ServedVersion {
+  app: Hono;
+  host: FunctionHost;
+  model?: Model;
+  failure?: string;
+  close: () => void;
+}
+
 /** One function slot: its app, or why it could not load. */
 interface Slot {
   dir: string;
@@ -48,6 +62,8 @@ interface Slot {
   inFlight?: number;
   /** Called when inFlight drops to zero. */
   drained?: () => void;
+  /** Every version by name (app, host and model above are the highest one's). */
+  versions?: Map<string, ServedVersion>;
 }
 
 export interface EmbeddedOptions {
@@ -92,26 +108,43 @@ async function resolveSlot(dir: string, config: RuntimeConfig, logger: Logger, f
   }
 }
 
-/** Loads the model of a resolved function; failures become a slot that answers 503. */
-async function loadSlot(resolved: Resolved, config: RuntimeConfig, logger: Logger): Promise<Slot> {
-  if (resolved.failure !== undefined) return resolved;
-  const { dir, fn } = resolved;
+/** Loads one version's model behind its own app; a failure leaves the app answering 503. */
+async function loadVersion(fn: ResolvedFunction, dir: string, config: RuntimeConfig, logger: Logger): Promise<ServedVersion & { routes: CustomRoute[] }> {
   const host = new FunctionHost(fn);
-  const metrics = createMetrics();
+  // A function with several versions labels each one's series with its version.
+  const metrics = createMetrics(fn.versions.length > 1 ? { version: fn.version } : {});
   const { app, customRoutes, close } = createFunctionApp(host, { config, logger, metrics, stripPrefix: fn.prefix });
+  const version = fn.versions.length > 1 ? { version: fn.version } : {};
   try {
     const model = await loadFunctionModel(host, config, metrics, logger);
     // As a container does: the first request is not the slow one, and the docs get their example answers.
     const warm = config.warmUp ? await warmUp(host, config.maxElements) : undefined;
-    if (warm?.error) logger.log('warn', 'warm-up inference failed; serving anyway', { fn: fn.name, error: warm.error });
-    logger.log('info', 'function loaded', { fn: fn.name, prefix: fn.prefix, load_ms: Math.round(model.loadMs * 10) / 10, ...(warm ? { warm_up_ms: Math.round(warm.ms * 10) / 10 } : {}) });
-    return { dir, fn, app, host, model, routes: customRoutes, close };
+    if (warm?.error) logger.log('warn', 'warm-up inference failed; serving anyway', { fn: fn.name, ...version, error: warm.error });
+    logger.log('info', 'function loaded', { fn: fn.name, ...version, prefix: fn.prefix, load_ms: Math.round(model.loadMs * 10) / 10, ...(warm ? { warm_up_ms: Math.round(warm.ms * 10) / 10 } : {}) });
+    return { app, host, model, routes: customRoutes, close };
   } catch (err) {
     const failure = (err as Error).message;
     host.setFailed(shownFailure(failure, dir));
-    logger.log('error', 'function failed to load', { fn: fn.name, error: failure });
-    return { dir, fn, app, host, routes: customRoutes, failure: shownFailure(failure, dir), close };
+    logger.log('error', 'function failed to load', { fn: fn.name, ...version, error: failure });
+    return { app, host, routes: customRoutes, failure: shownFailure(failure, dir), close };
   }
+}
+
+/**
+ * Loads every version of a resolved function, each behind its own app; the slot shows the
+ * highest. Failures become a slot (or a version) that answers 503.
+ */
+async function loadSlot(resolved: Resolved, config: RuntimeConfig, logger: Logger): Promise<Slot> {
+  if (resolved.failure !== undefined) return resolved;
+  const { dir, fn } = resolved;
+  const versions = new Map<string, ServedVersion>();
+  let top: Awaited<ReturnType<typeof loadVersion>> | undefined;
+  for (const { version } of fn.versions) {
+    top = await loadVersion(fn.versions.length > 1 ? atVersion(fn, version) : fn, dir, config, logger);
+    versions.set(version, top);
+  }
+  const { app, host, model, routes, failure } = top!;
+  return { dir, fn, app, host, model, routes, failure, versions, close: () => { for (const v of versions.values()) v.close(); } };
 }
 
 /** What the gateway shows of a slot. */
@@ -189,12 +222,38 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedS
   // The function's app strips its own prefix (createFunctionApp's stripPrefix): the request
   // goes through untouched, body stream and all. Rebuilding it cost over half the throughput.
   const forward = async (slot: Slot, req: Request, env: unknown): Promise<Response> => {
+    let app = slot.app!;
+    if (slot.versions && slot.versions.size > 1) {
+      // The version that answers, and the one that gets a copy, as the gateway's nginx decides them.
+      const fn = slot.fn as ResolvedFunction;
+      const route = routeRequest(fn, getPath(req), req.headers.get(TRAFFIC_KEY_HEADER) ?? undefined);
+      app = slot.versions.get(route.serve)?.app ?? app;
+      const shadow = route.shadow && slot.versions.get(route.shadow);
+      if (shadow) mirror(slot, shadow.app, req.clone(), env);
+    }
     slot.inFlight = (slot.inFlight ?? 0) + 1;
     try {
-      return await slot.app!.fetch(req, env);
+      return await app.fetch(req, env);
     } finally {
       if (--slot.inFlight === 0) slot.drained?.();
     }
+  };
+  /**
+   * Sends a copy of a request to a shadow version: its answer is read and dropped (its metrics
+   * count it), never awaited by the client, and its failures are its own.
+   */
+  const mirror = (slot: Slot, app: Hono, copy: Request, env: unknown) => {
+    slot.inFlight = (slot.inFlight ?? 0) + 1;
+    void (async () => {
+      try {
+        const res = await app.fetch(copy, env);
+        await res.arrayBuffer();
+      } catch (err) {
+        logger.log('warn', 'shadow request failed', { fn: slot.fn.name, error: (err as Error).message });
+      } finally {
+        if (--slot.inFlight! === 0) slot.drained?.();
+      }
+    })();
   };
   // A request for a loaded function goes straight to its app: the gateway's own Hono dispatch
   // (a context, a router match, a middleware chain) is for its own routes and what no function
@@ -226,6 +285,7 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedS
       });
     }
     slot.close?.();
+    for (const v of slot.versions?.values() ?? []) if (v.model && v.model !== slot.model) await v.model.release().catch(() => {});
     if (slot.model) await slot.model.release().catch(() => {});
   };
   const reload = async (dir: string) => {
@@ -308,7 +368,7 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedS
     async shutdown() {
       watcher?.close();
       for (const timer of pending.values()) clearTimeout(timer);
-      for (const slot of slots) if (slot.host) slot.host.state = 'draining';
+      for (const slot of slots) for (const host of slot.versions ? [...slot.versions.values()].map((v) => v.host) : [slot.host]) if (host) host.state = 'draining';
       await new Promise<void>((done) => {
         const idle = setInterval(() => server.closeIdleConnections(), 50);
         const timer = setTimeout(() => server.closeAllConnections(), config.shutdownTimeoutMs);

@@ -12,22 +12,30 @@ export type { FunctionSummary };
 export type GatewayRoute =
   /** `<prefix>` exactly: redirect to `<prefix>/`. */
   | { kind: 'redirect'; path: string; fn: string }
-  /** Paths starting with `path`: forwarded; `strip` removes the function's prefix first. */
-  | { kind: 'prefix'; path: string; fn: string; strip?: string }
+  /**
+   * Paths starting with `path`: forwarded; `strip` removes the function's prefix first. `version`:
+   * always to that version (the protocol's versioned paths); without it, the split decides.
+   */
+  | { kind: 'prefix'; path: string; fn: string; strip?: string; version?: string }
   /** `path` exactly: forwarded unchanged. */
-  | { kind: 'exact'; path: string; fn: string };
+  | { kind: 'exact'; path: string; fn: string; version?: string };
 
 /**
  * Every route of every function, in match order.
  *
  * @example gatewayRoutes([iris]) // /iris -> redirect, /iris/... -> iris (prefix stripped), /v2/models/iris/... -> iris
  */
-export function gatewayRoutes(functions: readonly Pick<ResolvedFunction, 'name' | 'prefix'>[]): GatewayRoute[] {
+export function gatewayRoutes(functions: readonly (Pick<ResolvedFunction, 'name' | 'prefix'> & Partial<Pick<ResolvedFunction, 'versions'>>)[]): GatewayRoute[] {
   return functions.flatMap((fn): GatewayRoute[] => [
     { kind: 'redirect', path: fn.prefix, fn: fn.name },
     { kind: 'prefix', path: `${fn.prefix}/`, fn: fn.name, strip: fn.prefix },
     { kind: 'prefix', path: `/v2/models/${fn.name}/`, fn: fn.name },
     { kind: 'exact', path: `/v2/models/${fn.name}`, fn: fn.name },
+    // With several versions, each one's protocol paths reach it alone (runtime/function/traffic.ts routeRequest).
+    ...(fn.versions && fn.versions.length > 1 ? fn.versions.flatMap(({ version }): GatewayRoute[] => [
+      { kind: 'prefix', path: `/v2/models/${fn.name}/versions/${version}/`, fn: fn.name, version },
+      { kind: 'exact', path: `/v2/models/${fn.name}/versions/${version}`, fn: fn.name, version },
+    ]) : []),
   ]);
 }
 

@@ -24,6 +24,7 @@ import { decodeRequestBody } from './request-encoding.ts';
 import { deadline } from './deadline.ts';
 import { compressResponse } from './response-compression.ts';
 import { VERSION } from '../core/version.ts';
+import { VERSION_HEADER } from '../function/traffic.ts';
 
 export interface FunctionAppOptions {
   config: Pick<RuntimeConfig, 'maxElements' | 'accessLog' | 'logLevel'> & Partial<Pick<RuntimeConfig, 'peers'>>;
@@ -72,6 +73,12 @@ export function createFunctionApp(host: FunctionHost, options: FunctionAppOption
   });
 
   app.use(requestId({ headerName: 'X-Request-Id', limitLength: 200 }));
+  // Every answer names the version that gave it, custom routes and errors included: with a split
+  // in force, a client (and a test) can tell which model answered.
+  app.use(async function versionHeader(c, next) {
+    await next();
+    c.header(VERSION_HEADER, fn.version);
+  });
   if (config.accessLog) app.use(accessLog(logger, { fn: fn.name }));
   if (options.activity) app.use(trackActivity(options.activity));
   app.use(...metrics.middleware);

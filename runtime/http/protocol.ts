@@ -63,10 +63,11 @@ export function serverRoutes(app: Hono, isReady: () => string | undefined, optio
 /** Model routes: metadata, readiness and inference, with and without `/versions/{v}`. */
 export function modelRoutes(app: Hono, host: FunctionHost, options: ProtocolOptions): void {
   const fn = host.fn;
+  const versions = fn.versions.map((v) => v.version);
   const checkVersion = (c: Context): void => {
     const version = c.req.param('version');
     if (version !== undefined && version !== fn.version) {
-      throw new HttpError(404, `model '${fn.name}' has no version '${clip(version)}' (versions: ${fn.version})`);
+      throw new HttpError(404, `model '${fn.name}' has no version '${clip(version)}' (versions: ${versions.join(', ')})`);
     }
   };
   const tensors = (specs: typeof host.model.inputs) => specs.map((s) => ({ name: s.name, datatype: s.datatype, shape: s.shape }));
@@ -77,7 +78,7 @@ export function modelRoutes(app: Hono, host: FunctionHost, options: ProtocolOpti
       const model = host.model;
       return c.json({
         name: fn.name,
-        versions: [fn.version],
+        versions,
         platform: 'onnxruntime_onnx',
         inputs: tensors(model.inputs),
         outputs: tensors(model.outputs),

@@ -14,7 +14,7 @@ import { modelFacts } from './facts.ts';
 import { openApiDocument, type CustomRoute } from './openapi.ts';
 import type { FunctionCard } from './ui.ts';
 
-export interface DescribedFunction extends ResolvedFunction, FunctionSummary {
+export interface DescribedFunction extends ResolvedFunction, Omit<FunctionSummary, 'versions' | 'traffic' | 'shadow'> {
   ownRoutes: CustomRoute[];
   /** The OpenAPI document, with the function's prefix as its server; absent when the model did not load. */
   document?: Record<string, unknown>;
@@ -49,6 +49,8 @@ export async function describeFunctions(functions: readonly ResolvedFunction[]):
     const host = new FunctionHost(fn);
     const routes = declaredRoutes(fn);
     try {
+      // The other versions' models load too (and are let go): a version that cannot load fails the build as the function's would.
+      for (const version of fn.versions) if (version.modelPath !== fn.modelPath) await (await loadModel(version.modelPath, { thread: false })).release();
       const model = await loadModel(fn.modelPath, { thread: false });
       host.setModel(model);
       out.push(describeHost(host, routes));

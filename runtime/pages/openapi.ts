@@ -163,7 +163,8 @@ export function openApiDocument(
   const example = exampleRequest(fn, model.inputs);
   const base = `/v2/models/${fn.name}`;
   const tensors = (specs: readonly TensorSpec[]) => specs.map((s) => ({ name: s.name, datatype: s.datatype, shape: s.shape }));
-  const metadata = { name: fn.name, versions: [fn.version], platform: 'onnxruntime_onnx', inputs: tensors(model.inputs), outputs: tensors(model.outputs) };
+  const versions = fn.versions.map((v) => v.version);
+  const metadata = { name: fn.name, versions, platform: 'onnxruntime_onnx', inputs: tensors(model.inputs), outputs: tensors(model.outputs) };
   const paths: Record<string, Record<string, Json>> = {};
   const add = (path: string, method: string, op: Json) => {
     paths[path] ??= {};
@@ -215,7 +216,7 @@ export function openApiDocument(
       outputs: { type: 'array', items: { oneOf: model.outputs.map((t) => tensorSchema(t, 'output')) } },
     },
   };
-  const version = { name: 'version', in: 'path', required: true, schema: { type: 'string', enum: [fn.version] } };
+  const version = { name: 'version', in: 'path', required: true, schema: { type: 'string', enum: versions } };
   for (const [path, suffix, params] of [[base, '', []], [`${base}/versions/{version}`, ' (one version)', [version]]] as const) {
     const withParams = (op: Json) => (params.length ? { ...op, parameters: params } : op);
     const id = suffix ? '_version' : '';
@@ -300,6 +301,15 @@ export function openApiDocument(
         return labels ? { ...o, labels } : o;
       }),
       ...(known.facts ? { model: known.facts } : {}),
+      // Each version with its share of the traffic and of the copies; `version` is the one this document describes.
+      ...(fn.versions.length > 1 ? {
+        version: fn.version,
+        versions: fn.versions.map(({ version }) => ({
+          version,
+          traffic: fn.traffic.find((t) => t.version === version)?.percent ?? 0,
+          shadow: fn.shadow.find((t) => t.version === version)?.percent ?? 0,
+        })),
+      } : {}),
     },
   };
 }

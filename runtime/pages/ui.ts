@@ -358,6 +358,19 @@ function operations(doc: Json): Operation[] {
 
 const shapeText = (shape: readonly number[]) => `[${shape.join(', ')}]`;
 
+/**
+ * A function's versions and the split in force, when it has several, and how to reach each; on
+ * its docs page (`shown`), which one the page describes.
+ */
+function versionList(meta: Json, shown = false): string {
+  if (!Array.isArray(meta.versions)) return '';
+  const items = (meta.versions as Json[]).map((v) => {
+    const share = [v.traffic ? `${v.traffic}% of requests` : '', v.shadow ? `copies of ${v.shadow}% (shadow)` : ''].filter(Boolean).join(', ') || 'no traffic';
+    return `<li data-version="${escapeHtml(v.version)}"><strong>version ${escapeHtml(v.version)}</strong>${shown && v.version === meta.version ? ' (this page)' : ''}: ${escapeHtml(share)} · <code>/v2/models/${escapeHtml(meta.name)}/versions/${escapeHtml(v.version)}/infer</code></li>`;
+  }).join('');
+  return `<section class="versions"><p class="muted">Versions (every answer names its own in the X-Modelfn-Version header; send X-Modelfn-Traffic-Key to keep one client on one version):</p><ul>${items}</ul></section>`;
+}
+
 /** The model's inputs and outputs, each output with the class labels it names, then the model's facts. */
 function tensorList(meta: Json): string {
   const rows = (role: string, list: Json[] | undefined) => (list ?? []).map((t) => `<tr><th scope="row">${role}</th><td><code>${escapeHtml(t.name)}</code></td><td>${escapeHtml(t.datatype)}</td><td>${shapeText(t.shape)}</td>`
@@ -531,7 +544,7 @@ ${snippetBlock(o, origin)}
   return shell(`${name} · modelfn docs`, 'docs', `${server ? '<p class="muted"><a href="/">← every function</a></p>' : ''}
 <h1>${escapeHtml(name)}</h1>
 <p>${escapeHtml(doc.info.description)}</p>
-${tensorList(doc['x-modelfn'] ?? {})}
+${versionList(doc['x-modelfn'] ?? {}, true)}${tensorList(doc['x-modelfn'] ?? {})}
 <p class="muted">Routes at ${where} · errors are JSON {"error": "..."} · <a href="${escapeHtml(server)}/openapi.json">openapi.json</a></p>
 ${sections}`);
 }
@@ -641,7 +654,7 @@ function gatewayCard(card: FunctionCard, ssi: boolean): string {
   return `${open}
 ${header}
 <p>${escapeHtml(doc.info.description)}</p>
-${tensorList(doc['x-modelfn'] ?? {})}
+${versionList(doc['x-modelfn'] ?? {})}${tensorList(doc['x-modelfn'] ?? {})}
 <label><span class="muted">try a route</span><select aria-label="route" data-routes>${options}</select></label>
 ${ops.map((o, i) => tryForm(o, i !== preferred)).join('\n')}
 </section>`;

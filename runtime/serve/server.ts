@@ -7,7 +7,8 @@ import type { Duplex } from 'node:stream';
 import type { AddressInfo } from 'node:net';
 import { serve } from '@hono/node-server';
 import { createActivity, type Activity } from '../http/activity.ts';
-import { FUNCTION_KEEPALIVE_TIMEOUT_MS, intraOpThreadsFor, type RuntimeConfig } from '../core/config.ts';
+import { ConfigError, FUNCTION_KEEPALIVE_TIMEOUT_MS, intraOpThreadsFor, type RuntimeConfig } from '../core/config.ts';
+import { servedVersion } from '../function/version.ts';
 import { createFunctionApp } from '../http/app.ts';
 import type { ResolvedFunction } from '../function/define.ts';
 import { FunctionHost } from '../function/host.ts';
@@ -93,9 +94,12 @@ export async function loadFunctionModel(host: FunctionHost, config: RuntimeConfi
  *
  * @example const { app } = await prepareFunction(fn, readConfig()); await app.request('/v2');
  */
-export async function prepareFunction(fn: ResolvedFunction, config: RuntimeConfig, logger: Logger = createLogger(config.logLevel)): Promise<PreparedFunction> {
+export async function prepareFunction(whole: ResolvedFunction, config: RuntimeConfig, logger: Logger = createLogger(config.logLevel)): Promise<PreparedFunction> {
+  const fn = servedVersion(whole, config.version);
+  if (!fn) throw new ConfigError(`MODELFN_VERSION=${JSON.stringify(config.version)}: function '${whole.name}' has no such version (versions: ${whole.versions.map((v) => v.version).join(', ')})`);
   const host = new FunctionHost(fn);
-  const metrics = createMetrics();
+  // One version among several: its series say which.
+  const metrics = createMetrics(fn.versions.length > 1 ? { version: fn.version } : {});
   const activity = createActivity();
   const { app } = createFunctionApp(host, { config, logger, metrics, activity });
   const model = await loadFunctionModel(host, config, metrics, logger);

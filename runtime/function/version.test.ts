@@ -1,0 +1,137 @@
+/**
+ * Versions in the folder (Triton's convention), per-version overrides, the declared split, and
+ * every refused declaration: one line naming the file and the field.
+ */
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { DeclarationError, type FunctionDeclaration } from './define.ts';
+import { resolveFunction } from './discover.ts';
+import { atVersion } from './version.ts';
+import { FIXTURES, ROOT } from '../testing/index.ts';
+
+const scratch = mkdtempSync(join(tmpdir(), 'modelfn-versions-'));
+afterAll(() => rmSync(scratch, { recursive: true, force: true }));
+const config = { bodyLimit: 10 * 1024 * 1024, timeoutMs: 30_000 };
+const IRIS = join(ROOT, 'functions/iris/model.onnx');
+const DIGITS = join(ROOT, 'functions/digits/model.onnx');
+const NORMALIZER = join(FIXTURES, 'normalizer.onnx');
+
+let count = 0;
+/** A function folder holding the given files (path in the folder -> model to copy). */
+function folder(files: Record<string, string>): string {
+  const dir = join(scratch, `fn${++count}`, 'flowers');
+  for (const [path, model] of Object.entries(files)) {
+    mkdirSync(join(dir, path, '..'), { recursive: true });
+    copyFileSync(model, join(dir, path));
+  }
+  return dir;
+}
+const twoVersions = () => folder({ '1/model.onnx': IRIS, '2/model.onnx': IRIS });
+const resolve = (dir: string, declaration?: FunctionDeclaration) => resolveFunction(dir, declaration, declaration && join(dir, 'function.ts'), config);
+/** The one-line error of a refused folder or declaration, with the scratch path taken off. */
+function problem(dir: string, declaration?: FunctionDeclaration): string {
+  try {
+    resolve(dir, declaration);
+  } catch (err) {
+    expect(err).toBeInstanceOf(DeclarationError);
+    expect((err as Error).message).not.toContain('\n');
+    return (err as Error).message.replace(`${join(dir, '..')}/`, '');
+  }
+  throw new Error('the declaration was accepted');
+}
+
+describe('versions in the function folder', () => {
+  it('keeps a bare model.onnx one version, 1, as it always was, with everything on it', () => {
+    const fn = resolve(folder({ 'model.onnx': IRIS }));
+    expect(fn.version).toBe('1');
+    expect(fn.versions.map((v) => [v.version, v.modelFile])).toEqual([['1', 'model.onnx']]);
+    expect(fn.traffic).toEqual([{ version: '1', percent: 100 }]);
+    expect(fn.shadow).toEqual([]);
+    expect(resolve(folder({ 'model.onnx': IRIS }), { version: '7' }).versions.map((v) => v.version)).toEqual(['7']);
+  });
+
+  it('reads numbered folders as versions, lowest first, and sends everything to the highest by default', () => {
+    const dir = folder({ '1/model.onnx': IRIS, '10/model.onnx': IRIS, '2/model.onnx': IRIS });
+    mkdirSync(join(dir, 'test'));
+    const fn = resolve(dir);
+    expect(fn.versions.map((v) => v.version)).toEqual(['1', '2', '10']);
+    expect(fn.versions[2].modelPath).toBe(join(dir, '10/model.onnx'));
+    expect([fn.version, fn.modelFile]).toEqual(['10', '10/model.onnx']);
+    expect(fn.traffic).toEqual([{ version: '10', percent: 100 }]);
+  });
+
+  it('gives each version its own model fields: its override, else the function\'s, else the defaults', () => {
+    const fn = resolve(twoVersions(), {
+      labels: ['a', 'b', 'c'],
+      limits: { timeoutMs: 5000 },
+      replicas: 3,
+      versions: { '2': { labels: { probabilities: ['x', 'y', 'z'] }, batching: { enabled: false } }, '1': { replicas: 1 } },
+    });
+    expect(fn.versions.map((v) => v.replicas)).toEqual([1, 3]);
+    const [v1, v2] = fn.versions;
+    expect([v1.defaultLabels, v1.batching.enabled, v1.limits.timeoutMs]).toEqual([['a', 'b', 'c'], true, 5000]);
+    expect([v2.labels, v2.defaultLabels, v2.batching.enabled, v2.limits.timeoutMs]).toEqual([{ probabilities: ['x', 'y', 'z'] }, undefined, false, 5000]);
+    const one = atVersion(fn, '1');
+    expect([one.version, one.modelPath, one.defaultLabels, one.name, one.prefix]).toEqual(['1', v1.modelPath, ['a', 'b', 'c'], 'flowers', '/flowers']);
+    expect(atVersion(fn, '2').batching.enabled).toBe(false);
+  });
+
+  it('takes the declared split and shadow in version order', () => {
+    const dir = folder({ '1/model.onnx': IRIS, '2/model.onnx': IRIS, '3/model.onnx': IRIS });
+    const fn = resolve(dir, { traffic: { '2': 20, '1': 80 }, shadow: { '3': 100 } });
+    expect(fn.traffic).toEqual([{ version: '1', percent: 80 }, { version: '2', percent: 20 }]);
+    expect(fn.shadow).toEqual([{ version: '3', percent: 100 }]);
+    expect(resolve(dir, { traffic: { '1': 33.33, '2': 33.33, '3': 33.34 } }).traffic).toHaveLength(3);
+  });
+});
+
+describe('refused versions and splits, one line each', () => {
+  it('refuses a split that does not sum to 100, names a missing version, or is no percentage', () => {
+    const dir = twoVersions();
+    expect(problem(dir, { traffic: { '1': 80, '2': 10 } })).toBe('flowers/function.ts: traffic: percentages must sum to 100, got 90');
+    expect(problem(dir, { traffic: { '1': 80, '3': 20 } })).toBe("flowers/function.ts: traffic.3: no version '3' (versions: 1, 2)");
+    expect(problem(dir, { traffic: { '1': 120 } })).toBe('flowers/function.ts: traffic.1: must be a percentage from 0 to 100');
+    expect(problem(dir, { traffic: { '1': 50.005, '2': 49.995 } })).toBe('flowers/function.ts: traffic.1: at most two decimals, got 50.005');
+    expect(problem(dir, { traffic: { '1': '80' as unknown as number, '2': 20 } })).toMatch(/^flowers\/function\.ts: traffic\.1: expected number/);
+  });
+
+  it('refuses a shadow over 100, of a missing version, or of a version that serves', () => {
+    const dir = twoVersions();
+    expect(problem(dir, { shadow: { '3': 10 } })).toBe("flowers/function.ts: shadow.3: no version '3' (versions: 1, 2)");
+    expect(problem(dir, { traffic: { '1': 100 }, shadow: { '1': 50, '2': 60 } })).toBe('flowers/function.ts: shadow: percentages must sum to at most 100, got 110');
+    expect(problem(dir, { shadow: { '2': 10 } })).toBe('flowers/function.ts: shadow.2: version 2 also serves traffic; a shadow only gets copies of requests');
+  });
+
+  it('refuses overrides of versions that do not exist, and model or version beside version folders', () => {
+    const dir = twoVersions();
+    expect(problem(dir, { versions: { '3': { labels: ['x'] } } })).toBe("flowers/function.ts: versions.3: no version '3' (versions: 1, 2)");
+    expect(problem(dir, { versions: { '2': { prefix: '/x' } as never } })).toMatch(/^flowers\/function\.ts: versions\.2: unrecognized key/i);
+    expect(problem(folder({ 'model.onnx': IRIS }), { scale: { min: 0 }, versions: { '1': { replicas: 2 } } })).toBe('flowers/function.ts: versions.1.replicas: a function that scales takes its replicas from scale; remove it');
+    expect(problem(dir, { model: 'other.onnx' })).toBe("flowers/function.ts: model: the versions come from the folders 1/, 2/; remove 'model'");
+    expect(problem(dir, { scale: { min: 0 } })).toBe('flowers/function.ts: scale: a function with several versions (1, 2) cannot scale with its traffic yet; remove scale, or keep one version folder');
+    expect(problem(dir, { version: '3' })).toBe("flowers/function.ts: version: the versions come from the folders 1/, 2/; remove 'version'");
+  });
+
+  it('refuses a bare model.onnx beside version folders, and a version folder without a model', () => {
+    expect(problem(folder({ 'model.onnx': IRIS, '1/model.onnx': IRIS }))).toBe('flowers: holds both model.onnx and version folders (1/); move model.onnx into a version folder');
+    const dir = twoVersions();
+    mkdirSync(join(dir, '3'));
+    writeFileSync(join(dir, '3/notes.txt'), '');
+    expect(problem(dir)).toBe('flowers/3: version folder without model.onnx');
+  });
+
+  it('refuses a version whose inputs break the custom routes, naming its model and the input', () => {
+    const routes = () => {};
+    expect(problem(folder({ '1/model.onnx': IRIS, '2/model.onnx': NORMALIZER }), { routes })).toBe(
+      "flowers/2/model.onnx: input 'input' (input FP32 [-1, 4]) of version 1, which the function's routes use, does not fit: its inputs are text",
+    );
+    expect(problem(folder({ '1/model.onnx': IRIS, '2/model.onnx': DIGITS }), { routes })).toBe(
+      "flowers/2/model.onnx: input 'input' (input FP32 [-1, 4]) of version 1, which the function's routes use, does not fit: it has input FP32 [-1, 64]",
+    );
+    // Without custom routes the protocol adapts to each version's model: nothing to break.
+    expect(resolve(folder({ '1/model.onnx': IRIS, '2/model.onnx': DIGITS })).versions).toHaveLength(2);
+    expect(resolve(twoVersions(), { routes }).versions).toHaveLength(2);
+  });
+});
