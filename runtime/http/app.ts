@@ -5,7 +5,6 @@
 import { Hono } from 'hono';
 import { getPath } from 'hono/utils/url';
 import { methodNotAllowed } from 'hono/method-not-allowed';
-import { requestId } from 'hono/request-id';
 import { trackActivity, type Activity } from './activity.ts';
 import { loadApiKeys, requireApiKey } from './auth.ts';
 import { limitBody } from './body-limit.ts';
@@ -22,6 +21,7 @@ import { predictRoute } from './predict.ts';
 import { modelRoutes, serverRoutes } from './protocol.ts';
 import { decodeRequestBody } from './request-encoding.ts';
 import { deadline } from './deadline.ts';
+import { requestId } from './request-id.ts';
 import { compressResponse } from './response-compression.ts';
 import { VERSION } from '../core/version.ts';
 
@@ -71,7 +71,7 @@ export function createFunctionApp(host: FunctionHost, options: FunctionAppOption
     },
   });
 
-  app.use(requestId({ headerName: 'X-Request-Id', limitLength: 200 }));
+  app.use(requestId());
   if (config.accessLog) app.use(accessLog(logger, { fn: fn.name }));
   if (options.activity) app.use(trackActivity(options.activity));
   app.use(...metrics.middleware);
