@@ -7,13 +7,16 @@
  */
 import type { Context, MiddlewareHandler } from 'hono';
 import { ModelfnError } from '../core/errors.ts';
-import { setDeadline } from '../engine/queue.ts';
+import { RequestLife } from '../engine/queue.ts';
 import { nodeResponse } from './node-response.ts';
 
 declare module 'hono' {
   interface ContextVariableMap {
-    /** Fires when the request's client leaves or its time runs out; the reason says which. */
-    signal: AbortSignal;
+    /**
+     * Ends when the request's client leaves or its time runs out; the reason says which. Its
+     * `signal` is a real AbortSignal, made for the routes that ask (`ctx.signal(c)`).
+     */
+    life: RequestLife;
   }
 }
 
@@ -29,20 +32,18 @@ export interface DeadlineOptions {
 }
 
 /**
- * Gives each request its signal and deadline, and answers `onTimeout` when the deadline passes.
+ * Gives each request its life (deadline and cancellation), and answers `onTimeout` when the deadline passes.
  *
  * @example app.use(deadline({ timeoutMs: 30_000, message: 'timed out', onTimeout: (c, m) => c.json({ error: m }, 504) }))
  */
 export const deadline = ({ timeoutMs, message, onTimeout }: DeadlineOptions): MiddlewareHandler => function deadline(c, next) {
-  const controller = new AbortController();
-  const signal = controller.signal;
-  setDeadline(signal, Date.now() + timeoutMs);
-  c.set('signal', signal);
+  const life = new RequestLife(Date.now() + timeoutMs);
+  c.set('life', life);
   // The client closing its connection before the answer was sent. Served by @hono/node-server:
   // the Node response's 'close' before it finished (what @hono/node-server itself aborts the
   // request's signal on; reading `c.req.raw.signal` would create that AbortController for every
   // request, issue 22). Elsewhere (`app.request()`): the request's own signal.
-  const onClientGone = () => controller.abort(new ModelfnError('cancelled', 'the client closed the connection; its work was dropped'));
+  const onClientGone = () => life.abort(new ModelfnError('cancelled', 'the client closed the connection; its work was dropped'));
   const outgoing = nodeResponse(c);
   const onClose = () => {
     if (!outgoing!.writableFinished) onClientGone();
@@ -60,7 +61,7 @@ export const deadline = ({ timeoutMs, message, onTimeout }: DeadlineOptions): Mi
     };
     const timer = setTimeout(() => {
       done();
-      controller.abort(new ModelfnError('deadline_exceeded', message));
+      life.abort(new ModelfnError('deadline_exceeded', message));
       c.res = onTimeout(c, message);
       resolve();
     }, timeoutMs);
