@@ -118,6 +118,35 @@ describe('compressResponse', () => {
     }
   });
 
+  it('keeps answering when clients leave in the middle of a streamed answer', async () => {
+    const large = JSON.stringify({ values: Array.from({ length: 400_000 }, (_, i) => (i * 7919) % 100_003) });
+    const a = new Hono();
+    a.use(compressResponse());
+    a.get('/large', (c) => jsonAnswer(c, large));
+    const server = serve({ fetch: a.fetch, port: 0, hostname: '127.0.0.1' });
+    await new Promise((r) => server.once('listening', r));
+    const { port } = server.address() as AddressInfo;
+    try {
+      for (let i = 0; i < 3; i++) {
+        // Leave after the first compressed chunk.
+        await new Promise<void>((resolve) => {
+          const req = httpGet({ host: '127.0.0.1', port, path: '/large', headers: { 'Accept-Encoding': 'gzip' } }, (res) => {
+            res.once('data', () => {
+              req.destroy();
+              resolve();
+            });
+          });
+          req.on('error', () => {});
+        });
+      }
+      const res = await fetch(`http://127.0.0.1:${port}/large`, { headers: { 'Accept-Encoding': 'gzip' } });
+      expect(res.headers.get('content-encoding')).toBe('gzip');
+      expect(await res.text()).toBe(large);
+    } finally {
+      await new Promise((r) => server.close(r));
+    }
+  });
+
   it('adds Accept-Encoding to an existing Vary', async () => {
     expect((await get('/vary', 'gzip')).headers.get('vary')).toBe('Accept, Accept-Encoding');
   });
