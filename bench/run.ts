@@ -252,7 +252,7 @@ async function embedded(functionsDir: string): Promise<void> {
   const port = await freePort();
   const server = startProcess(process.execPath, [join(ROOT, 'bin/modelfn.mjs'), 'start', '--functions', functionsDir, '--port', String(port)], {
     MODELFN_ACCESS_LOG: 'false',
-  });
+  }, log);
   const base = `http://127.0.0.1:${port}`;
   try {
     await waitOk(`${base}/v2/models/mlp/ready`);
@@ -312,7 +312,7 @@ async function processStart(): Promise<void> {
     const port = await freePort();
     const request = jsonInfer(`http://127.0.0.1:${port}`, 'iris', 1);
     const t0 = performance.now();
-    const child = startProcess(process.execPath, [bundle], { PORT: String(port), MODELFN_ACCESS_LOG: 'false' });
+    const child = startProcess(process.execPath, [bundle], { PORT: String(port), MODELFN_ACCESS_LOG: 'false' }, log);
     await waitOk(request.url, { method: 'POST', headers: request.headers, body: request.body as string }, 30_000);
     times.push(performance.now() - t0);
     if (i === 0) {
@@ -334,7 +334,7 @@ async function profile(): Promise<string[]> {
   mkdirSync(dir, { recursive: true });
   const port = await freePort();
   const request = jsonInfer(`http://127.0.0.1:${port}`, 'iris', 1);
-  const child = startProcess(process.execPath, ['--cpu-prof', '--cpu-prof-dir', dir, bundle], { PORT: String(port), MODELFN_ACCESS_LOG: 'false' });
+  const child = startProcess(process.execPath, ['--cpu-prof', '--cpu-prof-dir', dir, bundle], { PORT: String(port), MODELFN_ACCESS_LOG: 'false' }, log);
   await waitOk(request.url, { method: 'POST', headers: request.headers, body: request.body as string });
   await wrk(request, 64, SECONDS, WORK, 'profile');
   await stopProcess(child, 'SIGINT');
