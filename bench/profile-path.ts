@@ -39,7 +39,7 @@ const STAGES: [string, (url: string, name: string) => boolean][] = [
   ['metrics', (u) => /prom-client|core\/metrics\.ts/.test(u)],
   ['body read and decode', (u) => /request-encoding|body-limit|tensor\/|http\/protocol\.ts|http\/predict\.ts/.test(u)],
   ['queue and thread hop', (u) => /engine\/|worker_threads|internal\/worker|messageport/i.test(u)],
-  ['our middleware (deadline, activity, auth, route class, request id)', (u) => /http\/deadline|http\/activity|http\/auth|route-class|request-id|http\/errors/.test(u)],
+  ['our middleware (deadline, activity, auth, route class, request id)', (u) => /http\/deadline|http\/activity|http\/auth|route-class|request-id|node-response|http\/errors/.test(u)],
   ['routing (Hono router, embedded gateway)', (u) => /hono\/dist\/router|hono\/dist\/hono-base|gateway\//.test(u)],
   ['Hono context and request', (u) => /hono\/dist\//.test(u)],
   ['@hono/node-server (adapter)', (u) => /@hono\/node-server/.test(u)],

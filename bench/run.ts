@@ -13,20 +13,20 @@
  * classic stack's Python image comes from scripts/base-images.sh --classic when it cannot be
  * pulled).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { cpus, freemem, totalmem } from 'node:os';
-import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { currentFloorSection, withFloorSection } from './floor/section.ts';
 import { runBuild } from '../build.ts';
 import { ROOT, functionImage, imageSizes, run, runtimeImage } from '../builder/docker/images.ts';
-import { compose as composeCommand, stackDown, stackUp } from '../builder/docker/compose.ts';
+import { compose as composeCommand } from '../builder/docker/compose.ts';
 import { freePort } from '../test/docker.ts';
 import { measureLimit, type LimitResult } from './limit.ts';
 import { measureWakes, wakeSection, writeWakeSection } from './wake.ts';
 import { analysisSection } from './analysis.ts';
 import { wrk, type LoadRequest, type LoadResult } from './wrk.ts';
+import { CORES, classicNative, classicNginxConfig, gatewayStack, linkedFunctions, placeMlpModel, rowsData, startProcess, stopProcess, waitOk } from './stacks.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -42,7 +42,6 @@ const REPEAT = Number(args.repeat ?? (QUICK ? 1 : 3));
 const CONCURRENCY = [1, 64];
 const ROWS = [1, 32];
 const WORK = join(ROOT, 'dist/bench');
-const CORES = cpus().length;
 const log = (line: string) => process.stdout.write(`${line}\n`);
 
 const MODELS = {
@@ -69,20 +68,12 @@ async function prerequisites(): Promise<void> {
     log('generating bench/models/mlp.onnx (scripts/models/mlp.py)');
     await run('/usr/bin/python3', [join(ROOT, 'scripts/models/mlp.py')]);
   }
-  for (const name of ['mlp', 'mlp-nobatch'] as const) copyFileSync(join(ROOT, 'bench/models/mlp.onnx'), join(MODELS[name].dir, 'model.onnx'));
+  placeMlpModel();
 }
 
 /** A functions folder for the bench: links to the real function folders. */
 function benchFunctions(): string {
-  const dir = join(WORK, 'functions');
-  rmSync(dir, { recursive: true, force: true });
-  mkdirSync(dir, { recursive: true });
-  for (const [name, m] of Object.entries(MODELS)) symlinkSync(m.dir, join(dir, name));
-  return dir;
-}
-
-function rowsData(features: number, rows: number): number[][] {
-  return Array.from({ length: rows }, (_, r) => Array.from({ length: features }, (_, i) => Math.round((((r + 1) * 7919 + i * 104729) % 10000) / 10) / 1000));
+  return linkedFunctions(join(WORK, 'functions'), Object.fromEntries(Object.entries(MODELS).map(([name, m]) => [name, m.dir])));
 }
 
 const IRIS_ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5], [6.3, 2.9, 5.6, 1.8]];
@@ -117,37 +108,6 @@ function flaskPredict(base: string, model: ModelName, rows: number): LoadRequest
 }
 
 // ---------------------------------------------------------------- processes
-
-function start(command: string, args: string[], env: NodeJS.ProcessEnv = {}): ChildProcess {
-  const child = spawn(command, args, { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
-  let err = '';
-  child.stderr!.on('data', (d) => (err = (err + d).slice(-2000)));
-  child.on('exit', (code) => {
-    if (code && code !== 0 && !child.killed) log(`  ! ${command} exited ${code}: ${err}`);
-  });
-  return child;
-}
-
-async function stop(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
-  if (child.exitCode !== null) return;
-  const exited = new Promise((r) => child.once('exit', r));
-  child.kill(signal);
-  await Promise.race([exited, new Promise((r) => setTimeout(r, 10_000))]);
-  if (child.exitCode === null) child.kill('SIGKILL');
-}
-
-async function waitOk(url: string, init?: RequestInit, timeoutMs = 60_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    try {
-      if ((await fetch(url, { ...init, signal: AbortSignal.timeout(2000) })).ok) return;
-    } catch {
-      // not up yet
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`timed out waiting for ${url}`);
-}
 
 function rssMb(pid: number): number {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
@@ -245,32 +205,15 @@ const CLASSIC_COMPOSE = 'classic compose';
 const EMBEDDED = 'modelfn embedded';
 const GATEWAY = 'modelfn gateway';
 
-/** The classic stack's nginx.conf (bench/flask/nginx.conf) for an address, an upstream and a folder. */
-function classicNginxConfig(listen: string, upstream: string, dir: string): string {
-  return readFileSync(join(ROOT, 'bench/flask/nginx.conf'), 'utf8')
-    .replaceAll('{{LISTEN}}', listen).replaceAll('{{UPSTREAM}}', upstream).replaceAll('{{DIR}}', dir);
-}
-
 async function flaskStack(): Promise<void> {
   log('\nclassic stack, native: Flask + gunicorn (workers = cores) behind nginx');
-  const gunicornPort = await freePort();
-  const port = await freePort();
-  const gunicorn = start('/usr/bin/python3', ['-m', 'gunicorn', '-w', String(CORES), '-b', `127.0.0.1:${gunicornPort}`, '--chdir', join(ROOT, 'bench/flask'), 'app:app'], {
-    MLP_MODEL: join(ROOT, 'bench/models/mlp.onnx'),
-  });
-  const nginxDir = join(WORK, 'flask-nginx');
-  mkdirSync(nginxDir, { recursive: true });
-  writeFileSync(join(nginxDir, 'nginx.conf'), classicNginxConfig(`127.0.0.1:${port}`, `127.0.0.1:${gunicornPort}`, nginxDir));
-  const nginx = start('/usr/sbin/nginx', ['-p', nginxDir, '-c', join(nginxDir, 'nginx.conf'), '-g', 'daemon off;']);
-  const base = `http://127.0.0.1:${port}`;
+  const classic = await classicNative(WORK, log);
   try {
-    await waitOk(`${base}/iris/predict`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: '{"instances":[[1,2,3,4]]}' });
-    memory['flask: gunicorn workers, idle'] = await treeRssMb(gunicorn.pid!);
-    await matrix(CLASSIC_NATIVE, ['iris', 'mlp'], { json: (m, r) => flaskPredict(base, m, r) });
-    memory['flask: gunicorn workers, after load'] = await treeRssMb(gunicorn.pid!);
+    memory['flask: gunicorn workers, idle'] = await treeRssMb(classic.gunicornPid);
+    await matrix(CLASSIC_NATIVE, ['iris', 'mlp'], { json: (m, r) => flaskPredict(classic.url, m, r) });
+    memory['flask: gunicorn workers, after load'] = await treeRssMb(classic.gunicornPid);
   } finally {
-    await stop(nginx, 'SIGQUIT');
-    await stop(gunicorn);
+    await classic.stop();
   }
 }
 
@@ -307,9 +250,9 @@ async function classicCompose(): Promise<void> {
 async function embedded(functionsDir: string): Promise<void> {
   log('\nmodelfn embedded (npm start: one process, every function)');
   const port = await freePort();
-  const server = start(process.execPath, [join(ROOT, 'bin/modelfn.mjs'), 'start', '--functions', functionsDir, '--port', String(port)], {
+  const server = startProcess(process.execPath, [join(ROOT, 'bin/modelfn.mjs'), 'start', '--functions', functionsDir, '--port', String(port)], {
     MODELFN_ACCESS_LOG: 'false',
-  });
+  }, log);
   const base = `http://127.0.0.1:${port}`;
   try {
     await waitOk(`${base}/v2/models/mlp/ready`);
@@ -319,21 +262,14 @@ async function embedded(functionsDir: string): Promise<void> {
     });
     await matrix(EMBEDDED, ['mlp-nobatch'], { json: (m, r) => jsonInfer(base, m, r), binary: (m, r) => binaryInfer(base, m, r) }, [1]);
   } finally {
-    await stop(server);
+    await stopProcess(server);
   }
 }
 
 async function compose(functionsDir: string): Promise<void> {
   log('\nmodelfn gateway: nginx and one container per function, in compose');
-  const port = await freePort();
-  const env = { MODELFN_IMAGE_TAG: 'bench', MODELFN_PORT: String(port), MODELFN_PROJECT: 'modelfn-bench' };
-  Object.assign(process.env, env);
-  const root = join(WORK, 'stack');
-  mkdirSync(root, { recursive: true });
-  const code = await runBuild({ functionsDir, outDir: join(WORK, 'dist'), root, images: true, check: false, log: () => {} });
-  if (code) throw new Error('bench build failed');
-  const stack = { root, project: 'modelfn-bench', env };
-  const base = await stackUp(stack, Object.keys(MODELS));
+  const stack = await gatewayStack(functionsDir, WORK, 'modelfn-bench', Object.keys(MODELS));
+  const base = stack.url;
   try {
     const container = (await run('docker', ['ps', '-q', '--filter', 'label=com.docker.compose.project=modelfn-bench', '--filter', 'label=com.docker.compose.service=iris'])).trim().split('\n')[0];
     memory['modelfn iris container, idle (docker stats)'] = await containerMemMb(container);
@@ -346,7 +282,7 @@ async function compose(functionsDir: string): Promise<void> {
     await matrix(GATEWAY, ['mlp-nobatch'], { json: (m, r) => jsonInfer(base, m, r), binary: (m, r) => binaryInfer(base, m, r) }, [1]);
     await coldStartContainer();
   } finally {
-    await stackDown(stack);
+    await stack.stop();
   }
 }
 
@@ -376,7 +312,7 @@ async function processStart(): Promise<void> {
     const port = await freePort();
     const request = jsonInfer(`http://127.0.0.1:${port}`, 'iris', 1);
     const t0 = performance.now();
-    const child = start(process.execPath, [bundle], { PORT: String(port), MODELFN_ACCESS_LOG: 'false' });
+    const child = startProcess(process.execPath, [bundle], { PORT: String(port), MODELFN_ACCESS_LOG: 'false' }, log);
     await waitOk(request.url, { method: 'POST', headers: request.headers, body: request.body as string }, 30_000);
     times.push(performance.now() - t0);
     if (i === 0) {
@@ -385,7 +321,7 @@ async function processStart(): Promise<void> {
       await wrk(request, 64, SECONDS, WORK, 'rss');
       memory['modelfn iris process, after load at c64 (RSS)'] = rssMb(child.pid!);
     }
-    await stop(child);
+    await stopProcess(child);
   }
   coldStarts['process start → first inference (iris)'] = times;
 }
@@ -398,10 +334,10 @@ async function profile(): Promise<string[]> {
   mkdirSync(dir, { recursive: true });
   const port = await freePort();
   const request = jsonInfer(`http://127.0.0.1:${port}`, 'iris', 1);
-  const child = start(process.execPath, ['--cpu-prof', '--cpu-prof-dir', dir, bundle], { PORT: String(port), MODELFN_ACCESS_LOG: 'false' });
+  const child = startProcess(process.execPath, ['--cpu-prof', '--cpu-prof-dir', dir, bundle], { PORT: String(port), MODELFN_ACCESS_LOG: 'false' }, log);
   await waitOk(request.url, { method: 'POST', headers: request.headers, body: request.body as string });
   await wrk(request, 64, SECONDS, WORK, 'profile');
-  await stop(child, 'SIGINT');
+  await stopProcess(child, 'SIGINT');
   const file = (await run('ls', [dir])).trim().split('\n').find((f) => f.endsWith('.cpuprofile'));
   if (!file) return ['(no profile written)'];
   const p = JSON.parse(readFileSync(join(dir, file), 'utf8')) as { nodes: { id: number; callFrame: { functionName: string; url: string; lineNumber: number } }[]; samples: number[]; timeDeltas: number[] };

@@ -60,7 +60,7 @@ export function createLogger(level: LogLevel, sink: LogSink = stdoutSink): Logge
 
 /**
  * One line per request: id, method, path, status, duration. The request id is the incoming
- * `X-Request-Id` when a client or the gateway sent one (see hono/request-id).
+ * `X-Request-Id` when a client or the gateway sent one (see http/request-id.ts).
  */
 export const accessLog = (logger: Logger, fields: Record<string, unknown> = {}): MiddlewareHandler => {
   // The line is built by hand, its constant part once: the same JSON as logger.log would write,

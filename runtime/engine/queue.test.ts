@@ -1,7 +1,7 @@
 import ort from 'onnxruntime-node';
 import { resolve } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { ModelQueue, NEWEST_FIRST_AFTER_MS, canBatch, setDeadline, type QueueOptions, type Runner } from './queue.ts';
+import { ModelQueue, NEWEST_FIRST_AFTER_MS, RequestLife, canBatch, setDeadline, type QueueOptions, type Runner } from './queue.ts';
 import { ModelfnError } from '../core/errors.ts';
 import type { Feeds, Fetches } from '../tensor/types.ts';
 import { ROOT, openDeclared, openFunctionDir, postJson } from '../testing/index.ts';
@@ -246,6 +246,30 @@ describe('ModelQueue, admission and deadlines', () => {
     const soon = new AbortController();
     setDeadline(soon.signal, Date.now() + 30);
     const late = queue.run(rowsOf([[2, 2]]), undefined, false, { signal: soon.signal });
+    await new Promise((r) => setTimeout(r, 60));
+    gate.open();
+    await busy;
+    await expect(late).rejects.toMatchObject({ kind: 'deadline_exceeded' });
+    expect(gate.calls).toEqual([1]);
+  });
+
+  it("drops a queued request when its RequestLife ends, reads its deadline, and gives routes a signal that ends with it", async () => {
+    const gate = gated();
+    const queue = new ModelQueue(gate.runner, ['y'], solo);
+    const busy = queue.run(rowsOf([[1, 1]]));
+    const life = new RequestLife(Date.now() + 60_000);
+    const early = life.signal;
+    const left = queue.run(rowsOf([[2, 2]]), undefined, false, { signal: life });
+    const reason = new ModelfnError('cancelled', 'the client closed the connection; its work was dropped');
+    life.abort(reason);
+    await expect(left).rejects.toBe(reason);
+    expect(early.aborted).toBe(true);
+    expect(early.reason).toBe(reason);
+    // A signal asked for after the end is born aborted, with the same reason.
+    expect(life.signal.reason).toBe(reason);
+    await expect(queue.run(rowsOf([[3, 3]]), undefined, false, { signal: life })).rejects.toBe(reason);
+    const short = new RequestLife(Date.now() + 30);
+    const late = queue.run(rowsOf([[4, 4]]), undefined, false, { signal: short });
     await new Promise((r) => setTimeout(r, 60));
     gate.open();
     await busy;

@@ -48,7 +48,7 @@ export class FunctionHost implements FunctionContext {
 
   /** The request's signal: fires when its client leaves or its time runs out (see FunctionContext). */
   signal(c: Context): AbortSignal {
-    return c.get('signal') ?? NEVER;
+    return c.get('life')?.signal ?? NEVER;
   }
 
   get isReady(): boolean {

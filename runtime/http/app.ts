@@ -5,7 +5,6 @@
 import { Hono } from 'hono';
 import { getPath } from 'hono/utils/url';
 import { methodNotAllowed } from 'hono/method-not-allowed';
-import { requestId } from 'hono/request-id';
 import { trackActivity, type Activity } from './activity.ts';
 import { loadApiKeys, requireApiKey } from './auth.ts';
 import { limitBody } from './body-limit.ts';
@@ -22,6 +21,7 @@ import { predictRoute } from './predict.ts';
 import { modelRoutes, serverRoutes } from './protocol.ts';
 import { decodeRequestBody } from './request-encoding.ts';
 import { deadline } from './deadline.ts';
+import { requestId } from './request-id.ts';
 import { compressResponse } from './response-compression.ts';
 import { VERSION } from '../core/version.ts';
 import { VERSION_HEADER } from '../function/traffic.ts';
@@ -72,13 +72,9 @@ export function createFunctionApp(host: FunctionHost, options: FunctionAppOption
     },
   });
 
-  app.use(requestId({ headerName: 'X-Request-Id', limitLength: 200 }));
   // Every answer names the version that gave it, custom routes and errors included: with a split
   // in force, a client (and a test) can tell which model answered.
-  app.use(async function versionHeader(c, next) {
-    await next();
-    c.header(VERSION_HEADER, fn.version);
-  });
+  app.use(requestId({ [VERSION_HEADER]: fn.version }));
   if (config.accessLog) app.use(accessLog(logger, { fn: fn.name }));
   if (options.activity) app.use(trackActivity(options.activity));
   app.use(...metrics.middleware);

@@ -1,3 +1,6 @@
+import { request as httpRequest } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { serve } from '@hono/node-server';
 import { describe, expect, it } from 'vitest';
 import type { Hono } from 'hono';
 import { FIXTURES, errorOf, openDeclared, postJson } from '../testing/index.ts';
@@ -51,6 +54,43 @@ describe('deadlines and cancellation, all the way down', () => {
     expect((await busy).status).toBe(200);
     // Only the first request ran.
     expect((await ran(app)) - before).toBe(1);
+  });
+
+  it('drops a queued request whose client closed its TCP connection, served over HTTP', async () => {
+    const { app } = await openDeclared(FIXTURES, { name: 'slow', model: 'slow.onnx', limits: { timeoutMs: 60_000 } });
+    const long = await iterationsFor(app, 1500);
+    const server = serve({ fetch: app.fetch, port: 0, hostname: '127.0.0.1' });
+    await new Promise((r) => server.once('listening', r));
+    const { port } = server.address() as AddressInfo;
+    const send = (iterations: number) => {
+      const init = request(iterations);
+      const req = httpRequest({ host: '127.0.0.1', port, method: 'POST', path: '/v2/models/slow/infer', headers: init.headers as Record<string, string> });
+      const answer = new Promise<{ status: number; id: string | undefined }>((resolve, reject) => {
+        req.on('response', (res) => {
+          res.resume();
+          res.on('end', () => resolve({ status: res.statusCode!, id: res.headers['x-request-id'] as string | undefined }));
+        });
+        req.on('error', reject);
+      });
+      req.end(init.body as string);
+      return { req, answer };
+    };
+    try {
+      const before = await ran(app);
+      const busy = send(long);
+      const left = send(long);
+      left.answer.catch(() => {});
+      expect(await until(async () => (await queued(app)) === 1), 'the second request waits in the queue').toBe(true);
+      left.req.destroy();
+      expect(await until(async () => (await shed(app, 'cancelled')) === 1), 'the request whose connection closed is dropped').toBe(true);
+      expect(await queued(app)).toBe(0);
+      const answered = await busy.answer;
+      expect(answered.status).toBe(200);
+      expect(answered.id).toMatch(/^[0-9a-f-]{36}$/);
+      expect((await ran(app)) - before).toBe(1);
+    } finally {
+      await new Promise((r) => server.close(r));
+    }
   });
 
   it('answers 504 at the deadline and drops the queued work: a 504 means the work stopped', async () => {

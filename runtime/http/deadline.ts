@@ -7,12 +7,16 @@
  */
 import type { Context, MiddlewareHandler } from 'hono';
 import { ModelfnError } from '../core/errors.ts';
-import { setDeadline } from '../engine/queue.ts';
+import { RequestLife } from '../engine/queue.ts';
+import { nodeResponse } from './node-response.ts';
 
 declare module 'hono' {
   interface ContextVariableMap {
-    /** Fires when the request's client leaves or its time runs out; the reason says which. */
-    signal: AbortSignal;
+    /**
+     * Ends when the request's client leaves or its time runs out; the reason says which. Its
+     * `signal` is a real AbortSignal, made for the routes that ask (`ctx.signal(c)`).
+     */
+    life: RequestLife;
   }
 }
 
@@ -28,30 +32,36 @@ export interface DeadlineOptions {
 }
 
 /**
- * Gives each request its signal and deadline, and answers `onTimeout` when the deadline passes.
+ * Gives each request its life (deadline and cancellation), and answers `onTimeout` when the deadline passes.
  *
  * @example app.use(deadline({ timeoutMs: 30_000, message: 'timed out', onTimeout: (c, m) => c.json({ error: m }, 504) }))
  */
 export const deadline = ({ timeoutMs, message, onTimeout }: DeadlineOptions): MiddlewareHandler => function deadline(c, next) {
-  const controller = new AbortController();
-  const signal = controller.signal;
-  setDeadline(signal, Date.now() + timeoutMs);
-  c.set('signal', signal);
-  // @hono/node-server aborts the request's own signal when the client closes the connection
-  // before the answer was sent.
-  const client = c.req.raw.signal;
-  const onClientGone = () => controller.abort(new ModelfnError('cancelled', 'the client closed the connection; its work was dropped'));
-  client.addEventListener('abort', onClientGone, { once: true });
+  const life = new RequestLife(Date.now() + timeoutMs);
+  c.set('life', life);
+  // The client closing its connection before the answer was sent. Served by @hono/node-server:
+  // the Node response's 'close' before it finished (what @hono/node-server itself aborts the
+  // request's signal on; reading `c.req.raw.signal` would create that AbortController for every
+  // request, issue 22). Elsewhere (`app.request()`): the request's own signal.
+  const onClientGone = () => life.abort(new ModelfnError('cancelled', 'the client closed the connection; its work was dropped'));
+  const outgoing = nodeResponse(c);
+  const onClose = () => {
+    if (!outgoing!.writableFinished) onClientGone();
+  };
+  const client = outgoing ? undefined : c.req.raw.signal;
+  if (outgoing) outgoing.once('close', onClose);
+  else client!.addEventListener('abort', onClientGone, { once: true });
   // One promise settled by whichever comes first, the answer or the deadline: not a promise for
   // the timeout and a Promise.race on every request (issue 22).
   return new Promise<void>((resolve, reject) => {
     const done = () => {
       clearTimeout(timer);
-      client.removeEventListener('abort', onClientGone);
+      if (outgoing) outgoing.off('close', onClose);
+      else client!.removeEventListener('abort', onClientGone);
     };
     const timer = setTimeout(() => {
       done();
-      controller.abort(new ModelfnError('deadline_exceeded', message));
+      life.abort(new ModelfnError('deadline_exceeded', message));
       c.res = onTimeout(c, message);
       resolve();
     }, timeoutMs);

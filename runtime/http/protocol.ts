@@ -118,5 +118,5 @@ export function modelRoutes(app: Hono, host: FunctionHost, options: ProtocolOpti
  * engine's own kinds (engine/model.ts), answered by the error table (errors.ts).
  */
 export function runModel(c: Context, model: Model, feeds: Feeds, outputs?: readonly string[]): Promise<Fetches> {
-  return model.run(feeds, outputs, { transfer: true, signal: c.get('signal') });
+  return model.run(feeds, outputs, { transfer: true, signal: c.get('life') });
 }
