@@ -55,11 +55,14 @@ interface Outcome {
  */
 class RawClient {
   private readonly idle: Conn[] = [];
+  /** Requests waiting for a connection: at most `maxConnections` are open, as a client library's pool allows. */
+  private readonly waiting: { started: number; giveUpMs: number; done: (o: Outcome) => void }[] = [];
+  private open = 0;
   private readonly request: Buffer;
   private readonly host: string;
   private readonly port: number;
 
-  constructor(target: Target) {
+  constructor(target: Target, private readonly maxConnections = 4096) {
     const url = new URL(target.url);
     this.host = url.hostname;
     this.port = Number(url.port || 80);
@@ -69,13 +72,47 @@ class RawClient {
 
   /** Sends one request; `giveUpMs` later an unanswered one is abandoned and its connection closed. */
   send(giveUpMs: number): Promise<Outcome> {
-    return new Promise((resolve) => {
-      let conn = this.idle.pop();
-      // A connection the server closed while idle is dropped.
-      while (conn && conn.socket.destroyed) conn = this.idle.pop();
-      conn ??= new Conn(this.port, this.host, (c) => this.idle.push(c));
-      conn.send(this.request, performance.now(), giveUpMs, resolve);
-    });
+    return new Promise((resolve) => this.dispatch(performance.now(), giveUpMs, resolve));
+  }
+
+  private dispatch(started: number, giveUpMs: number, done: (o: Outcome) => void): void {
+    let conn = this.idle.pop();
+    // A connection the server closed while idle is dropped.
+    while (conn && conn.socket.destroyed) conn = this.idle.pop();
+    if (!conn && this.open >= this.maxConnections) {
+      this.waiting.push({ started, giveUpMs, done });
+      return;
+    }
+    if (!conn) {
+      this.open++;
+      conn = new Conn(this.port, this.host, (c) => this.released(c), () => this.closed());
+    }
+    conn.send(this.request, started, giveUpMs, done);
+  }
+
+  /** A connection is free again: the oldest waiting request still within its time takes it. */
+  private released(conn: Conn): void {
+    this.idle.push(conn);
+    this.next();
+  }
+
+  private closed(): void {
+    this.open--;
+    this.next();
+  }
+
+  private next(): void {
+    const now = performance.now();
+    while (this.waiting.length) {
+      const w = this.waiting.shift()!;
+      if (now - w.started >= w.giveUpMs) {
+        // It gave up while waiting for a connection.
+        w.done({ status: -1, ms: now - w.started, retryAfter: false });
+        continue;
+      }
+      this.dispatch(w.started, w.giveUpMs - (now - w.started), (o) => w.done({ ...o, ms: performance.now() - w.started }));
+      return;
+    }
   }
 
   close(): void {
@@ -90,12 +127,13 @@ class Conn {
   private timer?: NodeJS.Timeout;
   private done?: (o: Outcome) => void;
 
-  constructor(port: number, host: string, private readonly release: (c: Conn) => void) {
+  constructor(port: number, host: string, private readonly release: (c: Conn) => void, onClosed: () => void) {
     this.socket = connect({ port, host, noDelay: true });
     this.socket.setEncoding('latin1');
     this.socket.on('data', (chunk: string) => this.onData(chunk));
     this.socket.on('error', () => this.finish({ status: 0, ms: performance.now() - this.started, retryAfter: false }, false));
     this.socket.on('close', () => {
+      onClosed();
       this.socket.destroy();
       this.finish({ status: 0, ms: performance.now() - this.started, retryAfter: false }, false);
     });

@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { serve } from '@hono/node-server';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { nginxConfig } from '../builder/render/nginx.ts';
+import { GATEWAY_IN_FLIGHT_PER_REPLICA } from '../builder/policy.ts';
 import { resolveDeclaration, type ResolvedFunction } from '../runtime/function/define.ts';
 import { Activator } from '../runtime/activator/activator.ts';
 import { activatorApp } from '../runtime/activator/app.ts';
@@ -251,12 +252,39 @@ describe.runIf(image)('the gateway and the activator: nginx says which function'
     expect(res.headers['retry-after']).toBe('1');
     expect(res.headers['content-type']).toBe('application/json');
     expect(res.headers['x-request-id']).toBe('busy-1');
-    expect(JSON.parse(res.body)).toEqual({ error: "the gateway holds as many request bodies of this size for 'huge' as it may; retry later" });
+    expect(JSON.parse(res.body)).toEqual({ error: "the gateway holds as many requests for 'huge' as it may at once (in flight, or bodies of this size); retry shortly" });
     expect(wakes.slice(before)).toEqual([]);
     // Small bodies of the same function are not held up by it.
     const small = await fetch(`${gateway.url}/huge/predict`, { method: 'POST', body: '{}' });
     expect(small.status).toBe(200);
     slow.destroy();
+  });
+
+  it('refuses requests beyond a function\'s in-flight count with 503 JSON and Retry-After at once, and serves again once they end', async () => {
+    await startReplica('digits');
+    await startReplica('vad');
+    const { hostname, port } = new URL(gateway.url);
+    // digits runs one replica: GATEWAY_IN_FLIGHT_PER_REPLICA requests whose bodies are on their way hold every place.
+    const held = await Promise.all(Array.from({ length: GATEWAY_IN_FLIGHT_PER_REPLICA }, async () => {
+      const s = connect(Number(port), hostname);
+      await new Promise((r) => s.once('connect', r));
+      s.on('error', () => {});
+      s.write('POST /digits/predict HTTP/1.1\r\nHost: test\r\nContent-Length: 10\r\n\r\n{');
+      return s;
+    }));
+    await new Promise((r) => setTimeout(r, 300));
+    const started = performance.now();
+    const res = await rawRequest(gateway.url, 'POST /digits/predict HTTP/1.1\r\nHost: test\r\nX-Request-Id: in-flight-1\r\nContent-Length: 2\r\nConnection: close\r\n\r\n', Buffer.from('{}'));
+    expect(performance.now() - started).toBeLessThan(1000);
+    expect(res.status).toBe(503);
+    expect(res.headers['retry-after']).toBe('1');
+    expect(res.headers['x-request-id']).toBe('in-flight-1');
+    expect(JSON.parse(res.body)).toEqual({ error: "the gateway holds as many requests for 'digits' as it may at once (in flight, or bodies of this size); retry shortly" });
+    // Another function is not held up by it.
+    expect((await fetch(`${gateway.url}/vad/predict`, { method: 'POST', body: '{}' })).status).toBe(200);
+    for (const s of held) s.destroy();
+    await new Promise((r) => setTimeout(r, 300));
+    expect((await fetch(`${gateway.url}/digits/predict`, { method: 'POST', body: '{}' })).status).toBe(200);
   });
 
   it("answers nginx's own errors as JSON without internals", async () => {

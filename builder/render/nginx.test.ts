@@ -4,12 +4,12 @@ import { spawnSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { resolveDeclaration } from '../../runtime/function/define.ts';
+import { resolveDeclaration, type ResolvedFunction } from '../../runtime/function/define.ts';
 import { freePort, gatewayNginxImage } from '../../test/docker.ts';
 import { startNginx } from '../../test/nginx.ts';
 import { FUNCTION_KEEPALIVE_TIMEOUT_MS } from '../../runtime/core/config.ts';
-import { GATEWAY_BODIES, TIMEOUT_GRACE_MS, UPSTREAM_KEEPALIVE_TIMEOUT_MS } from '../policy.ts';
-import { nginxConfig } from './nginx.ts';
+import { GATEWAY_BODIES, GATEWAY_IN_FLIGHT_PER_REPLICA, TIMEOUT_GRACE_MS, UPSTREAM_KEEPALIVE_TIMEOUT_MS } from '../policy.ts';
+import { inFlightOf, nginxConfig } from './nginx.ts';
 
 const config = { bodyLimit: 1024 * 1024, timeoutMs: 30_000 };
 const declare = (folderName: string, declaration: object) => resolveDeclaration(declaration, { dir: `/nowhere/${folderName}`, folderName }, config);
@@ -112,6 +112,19 @@ describe('nginxConfig', () => {
     expect(conf).toContain(`limit_conn_status ${GATEWAY_BODIES.busyStatus};`);
     expect(alpha).toContain(`error_page ${GATEWAY_BODIES.busyStatus} =503 @modelfn_busy;`);
     expect(conf).toMatch(/location @modelfn_busy \{\n\s+default_type application\/json;[^}]*add_header Retry-After 1 always;[^}]*return 503 /);
+  });
+
+  it('caps the requests each function has in flight by the replicas it may run, all versions together', () => {
+    const conf = nginxConfig(functions, { mode: 'dns' });
+    expect(conf).toContain('limit_conn_zone $modelfn_fn zone=modelfn_in_flight:256k;');
+    for (const fn of functions) {
+      const block = conf.slice(conf.indexOf(`location ^~ ${fn.prefix}/ {`), conf.indexOf('}', conf.indexOf(`location ^~ ${fn.prefix}/ {`)));
+      expect(block).toContain(`limit_conn modelfn_in_flight ${inFlightOf(fn)};`);
+    }
+    const one = functions[0];
+    expect(inFlightOf({ ...one, scale: undefined, replicas: 3, versions: [one.versions[0]] } as ResolvedFunction)).toBe(3 * GATEWAY_IN_FLIGHT_PER_REPLICA);
+    expect(inFlightOf({ ...one, scale: { ...(one.scale ?? {}), max: 5 }, replicas: 1 } as ResolvedFunction)).toBe(5 * GATEWAY_IN_FLIGHT_PER_REPLICA);
+    expect(inFlightOf({ ...one, scale: undefined, versions: [{ ...one.versions[0], replicas: 2 }, { ...one.versions[0], version: '2', replicas: 1 }] } as ResolvedFunction)).toBe(3 * GATEWAY_IN_FLIGHT_PER_REPLICA);
   });
 
   it('names the function in a header nginx sets, replacing the client\'s', () => {

@@ -5,7 +5,7 @@
 import type { ResolvedFunction } from '../../runtime/function/define.ts';
 import { GATEWAY_ERRORS, SERVER_METADATA, bodyTooLarge, functionIndex, functionUnavailable, gatewayRoutes, noRoute, unknownModel } from '../../runtime/gateway/routes.ts';
 import {
-  DNS_VALID_SECONDS, FUNCTION_PORT, GATEWAY_BODIES, GATEWAY_PAGE, GATEWAY_PORT, GATEWAY_RESOURCES, GENERATED_HEADER, SCALED_CONNECT_TIMEOUT_MS,
+  DNS_VALID_SECONDS, FUNCTION_PORT, GATEWAY_BODIES, GATEWAY_IN_FLIGHT_PER_REPLICA, GATEWAY_PAGE, GATEWAY_PORT, GATEWAY_RESOURCES, GENERATED_HEADER, SCALED_CONNECT_TIMEOUT_MS,
   TIMEOUT_GRACE_MS, UPSTREAM_KEEPALIVE_CONNECTIONS, UPSTREAM_KEEPALIVE_TIMEOUT_MS, WAKE_BOUND_MS,
   deploymentUnits, serviceName,
 } from '../policy.ts';
@@ -163,6 +163,12 @@ function bodyCounts(functions: readonly ResolvedFunction[]) {
   });
 }
 
+/** Requests a function may have in flight at the gateway: per replica it may run, all versions together. */
+export function inFlightOf(fn: ResolvedFunction): number {
+  const replicas = fn.scale ? fn.scale.max : fn.versions.length > 1 ? fn.versions.reduce((n, v) => n + v.replicas, 0) : fn.replicas;
+  return GATEWAY_IN_FLIGHT_PER_REPLICA * Math.max(1, replicas);
+}
+
 /** The maps and zones that count the bodies held by size class, per function and in all. */
 function bodyZones(): string {
   const classes = GATEWAY_BODIES.classes;
@@ -183,7 +189,12 @@ function bodyZones(): string {
     lines.push(`    limit_conn_zone $modelfn_${name}_fn zone=modelfn_${name}_fn:64k;`);
     lines.push(`    limit_conn_zone $modelfn_${name}_all zone=modelfn_${name}_all:64k;`);
   }
-  lines.push(`    limit_conn_status ${GATEWAY_BODIES.busyStatus};`, '    limit_conn_log_level warn;');
+  lines.push(
+    '    # Requests in flight per function (builder/policy.ts GATEWAY_IN_FLIGHT_PER_REPLICA).',
+    '    limit_conn_zone $modelfn_fn zone=modelfn_in_flight:256k;',
+    `    limit_conn_status ${GATEWAY_BODIES.busyStatus};`,
+    '    limit_conn_log_level warn;',
+  );
   return lines.join('\n');
 }
 
@@ -223,6 +234,7 @@ function functionLocations(fn: ResolvedFunction, options: Options, counts: Retur
     `${indent}set $modelfn_fn ${fn.name};`,
     `${indent}client_max_body_size ${fn.limits.bodySize};`,
     ...counts.flatMap((c) => [`${indent}limit_conn modelfn_${c.name}_fn ${c.perFunction(fn)};`, `${indent}limit_conn modelfn_${c.name}_all ${c.total};`]),
+    `${indent}limit_conn modelfn_in_flight ${inFlightOf(fn)};`,
     `${indent}proxy_read_timeout ${seconds(fn.limits.timeoutMs + TIMEOUT_GRACE_MS)};`,
     `${indent}proxy_send_timeout ${seconds(fn.limits.timeoutMs + TIMEOUT_GRACE_MS)};`,
     fn.rateLimit ? `${indent}limit_req zone=${zoneOf(fn)} burst=${fn.rateLimit.burst} nodelay;` : '',
@@ -311,7 +323,7 @@ ${versioned.map(versionSplits).join('\n')}
   const named = [
     ...Object.entries(errors).map(([code, message]) => ({ at: `@modelfn_${code}`, status: Number(code), body: quote(JSON.stringify({ error: message })) })),
     ...Object.entries(NGINX_ERRORS).map(([code, { status, message }]) => ({ at: `= /_modelfn/error/${code}`, status, body: quote(JSON.stringify({ error: message })) })),
-    { at: '@modelfn_busy', status: 503, body: jsonWithVariables({ error: "the gateway holds as many request bodies of this size for '$modelfn_fn' as it may; retry later" }) },
+    { at: '@modelfn_busy', status: 503, body: jsonWithVariables({ error: "the gateway holds as many requests for '$modelfn_fn' as it may at once (in flight, or bodies of this size); retry shortly" }) },
   ].map(({ at, status, body }) => `
     location ${at} {${at.startsWith('=') ? '\n        internal;' : ''}
         default_type application/json;${status === 429 || status === 503 ? retryLater : ''}
