@@ -84,7 +84,9 @@ export async function waitFor(what: string, check: () => Promise<true | string>,
 
 /** Starts the stack and waits until every listed function is ready through the gateway. */
 export async function stackUp(options: StackOptions, functions: string[]): Promise<string> {
-  await composeRun(options, ['up', '-d', '--remove-orphans']);
+  // Anonymous volumes renewed: a recreated gateway starts from its image's nginx.conf, not the
+  // previous container's (the live config modelfn traffic writes, builder/docker/traffic.ts).
+  await composeRun(options, ['up', '-d', '--remove-orphans', '--renew-anon-volumes']);
   const url = gatewayUrl({ ...process.env, ...options.env });
   for (const name of functions) {
     await waitFor(`${name} through ${url}`, async () => {
