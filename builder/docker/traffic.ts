@@ -110,11 +110,16 @@ async function reload(container: string, conf: string): Promise<void> {
   }
   const deadline = Date.now() + 30_000;
   while (Date.now() < deadline) {
-    const now = (await workers(container)).filter((w) => !w.exiting);
-    if (now.length && now.every((w) => !before.has(w.pid))) return;
+    const now = await workers(container);
+    const serving = now.filter((w) => !w.exiting);
+    // In force once new workers serve and the old ones have finished what they held (their
+    // keep-alive connections last keepalive_min_timeout after their last request).
+    if (serving.length && serving.every((w) => !before.has(w.pid)) && !now.some((w) => w.exiting)) return;
     await new Promise((r) => setTimeout(r, 100));
   }
-  throw new TrafficError(`the gateway container ${container.slice(0, 12)} did not start workers with the new configuration within 30 s`);
+  const left = (await workers(container)).filter((w) => w.exiting).length;
+  if (!left) throw new TrafficError(`the gateway container ${container.slice(0, 12)} did not start workers with the new configuration within 30 s`);
+  // New workers serve; old ones still finish long requests (they end on their own).
 }
 
 /**

@@ -361,6 +361,9 @@ http {
     # not compress a second time.
     gzip off;
     keepalive_timeout 65s;
+    # On a reload (modelfn traffic), the old workers keep a client's keep-alive connection that was
+    # busy within the last second instead of closing it under a request the client is sending.
+    keepalive_min_timeout 1s;
     keepalive_requests 10000;
     client_body_temp_path /tmp/nginx-client-body;
     proxy_temp_path /tmp/nginx-proxy;

@@ -5,7 +5,7 @@
  * its share without the client seeing it, and down leaves nothing.
  */
 import { execFile } from 'node:child_process';
-import { copyFileSync, mkdirSync, readFileSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -102,7 +102,7 @@ describe.runIf(available)('a function with versions on the compose stack', () =>
   });
 
   const cli = (args: string[]) => new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
-    execFile(process.execPath, [join(ROOT, 'bin/modelfn.mjs'), ...args], { cwd: root, env: { ...process.env, ...env }, timeout: 120_000 }, (err, stdout, stderr) => {
+    execFile(process.execPath, [join(ROOT, 'bin/modelfn.mjs'), ...args], { cwd: root, env: { ...process.env, ...env }, timeout: 300_000 }, (err, stdout, stderr) => {
       resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
     });
   });
@@ -175,6 +175,28 @@ describe.runIf(available)('a function with versions on the compose stack', () =>
     }
     for (let i = 0; i < 20; i++) expect(await versionOf(await fetch(`${url}/v2/models/flowers/infer`, postJson(FLOWER)))).toBe('2');
   }, 60_000);
+
+  /** npm run up again, in its own process (a changed function.ts is read afresh): its output. */
+  const upAgain = async () => {
+    const up = await cli(['up']);
+    expect(up.code, up.stdout + up.stderr).toBe(0);
+    return up.stdout;
+  };
+
+  it('keeps the changed split through up again, until the declared split changes', async () => {
+    expect(await upAgain()).toContain('  ✓ traffic: flowers keeps the split set by modelfn traffic: 1=0 2=100\n');
+    for (let i = 0; i < 100; i++) expect(await versionOf(await fetch(`${url}/v2/models/flowers/infer`, postJson(FLOWER)))).toBe('2');
+    writeFileSync(join(root, 'functions/flowers/function.ts'), "export default { traffic: { '1': 50, '2': 50 }, shadow: { '3': 50 } };\n");
+    expect(await upAgain()).toContain('  ✓ traffic: the declared split is in force again for flowers (the declaration changed since modelfn traffic)\n');
+    expect(existsSync(join(root, 'dist/traffic', `${project}.json`))).toBe(false);
+    const counts: Record<string, number> = {};
+    for (let i = 0; i < 200; i++) {
+      const v = await versionOf(await fetch(`${url}/v2/models/flowers/infer`, postJson(FLOWER)));
+      counts[v] = (counts[v] ?? 0) + 1;
+    }
+    expect(counts['1']).toBeGreaterThan(60);
+    expect(counts['2']).toBeGreaterThan(60);
+  }, 600_000);
 
   it('leaves nothing after down', async () => {
     await stackDown(stack());
