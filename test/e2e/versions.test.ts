@@ -183,7 +183,17 @@ describe.runIf(available)('a function with versions on the compose stack', () =>
     return up.stdout;
   };
 
-  it('keeps the changed split through up again, until the declared split changes', async () => {
+  /** The volumes of the gateway container(s), its live nginx.conf among them. */
+  const gatewayVolumes = () => {
+    const ids = docker(['ps', '-aq', '--filter', `label=com.docker.compose.project=${project}`, '--filter', 'label=com.docker.compose.service=gateway']).trim().split('\n').filter(Boolean);
+    return ids.length ? docker(['inspect', ...ids, '--format', '{{range .Mounts}}{{if eq .Type "volume"}}{{.Name}} {{end}}{{end}}']).trim().split(/\s+/).filter(Boolean) : [];
+  };
+  const volumesLeft = (names: string[]) => names.filter((name) => docker(['volume', 'ls', '-q']).split('\n').includes(name));
+  let lastGatewayVolumes: string[] = [];
+
+  it('keeps the changed split through up again, until the declared split changes, leaving no volume of a replaced gateway', async () => {
+    const first = gatewayVolumes();
+    expect(first).toHaveLength(1);
     expect(await upAgain()).toContain('  ✓ traffic: flowers keeps the split set by modelfn traffic: 1=0 2=100\n');
     for (let i = 0; i < 100; i++) expect(await versionOf(await fetch(`${url}/v2/models/flowers/infer`, postJson(FLOWER)))).toBe('2');
     writeFileSync(join(root, 'functions/flowers/function.ts'), "export default { traffic: { '1': 50, '2': 50 }, shadow: { '3': 50 } };\n");
@@ -196,11 +206,17 @@ describe.runIf(available)('a function with versions on the compose stack', () =>
     }
     expect(counts['1']).toBeGreaterThan(60);
     expect(counts['2']).toBeGreaterThan(60);
+    lastGatewayVolumes = gatewayVolumes();
+    expect(lastGatewayVolumes).toHaveLength(1);
+    expect(lastGatewayVolumes).not.toEqual(first);
+    expect(volumesLeft(first)).toEqual([]);
   }, 600_000);
 
   it('leaves nothing after down', async () => {
     await stackDown(stack());
     down = true;
     expect(projectLeftovers(project)).toBe('');
+    // The gateway's anonymous volume carries no project label: looked for by name.
+    expect(volumesLeft(lastGatewayVolumes)).toEqual([]);
   });
 });
