@@ -12,6 +12,7 @@ import { gatewayPageFile, generatedFiles } from './builder/generate.ts';
 import { FILES, GATEWAY_PAGE } from './builder/policy.ts';
 import { readConfig } from './runtime/core/config.ts';
 import { describeFunctions } from './runtime/pages/describe.ts';
+import { liveGatewayConfig } from './builder/docker/traffic.ts';
 
 export interface BuildOptions {
   functionsDir: string;
@@ -23,6 +24,12 @@ export interface BuildOptions {
   arch?: string;
   check: boolean;
   log: (line: string) => void;
+  /**
+   * The compose project whose live traffic changes (`modelfn traffic`, builder/traffic.ts) the
+   * gateway image keeps; the committed nginx/nginx.conf stays the declarations'. Changes whose
+   * declared split changed since are dropped from the project's store.
+   */
+  trafficProject?: string;
 }
 
 function size(bytes: number): string {
@@ -91,7 +98,7 @@ export async function runBuild(options: BuildOptions): Promise<number> {
   const gateway = join(options.outDir, GATEWAY_PAGE.dir);
   mkdirSync(gateway, { recursive: true });
   writeFileSync(join(gateway, GATEWAY_PAGE.file), gatewayPageFile(described));
-  writeFileSync(join(gateway, 'nginx.conf'), files[FILES.nginx]);
+  writeFileSync(join(gateway, 'nginx.conf'), options.trafficProject ? liveGatewayConfig(described, options.root, options.trafficProject, log) : files[FILES.nginx]);
   log(`  ✓ wrote ${relative(process.cwd(), join(gateway, GATEWAY_PAGE.file))} (the gateway's page, with nginx.conf: its image's context)`);
   log('');
   log(table(results));

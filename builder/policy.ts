@@ -27,6 +27,13 @@ export const FILES = {
  * folder (the gateway image's context, beside a copy of nginx.conf) and copied into the image
  * here. Never committed: the page's code has one source, runtime/pages/ui.ts.
  */
+/**
+ * Where the compose gateway runs its nginx.conf from: an anonymous volume, filled from the image
+ * when the container is created (and renewed by every `up`), that `modelfn traffic` can write
+ * while the root file system stays read-only (builder/docker/traffic.ts).
+ */
+export const GATEWAY_LIVE = { dir: '/etc/nginx/live', file: '/etc/nginx/live/nginx.conf' } as const;
+
 export const GATEWAY_PAGE = { dir: '_gateway', file: 'index.html', image: '/etc/nginx/modelfn/index.html' } as const;
 
 /** The user the runtime image runs as (distroless's "nonroot"). */

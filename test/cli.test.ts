@@ -79,10 +79,26 @@ describe('modelfn: help, exit codes and messages', () => {
       modelfn(['invoke']),
     ]);
     for (const result of [unknown, option, extra, missing]) expect(result.code).toBe(2);
-    expect(oneLine(unknown, 'modelfn')).toBe("modelfn: unknown command 'serve-everything'; commands: new, list, start, dev, serve, invoke, build, up, down, logs, deploy, undeploy (see modelfn --help)");
+    expect(oneLine(unknown, 'modelfn')).toBe("modelfn: unknown command 'serve-everything'; commands: new, list, start, dev, serve, invoke, build, up, down, logs, traffic, deploy, undeploy (see modelfn --help)");
     expect(oneLine(option, 'modelfn list')).toBe("modelfn list: Unknown option '--colour' (see modelfn list --help)");
     expect(oneLine(extra, 'modelfn list')).toBe("modelfn list: unexpected argument 'iris' (see modelfn list --help)");
     expect(oneLine(missing, 'modelfn invoke')).toBe('modelfn invoke: missing argument (see modelfn invoke --help)');
+  });
+
+  it('modelfn traffic: refuses a bad invocation (2), or a function that is not there or has one version (1), in one line', async () => {
+    const [missing, window, both, nope, single] = await Promise.all([
+      modelfn(['traffic']),
+      modelfn(['traffic', 'iris', '--window', '0']),
+      modelfn(['traffic', 'iris', '1=100', '--window', '5']),
+      modelfn(['traffic', 'nope', '1=100']),
+      modelfn(['traffic', 'iris', '1=100']),
+    ]);
+    expect([missing.code, window.code, both.code, nope.code, single.code]).toEqual([2, 2, 2, 1, 1]);
+    expect(oneLine(missing, 'modelfn traffic')).toBe('modelfn traffic: missing argument (see modelfn traffic --help)');
+    expect(oneLine(window, 'modelfn traffic')).toBe('modelfn traffic: --window 0: a number of seconds from 1 to 600 (see modelfn traffic --help)');
+    expect(oneLine(both, 'modelfn traffic')).toBe('modelfn traffic: --window: only when showing the split (no <version>=<percent>) (see modelfn traffic --help)');
+    expect(oneLine(nope, 'modelfn traffic')).toMatch(/^modelfn traffic: no function 'nope' \(functions: .*iris.*\)$/);
+    expect(oneLine(single, 'modelfn traffic')).toBe('modelfn traffic: iris has one version (1); add a version folder (functions/iris/<N>/model.onnx) to split its traffic');
   });
 });
 

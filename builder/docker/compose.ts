@@ -82,9 +82,23 @@ export async function waitFor(what: string, check: () => Promise<true | string>,
   throw new Error(`timed out waiting for ${what}: ${last}`);
 }
 
+/** The anonymous volumes of the project's gateway containers (its live nginx.conf, GATEWAY_LIVE). */
+async function gatewayVolumes(options: StackOptions): Promise<string[]> {
+  const ids = (await run('docker', ['ps', '-aq', '--filter', `label=com.docker.compose.project=${projectName(options)}`, '--filter', 'label=com.docker.compose.service=gateway'])).split('\n').filter(Boolean);
+  if (!ids.length) return [];
+  const out = await run('docker', ['inspect', ...ids, '--format', '{{range .Mounts}}{{if eq .Type "volume"}}{{.Name}} {{end}}{{end}}']);
+  return out.split(/\s+/).filter((name) => /^[0-9a-f]{64}$/.test(name));
+}
+
 /** Starts the stack and waits until every listed function is ready through the gateway. */
 export async function stackUp(options: StackOptions, functions: string[]): Promise<string> {
-  await composeRun(options, ['up', '-d', '--remove-orphans']);
+  // Anonymous volumes renewed: a recreated gateway starts from its image's nginx.conf, not the
+  // previous container's (the live config modelfn traffic writes, builder/docker/traffic.ts).
+  // Compose leaves the replaced container's volume behind: removed once the new one runs.
+  const before = await gatewayVolumes(options);
+  await composeRun(options, ['up', '-d', '--remove-orphans', '--renew-anon-volumes']);
+  const after = new Set(await gatewayVolumes(options));
+  for (const volume of before.filter((v) => !after.has(v))) await run('docker', ['volume', 'rm', volume]).catch(() => {});
   const url = gatewayUrl({ ...process.env, ...options.env });
   for (const name of functions) {
     await waitFor(`${name} through ${url}`, async () => {

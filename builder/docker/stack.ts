@@ -25,7 +25,7 @@ export interface RunStackOptions {
 export async function runStack(command: StackCommand, options: RunStackOptions): Promise<number> {
   const { root, log } = options;
   if (command === 'up') {
-    const code = await runBuild({ functionsDir: join(root, 'functions'), outDir: join(root, 'dist'), root, images: true, arch: options.arch, check: false, log });
+    const code = await runBuild({ functionsDir: join(root, 'functions'), outDir: join(root, 'dist'), root, images: true, arch: options.arch, check: false, log, trafficProject: projectName({ root }) });
     if (code !== 0) return code;
     const { functions } = await discoverFunctions(join(root, 'functions'), readConfig({}));
     log('\nstarting the stack...');

@@ -6,7 +6,7 @@ import { stringify } from 'yaml';
 import type { ResolvedFunction } from '../../runtime/function/define.ts';
 import type { ScaledSpec } from '../../runtime/activator/activator.ts';
 import {
-  ACTIVATOR_RESOURCES, ACTIVATOR_SERVICE, CONTROL_PORT, FUNCTION_PORT, GATEWAY_PORT, GATEWAY_RESOURCES, GATEWAY_TMP_MIB, GENERATED_HEADER, HEALTHCHECK,
+  ACTIVATOR_RESOURCES, ACTIVATOR_SERVICE, CONTROL_PORT, FUNCTION_PORT, GATEWAY_LIVE, GATEWAY_PORT, GATEWAY_RESOURCES, GATEWAY_TMP_MIB, GENERATED_HEADER, HEALTHCHECK,
   PUBLISHED_HOST, PUBLISHED_PORT, REPLICA_RESOURCES, TAG_VARIABLE, TMP_MIB, activatorImage, functionEnvironment, functionImage, gatewayImage,
   deploymentUnits, runtimeUser, secretFile, serviceName, stopGraceSeconds,
 } from '../policy.ts';
@@ -114,6 +114,9 @@ export function composeDocument(functions: readonly ResolvedFunction[], options:
   if (scaled) services[ACTIVATOR_SERVICE] = activatorService(functions, options.tag ?? TAG_VARIABLE);
   services.gateway = {
     image: gatewayImage(options.tag ?? TAG_VARIABLE),
+    // Its config from a volume `modelfn traffic` can write (a graceful reload puts a new split in force).
+    command: ['nginx', '-c', GATEWAY_LIVE.file, '-g', 'daemon off;'],
+    volumes: [GATEWAY_LIVE.dir],
     ports: [`${PUBLISHED_HOST}:${PUBLISHED_PORT}:${GATEWAY_PORT}`],
     read_only: true,
     // nginx's request bodies are held there (GATEWAY_BODIES), within its memory limit.

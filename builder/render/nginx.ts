@@ -372,7 +372,11 @@ http {
     # client asks: Content-Encoding and Accept-Encoding pass through unchanged, and nginx must
     # not compress a second time.
     gzip off;
-    keepalive_timeout 65s;
+    keepalive_timeout 65s;${options.mode === 'dns' ? `
+    # On a reload (modelfn traffic), the old workers keep a client's keep-alive connection that was
+    # busy within the last second instead of closing it under a request the client is sending
+    # (nginx >= 1.27.4, as the gateway's image; \`vip\` mode stays within older nginx).
+    keepalive_min_timeout 1s;` : ''}
     keepalive_requests 10000;
     client_body_temp_path /tmp/nginx-client-body;
     proxy_temp_path /tmp/nginx-proxy;

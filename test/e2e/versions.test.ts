@@ -4,13 +4,15 @@
  * requests, versioned paths reach their version, a traffic key keeps its version, the shadow gets
  * its share without the client seeing it, and down leaves nothing.
  */
-import { copyFileSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { copyFileSync, mkdirSync, readFileSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runBuild } from '../../build.ts';
 import { functionImage, gatewayImage } from '../../builder/docker/images.ts';
 import { stackDown, stackUp } from '../../builder/docker/compose.ts';
+import { runStack } from '../../builder/docker/stack.ts';
 import { chooseVersion } from '../../runtime/function/traffic.ts';
 import { ROOT, postJson } from '../../runtime/testing/index.ts';
 import { docker, dockerAvailable, freePort, projectLeftovers } from '../docker.ts';
@@ -100,9 +102,113 @@ describe.runIf(available)('a function with versions on the compose stack', () =>
     expect(copies).toBeLessThan(250);
   });
 
+  const cli = (args: string[]) => new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
+    execFile(process.execPath, [join(ROOT, 'bin/modelfn.mjs'), ...args], { cwd: root, env: { ...process.env, ...env }, timeout: 300_000 }, (err, stdout, stderr) => {
+      resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
+    });
+  });
+
+  /** A few clients sending unversioned requests in a loop until stopped: every answer's status and version. */
+  const load = (clients: number) => {
+    const answers: { status: number | string; version: string | null }[] = [];
+    let running = true;
+    const loops = Array.from({ length: clients }, async () => {
+      while (running) {
+        try {
+          const res = await fetch(`${url}/v2/models/flowers/infer`, postJson(FLOWER));
+          await res.arrayBuffer();
+          answers.push({ status: res.status, version: res.headers.get('x-modelfn-version') });
+        } catch (err) {
+          answers.push({ status: `failed: ${(err as Error).message} ${String((err as { cause?: unknown }).cause ?? '')}`, version: null });
+        }
+      }
+    });
+    return { answers, stop: async () => { running = false; await Promise.all(loops); } };
+  };
+
+  it('moves the split from 80/20 to 0/100 under load with modelfn traffic, failing no request', async () => {
+    const clients = load(4);
+    await new Promise((r) => setTimeout(r, 1500));
+    const moved = await cli(['traffic', 'flowers', '1=0', '2=100']);
+    const atChange = clients.answers.length;
+    await new Promise((r) => setTimeout(r, 1500));
+    await clients.stop();
+    expect(moved.code, moved.stderr).toBe(0);
+    expect(moved.stdout).toMatch(/^flowers: traffic 1=0 2=100 in force on 1 gateway of modelfn-e2e-versions-\d+ \(\d+ ms\)/);
+    const failed = clients.answers.filter((a) => a.status !== 200);
+    expect(failed, JSON.stringify(failed.slice(0, 5))).toEqual([]);
+    // The load ran through the change: both versions answered before it, requests went on after it.
+    expect(new Set(clients.answers.slice(0, atChange).map((a) => a.version))).toEqual(new Set(['1', '2']));
+    expect(clients.answers.length - atChange).toBeGreaterThan(20);
+    for (let i = 0; i < 200; i++) expect(await versionOf(await fetch(`${url}/v2/models/flowers/infer`, postJson(FLOWER)))).toBe('2');
+    // Versioned paths still reach version 1.
+    expect(await versionOf(await fetch(`${url}/v2/models/flowers/versions/1/infer`, postJson(FLOWER)))).toBe('1');
+    expect(JSON.parse(readFileSync(join(root, 'dist/traffic', `${project}.json`), 'utf8'))).toEqual({ flowers: { declared: { 1: 80, 2: 20 }, traffic: { 1: 0, 2: 100 } } });
+  }, 120_000);
+
+  it('prints the split in force and each version\'s request rate, error rate and p99', async () => {
+    const clients = load(2);
+    const shown = await cli(['traffic', 'flowers', '--window', '2']);
+    await clients.stop();
+    expect(shown.code, shown.stderr).toBe(0);
+    const lines = shown.stdout.trim().split('\n');
+    expect(lines[0]).toBe(`flowers on ${project}: traffic 1=0 2=100 (over the last 2 s)`);
+    expect(lines[1].split(/\s{2,}/)).toEqual(['version', 'traffic', 'requests/s', 'errors/s', 'p99']);
+    const row = (v: string) => lines.find((l) => l.startsWith(`${v} `))!.split(/\s{2,}/);
+    expect(row('1').slice(0, 4)).toEqual(['1', '0%', '0', '0']);
+    const [, percent, rate, errors, p99] = row('2');
+    expect([percent, errors]).toEqual(['100%', '0']);
+    expect(Number(rate)).toBeGreaterThan(5);
+    expect(p99).toMatch(/^\d+(\.\d+)? ms$/);
+    expect(row('3')[1]).toBe('shadow 50%');
+    expect(Number(row('3')[2])).toBeGreaterThan(1);
+  }, 60_000);
+
+  it('refuses a split that is not one in one line, changing nothing', async () => {
+    for (const [args, message] of [
+      [['1=50', '2=40'], 'modelfn traffic: flowers: traffic: percentages must sum to 100, got 90'],
+      [['4=100'], "modelfn traffic: flowers: traffic.4: no version '4' (versions: 1, 2, 3)"],
+      [['2=100', '3=0', '1=x'], "modelfn traffic: '1=x': the percent must be a number from 0 to 100"],
+    ] as const) {
+      const refused = await cli(['traffic', 'flowers', ...args]);
+      expect(refused.code).toBe(1);
+      expect(refused.stderr).toBe(`${message}\n`);
+    }
+    for (let i = 0; i < 20; i++) expect(await versionOf(await fetch(`${url}/v2/models/flowers/infer`, postJson(FLOWER)))).toBe('2');
+  }, 60_000);
+
+  /** npm run up again (what `modelfn up` runs, in this process): its output. */
+  const upAgain = async () => {
+    const lines: string[] = [];
+    const code = await runStack('up', { root, log: (l) => lines.push(l) });
+    expect(code, lines.join('\n')).toBe(0);
+    return `${lines.join('\n')}\n`;
+  };
+
+  /** The volumes of the gateway container(s), its live nginx.conf among them. */
+  const gatewayVolumes = () => {
+    const ids = docker(['ps', '-aq', '--filter', `label=com.docker.compose.project=${project}`, '--filter', 'label=com.docker.compose.service=gateway']).trim().split('\n').filter(Boolean);
+    return ids.length ? docker(['inspect', ...ids, '--format', '{{range .Mounts}}{{if eq .Type "volume"}}{{.Name}} {{end}}{{end}}']).trim().split(/\s+/).filter(Boolean) : [];
+  };
+  const volumesLeft = (names: string[]) => names.filter((name) => docker(['volume', 'ls', '-q']).split('\n').includes(name));
+  let lastGatewayVolumes: string[] = [];
+
+  it('keeps the changed split through up again, leaving no volume of the replaced gateway', async () => {
+    const first = gatewayVolumes();
+    expect(first).toHaveLength(1);
+    expect(await upAgain()).toContain('  ✓ traffic: flowers keeps the split set by modelfn traffic: 1=0 2=100\n');
+    for (let i = 0; i < 100; i++) expect(await versionOf(await fetch(`${url}/v2/models/flowers/infer`, postJson(FLOWER)))).toBe('2');
+    lastGatewayVolumes = gatewayVolumes();
+    expect(lastGatewayVolumes).toHaveLength(1);
+    expect(lastGatewayVolumes).not.toEqual(first);
+    expect(volumesLeft(first)).toEqual([]);
+  }, 600_000);
+
   it('leaves nothing after down', async () => {
     await stackDown(stack());
     down = true;
     expect(projectLeftovers(project)).toBe('');
+    // The gateway's anonymous volume carries no project label: looked for by name.
+    expect(volumesLeft(lastGatewayVolumes)).toEqual([]);
   });
 });
