@@ -5,8 +5,9 @@
  * (dot-segments, backslashes, percent-encoded dots and slashes); and nginx's own answers (limits,
  * malformed requests, a function that is down) as JSON that says nothing internal.
  */
+import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { connect } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -27,7 +28,7 @@ import { nginxImage, startNginx, type LocalNginx } from './nginx.ts';
 const image = nginxImage('the gateway in front of the activator (test/gateway-activator.test.ts)');
 
 /** Each function's replica on its own loopback address, as containers have theirs; the activator on another. */
-const ADDRESS: Record<string, string> = { iris: '127.0.0.2', vad: '127.0.0.3', digits: '127.0.0.4', huge: '127.0.0.6' };
+const ADDRESS: Record<string, string> = { iris: '127.0.0.2', vad: '127.0.0.3', digits: '127.0.0.4', huge: '127.0.0.6', stuck: '127.0.0.7', slow: '127.0.0.8' };
 const ACTIVATOR_ADDRESS = '127.0.0.5';
 
 interface Receipt { fn: string; url: string; header: string | undefined; requestId: string | undefined }
@@ -70,6 +71,9 @@ describe.runIf(image)('the gateway and the activator: nginx says which function'
   let gateway: LocalNginx;
   let activatorServer: Server;
   let activator: Activator;
+  let unaccepting: ChildProcess | undefined;
+  let silent: Server | undefined;
+  const held: Socket[] = [];
 
   const listen = (server: Server, host: string, port: number) => new Promise<void>((done, fail) => {
     server.once('error', fail);
@@ -139,6 +143,9 @@ describe.runIf(image)('the gateway and the activator: nginx says which function'
       declare('digits', {}),
       // One large body at a time at most (its limit is over half the large bodies' space).
       declare('huge', { scale: { min: 0, idleSeconds: 60 }, limits: { bodySize: '100mb' } }),
+      // Not scaled: a replica whose address takes no connection, and one that takes requests and never answers.
+      declare('stuck', {}),
+      declare('slow', { limits: { timeoutMs: 500 } }),
     ];
     activator = new Activator({
       scope, functions: functions.filter((f) => f.scale).map(scaledSpec), metrics: createActivatorMetrics(), logger: memoryLogger(),
@@ -156,6 +163,10 @@ describe.runIf(image)('the gateway and the activator: nginx says which function'
   }, 60_000);
 
   afterAll(async () => {
+    unaccepting?.kill('SIGKILL');
+    for (const s of held) s.destroy();
+    silent?.closeAllConnections();
+    silent?.close();
     await gateway?.stop();
     await stopReplicas();
     activatorServer?.closeAllConnections();
@@ -304,4 +315,34 @@ describe.runIf(image)('the gateway and the activator: nginx says which function'
     await stopReplicas();
     expectJson(await rawRequest(gateway.url, 'GET /digits/predict HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n'), 503, true);
   });
+
+  it('answers 503 (unavailable, Retry-After) for a function whose replica takes no connection, and 504 for one that takes the request and never answers', async () => {
+    // A crashed replica's address outliving it: a listener whose process never accepts, its
+    // backlog filled, so connecting to it times out (no refusal, as on a dead host).
+    unaccepting = spawn(process.execPath, ['-e', `
+      require('node:net').createServer().listen({ host: '${ADDRESS.stuck}', port: ${functionPort}, backlog: 1 }, () => {
+        process.stdout.write('listening\\n');
+        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0);
+      });`], { stdio: ['ignore', 'pipe', 'inherit'] });
+    await new Promise<void>((done, fail) => {
+      unaccepting!.stdout!.once('data', () => done());
+      unaccepting!.once('exit', (code) => fail(new Error(`the listener exited with ${code}`)));
+    });
+    for (let i = 0; i < 4; i++) held.push(connect(functionPort, ADDRESS.stuck).on('error', () => {}));
+    await new Promise((r) => setTimeout(r, 200));
+    const started = Date.now();
+    const stuck = await fetch(`${gateway.url}/stuck/predict`, { method: 'POST', body: '{}' });
+    expect(stuck.status).toBe(503);
+    expect(stuck.headers.get('retry-after')).toBe('1');
+    expect(await stuck.json()).toEqual({ error: "function 'stuck' is unavailable: no replica is answering" });
+    // It waited for the connection (proxy_connect_timeout), not for an answer.
+    expect(Date.now() - started).toBeGreaterThanOrEqual(1500);
+
+    silent = createServer(() => {});
+    await listen(silent, ADDRESS.slow, functionPort);
+    const slow = await fetch(`${gateway.url}/slow/predict`, { method: 'POST', body: '{}' });
+    expect(slow.status).toBe(504);
+    expect(slow.headers.get('retry-after')).toBeNull();
+    expect(await slow.json()).toEqual({ error: 'the function did not answer in time' });
+  }, 30_000);
 });

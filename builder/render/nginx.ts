@@ -89,7 +89,7 @@ function errorPages(indent: string, unavailable: string, tooLarge = '@modelfn_41
       // stopped replica's address can outlive it in nginx (the engine's DNS fails rather than
       // answering "no such name" once no replica runs), and a connection to it times out.
       ? [`${indent}error_page 502 503 504 = ${unavailable};`]
-      : [`${indent}error_page 502 503 =503 ${unavailable};`, `${indent}error_page 504 @modelfn_504;`]),
+      : [`${indent}error_page 502 503 =503 ${unavailable};`, `${indent}error_page 504 = @modelfn_504;`]),
   ].join('\n');
 }
 
@@ -320,13 +320,21 @@ ${versioned.map(versionSplits).join('\n')}
         default_type application/json;
         return 413 ${quote(JSON.stringify({ error: bodyTooLarge(fn.name, fn.limits.bodySize) }))};
     }`).join('\n');
+  // A 504 where no replica ever took the connection (every attempt's connect time is '-': the
+  // replica's address outlives a crashed or stopped container, and connecting to it times out) is
+  // the function being unavailable, not slow: the 503 that says so, with Retry-After. (Reached by
+  // 'error_page 504 = ...', so that the status is the one returned here.)
+  const neverConnected = `
+        if ($upstream_connect_time !~ "[0-9]") {${retryLater.replaceAll('\n        ', '\n            ')}
+            return 503 ${jsonWithVariables({ error: functionUnavailable('$modelfn_fn') })};
+        }`;
   const named = [
     ...Object.entries(errors).map(([code, message]) => ({ at: `@modelfn_${code}`, status: Number(code), body: quote(JSON.stringify({ error: message })) })),
     ...Object.entries(NGINX_ERRORS).map(([code, { status, message }]) => ({ at: `= /_modelfn/error/${code}`, status, body: quote(JSON.stringify({ error: message })) })),
     { at: '@modelfn_busy', status: 503, body: jsonWithVariables({ error: "the gateway holds as many requests for '$modelfn_fn' as it may at once (in flight, or bodies of this size); retry shortly" }) },
   ].map(({ at, status, body }) => `
     location ${at} {${at.startsWith('=') ? '\n        internal;' : ''}
-        default_type application/json;${status === 429 || status === 503 ? retryLater : ''}
+        default_type application/json;${status === 429 || status === 503 ? retryLater : ''}${at === '@modelfn_504' ? neverConnected : ''}
         return ${status} ${body};
     }`).join('\n');
   const zones = functions.filter((fn) => fn.rateLimit).map((fn) =>
