@@ -1,5 +1,6 @@
 // The gateway's route table alone: what nginx and embedded mode are both made from.
 import { describe, expect, it } from 'vitest';
+import type { ResolvedFunction } from '../function/define.ts';
 import { forwardedPath, functionIndex, gatewayRoutes, matchRoute, noRoute } from './routes.ts';
 
 const functions = [{ name: 'iris', prefix: '/iris' }, { name: 'iris-v2', prefix: '/flowers/iris' }];
@@ -16,6 +17,18 @@ describe('gatewayRoutes and matchRoute', () => {
     expect(route('/flowers/iris/docs')).toEqual({ fn: 'iris-v2', kind: 'prefix', to: '/docs' });
     expect(route('/v2/models/iris/infer')).toEqual({ fn: 'iris', kind: 'prefix', to: '/v2/models/iris/infer' });
     expect(route('/v2/models/iris')).toEqual({ fn: 'iris', kind: 'exact', to: '/v2/models/iris' });
+  });
+
+  it("takes a versioned function's /stats apart from its split: every version's figures, the prefix stripped", () => {
+    const versions = [{ version: '1' }, { version: '2' }] as ResolvedFunction['versions'];
+    const table = gatewayRoutes([{ name: 'flowers', prefix: '/flowers', versions }, { name: 'iris', prefix: '/iris', versions: versions.slice(0, 1) }]);
+    const at = (path: string) => {
+      const found = matchRoute(table, path)!;
+      return { kind: found.kind, to: forwardedPath(found, path) };
+    };
+    expect(at('/flowers/stats')).toEqual({ kind: 'stats', to: '/stats' });
+    expect(at('/flowers/stats/x')).toEqual({ kind: 'prefix', to: '/stats/x' });
+    expect(at('/iris/stats')).toEqual({ kind: 'prefix', to: '/stats' });
   });
 
   it('redirects the bare prefix, and matches names whole, not as the start of another', () => {
