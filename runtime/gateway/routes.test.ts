@@ -1,6 +1,5 @@
 // The gateway's route table alone: what nginx and embedded mode are both made from.
 import { describe, expect, it } from 'vitest';
-import type { ResolvedFunction } from '../function/define.ts';
 import { forwardedPath, functionIndex, gatewayRoutes, matchRoute, noRoute } from './routes.ts';
 
 const functions = [{ name: 'iris', prefix: '/iris' }, { name: 'iris-v2', prefix: '/flowers/iris' }];
@@ -20,7 +19,7 @@ describe('gatewayRoutes and matchRoute', () => {
   });
 
   it("takes a versioned function's /stats apart from its split: every version's figures, the prefix stripped", () => {
-    const versions = [{ version: '1' }, { version: '2' }] as ResolvedFunction['versions'];
+    const versions = [{ version: '1' }, { version: '2' }];
     const table = gatewayRoutes([{ name: 'flowers', prefix: '/flowers', versions }, { name: 'iris', prefix: '/iris', versions: versions.slice(0, 1) }]);
     const at = (path: string) => {
       const found = matchRoute(table, path)!;

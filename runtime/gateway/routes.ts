@@ -30,7 +30,7 @@ export type GatewayRoute =
  *
  * @example gatewayRoutes([iris]) // /iris -> redirect, /iris/... -> iris (prefix stripped), /v2/models/iris/... -> iris
  */
-export function gatewayRoutes(functions: readonly (Pick<ResolvedFunction, 'name' | 'prefix'> & Partial<Pick<ResolvedFunction, 'versions'>>)[]): GatewayRoute[] {
+export function gatewayRoutes(functions: readonly (Pick<ResolvedFunction, 'name' | 'prefix'> & { versions?: readonly { version: string }[] })[]): GatewayRoute[] {
   return functions.flatMap((fn): GatewayRoute[] => [
     { kind: 'redirect', path: fn.prefix, fn: fn.name },
     { kind: 'prefix', path: `${fn.prefix}/`, fn: fn.name, strip: fn.prefix },
