@@ -261,7 +261,8 @@ function functionLocations(fn: ResolvedFunction, options: Options, counts: Retur
       case 'stats':
         // Whichever version is asked gathers every version's figures; the split it is told is the
         // one this file runs (after modelfn traffic, the changed one), not the declared one.
-        return `    location = ${route.path} {\n${common('        ')}\n        set $modelfn_split ${quote(splitHeaderValue(fn.traffic, fn.shadow))};\n`
+        // The page's lookup (SSI) holds the answer in memory: room for many versions' figures.
+        return `    location = ${route.path} {\n${common('        ')}\n        subrequest_output_buffer_size 64k;\n        set $modelfn_split ${quote(splitHeaderValue(fn.traffic, fn.shadow))};\n`
           + `        set $modelfn_prefix ${route.strip};\n        rewrite ^${route.strip.replace(/[.]/g, '\\.')}(/.*)$ $1 break;\n        proxy_pass ${upstreamFor()};\n    }`;
     }
   });

@@ -146,6 +146,9 @@ export function statsRoute(app: Hono, host: FunctionHost, metrics: Metrics, opti
 
   app.get('/stats', async (c: Context) => {
     watch();
+    // Never compressed: nginx's page lookup (SSI) reads the answer as text, and its subrequest
+    // carries the browser's Accept-Encoding (a function with versions answers over 1 KiB).
+    c.header('Cache-Control', 'no-store, no-transform');
     if (!options.peers || c.req.query('replica') === 'self') return c.json(await ownStats());
     if (!gathered || performance.now() - gathered.at > STATS_CACHE_MS) {
       const answers = allAnswers(options.peers);
