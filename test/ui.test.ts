@@ -331,6 +331,7 @@ describe.runIf(chromiumAvailable('browser tests'))('a function with versions in 
       expect(rows.map((r) => [r.share, r.replicas, r.errors])).toEqual([['30%', '1', '0'], ['70%', '1', '0']]);
       expect((await waitForLiveRow(page, 'flowers', counted)).replicas).toBe('2');
       expect(await shareIn(page, 'flowers', '1')).toBe('30%');
+      expect(await page.locator('[data-function="flowers"] header').innerText()).toContain('2 replicas declared');
       await screenshot(page, 'gateway-page-versions-nginx');
       // The docs page (served by one version, which knows the declared split) shows the split in force too.
       await page.goto(`${gateway.url}/flowers/docs`);

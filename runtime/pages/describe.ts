@@ -72,5 +72,7 @@ export function cardOf(fn: DescribedFunction, stats?: FunctionStats): FunctionCa
     const shadow = fn.shadow.find((s) => s.version === version)?.percent;
     return { version, traffic: fn.traffic.find((s) => s.version === version)?.percent ?? 0, ...(shadow ? { shadow } : {}) };
   }) : undefined;
-  return { name: fn.name, prefix: fn.prefix, replicas: fn.replicas, scales: fn.scale !== undefined, keyed: fn.auth !== undefined, description: fn.description, document: fn.document, routes: fn.ownRoutes, stats, ...(versions ? { versions } : {}) };
+  // Each version runs its own replicas: the card declares them all.
+  const replicas = versions ? fn.versions.reduce((n, v) => n + v.replicas, 0) : fn.replicas;
+  return { name: fn.name, prefix: fn.prefix, replicas, scales: fn.scale !== undefined, keyed: fn.auth !== undefined, description: fn.description, document: fn.document, routes: fn.ownRoutes, stats, ...(versions ? { versions } : {}) };
 }
