@@ -322,7 +322,8 @@ describe.runIf(chromiumAvailable('browser tests'))('a function with versions in 
       // The first paint: nginx filled in each version's share from the function's /stats as it sent the page.
       const served = await (await fetch(`${gateway.url}/`, { headers: { Accept: 'text/html' } })).text();
       expect(served).not.toContain('<!--#');
-      expect([...served.matchAll(/<tr data-live-version="flowers" data-version="(\d)"[^]*?data-field="share" class="share">([^<]*)</g)].map((m) => [m[1], m[2]])).toEqual([['1', '30%'], ['2', '70%']]);
+      expect([...served.matchAll(/<tr data-live-version="flowers" data-version="(\d)"[^]*?data-field="share" class="share">([^<]*)<[^]*?class="state state-(\w+)">(\w+)</g)].map((m) => m.slice(1)))
+        .toEqual([['1', '30%', 'ready', 'ready'], ['2', '70%', 'ready', 'ready']]);
       expect(served).toContain('<li data-version="2"><strong>version 2</strong>: <span data-field="share">70%</span>');
       await sendToEachVersion(gateway.url);
       const { page } = browser;

@@ -661,11 +661,15 @@ function chartSvg(name: string): string {
  */
 const ssiVar = (card: FunctionCard) => `modelfn_state_${card.name.replace(/-/g, '_')}`;
 const ssiShareVar = (card: FunctionCard, version: string) => `modelfn_share_${card.name.replace(/-/g, '_')}_${version}`;
+const ssiVersionStateVar = (card: FunctionCard, version: string) => `modelfn_state_${card.name.replace(/-/g, '_')}_${version}`;
 function ssiStateLookup(card: FunctionCard): string {
   const stats = `modelfn_stats_${card.name.replace(/-/g, '_')}`;
-  // Each version's entry begins {"version":"<N>","traffic":<percent>[,"shadow":<percent>]: the split in force, as nginx tells the function.
-  const shares = (card.versions ?? []).map(({ version }) => `<!--# if expr="$${stats} = /version.:.${version}.,.traffic.:([0-9.]+)/" --><!--# set var="${ssiShareVar(card, version)}" value="$1%" --><!--# endif -->`
-    + `<!--# if expr="$${stats} = /version.:.${version}.,.traffic.:[0-9.]+,.shadow.:([0-9.]+)/" --><!--# set var="${ssiShareVar(card, version)}" value="shadow $1%" --><!--# endif -->`).join('');
+  // Each version's entry begins {"version":"<N>","traffic":<percent>[,"shadow":<percent>],"state":"<state>":
+  // the split in force, as nginx tells the function, and the version's state.
+  const entry = (version: string) => `version.:.${version}.,.traffic.:`;
+  const shares = (card.versions ?? []).map(({ version }) => `<!--# if expr="$${stats} = /${entry(version)}([0-9.]+)/" --><!--# set var="${ssiShareVar(card, version)}" value="$1%" --><!--# endif -->`
+    + `<!--# if expr="$${stats} = /${entry(version)}[0-9.]+,.shadow.:([0-9.]+)/" --><!--# set var="${ssiShareVar(card, version)}" value="shadow $1%" --><!--# endif -->`
+    + `<!--# if expr="$${stats} = /${entry(version)}[0-9.]+,(.shadow.:[0-9.]+,)?.state.:.([a-z]+)/" --><!--# set var="${ssiVersionStateVar(card, version)}" value="$2" --><!--# endif -->`).join('');
   // /stats begins {"name":...,"state":"<state>"; anything else (an error, nothing) means no replica answered.
   return `<!--# include virtual="${card.prefix}/stats" set="${stats}" -->`
     + `<!--# if expr="$${stats} = /state.:.([a-z]+)/" --><!--# set var="${ssiVar(card)}" value="$1" -->`
@@ -673,6 +677,7 @@ function ssiStateLookup(card: FunctionCard): string {
 }
 const ssiState = (card: FunctionCard) => `<!--# echo var="${ssiVar(card)}" default="…" encoding="entity" -->`;
 const ssiShare = (card: FunctionCard, version: string) => `<!--# echo var="${ssiShareVar(card, version)}" default="…" encoding="entity" -->`;
+const ssiVersionState = (card: FunctionCard, version: string) => `<!--# echo var="${ssiVersionStateVar(card, version)}" default="…" encoding="entity" -->`;
 
 /**
  * Whether nginx looks the state up as it sends the page. Not for a function that scales (its
@@ -706,7 +711,7 @@ function versionRows(card: FunctionCard, ssi: boolean): string {
   const share = shareOf(card, ssi);
   return (card.versions ?? []).map(({ version, traffic, shadow }) => {
     const s = card.stats?.versions?.find((v) => v.version === version);
-    const state = escapeHtml(s?.state ?? '…');
+    const state = s ? escapeHtml(s.state) : looksUp(card, ssi) ? ssiVersionState(card, version) : '…';
     return `<tr data-live-version="${escapeHtml(card.name)}" data-version="${escapeHtml(version)}" class="version${s && s.requestsPerSecond > 0 ? ' busy' : ''}">
 <td>version ${escapeHtml(version)} <span data-field="share" class="share">${share(version) ?? escapeHtml(shareText(traffic, shadow))}</span></td><td><span data-field="state" class="state state-${state}">${state}</span></td>
 <td data-field="replicas">${s ? replicasText(s.state, s.readyReplicas, s.replicas) : '–'}</td><td data-field="rps">${n(s?.requestsPerSecond)}</td><td data-field="p50">${n(s?.latencyMs.p50, ' ms')}</td>
