@@ -26,7 +26,7 @@ describe('the live view of a function with versions', () => {
   it('behind nginx, has nginx fill in each version\'s share and state from the function\'s /stats as it sends the page', () => {
     const page = gatewayPage([flowers], 'test', { ssi: true });
     expect(page).toContain('<!--# include virtual="/flowers/stats" set="modelfn_stats_flowers" -->');
-    expect(rowsOf(page).map((r) => r.slice(0, 4))).toEqual(['1', '2', '3'].map((v) => ['flowers', v, `<!--# echo var="modelfn_share_flowers_${v}" default="…" encoding="entity" -->`, `<!--# echo var="modelfn_state_flowers_${v}" default="…" encoding="entity" -->`]));
+    expect(rowsOf(page).map((r) => r.slice(0, 4))).toEqual(['1', '2', '3'].map((v) => ['flowers', v, `<!--# echo var="modelfn_share_flowers_${v}" default="…" encoding="entity" -->`, `<!--# echo var="modelfn_vstate_flowers_${v}" default="…" encoding="entity" -->`]));
     // Without nginx's lookup (a function with API keys), the declared shares until the script's first refresh.
     expect(rowsOf(gatewayPage([{ ...flowers, keyed: true }], 'test')).map((r) => r[2])).toEqual(['80%', '20%', 'shadow 50%']);
   });

@@ -661,7 +661,8 @@ function chartSvg(name: string): string {
  */
 const ssiVar = (card: FunctionCard) => `modelfn_state_${card.name.replace(/-/g, '_')}`;
 const ssiShareVar = (card: FunctionCard, version: string) => `modelfn_share_${card.name.replace(/-/g, '_')}_${version}`;
-const ssiVersionStateVar = (card: FunctionCard, version: string) => `modelfn_state_${card.name.replace(/-/g, '_')}_${version}`;
+// Apart from ssiVar's names: the function 'a-1' has modelfn_state_a_1.
+const ssiVersionStateVar = (card: FunctionCard, version: string) => `modelfn_vstate_${card.name.replace(/-/g, '_')}_${version}`;
 function ssiStateLookup(card: FunctionCard): string {
   const stats = `modelfn_stats_${card.name.replace(/-/g, '_')}`;
   // Each version's entry begins {"version":"<N>","traffic":<percent>[,"shadow":<percent>],"state":"<state>":
@@ -694,6 +695,12 @@ function stateText(card: FunctionCard, ssi: boolean, unknown: string): string {
 
 const n = (v: number | null | undefined, unit = '') => (v === null || v === undefined ? '–' : `${v}${unit}`);
 
+/** A live view row's figures as served: replicas, requests/s, p50, p99, batch size, errors/s (dashes without figures). */
+function figureCells(s: Omit<FunctionStats, 'name'> | undefined): string {
+  return `<td data-field="replicas">${s ? replicasText(s.state, s.readyReplicas, s.replicas) : '–'}</td><td data-field="rps">${n(s?.requestsPerSecond)}</td><td data-field="p50">${n(s?.latencyMs.p50, ' ms')}</td>
+<td data-field="p99">${n(s?.latencyMs.p99, ' ms')}</td><td data-field="batch">${n(s?.batchSize)}</td><td data-field="errors">${n(s?.errorsPerSecond)}</td>`;
+}
+
 /**
  * A version's share as the page is served: from its live figures, nginx's lookup (the split
  * nginx runs, which the page built with the image cannot know), or the declared one.
@@ -714,8 +721,7 @@ function versionRows(card: FunctionCard, ssi: boolean): string {
     const state = s ? escapeHtml(s.state) : looksUp(card, ssi) ? ssiVersionState(card, version) : '…';
     return `<tr data-live-version="${escapeHtml(card.name)}" data-version="${escapeHtml(version)}" class="version${s && s.requestsPerSecond > 0 ? ' busy' : ''}">
 <td>version ${escapeHtml(version)} <span data-field="share" class="share">${share(version) ?? escapeHtml(shareText(traffic, shadow))}</span></td><td><span data-field="state" class="state state-${state}">${state}</span></td>
-<td data-field="replicas">${s ? replicasText(s.state, s.readyReplicas, s.replicas) : '–'}</td><td data-field="rps">${n(s?.requestsPerSecond)}</td><td data-field="p50">${n(s?.latencyMs.p50, ' ms')}</td>
-<td data-field="p99">${n(s?.latencyMs.p99, ' ms')}</td><td data-field="batch">${n(s?.batchSize)}</td><td data-field="errors">${n(s?.errorsPerSecond)}</td>
+${figureCells(s)}
 <td></td><td data-field="reason" class="reason">${escapeHtml(s?.reason ?? '')}</td></tr>`;
   }).join('\n');
 }
@@ -725,8 +731,7 @@ function liveRow(card: FunctionCard, ssi: boolean): string {
   const state = stateText(card, ssi, card.document ? '…' : 'failed');
   return `${looksUp(card, ssi) ? ssiStateLookup(card) : ''}<tr data-live="${escapeHtml(card.name)}" data-prefix="${escapeHtml(card.prefix)}" data-replicas="${card.replicas}"${s && s.requestsPerSecond > 0 ? ' class="busy"' : ''}>
 <td><a href="#fn-${escapeHtml(card.name)}">${escapeHtml(card.name)}</a></td><td><span data-field="state" class="state state-${state}">${state}</span></td>
-<td data-field="replicas">${s ? replicasText(s.state, s.readyReplicas, s.replicas) : '–'}</td><td data-field="rps">${n(s?.requestsPerSecond)}</td><td data-field="p50">${n(s?.latencyMs.p50, ' ms')}</td>
-<td data-field="p99">${n(s?.latencyMs.p99, ' ms')}</td><td data-field="batch">${n(s?.batchSize)}</td><td data-field="errors">${n(s?.errorsPerSecond)}</td>
+${figureCells(s)}
 <td class="chart">${chartSvg(card.name)}</td><td data-field="reason" class="reason">${escapeHtml(s?.reason ?? '')}</td></tr>${card.versions ? `\n${versionRows(card, ssi)}` : ''}`;
 }
 
