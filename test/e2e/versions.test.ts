@@ -13,6 +13,7 @@ import { runBuild } from '../../build.ts';
 import { functionImage, gatewayImage } from '../../builder/docker/images.ts';
 import { stackDown, stackUp } from '../../builder/docker/compose.ts';
 import { runStack } from '../../builder/docker/stack.ts';
+import type { FunctionStats } from '../../runtime/core/stats.ts';
 import { chooseVersion } from '../../runtime/function/traffic.ts';
 import { ROOT, postJson } from '../../runtime/testing/index.ts';
 import { docker, dockerAvailable, freePort, projectLeftovers } from '../docker.ts';
@@ -162,6 +163,24 @@ describe.runIf(available)('a function with versions on the compose stack', () =>
     expect(p99).toMatch(/^\d+(\.\d+)? ms$/);
     expect(row('3')[1]).toBe('shadow 50%');
     expect(Number(row('3')[2])).toBeGreaterThan(1);
+  }, 60_000);
+
+  it("shows the split in force and each version's figures at the gateway: its /stats and the page's live view as nginx sends it", async () => {
+    const clients = load(2);
+    await new Promise((r) => setTimeout(r, 2000));
+    const res = await fetch(`${url}/flowers/stats`);
+    const stats = (await res.json()) as FunctionStats;
+    const page = await (await fetch(`${url}/`, { headers: { Accept: 'text/html' } })).text();
+    await clients.stop();
+    expect(res.status).toBe(200);
+    // Whichever version's replica the gateway asked gathered every version's (MODELFN_PEERS), told the split nginx runs.
+    expect(stats.versions!.map((v) => [v.version, v.traffic, v.shadow, v.state, v.replicas])).toEqual([['1', 0, undefined, 'ready', 1], ['2', 100, undefined, 'ready', 1], ['3', 0, 50, 'ready', 1]]);
+    expect(stats.versions![1].requestsPerSecond).toBeGreaterThan(1);
+    expect(stats.versions![2].requestsPerSecond).toBeGreaterThan(0);
+    expect(stats.versions![1].latencyMs.p99).toBeGreaterThan(0);
+    // The page in the gateway's image was built with the declared 80/20: nginx filled in the split in force as it sent it.
+    expect([...page.matchAll(/<tr data-live-version="flowers" data-version="(\d)"[^]*?data-field="share" class="share">([^<]*)<[^]*?class="state state-(\w+)"/g)].map((m) => m.slice(1)))
+      .toEqual([['1', '0%', 'ready'], ['2', '100%', 'ready'], ['3', 'shadow 50%', 'ready']]);
   }, 60_000);
 
   it('refuses a split that is not one in one line, changing nothing', async () => {
