@@ -9,7 +9,7 @@ import { bundleActivator, bundleFunction, type BundleResult } from './builder/bu
 import { discoverFunctions } from './builder/functions.ts';
 import { ARCHES, buildActivatorImage, buildFunctionImage, buildGatewayImage, buildRuntimeImage, ensureBaseImages } from './builder/docker/images.ts';
 import { gatewayPageFile, generatedFiles } from './builder/generate.ts';
-import { FILES, GATEWAY_PAGE } from './builder/policy.ts';
+import { FILES, GATEWAY_PAGE, scaledUnits } from './builder/policy.ts';
 import { readConfig } from './runtime/core/config.ts';
 import { describeFunctions } from './runtime/pages/describe.ts';
 import { liveGatewayConfig } from './builder/docker/traffic.ts';
@@ -82,7 +82,7 @@ export async function runBuild(options: BuildOptions): Promise<number> {
     results.push(result);
     log(`  ✓ ${fn.name.padEnd(16)} ${fn.prefix.padEnd(18)} bundled in ${Math.round(performance.now() - started)} ms`);
   }
-  const scaled = functions.some((fn) => fn.scale);
+  const scaled = scaledUnits(functions).length > 0;
   if (scaled) {
     const started = performance.now();
     await bundleActivator(options.outDir);

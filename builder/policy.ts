@@ -243,3 +243,13 @@ export const serviceName = (fn: Pick<ResolvedFunction, 'name' | 'version' | 'ver
 export function deploymentUnits(fn: ResolvedFunction): ResolvedFunction[] {
   return fn.versions.length > 1 ? fn.versions.map((v) => atVersion(fn, v.version)) : [fn];
 }
+
+/**
+ * The deployment units that scale with their traffic (a function's `scale`, or one version's
+ * own): what the activator wakes and puts to sleep, each by its service's name.
+ *
+ * @example scaledUnits([flowers]).map(serviceName) // ['flowers-v1'] (versions: { '1': { scale: { min: 0 } } })
+ */
+export function scaledUnits(functions: readonly ResolvedFunction[]): ResolvedFunction[] {
+  return functions.flatMap(deploymentUnits).filter((unit) => unit.scale);
+}

@@ -57,4 +57,17 @@ describe('stackFile for a function with versions', () => {
     expect(doc.services['flowers-v2'].environment.MODELFN_VERSION).toBe('2');
     expect(swarmGatewayConfig([flowers])).toContain('server flowers-v2:8080 resolve');
   });
+
+  it("scales a version on its own: the activator scales that version's service, the others keep their replicas", () => {
+    const versions = ['1', '2'].map((version) => ({ version, modelFile: `${version}/model.onnx`, docs: {} }));
+    const rollback = resolveDeclaration({ traffic: { '1': 0, '2': 100 }, versions: { '1': { scale: { min: 0, idleSeconds: 60, wake: 'unpause' } } } }, { dir: '/nowhere/flowers', folderName: 'flowers', versions }, config);
+    const doc = parse(stackFile([rollback])) as { services: Record<string, any> };
+    expect(Object.keys(doc.services)).toEqual(['flowers-v1', 'flowers-v2', 'activator', 'gateway']);
+    expect(doc.services['flowers-v1'].environment).toMatchObject({ MODELFN_VERSION: '1', MODELFN_CONTROL_PORT: '9090' });
+    expect(doc.services['flowers-v1'].deploy.placement).toEqual({ constraints: ['node.role == manager'] });
+    expect(doc.services['flowers-v2'].environment.MODELFN_CONTROL_PORT).toBeUndefined();
+    expect(doc.services['flowers-v2'].deploy.placement).toBeUndefined();
+    expect(JSON.parse(doc.services.activator.environment.MODELFN_SCALED_FUNCTIONS).map((s: { name: string }) => s.name)).toEqual(['flowers-v1']);
+    expect(swarmGatewayConfig([rollback])).toContain('set $modelfn_unit flowers-v1;');
+  });
 });

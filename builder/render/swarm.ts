@@ -15,7 +15,7 @@ import { createHash } from 'node:crypto';
 import { stringify } from 'yaml';
 import type { ResolvedFunction } from '../../runtime/function/define.ts';
 import {
-  ACTIVATOR_RESOURCES, ACTIVATOR_SERVICE, DNS_VALID_SECONDS, FILES, FUNCTION_LABEL, VERSION_LABEL, deploymentUnits, serviceName, GATEWAY_PORT, GATEWAY_RESOURCES, GATEWAY_TMP_MIB, GENERATED_HEADER,
+  ACTIVATOR_RESOURCES, ACTIVATOR_SERVICE, DNS_VALID_SECONDS, FILES, FUNCTION_LABEL, VERSION_LABEL, deploymentUnits, scaledUnits, serviceName, GATEWAY_PORT, GATEWAY_RESOURCES, GATEWAY_TMP_MIB, GENERATED_HEADER,
   PUBLISHED_PORT, REPLICA_RESOURCES, RUNTIME_USER, TAG_VARIABLE, TMP_MIB, activatorImage, gatewayImage, stopGraceSeconds,
 } from '../policy.ts';
 import { activatorEnvironment, composeHealthcheck, composeSecrets, functionContainer, scaledFunctionEnvironment } from './compose.ts';
@@ -90,7 +90,7 @@ export function stackDocument(functions: readonly ResolvedFunction[], options: {
   const hash = createHash('sha256').update(swarmGatewayConfig(functions)).digest('hex').slice(0, 12);
   const gatewayConfig = `gateway-nginx-${hash}`;
   const services: Record<string, unknown> = {};
-  // A function with several versions runs each as its own service (<name>-v<N>), with its own replicas.
+  // A function with several versions runs each as its own service (<name>-v<N>), with its own replicas and scale.
   for (const fn of functions.flatMap(deploymentUnits)) {
     services[serviceName(fn)] = {
       ...functionContainer(fn, options.tag ?? TAG_VARIABLE),
@@ -119,7 +119,7 @@ export function stackDocument(functions: readonly ResolvedFunction[], options: {
       },
     };
   }
-  if (functions.some((fn) => fn.scale)) services[ACTIVATOR_SERVICE] = activatorService(functions, options.tag ?? TAG_VARIABLE);
+  if (scaledUnits(functions).length) services[ACTIVATOR_SERVICE] = activatorService(functions, options.tag ?? TAG_VARIABLE);
   services.gateway = {
     image: gatewayImage(options.tag ?? TAG_VARIABLE),
     read_only: true,
