@@ -30,6 +30,8 @@ export interface BuildOptions {
    * declared split changed since are dropped from the project's store.
    */
   trafficProject?: string;
+  /** The same for the Swarm stack (`modelfn deploy`): its kept changes go into the image's swarm.conf. */
+  trafficStack?: string;
 }
 
 function size(bytes: number): string {
@@ -99,7 +101,8 @@ export async function runBuild(options: BuildOptions): Promise<number> {
   mkdirSync(gateway, { recursive: true });
   writeFileSync(join(gateway, GATEWAY_PAGE.file), gatewayPageFile(described));
   writeFileSync(join(gateway, 'nginx.conf'), options.trafficProject ? liveGatewayConfig(described, options.root, options.trafficProject, log) : files[FILES.nginx]);
-  log(`  ✓ wrote ${relative(process.cwd(), join(gateway, GATEWAY_PAGE.file))} (the gateway's page, with nginx.conf: its image's context)`);
+  writeFileSync(join(gateway, 'swarm.conf'), options.trafficStack ? liveGatewayConfig(described, options.root, options.trafficStack, log, 'swarm') : files[FILES.swarmNginx]);
+  log(`  ✓ wrote ${relative(process.cwd(), join(gateway, GATEWAY_PAGE.file))} (the gateway's page, with nginx.conf and swarm.conf: its image's context)`);
   log('');
   log(table(results));
   if (options.images) {

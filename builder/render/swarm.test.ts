@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { resolveDeclaration } from '../../runtime/function/define.ts';
-import { FUNCTION_LABEL, VERSION_LABEL } from '../policy.ts';
+import { FUNCTION_LABEL, GATEWAY_CONFIG_LABEL, GATEWAY_LIVE, VERSION_LABEL } from '../policy.ts';
 import { nginxConfig } from './nginx.ts';
 import { stackDocument, stackFile, swarmGatewayConfig } from './swarm.ts';
 
@@ -22,7 +22,7 @@ describe('swarmGatewayConfig', () => {
 });
 
 describe('stackFile', () => {
-  const doc = parse(stackFile(functions)) as { services: Record<string, any>; configs: Record<string, any> };
+  const doc = parse(stackFile(functions)) as { services: Record<string, any>; configs?: Record<string, any> };
 
   it('resolves function services to their tasks (dnsrr), labelled, rolled one at a time start-first', () => {
     const alpha = doc.services.alpha;
@@ -33,13 +33,19 @@ describe('stackFile', () => {
     expect(alpha.image).toBe('modelfn/alpha:${MODELFN_IMAGE_TAG:-latest}');
   });
 
-  it("mounts the gateway config under a name that changes with the config's content", () => {
-    const [name] = Object.keys(doc.configs);
-    expect(name).toMatch(/^gateway-nginx-[0-9a-f]{12}$/);
-    expect(doc.services.gateway.configs).toEqual([{ source: name, target: '/etc/nginx/nginx.conf' }]);
-    const other = stackDocument([...functions, declare('gamma', {})]) as { configs: Record<string, unknown> };
-    expect(Object.keys(other.configs)[0]).not.toBe(name);
-    expect(Object.keys((stackDocument(functions) as { configs: Record<string, unknown> }).configs)[0]).toBe(name);
+  it("runs the gateway from the image's swarm.conf in a volume modelfn traffic writes, labelled with a hash that changes with the config", () => {
+    const gateway = doc.services.gateway;
+    expect(gateway.command).toEqual(['nginx', '-c', GATEWAY_LIVE.swarmFile, '-g', 'daemon off;']);
+    expect(gateway.volumes).toContainEqual({ type: 'volume', target: GATEWAY_LIVE.dir });
+    expect(gateway.read_only).toBe(true);
+    // No swarm config: one could not change in place.
+    expect(gateway.configs).toBeUndefined();
+    expect(doc.configs).toBeUndefined();
+    const hash = gateway.labels[GATEWAY_CONFIG_LABEL];
+    expect(hash).toMatch(/^[0-9a-f]{12}$/);
+    const labelOf = (fns: typeof functions) => (stackDocument(fns).services.gateway as { labels: Record<string, string> }).labels[GATEWAY_CONFIG_LABEL];
+    expect(labelOf([...functions, declare('gamma', {})])).not.toBe(hash);
+    expect(labelOf(functions)).toBe(hash);
   });
 
   it('publishes the gateway in host mode on MODELFN_PORT', () => {

@@ -91,7 +91,8 @@ export interface FunctionDeclaration {
   replicas?: number;
   /**
    * Scaling with the traffic (Docker Compose: the activator; Kubernetes: Knative). Off by default:
-   * the declared replicas run all the time.
+   * the declared replicas run all the time. With several versions, each version scales on its
+   * own, with this scale unless `versions` gives it its own.
    */
   scale?: ScaleDeclaration;
   /** API keys: the name of the secret holding them (see runtime/http/auth.ts). Off by default. */
