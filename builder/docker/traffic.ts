@@ -88,9 +88,12 @@ const serviceFilters = (orchestrator: Orchestrator, project: string, service: st
   ? ['--filter', `label=com.docker.stack.namespace=${project}`, '--filter', `label=com.docker.swarm.service.name=${project}_${service}`]
   : ['--filter', `label=com.docker.compose.project=${project}`, '--filter', `label=com.docker.compose.service=${service}`]);
 
-/** The running containers of a service on this engine (on Swarm, the tasks of this node). */
+/**
+ * The running containers of a service on this engine (on Swarm, the tasks of this node). Frozen
+ * ones (a version that scales with `wake: 'unpause'`, asleep) are left out: they answer no exec.
+ */
 async function containers(orchestrator: Orchestrator, project: string, service: string): Promise<string[]> {
-  const out = await docker(['ps', '-q', ...serviceFilters(orchestrator, project, service)]);
+  const out = await docker(['ps', '-q', '--filter', 'status=running', ...serviceFilters(orchestrator, project, service)]);
   return out.split('\n').filter(Boolean);
 }
 
