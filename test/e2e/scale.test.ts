@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vites
 import { runBuild } from '../../build.ts';
 import { activatorImage, buildFunctionImage, functionImage, gatewayImage } from '../../builder/docker/images.ts';
 import { composeRun, stackDown, stackUp, waitFor } from '../../builder/docker/compose.ts';
+import { setTraffic } from '../../builder/docker/traffic.ts';
 import { FIXTURES, ROOT, errorOf, postJson } from '../../runtime/testing/index.ts';
 import { docker, dockerAvailable, freePort, projectLeftovers } from '../docker.ts';
 import { chromiumAvailable, openBrowser } from '../browser.ts';
@@ -98,7 +99,7 @@ describe.runIf(available)('scale to zero on the real Docker engine', () => {
     expect(stateOf('activator')).toEqual(['running']);
   }, 60_000);
 
-  it('puts a version with its own scale to sleep while the other version keeps running, and wakes it for a request on its path', async () => {
+  it('puts a version with its own scale to sleep while the other keeps running, and wakes it for a request on its path, and through the split once modelfn traffic gives it all', async () => {
     await asleep('flowers-v1', 'exited');
     expect(stateOf('flowers-v2')).toEqual(['running']);
     const flower = postJson({ inputs: [{ name: 'input', datatype: 'FP32', shape: [1, 4], data: [5.1, 3.5, 1.4, 0.2] }] });
@@ -115,6 +116,13 @@ describe.runIf(available)('scale to zero on the real Docker engine', () => {
     expect([unversioned.status, unversioned.headers.get('x-modelfn-version')]).toEqual([200, '2']);
     await unversioned.arrayBuffer();
     expect(activatorMetrics()).toMatch(/modelfn_activator_wakes_total\{function="flowers-v1",mode="start",result="ok"\} [1-9]/);
+    // The instant rollback: asleep again, given all the traffic, woken by the split's first request.
+    await asleep('flowers-v1', 'exited');
+    await setTraffic(root, project, 'flowers', ['1=100'], () => {});
+    const rolledBack = await fetch(`${url}/flowers/predict`, postJson({ instances: [[5.1, 3.5, 1.4, 0.2]] }));
+    expect([rolledBack.status, rolledBack.headers.get('x-modelfn-version')]).toEqual([200, '1']);
+    await rolledBack.arrayBuffer();
+    expect(stateOf('flowers-v1')).toEqual(['running']);
   }, 60_000);
 
   for (const [name, state] of [['iris', 'exited'], ['frozen', 'paused']] as const) {
