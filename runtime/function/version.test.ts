@@ -9,6 +9,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { DeclarationError, type FunctionDeclaration } from './define.ts';
 import { resolveFunction } from './discover.ts';
 import { atVersion } from './version.ts';
+import { cardOf } from '../pages/describe.ts';
 import { FIXTURES, ROOT } from '../testing/index.ts';
 
 const scratch = mkdtempSync(join(tmpdir(), 'modelfn-versions-'));
@@ -52,6 +53,8 @@ describe('each version its own scale', () => {
     expect([fn.replicas, fn.scale]).toEqual([2, undefined]);
     expect(atVersion(fn, '1').scale?.min).toBe(0);
     expect(atVersion(fn, '2').scale).toBeUndefined();
+    // The gateway page treats it as a function that scales: nginx never asks its /stats as the page goes out (no page view wakes version 1).
+    expect(cardOf({ ...fn, ownRoutes: [] }).scales).toBe(true);
   });
 
   it("gives every version the function's scale unless it has its own, its concurrency from its own batching", () => {
