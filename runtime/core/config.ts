@@ -82,7 +82,7 @@ export const SETTINGS: readonly Setting[] = [
   { env: 'MODELFN_WARMUP', default: 'true', description: "one inference with the function's example before the server listens, so the first request is not the slow one" },
   { env: 'MODELFN_CONTROL_PORT', default: '0', description: 'port of the control server the activator puts the function to sleep and wakes it through (0: none; set by the compose file for functions with `scale`)' },
   { env: 'MODELFN_CONTROL_FROM', default: '', description: 'host name whose addresses alone may use the control server (the compose file sets `activator`)' },
-  { env: 'MODELFN_SHED_LAG_MS', default: '100', description: "when the server's event loop falls this many ms behind, POST requests arriving meanwhile get 429 with Retry-After before their body is read (0: never)" },
+  { env: 'MODELFN_SHED_LAG_MS', default: '100', description: "when the server's event loop falls this many ms behind and stays behind (or a flood arrives within one late turn), POST requests arriving meanwhile get 429 with Retry-After before their body is read (0: never)" },
   { env: 'MODELFN_VERSION', default: 'highest', description: "the function's version this server runs; each version's containers set theirs" },
 ];
 

@@ -64,20 +64,40 @@ afterEach(async () => {
 });
 
 describe('shedWhenBehind', () => {
-  it('refuses POSTs that arrive while a loop turn has run past lagMs with 429 JSON and Retry-After, unread; GETs and the next turn are served', async () => {
-    const slow = await slowServer(30);
-    server = slow.server;
+  it('refuses POSTs that arrive while a loop turn has run past lagMs after a late one, with 429 JSON and Retry-After, unread; GETs and the next turn are served', async () => {
+    let conns: Socket[] = [];
+    let sent = false;
+    const handled: string[] = [];
+    server = createServer((req, res) => {
+      handled.push(`${req.method} ${req.url}`);
+      // The first POST sends the second ten (and a GET): they wait while this turn works.
+      if (req.method === 'POST' && !sent) {
+        sent = true;
+        conns.slice(10, 20).forEach((s, i) => s.write(post(10 + i)));
+        conns[20].write('GET /v2/health/ready HTTP/1.1\r\nHost: x\r\n\r\n');
+      }
+      busy(30);
+      req.resume();
+      res.writeHead(200, { 'Content-Type': 'application/json' }).end('{"ok":true}');
+    });
+    await new Promise<void>((r) => server!.listen(0, '127.0.0.1', r));
+    const port = (server.address() as AddressInfo).port;
     stop = shedWhenBehind(server, { lagMs: 50 });
-    // Ten requests reach the server in one turn of its loop; each takes 30 ms to serve.
-    const conns = await sockets(slow.port, 11);
+    // Start the probe, then ten requests reach the server in one turn of its loop; each takes 30 ms.
+    const [warm] = await sockets(port, 1);
+    const warmAnswer = answer(warm);
+    warm.write('GET /warm HTTP/1.1\r\nHost: x\r\n\r\n');
+    await warmAnswer;
+    conns = await sockets(port, 21);
     const answers = conns.map(answer);
     conns.slice(0, 10).forEach((s, i) => s.write(post(i)));
-    conns[10].write('GET /v2/health/ready HTTP/1.1\r\nHost: x\r\n\r\n');
     const got = await Promise.all(answers);
-    const posts = got.slice(0, 10);
+    // One late turn alone (300 ms, ten requests) is served whole.
+    expect(got.slice(0, 10).map((a) => a.status)).toEqual(new Array(10).fill(200));
+    // The turn after it, late too, serves what fits in lagMs (and the request that crossed it), then refuses the rest.
+    const posts = got.slice(10, 20);
     const served = posts.filter((a) => a.status === 200).length;
     const refused = posts.filter((a) => a.status === 429);
-    // The turn serves what fits in lagMs (and the request that crossed it), then refuses the rest.
     expect(served).toBeGreaterThanOrEqual(1);
     expect(served).toBeLessThanOrEqual(3);
     expect(served + refused.length).toBe(10);
@@ -87,13 +107,33 @@ describe('shedWhenBehind', () => {
       expect(JSON.parse(r.body)).toEqual({ error: 'the server is overloaded; retry shortly' });
     }
     // The refused requests never reached the server's own listener; the GET did.
-    expect(slow.handled.filter((h) => h.startsWith('POST'))).toHaveLength(served);
-    expect(got[10].status).toBe(200);
+    expect(handled.filter((h) => h.startsWith('POST'))).toHaveLength(10 + served);
+    expect(got[20].status).toBe(200);
     // Once the loop keeps up, POSTs are served again.
-    const [next] = await sockets(slow.port, 1);
+    const [next] = await sockets(port, 1);
     const nextAnswer = answer(next);
     next.write(post(99));
     expect((await nextAnswer).status).toBe(200);
+  });
+
+  it('refuses a flood within its first late turn, past the requests a hiccup holds', async () => {
+    const slow = await slowServer(5);
+    server = slow.server;
+    stop = shedWhenBehind(server, { lagMs: 20 });
+    const [warm] = await sockets(slow.port, 1);
+    const warmAnswer = answer(warm);
+    warm.write('GET /warm HTTP/1.1\r\nHost: x\r\n\r\n');
+    await warmAnswer;
+    // Sixty requests in one turn, 5 ms each: 300 ms of work.
+    const conns = await sockets(slow.port, 60);
+    const answers = conns.map(answer);
+    conns.forEach((s, i) => s.write(post(i)));
+    const statuses = (await Promise.all(answers)).map((a) => a.status);
+    const served = statuses.filter((s) => s === 200).length;
+    expect(served + statuses.filter((s) => s === 429).length).toBe(60);
+    // Served until the turn is late and has taken 16 requests (the warm-up's GET among them), then refused.
+    expect(served).toBeGreaterThanOrEqual(12);
+    expect(served).toBeLessThanOrEqual(17);
   });
 
   it('refuses nothing when the loop keeps up, and nothing at all with lagMs 0', async () => {

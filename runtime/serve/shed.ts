@@ -14,6 +14,12 @@
  * built once), which costs a small fraction of serving it, so the turn ends soon and the requests
  * the next turn serves are fresh. GET and HEAD requests (health, readiness, metrics, pages) are
  * never refused here: they are cheap, and a probe must not fail because clients are many.
+ *
+ * One late turn alone is not a server behind: a garbage collection, a slow synchronous step or a
+ * process the machine's other work kept off the CPU (a busy host, a container at its CPU quota)
+ * makes a turn late with a few requests in it, and refusing those would fail clients of a server
+ * that keeps up. So a late turn refuses only when the loop was late at the previous probe as well
+ * (the lateness lasts), or when it has already taken MIN_REQUESTS_LATE requests (a flood).
  */
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { STATUS_OF_KIND } from '../http/errors.ts';
@@ -22,6 +28,8 @@ import { STATUS_OF_KIND } from '../http/errors.ts';
 const TICK_MS = 10;
 /** The probe stops this long after the last request (an idle server does not wake for it), ms. */
 const IDLE_STOP_MS = 1000;
+/** Requests since the last probe tick past which one late turn is a flood, not a hiccup. */
+const MIN_REQUESTS_LATE = 16;
 
 export interface ShedOptions {
   /** A loop turn longer than this (ms) refuses the work that arrives in it; 0 turns shedding off. */
@@ -54,12 +62,19 @@ export function shedWhenBehind(server: Server, options: ShedOptions): () => void
   server.removeAllListeners('request');
   const status = STATUS_OF_KIND.overloaded;
   let lastTick = performance.now();
+  /** The probe's last interval ran past lagMs: the loop was already late. */
+  let behind = false;
+  /** Requests since the last tick. */
+  let sinceTick = 0;
   let lastRequest = 0;
   let probe: NodeJS.Timeout | undefined;
   let refused = 0;
   let reported = 0;
   const tick = () => {
-    lastTick = performance.now();
+    const now = performance.now();
+    behind = now - lastTick - TICK_MS > options.lagMs;
+    lastTick = now;
+    sinceTick = 0;
     if (refused && lastTick - reported >= 1000) {
       options.report?.(refused);
       refused = 0;
@@ -68,16 +83,19 @@ export function shedWhenBehind(server: Server, options: ShedOptions): () => void
     if (lastTick - lastRequest > IDLE_STOP_MS) {
       clearInterval(probe);
       probe = undefined;
+      behind = false;
     }
   };
   server.on('request', (req: IncomingMessage, res: ServerResponse) => {
     const now = performance.now();
     lastRequest = now;
+    sinceTick++;
     if (!probe) {
       lastTick = now;
+      sinceTick = 1;
       probe = setInterval(tick, TICK_MS);
       probe.unref();
-    } else if (now - lastTick > options.lagMs && req.method !== 'GET' && req.method !== 'HEAD') {
+    } else if (now - lastTick > options.lagMs && (behind || sinceTick > MIN_REQUESTS_LATE) && req.method !== 'GET' && req.method !== 'HEAD') {
       options.onShed?.();
       refused++;
       // The body is discarded unread (not parsed, not decoded); the connection stays usable.
