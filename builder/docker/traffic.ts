@@ -59,7 +59,7 @@ async function projectFunctions(root: string): Promise<DescribedFunction[]> {
   return describeFunctions(functions);
 }
 
-function findFunction<F extends ResolvedFunction>(functions: readonly F[], name: string): F {
+export function findFunction<F extends ResolvedFunction>(functions: readonly F[], name: string): F {
   const fn = functions.find((f) => f.name === name);
   if (!fn) throw new TrafficError(`no function '${name}' (functions: ${functions.map((f) => f.name).join(', ') || 'none'})`);
   return fn;
@@ -151,7 +151,7 @@ export async function setTraffic(root: string, project: string, name: string, ar
 }
 
 /** One container's counters: requests and errors of the function's routes, latency buckets (cumulative, by bound). */
-interface Sample {
+export interface Sample {
   requests: number;
   errors: number;
   buckets: Map<number, number>;
@@ -179,7 +179,8 @@ export function sampleOf(text: string): Sample {
   return sample;
 }
 
-async function sampleService(project: string, service: string): Promise<Sample> {
+/** The counters of every running container of a compose service, added. */
+export async function sampleService(project: string, service: string): Promise<Sample> {
   const total: Sample = { requests: 0, errors: 0, buckets: new Map() };
   for (const container of await containers(project, service)) {
     const text = await docker(['exec', container, '/usr/local/bin/node', '-e', "fetch('http://127.0.0.1:8080/metrics').then((r) => r.text()).then((t) => process.stdout.write(t))"]);
@@ -200,17 +201,19 @@ export interface VersionFigures {
   p99Ms: number | null;
 }
 
-/** The figures between two samples `seconds` apart. */
-export function figuresBetween(before: Sample, after: Sample, seconds: number): Omit<VersionFigures, 'version' | 'percent'> {
+/** The requests, errors (status >= 500) and p99 in ms between two samples. */
+export function countsBetween(before: Sample, after: Sample): { requests: number; errors: number; p99Ms: number | null } {
   const bounds = [...after.buckets.keys()].sort((a, b) => a - b);
   const cumulative = bounds.map((le) => (after.buckets.get(le) ?? 0) - (before.buckets.get(le) ?? 0));
   const counts = cumulative.map((c, i) => c - (i ? cumulative[i - 1] : 0));
   const le = bounds.filter((b) => b !== Infinity);
-  return {
-    requestsPerSecond: round((after.requests - before.requests) / seconds),
-    errorsPerSecond: round((after.errors - before.errors) / seconds),
-    p99Ms: counts.length ? quantileMs(0.99, le, counts) : null,
-  };
+  return { requests: after.requests - before.requests, errors: after.errors - before.errors, p99Ms: counts.length ? quantileMs(0.99, le, counts) : null };
+}
+
+/** The figures between two samples `seconds` apart. */
+export function figuresBetween(before: Sample, after: Sample, seconds: number): Omit<VersionFigures, 'version' | 'percent'> {
+  const { requests, errors, p99Ms } = countsBetween(before, after);
+  return { requestsPerSecond: round(requests / seconds), errorsPerSecond: round(errors / seconds), p99Ms };
 }
 
 const round = (x: number) => Math.round(x * 100) / 100;
@@ -225,6 +228,14 @@ export function splitInForce(conf: string, name: string): Split | undefined {
   });
 }
 
+/** The split of a function in force on the project's (first) running gateway. */
+export async function liveSplit(project: string, fn: Pick<ResolvedFunction, 'name' | 'versions'>): Promise<Split> {
+  const [gateway] = await gateways(project);
+  // nginx -T prints the configuration it runs (the image has no shell, no cat).
+  const conf = await docker(['exec', gateway, 'nginx', '-T', '-q', '-c', GATEWAY_LIVE.file]).catch(() => docker(['exec', gateway, 'nginx', '-T', '-q']));
+  return splitInForce(conf, fn.name) ?? [{ version: fn.versions[fn.versions.length - 1].version, percent: 100 }];
+}
+
 /**
  * `modelfn traffic <name>`: the split in force on the project's gateway and each version's
  * figures over `seconds`.
@@ -232,10 +243,7 @@ export function splitInForce(conf: string, name: string): Split | undefined {
 export async function showTraffic(root: string, project: string, name: string, seconds: number, log: (line: string) => void): Promise<VersionFigures[]> {
   const { functions } = await discoverFunctions(join(root, 'functions'), readConfig({}));
   const fn = findFunction(functions, name);
-  const [gateway] = await gateways(project);
-  // nginx -T prints the configuration it runs (the image has no shell, no cat).
-  const conf = await docker(['exec', gateway, 'nginx', '-T', '-q', '-c', GATEWAY_LIVE.file]).catch(() => docker(['exec', gateway, 'nginx', '-T', '-q']));
-  const split = splitInForce(conf, name) ?? [{ version: fn.versions[fn.versions.length - 1].version, percent: 100 }];
+  const split = await liveSplit(project, fn);
   const units = deploymentUnits(fn);
   const services = units.map((u) => serviceName(u));
   const before = await Promise.all(services.map((s) => sampleService(project, s)));
