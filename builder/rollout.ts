@@ -168,6 +168,11 @@ export type Verdict = { verdict: 'pass' | 'fail' | 'wait'; reason: string };
 const errorRate = (f: WindowFigures) => (f.requests ? (100 * f.errors) / f.requests : 0);
 const pct = (x: number) => `${Number(x.toFixed(2))}%`;
 const ms = (x: number) => `${Number(x.toPrecision(3))} ms`;
+/**
+ * One version's figures in a line, as the rollout prints them.
+ *
+ * @example describeFigures({ version: '2', requests: 300, errors: 3, p99Ms: 4.2 }) // 'version 2 300 requests, 1% errors, p99 4.2 ms'
+ */
 export const describeFigures = (f: WindowFigures) => `version ${f.version} ${f.requests} requests, ${pct(errorRate(f))} errors, p99 ${f.p99Ms === null ? '-' : ms(f.p99Ms)}`;
 
 /**

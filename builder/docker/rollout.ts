@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { deploymentUnits, serviceName } from '../policy.ts';
 import { discoverFunctions } from '../functions.ts';
 import { analyseStep, describeFigures, planRollout, type RolloutOptions, type WindowFigures } from '../rollout.ts';
-import { countsBetween, findFunction, liveSplit, sampleService, setTraffic } from './traffic.ts';
+import { containers, countsBetween, findFunction, liveSplit, sampleService, setTraffic } from './traffic.ts';
 import { readConfig } from '../../runtime/core/config.ts';
 import type { Split } from '../../runtime/function/traffic.ts';
 
@@ -58,6 +58,10 @@ export async function rollout(root: string, project: string, name: string, canar
   if (typeof plan === 'string') throw new RolloutError(plan);
   const units = deploymentUnits(fn);
   const service = (version: string) => serviceName(units.find((u) => u.version === version)!);
+  // Requests the gateway cannot deliver never reach a version's metrics: a version without a running container is refused here.
+  for (const version of [canary, plan.stable]) {
+    if (!(await containers(project, service(version))).length) throw new RolloutError(`${name}: version ${version} has no running container in ${project} (service ${service(version)}); start it with npm run up`);
+  }
   const sample = () => Promise.all([sampleService(project, service(canary)), sampleService(project, service(plan.stable))]);
   const steps = plan.steps.map((s) => s.percent).join(', ');
   log(`${name}: rollout of version ${canary} on ${project} from ${shares(before)}, compared with version ${plan.stable}; steps ${steps}%, ${options.intervalSeconds} s each${plan.skipped.length ? ` (${plan.skipped.join(', ')}% skipped: version ${canary} has ${before.find((s) => s.version === canary)?.percent}% already)` : ''}`);

@@ -66,7 +66,7 @@ export function findFunction<F extends ResolvedFunction>(functions: readonly F[]
 }
 
 /** The running containers of a compose project's service. */
-async function containers(project: string, service: string): Promise<string[]> {
+export async function containers(project: string, service: string): Promise<string[]> {
   const out = await docker(['ps', '-q', '--filter', `label=com.docker.compose.project=${project}`, '--filter', `label=com.docker.compose.service=${service}`]);
   return out.split('\n').filter(Boolean);
 }

@@ -3,7 +3,8 @@
  * 127.0.0.1: a version that answers correctly is promoted to 100%; a version whose model fails on
  * real inputs (test/e2e/fixtures/fails-on-real-inputs.onnx: it passes the warm-up, then fails every
  * real flower) is rolled back at its first step, clients seeing failures only in its share and
- * only until the rollback; too little traffic and Ctrl-C roll back too.
+ * only until the rollback; too little traffic and Ctrl-C roll back too, and a version without a
+ * running container is refused before anything changes.
  */
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -11,7 +12,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stackDown } from '../../builder/docker/compose.ts';
 import { ROOT, postJson } from '../../runtime/testing/index.ts';
-import { dockerAvailable, projectLeftovers } from '../docker.ts';
+import { docker, dockerAvailable, projectLeftovers } from '../docker.ts';
 import { FLOWER, flowersStack } from './flowers-stack.ts';
 
 const available = dockerAvailable('modelfn rollout on compose (test/e2e/rollout.test.ts)');
@@ -127,6 +128,14 @@ describe.runIf(available)('modelfn rollout on the compose stack', () => {
     expect(stdout).toMatch(/\n {2}rolled back: 2=100 in force again \(\d+ ms\)\n$/);
     expect(await versionsOf(50)).toEqual({ 2: 50 });
   }, 120_000);
+
+  it('refuses to start when a version has no running container, changing nothing', async () => {
+    docker(['stop', ...docker(['ps', '-q', '--filter', `label=com.docker.compose.project=${project}`, '--filter', 'label=com.docker.compose.service=flowers-v3']).trim().split('\n')]);
+    const run = await cli(['rollout', 'flowers', '3', '--interval', '1']);
+    expect(run.code).toBe(1);
+    expect(run.stderr).toBe(`modelfn rollout: flowers: version 3 has no running container in ${project} (service flowers-v3); start it with npm run up\n`);
+    expect(await versionsOf(20)).toEqual({ 2: 20 });
+  }, 60_000);
 
   it('leaves nothing after down', async () => {
     await stackDown(flowers.options());
