@@ -39,8 +39,12 @@ options:
   --max-wait S           how much longer than --interval a step may wait for them (default 4 intervals)
 
 At the last step the stable version gets no traffic: the new version is compared with the stable
-one's figures at the step before. Without any (the stable version never had --min-requests), the
-new version's error rate is held against 0 and its p99 is not judged.
+one's figures at the latest step where it answered --min-requests. Without any, the new version's
+error rate is held against 0 and its p99 is not judged. A version without a running container is
+refused before anything changes.
+
+exit codes: 0 promoted; 1 rolled back (a regression, too little traffic, Ctrl-C) or refused;
+2 a bad flag or argument.
 
 environment:
   MODELFN_PROJECT             the compose project (default modelfn), as given to up
