@@ -32,10 +32,10 @@ export interface RolloutOptions {
 /**
  * The defaults: Flagger's own (a minute's interval, at most 1% of errors) where they fit, with the
  * error rate taken relative to the stable version's. 100 requests make one stray error 1 point,
- * which passes; two fail. The p99 of a step's canary requests rests on its few slowest: one pause
- * of a process (a GC, a busy host) holding a handful of them measured 80-125 ms on a shared
- * 2-core machine serving iris at 5 ms, so the slack is 50 ms and the ratio 1.5 (it decides for
- * models slower than 100 ms).
+ * which passes; two fail. The p99's 50 ms slack absorbs a fast model's jitter (iris answers in
+ * 5 ms), its ratio 1.5 decides for models slower than 100 ms. One pause of a process (a GC, a busy
+ * host: 80-125 ms measured on a shared 2-core machine) holds a handful of requests, far below 1%
+ * of a minute's step; in a step of a few hundred requests it is the p99 (a larger --p99-slack then).
  */
 export const ROLLOUT_DEFAULTS: RolloutOptions = {
   steps: [10, 50, 100],
