@@ -7,9 +7,11 @@
 import { join } from 'node:path';
 import { deploymentUnits, serviceName } from '../policy.ts';
 import { discoverFunctions } from '../functions.ts';
-import { analyseStep, describeFigures, planRollout, type RolloutOptions, type WindowFigures } from '../rollout.ts';
-import { containers, countsBetween, findFunction, liveSplit, sampleService, setTraffic } from './traffic.ts';
+import { analyseStep, describeFigures, planRollout, type RolloutOptions, type RolloutPlan, type WindowFigures } from '../rollout.ts';
+import { serviceReader } from './metrics-reader.ts';
+import { containers, countsBetween, findFunction, liveSplit, setTraffic, type Sample } from './traffic.ts';
 import { readConfig } from '../../runtime/core/config.ts';
+import type { ResolvedFunction } from '../../runtime/function/define.ts';
 import type { Split } from '../../runtime/function/traffic.ts';
 
 /** A failure meant for the person who ran the command (cli/errors.ts prints its one line). */
@@ -62,7 +64,18 @@ export async function rollout(root: string, project: string, name: string, canar
   for (const version of [canary, plan.stable]) {
     if (!(await containers(project, service(version))).length) throw new RolloutError(`${name}: version ${version} has no running container in ${project} (service ${service(version)}); start it with npm run up`);
   }
-  const sample = () => Promise.all([sampleService(project, service(canary)), sampleService(project, service(plan.stable))]);
+  const readers = await Promise.all([serviceReader(project, service(canary)), serviceReader(project, service(plan.stable))]);
+  try {
+    return await runSteps(root, project, fn, plan, before, options, log, () => Promise.all(readers.map((r) => r.sample())), signal);
+  } finally {
+    for (const reader of readers) reader.close();
+  }
+}
+
+/** The steps of a planned rollout, `sample` reading both versions' counters (the canary's first). */
+async function runSteps(root: string, project: string, fn: ResolvedFunction, plan: RolloutPlan, before: Split, options: RolloutOptions, log: (line: string) => void, sample: () => Promise<Sample[]>, signal?: AbortSignal): Promise<Split> {
+  const { name } = fn;
+  const { canary } = plan;
   const steps = plan.steps.map((s) => s.percent).join(', ');
   log(`${name}: rollout of version ${canary} on ${project} from ${shares(before)}, compared with version ${plan.stable}; steps ${steps}%, ${options.intervalSeconds} s each${plan.skipped.length ? ` (${plan.skipped.join(', ')}% skipped: version ${canary} has ${before.find((s) => s.version === canary)?.percent}% already)` : ''}`);
 
