@@ -25,7 +25,8 @@ export interface BundleResult {
 function entrySource(fn: ResolvedFunction): string {
   const main = JSON.stringify(join(ROOT, 'runtime/serve/bundle.ts'));
   const info = JSON.stringify({ folder: folderOf(fn), declarationFile: fn.declarationFile });
-  const declaration = fn.declarationFile ? JSON.stringify(resolve(ROOT, fn.declarationFile)) : undefined;
+  // declarationFile is said relative to the working directory (displayPath), which may be a project outside this repository.
+  const declaration = fn.declarationFile ? JSON.stringify(resolve(process.cwd(), fn.declarationFile)) : undefined;
   const early = JSON.stringify(join(ROOT, 'runtime/serve/early-thread.ts'));
   const thread = JSON.stringify(join(ROOT, 'runtime/engine/inference-thread.ts'));
   // early-thread first: its thread loads onnxruntime while the modules below are evaluated.

@@ -224,7 +224,8 @@ export function functionEnvironment(fn: ResolvedFunction): Record<string, string
     // the engine's log pipeline (bench: 5.7k -> 3.5k requests/s). Errors are still logged.
     MODELFN_ACCESS_LOG: 'false',
     // The service's name resolves to every replica: GET /stats adds them up for the live view.
-    MODELFN_PEERS: `${serviceName(fn)}:${FUNCTION_PORT}`,
+    // One version among several names every version's service, so /stats has each version's figures.
+    MODELFN_PEERS: deploymentUnits(fn).map((unit) => `${serviceName(unit)}:${FUNCTION_PORT}`).join(','),
   };
 }
 

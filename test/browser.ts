@@ -74,21 +74,35 @@ export async function tryGatewayPage(page: Page, url: string): Promise<{ iris: s
   return { iris: answers.iris, digits: answers.digits, vad: answers.vad };
 }
 
-/** The live view's row of a function, as shown: state, replicas, requests/s, median, p99, batch, errors/s, reason. */
-export async function liveRow(page: Page, fn: string): Promise<Record<string, string>> {
-  const row = page.locator(`tr[data-live="${fn}"]`);
-  const fields = ['state', 'replicas', 'rps', 'p50', 'p99', 'batch', 'errors', 'reason'];
+const FIELDS = ['state', 'replicas', 'rps', 'p50', 'p99', 'batch', 'errors', 'reason'];
+
+/** A live view row's fields as shown. */
+async function rowFields(page: Page, selector: string, fields: readonly string[]): Promise<Record<string, string>> {
+  const row = page.locator(selector);
   return Object.fromEntries(await Promise.all(fields.map(async (f) => [f, (await row.locator(`[data-field="${f}"]`).innerText()).trim()])));
 }
 
-/** Waits until the live view of a function satisfies `ok` (it refreshes itself every 2 s). */
-export async function waitForLiveRow(page: Page, fn: string, ok: (row: Record<string, string>) => boolean, timeoutMs = 15_000): Promise<Record<string, string>> {
+/** The live view's row of a function, as shown: state, replicas, requests/s, median, p99, batch, errors/s, reason. */
+export const liveRow = (page: Page, fn: string) => rowFields(page, `tr[data-live="${fn}"]`, FIELDS);
+
+/** The live view's row of one version of a function, as shown: its share of the split, then a function row's fields. */
+export const versionRow = (page: Page, fn: string, version: string) => rowFields(page, `tr[data-live-version="${fn}"][data-version="${version}"]`, ['share', ...FIELDS]);
+
+async function waitForRow(page: Page, what: string, read: () => Promise<Record<string, string>>, ok: (row: Record<string, string>) => boolean, timeoutMs: number): Promise<Record<string, string>> {
   const deadline = Date.now() + timeoutMs;
-  let row = await liveRow(page, fn);
+  let row = await read();
   while (!ok(row)) {
-    if (Date.now() > deadline) throw new Error(`live view of ${fn} never became as expected: ${JSON.stringify(row)}`);
+    if (Date.now() > deadline) throw new Error(`live view of ${what} never became as expected: ${JSON.stringify(row)}`);
     await page.waitForTimeout(250);
-    row = await liveRow(page, fn);
+    row = await read();
   }
   return row;
 }
+
+/** Waits until the live view of a function satisfies `ok` (it refreshes itself every 2 s). */
+export const waitForLiveRow = (page: Page, fn: string, ok: (row: Record<string, string>) => boolean, timeoutMs = 15_000) =>
+  waitForRow(page, fn, () => liveRow(page, fn), ok, timeoutMs);
+
+/** Waits until the live view's row of one version satisfies `ok`. */
+export const waitForVersionRow = (page: Page, fn: string, version: string, ok: (row: Record<string, string>) => boolean, timeoutMs = 15_000) =>
+  waitForRow(page, `${fn} version ${version}`, () => versionRow(page, fn, version), ok, timeoutMs);

@@ -99,6 +99,15 @@ describe('npm run build', () => {
     expect(stderr).toMatch(/model.onnx: not a valid ONNX model/);
   });
 
+  it('builds a project kept outside this repository, run from its own folder', () => {
+    const project = join(scratch, 'own-project');
+    fnDir(join(project, 'functions'), 'hello', "import { defineFunction } from '../../runtime/index.ts';\nexport default defineFunction({ description: 'hello from a project of its own' });\n");
+    symlinkSync(join(ROOT, 'runtime'), join(project, 'runtime'));
+    const run = spawnSync(process.execPath, [join(ROOT, 'bin/modelfn.mjs'), 'build'], { cwd: project, encoding: 'utf8', env: { ...process.env, MODELFN_DEBUG: '1' } });
+    expect(run.status, run.stdout + run.stderr).toBe(0);
+    expect(readFileSync(join(project, 'dist/hello/main.mjs'), 'utf8')).toContain('hello from a project of its own');
+  });
+
   it("runs the declaration's code once: the inference thread's script is onnxruntime and the engine only", async () => {
     const root = join(scratch, 'once');
     fnDir(root, 'counted', "console.log('declaration evaluated');\nexport default {};\n");

@@ -13,6 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { nginxConfig } from '../builder/render/nginx.ts';
 import { deploymentUnits, serviceName } from '../builder/policy.ts';
 import { resolveFunction } from '../runtime/function/discover.ts';
+import type { FunctionStats } from '../runtime/core/stats.ts';
 import { chooseVersion } from '../runtime/function/traffic.ts';
 import { startFunction, type RunningFunction } from '../runtime/serve/server.ts';
 import { ROOT, memoryLogger, postJson, testConfig } from '../runtime/testing/index.ts';
@@ -39,12 +40,13 @@ describe.runIf(NGINX)('a function with versions through nginx', () => {
     }
     const declaration = { traffic: { '1': 80, '2': 20 }, shadow: { '3': 50 } };
     const fn = resolveFunction(fnDir, declaration, undefined, testConfig());
-    // Each version on its own loopback port, as each version's service is on its own host name.
+    // Each version on its own loopback port, as each version's service is on its own host name;
+    // every version is each one's peer, as MODELFN_PEERS names every version's service (builder/policy.ts).
     const ports = new Map<string, number>();
+    for (const unit of deploymentUnits(fn)) ports.set(serviceName(unit), await freePort());
+    const peers = [...ports.values()].map((port) => `127.0.0.1:${port}`).join(',');
     for (const unit of deploymentUnits(fn)) {
-      const port = await freePort();
-      ports.set(serviceName(unit), port);
-      const config = testConfig({ PORT: String(port), MODELFN_VERSION: unit.version });
+      const config = testConfig({ PORT: String(ports.get(serviceName(unit))), MODELFN_VERSION: unit.version, MODELFN_PEERS: peers });
       servers.set(unit.version, await startFunction(fn, config, memoryLogger()));
     }
     const listenPort = await freePort();
@@ -96,6 +98,27 @@ describe.runIf(NGINX)('a function with versions through nginx', () => {
     for (const v of ['1', '2', '3']) {
       for (let i = 0; i < 10; i++) expect(await versionOf(await fetch(`${url}/v2/models/flowers/versions/${v}/infer`, postJson(FLOWER)))).toBe(v);
     }
+  });
+
+  it("answers each version's figures at /flowers/stats with the split nginx runs, whichever version is asked", async () => {
+    const read = async (headers: Record<string, string> = {}) => (await (await fetch(`${url}/flowers/stats`, { headers })).json()) as FunctionStats;
+    const before = await read();
+    for (const [v, n] of [['1', 4], ['2', 7], ['3', 2]] as const) {
+      for (let i = 0; i < n; i++) expect(await versionOf(await fetch(`${url}/v2/models/flowers/versions/${v}/infer`, postJson(FLOWER)))).toBe(v);
+    }
+    // The gathering is kept a second: wait it out.
+    await new Promise((r) => setTimeout(r, 1100));
+    // A client's own split header is replaced by the gateway's.
+    const res = await fetch(`${url}/flowers/stats`, { headers: { 'X-Modelfn-Split': 'traffic 1=1 2=99; shadow none', 'Accept-Encoding': 'gzip' } });
+    // Never compressed, however large: nginx's page lookup reads it as text.
+    expect([res.headers.get('content-encoding'), res.headers.get('cache-control')]).toEqual([null, 'no-store, no-transform']);
+    const stats = (await res.json()) as FunctionStats;
+    expect(stats).toMatchObject({ name: 'flowers', state: 'ready', replicas: 3, readyReplicas: 3 });
+    expect(stats.versions!.map((v) => [v.version, v.traffic, v.shadow, v.replicas, v.window.requests - before.versions!.find((b) => b.version === v.version)!.window.requests]))
+      .toEqual([['1', 80, undefined, 1, 4], ['2', 20, undefined, 1, 7], ['3', 0, 50, 1, 2]]);
+    for (const v of stats.versions!) expect(v.requestsPerSecond, v.version).toBeGreaterThan(0);
+    // The function's own figures leave the shadow's copies out.
+    expect(stats.window.requests - before.window.requests).toBe(11);
   });
 
   it('mirrors about half of the split\'s requests to the shadow: counted there, never answering the client', async () => {

@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { nginxConfig } from '../builder/render/nginx.ts';
+import { deploymentUnits, serviceName } from '../builder/policy.ts';
 import { VERSION } from '../runtime/core/version.ts';
 import { loadFunctionDir } from '../runtime/function/discover.ts';
 import { startEmbedded, type EmbeddedServer } from '../runtime/gateway/embedded.ts';
@@ -15,7 +16,8 @@ import { cardOf, describeFunctions } from '../runtime/pages/describe.ts';
 import { gatewayPage } from '../runtime/pages/ui.ts';
 import { startFunction, type RunningFunction } from '../runtime/serve/server.ts';
 import { ROOT, memoryLogger, postJson, testConfig } from '../runtime/testing/index.ts';
-import { chromiumAvailable, liveRow, openBrowser, screenshot, tryGatewayPage, visibleForm, waitForLiveRow } from './browser.ts';
+import type { Page } from 'playwright-core';
+import { chromiumAvailable, liveRow, openBrowser, screenshot, tryGatewayPage, versionRow, visibleForm, waitForLiveRow, waitForVersionRow } from './browser.ts';
 import { freePort } from './docker.ts';
 import { nginxImage, startNginx } from './nginx.ts';
 
@@ -242,6 +244,105 @@ describe.runIf(chromiumAvailable('browser tests'))('the live view behind nginx',
     } finally {
       await browser.close();
       await gateway.stop();
+    }
+  });
+});
+
+/** `functions/flowers` in two versions (copies of iris), split 80/20 as declared. */
+function flowersDir(root: string): string {
+  const dir = join(scratch, root, 'functions');
+  for (const v of ['1', '2']) {
+    mkdirSync(join(dir, 'flowers', v), { recursive: true });
+    copyFileSync(join(ROOT, 'functions/iris/model.onnx'), join(dir, 'flowers', v, 'model.onnx'));
+  }
+  writeFileSync(join(dir, 'flowers/function.ts'), "export default { traffic: { '1': 80, '2': 20 } };\n");
+  return dir;
+}
+
+/** Requests to each version of flowers on its versioned path, and some through the split. */
+async function sendToEachVersion(url: string): Promise<void> {
+  const flower = { inputs: [{ name: 'input', datatype: 'FP32', shape: [1, 4], data: [5.1, 3.5, 1.4, 0.2] }] };
+  for (const path of ['/v2/models/flowers/versions/1/infer', '/v2/models/flowers/versions/2/infer', '/v2/models/flowers/infer']) {
+    for (let i = 0; i < 10; i++) {
+      const res = await fetch(`${url}${path}`, postJson(flower));
+      expect(res.status, path).toBe(200);
+      await res.arrayBuffer();
+    }
+  }
+}
+
+const shareIn = (page: Page, fn: string, version: string) => page.locator(`[data-function="${fn}"] li[data-version="${version}"] [data-field="share"]`).innerText();
+
+describe.runIf(chromiumAvailable('browser tests'))('a function with versions in the live view', () => {
+  it('embedded mode: a row per version under the function, its share of the split and its own requests/s, p50, p99 and errors', { timeout: 60_000 }, async () => {
+    const server = await startEmbedded({ functionsDir: flowersDir('embedded-versions'), config: testConfig({ PORT: '0' }), logger: memoryLogger() });
+    const browser = await openBrowser();
+    try {
+      const { page } = browser;
+      await page.goto(`${server.url}/`);
+      // As served: each version's row with its share, before any request.
+      expect(await versionRow(page, 'flowers', '1')).toMatchObject({ share: '80%', state: 'ready', replicas: '1' });
+      expect(await versionRow(page, 'flowers', '2')).toMatchObject({ share: '20%', state: 'ready', replicas: '1' });
+      await sendToEachVersion(server.url);
+      const rows = [await waitForVersionRow(page, 'flowers', '1', counted), await waitForVersionRow(page, 'flowers', '2', counted)];
+      for (const row of rows) expect([row.errors, row.replicas]).toEqual(['0', '1']);
+      // Version 1 had its 10 and most of the split's 10.
+      expect(Number(rows[0].rps)).toBeGreaterThan(Number(rows[1].rps));
+      const whole = await waitForLiveRow(page, 'flowers', counted);
+      expect(whole.replicas).toBe('2');
+      expect(await shareIn(page, 'flowers', '2')).toBe('20%');
+      await screenshot(page, 'gateway-page-versions');
+      expect(browser.errors).toEqual([]);
+    } finally {
+      await browser.close();
+      await server.shutdown();
+    }
+  });
+
+  it('behind nginx: the split nginx runs (changed from the declared one, as modelfn traffic does) on the first paint and in the live view, each version\'s figures gathered from either', { timeout: 90_000 }, async (ctx) => {
+    const nginx = nginxImage('a function with versions behind nginx');
+    if (!nginx) return ctx.skip();
+    const fn = await loadFunctionDir(join(flowersDir('nginx-versions'), 'flowers'), testConfig());
+    // Each version on its own loopback port; every version is each one's peer (MODELFN_PEERS, builder/policy.ts).
+    const units = deploymentUnits(fn);
+    const ports = new Map<string, number>();
+    for (const unit of units) ports.set(unit.version, await freePort());
+    const peers = [...ports.values()].map((port) => `127.0.0.1:${port}`).join(',');
+    const running: RunningFunction[] = [];
+    for (const unit of units) running.push(await startFunction(fn, testConfig({ PORT: String(ports.get(unit.version)), MODELFN_VERSION: unit.version, MODELFN_PEERS: peers }), memoryLogger()));
+    // The split in force is not the declared 80/20: nginx runs 30/70, as after `modelfn traffic flowers 1=30 2=70`.
+    const live = { ...fn, traffic: [{ version: '1', percent: 30 }, { version: '2', percent: 70 }] };
+    let conf = nginxConfig([live], { mode: 'vip', serviceHost: (unit) => `${serviceName(unit)}.invalid` });
+    for (const unit of units) conf = conf.replace(`server ${serviceName(unit)}.invalid:8080 max_fails=0;`, `server 127.0.0.1:${ports.get(unit.version)} max_fails=0;`);
+    expect(conf).not.toContain('.invalid:8080');
+    const [described] = await describeFunctions([fn]);
+    const gateway = await startNginx(nginx, conf, gatewayPage([cardOf(described)], VERSION, { ssi: true }), join(scratch, 'nginx-versions/gateway'));
+    const browser = await openBrowser();
+    try {
+      // The first paint: nginx filled in each version's share from the function's /stats as it sent the page.
+      const served = await (await fetch(`${gateway.url}/`, { headers: { Accept: 'text/html' } })).text();
+      expect(served).not.toContain('<!--#');
+      expect([...served.matchAll(/<tr data-live-version="flowers" data-version="(\d)"[^]*?data-field="share" class="share">([^<]*)<[^]*?class="state state-(\w+)">(\w+)</g)].map((m) => m.slice(1)))
+        .toEqual([['1', '30%', 'ready', 'ready'], ['2', '70%', 'ready', 'ready']]);
+      expect(served).toContain('<li data-version="2"><strong>version 2</strong>: <span data-field="share">70%</span>');
+      await sendToEachVersion(gateway.url);
+      const { page } = browser;
+      await page.goto(`${gateway.url}/`);
+      const rows = [await waitForVersionRow(page, 'flowers', '1', counted), await waitForVersionRow(page, 'flowers', '2', counted)];
+      expect(rows.map((r) => [r.share, r.replicas, r.errors])).toEqual([['30%', '1', '0'], ['70%', '1', '0']]);
+      expect((await waitForLiveRow(page, 'flowers', counted)).replicas).toBe('2');
+      expect(await shareIn(page, 'flowers', '1')).toBe('30%');
+      expect(await page.locator('[data-function="flowers"] header').innerText()).toContain('2 replicas declared');
+      await screenshot(page, 'gateway-page-versions-nginx');
+      // The docs page (served by one version, which knows the declared split) shows the split in force too.
+      await page.goto(`${gateway.url}/flowers/docs`);
+      await page.locator('section.versions li[data-version="1"] [data-field="share"]', { hasText: '30%' }).waitFor({ timeout: 10_000 });
+      expect(await page.locator('section.versions li[data-version="2"] [data-field="share"]').innerText()).toBe('70%');
+      expect(browser.errors).toEqual([]);
+    } finally {
+      await browser.close();
+      await gateway.stop();
+      for (const server of running) await server.shutdown();
     }
   });
 });

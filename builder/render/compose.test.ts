@@ -56,8 +56,9 @@ describe('composeFile for a function with versions', () => {
   it('runs each version as its own service from the function\'s image, told its version, with its own limits and replicas', () => {
     expect(Object.keys(doc.services)).toEqual(['flowers-v1', 'flowers-v2', 'alpha', 'gateway']);
     expect(doc.services['flowers-v1'].image).toBe('modelfn/flowers:${MODELFN_IMAGE_TAG:-latest}');
-    expect(doc.services['flowers-v1'].environment).toEqual({ MODELFN_VERSION: '1', MODELFN_BODY_LIMIT: '1048576', MODELFN_TIMEOUT_MS: '5000', MODELFN_ACCESS_LOG: 'false', MODELFN_PEERS: 'flowers-v1:8080' });
-    expect(doc.services['flowers-v2'].environment).toMatchObject({ MODELFN_VERSION: '2', MODELFN_TIMEOUT_MS: '30000', MODELFN_PEERS: 'flowers-v2:8080' });
+    expect(doc.services['flowers-v1'].environment).toEqual({ MODELFN_VERSION: '1', MODELFN_BODY_LIMIT: '1048576', MODELFN_TIMEOUT_MS: '5000', MODELFN_ACCESS_LOG: 'false', MODELFN_PEERS: 'flowers-v1:8080,flowers-v2:8080' });
+    // Every version's service is a peer: /stats gathers each version's figures from whichever replica is asked.
+    expect(doc.services['flowers-v2'].environment).toMatchObject({ MODELFN_VERSION: '2', MODELFN_TIMEOUT_MS: '30000', MODELFN_PEERS: 'flowers-v1:8080,flowers-v2:8080' });
     expect(doc.services['flowers-v2'].deploy.replicas).toBe(2);
     expect(doc.services['flowers-v1'].deploy.replicas).toBe(1);
     expect(Object.keys(doc.services.gateway.depends_on)).toEqual(['flowers-v1', 'flowers-v2', 'alpha']);

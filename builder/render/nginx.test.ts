@@ -161,6 +161,19 @@ describe('nginxConfig', () => {
       expect(conf).not.toContain('modelfn_alpha_version');
     });
 
+    it('tells its /stats the split this file runs, from one version that gathers them all; other functions\' requests carry no split', () => {
+      const conf = nginxConfig([flowers, ...functions], { mode: 'dns' });
+      const stats = conf.slice(conf.indexOf('location = /flowers/stats {'));
+      expect(stats.slice(0, stats.indexOf('}'))).toMatch(/set \$modelfn_split 'traffic 1=33\.33 2=66\.67; shadow 3=12\.5';\n\s+set \$modelfn_prefix \/flowers;\n\s+rewrite \^\/flowers\(\/\.\*\)\$ \$1 break;\n\s+proxy_pass http:\/\/\$modelfn_flowers_version;$/m);
+      expect(stats.slice(0, stats.indexOf('}'))).not.toContain('mirror');
+      expect(conf).toContain('proxy_set_header X-Modelfn-Split $modelfn_split;');
+      expect(conf).toMatch(/listen \d+ default_server;\n\s+set \$modelfn_fn '';\n\s+set \$modelfn_prefix '';\n\s+set \$modelfn_split '';/);
+      // A changed split (modelfn traffic renders the file again) is the one told.
+      expect(nginxConfig([{ ...flowers, traffic: [{ version: '1', percent: 0 }, { version: '2', percent: 100 }] }], { mode: 'dns' })).toContain("set $modelfn_split 'traffic 1=0 2=100; shadow 3=12.5';");
+      // Without versions, nothing of it.
+      expect(nginxConfig(functions, { mode: 'dns' })).not.toContain('modelfn_split');
+    });
+
     it('leaves a 0% share out (nginx would read it as *), and needs no mirror without a shadow', () => {
       const zero = resolveDeclaration({ traffic: { '1': 0, '2': 100 } }, { dir: '/nowhere/flowers', folderName: 'flowers', versions: versions.slice(0, 2) }, config);
       const conf = nginxConfig([zero], { mode: 'dns' });

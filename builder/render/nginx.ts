@@ -9,7 +9,7 @@ import {
   TIMEOUT_GRACE_MS, UPSTREAM_KEEPALIVE_CONNECTIONS, UPSTREAM_KEEPALIVE_TIMEOUT_MS, WAKE_BOUND_MS,
   deploymentUnits, serviceName,
 } from '../policy.ts';
-import { TRAFFIC_KEY_HEADER, lastNonZero, toHundredths, isFull, type Split } from '../../runtime/function/traffic.ts';
+import { SPLIT_HEADER, TRAFFIC_KEY_HEADER, lastNonZero, toHundredths, isFull, splitHeaderValue, type Split } from '../../runtime/function/traffic.ts';
 
 /**
  * How nginx finds a function's replicas. Either way each function is an `upstream` with a pool
@@ -258,6 +258,12 @@ function functionLocations(fn: ResolvedFunction, options: Options, counts: Retur
       }
       case 'exact':
         return `    location = ${route.path} {\n${common('        ')}\n${mirror(route)}        proxy_pass ${upstreamFor(route.version)};\n    }`;
+      case 'stats':
+        // Whichever version is asked gathers every version's figures; the split it is told is the
+        // one this file runs (after modelfn traffic, the changed one), not the declared one.
+        // The page's lookup (SSI) holds the answer in memory: room for many versions' figures.
+        return `    location = ${route.path} {\n${common('        ')}\n        subrequest_output_buffer_size 64k;\n        set $modelfn_split ${quote(splitHeaderValue(fn.traffic, fn.shadow))};\n`
+          + `        set $modelfn_prefix ${route.strip};\n        rewrite ^${route.strip.replace(/[.]/g, '\\.')}(/.*)$ $1 break;\n        proxy_pass ${upstreamFor()};\n    }`;
     }
   });
   if (mirrored) {
@@ -429,7 +435,9 @@ ${options.mode === 'dns' ? `
     proxy_set_header X-Forwarded-Prefix $modelfn_prefix;
     # Which function a request is for, said by nginx alone: a client's own header of that name is
     # replaced (and, outside the functions' locations, where it is empty, not sent).
-    proxy_set_header X-Modelfn-Function $modelfn_fn;
+    proxy_set_header X-Modelfn-Function $modelfn_fn;${versioned.length ? `
+    # The split in force, told to the /stats of a function with versions (set there alone; empty, not sent).
+    proxy_set_header ${SPLIT_HEADER} $modelfn_split;` : ''}
     proxy_hide_header X-Request-Id;
     proxy_connect_timeout 2s;
     # Inference is idempotent: a request that could not reach one replica, or that failed on a
@@ -448,7 +456,7 @@ ${zones.join('\n')}
     server {
         listen ${options.listenPort} default_server;
         set $modelfn_fn '';
-        set $modelfn_prefix '';
+        set $modelfn_prefix '';${versioned.length ? "\n        set $modelfn_split '';" : ''}
 ${RESPONSE_HEADERS.map((l) => `        ${l}`).join('\n')}
 ${errorPages('        ', '@modelfn_503')}
 

@@ -43,7 +43,23 @@ export interface FunctionStats {
   /** Average rows per model run of the dynamic batcher; null without batched runs. */
   batchSize: number | null;
   window: StatsWindow;
+  /** The version one replica runs, in its own answer (`?replica=self`) when the function has several. */
+  version?: string;
+  /** With several versions: each one's figures and its share of the split in force, in version order. */
+  versions?: VersionStats[];
 }
+
+/** One version's figures, with what the split in force gives it. */
+export interface VersionStats extends Omit<FunctionStats, 'name' | 'version' | 'versions'> {
+  version: string;
+  /** Percent of the function's requests the split sends it. */
+  traffic: number;
+  /** Percent of the requests copied to it (a shadow), when it gets copies. */
+  shadow?: number;
+}
+
+/** Percent of requests per version (a `traffic` or `shadow` split), as runtime/function/traffic.ts has it. */
+type Shares = readonly { version: string; percent: number }[];
 
 /** Latency quantile (ms) from bucket counts, interpolated within the bucket as Prometheus does. */
 export function quantileMs(q: number, le: readonly number[], counts: readonly number[]): number | null {
@@ -84,6 +100,46 @@ export function summarize(name: string, state: FunctionState, window: StatsWindo
     batchSize: window.batches > 0 ? round(window.batchRows / window.batches) : null,
     window,
   };
+}
+
+/** The best state among replicas: one ready replica makes the function ready. */
+export function combinedState(states: readonly FunctionState[]): FunctionState {
+  for (const s of ['ready', 'loading', 'waking', 'draining', 'failed', 'asleep'] as const) if (states.includes(s)) return s;
+  return 'unavailable';
+}
+
+/** The figures of several replicas' own answers, added up (the state is the best of theirs). */
+export function combineReplicas(name: string, answers: readonly FunctionStats[]): FunctionStats {
+  const state = combinedState(answers.map((a) => a.state));
+  const reason = state === 'ready' ? undefined : answers.find((a) => a.reason)?.reason;
+  return summarize(name, state, addWindows(answers.map((a) => a.window)), answers.length, answers.filter((a) => a.state === 'ready').length, reason);
+}
+
+/**
+ * A function with several versions: each version's figures from its replicas' own answers (each
+ * says its `version`), with its share of `split`, the split in force; a version no replica
+ * answers for is unavailable. The function's own figures add up the versions that answer
+ * clients: a version that only gets copies (a shadow) is left out, as its requests are the
+ * served versions' again.
+ *
+ * @example versionedStats('flowers', ['1', '2'], answers, { traffic: [{ version: '1', percent: 80 }, { version: '2', percent: 20 }], shadow: [] })
+ */
+export function versionedStats(name: string, versions: readonly string[], answers: readonly FunctionStats[], split: { traffic: Shares; shadow: Shares }): FunctionStats {
+  const percentOf = (shares: Shares, version: string) => shares.find((s) => s.version === version)?.percent ?? 0;
+  const rows = versions.map((version): VersionStats => {
+    const mine = answers.filter((a) => a.version === version);
+    const figures = mine.length ? combineReplicas(name, mine) : summarize(name, 'unavailable', emptyWindow(), 0, 0, `no replica of version ${version} is answering`);
+    const shadow = percentOf(split.shadow, version);
+    const { state, reason, replicas, readyReplicas, windowSeconds, requestsPerSecond, errorsPerSecond, latencyMs, batchSize, window } = figures;
+    return {
+      version, traffic: percentOf(split.traffic, version), ...(shadow ? { shadow } : {}),
+      state, ...(reason ? { reason } : {}), replicas, readyReplicas, windowSeconds, requestsPerSecond, errorsPerSecond, latencyMs, batchSize, window,
+    };
+  });
+  const serving = rows.filter((r) => r.replicas > 0 && (r.traffic > 0 || !r.shadow));
+  const whole = answers.length ? combineReplicas(name, answers) : summarize(name, 'unavailable', emptyWindow(), 0, 0, `no replica of '${name}' is answering`);
+  const window = serving.length ? addWindows(serving.map((r) => r.window)) : emptyWindow();
+  return { ...summarize(name, whole.state, window, whole.replicas, whole.readyReplicas, whole.reason), versions: rows };
 }
 
 /** Adds the windows of several replicas. */

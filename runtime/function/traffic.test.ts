@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { chooseVersion, murmurHash2, routeRequest, splitBounds, versionAt } from './traffic.ts';
+import { chooseVersion, murmurHash2, parseSplitHeader, routeRequest, splitBounds, splitHeaderValue, versionAt } from './traffic.ts';
 
 const split8020 = [{ version: '1', percent: 80 }, { version: '2', percent: 20 }];
 const thirds = [{ version: '1', percent: 33.33 }, { version: '2', percent: 33.33 }, { version: '3', percent: 33.34 }];
@@ -89,5 +89,21 @@ describe('routeRequest: which version answers a request, and which gets a copy',
     for (let i = 0; i < 10_000; i++) if (routeRequest(half, '/flowers/predict', `u${i}`).shadow) copied++;
     expect(Math.abs(copied / 10_000 - 0.5)).toBeLessThan(0.02);
     expect(routeRequest(half, '/flowers/predict', 'u17')).toEqual(routeRequest(half, '/flowers/predict', 'u17'));
+  });
+});
+
+describe('the split in force as the gateway tells it (X-Modelfn-Split)', () => {
+  const split = { traffic: [{ version: '1', percent: 33.33 }, { version: '2', percent: 66.67 }], shadow: [{ version: '3', percent: 50 }] };
+
+  it('reads back what it writes', () => {
+    expect(splitHeaderValue(split.traffic, split.shadow)).toBe('traffic 1=33.33 2=66.67; shadow 3=50');
+    expect(parseSplitHeader(splitHeaderValue(split.traffic, split.shadow), ['1', '2', '3'])).toEqual(split);
+    expect(parseSplitHeader('traffic 1=0 2=100; shadow none', ['1', '2'])).toEqual({ traffic: [{ version: '1', percent: 0 }, { version: '2', percent: 100 }], shadow: [] });
+  });
+
+  it('ignores a header that is missing, malformed or names a version the function lacks', () => {
+    for (const value of [undefined, '', 'traffic 1=80', 'traffic 1=80 2=x; shadow none', 'traffic 9=100; shadow none', 'traffic 1=100; shadow 7=5']) {
+      expect(parseSplitHeader(value, ['1', '2']), String(value)).toBeUndefined();
+    }
   });
 });

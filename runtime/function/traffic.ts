@@ -128,3 +128,40 @@ export function routeRequest(fn: Routed, path: string, key?: string, random: () 
   const shadow = fn.shadow.length ? chooseVersion(fn.shadow, key && `shadow:${key}`, random) : undefined;
   return shadow ? { serve, shadow } : { serve };
 }
+
+/**
+ * The request header with which the gateway tells a function's `/stats` the split in force (it
+ * may differ from the declared one once `modelfn traffic` changed it): nginx sets it on that one
+ * location from the same configuration that splits the requests (builder/render/nginx.ts).
+ */
+export const SPLIT_HEADER = 'X-Modelfn-Split';
+
+/**
+ * A split and its shadow as SPLIT_HEADER carries them.
+ *
+ * @example splitHeaderValue([{ version: '1', percent: 80 }, { version: '2', percent: 20 }], []) // 'traffic 1=80 2=20; shadow none'
+ */
+export function splitHeaderValue(traffic: Split, shadow: Split): string {
+  const shares = (split: Split) => split.map((s) => `${s.version}=${s.percent}`).join(' ') || 'none';
+  return `traffic ${shares(traffic)}; shadow ${shares(shadow)}`;
+}
+
+/**
+ * SPLIT_HEADER read back; undefined when it is absent or malformed, or names a version the
+ * function does not have (the caller then shows the declared split).
+ *
+ * @example parseSplitHeader('traffic 1=0 2=100; shadow none', ['1', '2']) // { traffic: [{ version: '1', percent: 0 }, ...], shadow: [] }
+ */
+export function parseSplitHeader(value: string | undefined, versions: readonly string[]): { traffic: Split; shadow: Split } | undefined {
+  const match = /^traffic ([^;]+); shadow (.+)$/.exec(value?.trim() ?? '');
+  if (!match) return undefined;
+  const shares = (text: string): Split | undefined => {
+    if (text === 'none') return [];
+    const split = text.split(' ').map((share) => /^([0-9]+)=([0-9]+(?:\.[0-9]+)?)$/.exec(share));
+    if (!split.every((m) => m && versions.includes(m[1]))) return undefined;
+    return split.map((m) => ({ version: m![1], percent: Number(m![2]) }));
+  };
+  const traffic = shares(match[1]);
+  const shadow = shares(match[2]);
+  return traffic && shadow ? { traffic, shadow } : undefined;
+}

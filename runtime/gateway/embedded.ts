@@ -32,7 +32,7 @@ import { compressResponse } from '../http/response-compression.ts';
 import { answerClientErrorsAsJson, loadFunctionModel } from '../serve/server.ts';
 import { shedWhenBehind } from '../serve/shed.ts';
 import { warmUp } from '../serve/warmup.ts';
-import { emptyWindow, summarize, type FunctionStats } from '../core/stats.ts';
+import { emptyWindow, summarize, versionedStats, type FunctionStats } from '../core/stats.ts';
 import { VERSION } from '../core/version.ts';
 import { cardOf, describeHost, type DescribedFunction } from '../pages/describe.ts';
 import { functionEntry } from '../pages/entry.ts';
@@ -153,12 +153,30 @@ function describeSlot(slot: Slot): DescribedFunction {
   return { ...(slot.fn as ResolvedFunction), ownRoutes: slot.routes, error: `function '${slot.fn.name}' failed to load: ${slot.failure}` };
 }
 
-/** A slot's live figures: its app's /stats, its failure, or none when its figures need an API key. */
-async function slotStats(slot: Slot): Promise<FunctionStats | undefined> {
+/**
+ * A slot's live figures: its app's /stats, or its failure; a refusal (its figures need an API
+ * key, and `headers` carry none that fits) is the app's answer. A function with several versions
+ * has each version's app asked, as each version's service is behind the gateway, with the split
+ * in force here: the declared one.
+ */
+async function slotStats(slot: Slot, headers?: Record<string, string>): Promise<FunctionStats | Response> {
   if (!slot.app) return summarize(slot.fn.name, 'failed', emptyWindow(), slot.fn.replicas, 0, slot.failure);
-  const res = await slot.app.request(`${slot.fn.prefix}/stats`);
-  return res.ok ? ((await res.json()) as FunctionStats) : undefined;
+  const apps = slot.versions && slot.versions.size > 1 ? [...slot.versions.values()].map((v) => v.app) : [slot.app];
+  const answers: FunctionStats[] = [];
+  for (const res of await Promise.all(apps.map((app) => app.request(`${slot.fn.prefix}/stats`, { headers })))) {
+    if (!res.ok) return res;
+    answers.push((await res.json()) as FunctionStats);
+  }
+  if (apps.length === 1) return answers[0];
+  const fn = slot.fn as ResolvedFunction;
+  return versionedStats(fn.name, fn.versions.map((v) => v.version), answers, { traffic: fn.traffic, shadow: fn.shadow });
 }
+
+/** A slot's figures for its card, none when they need an API key. */
+const cardStats = async (slot: Slot) => {
+  const stats = await slotStats(slot);
+  return stats instanceof Response ? undefined : stats;
+};
 
 /**
  * Serves every function under `functionsDir` on one port.
@@ -189,7 +207,7 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedS
   gateway.get('/', compressResponse(), async (c) => {
     c.header('Vary', 'Accept');
     if (!wantsHtml(c.req.header('accept'))) return c.json(functionIndex(slots.map(describeSlot)));
-    const cards = await Promise.all(slots.map(async (s) => cardOf(describeSlot(s), await slotStats(s))));
+    const cards = await Promise.all(slots.map(async (s) => cardOf(describeSlot(s), await cardStats(s))));
     return c.html(gatewayPage(cards, VERSION));
   });
   gateway.get('/v2', (c) => c.json(SERVER_METADATA));
@@ -211,10 +229,17 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedS
       // A function whose declaration failed still has its docs page and its live figures: the reason.
       const own = slot && forwardedPath(route, path).replace(/(.)\/$/, '$1');
       if (slot && own === '/docs') return c.html(failedDocsPage(slot.fn, describeSlot(slot).error!, [], slot.fn.prefix), 503);
-      if (slot && own === '/stats') return c.json((await slotStats(slot))!);
+      if (slot && own === '/stats') return c.json(await cardStats(slot));
       // Its root: its entry of GET /, the reason included, as a function whose model failed answers it.
       if (slot && own === '/' && !wantsHtml(c.req.header('accept'))) return c.json({ ...functionEntry(describeSlot(slot)), state: 'failed' }, 503);
       return errorResponse(c, 503, `function '${route.fn}' failed to load: ${slot?.failure ?? 'unknown'}`);
+    }
+    // Every version's figures, as the gateway's nginx has one version gather them.
+    if (route.kind === 'stats') {
+      // The client's API key alone (its Accept-Encoding would have the apps answer compressed).
+      const key = c.req.header('authorization');
+      const stats = await slotStats(slot, key === undefined ? undefined : { authorization: key });
+      return stats instanceof Response ? stats : c.json(stats);
     }
     return forward(slot, c.req.raw, c.env);
   });
@@ -262,7 +287,7 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedS
     const path = getPath(req);
     if (!GATEWAY_PATHS.has(path)) {
       const route = matchRoute(routes, path);
-      const slot = route && route.kind !== 'redirect' ? bySlot.get(route.fn) : undefined;
+      const slot = route && route.kind !== 'redirect' && route.kind !== 'stats' ? bySlot.get(route.fn) : undefined;
       if (slot?.app) return forward(slot, req, env);
     }
     return gateway.fetch(req, env);

@@ -18,6 +18,18 @@ describe('gatewayRoutes and matchRoute', () => {
     expect(route('/v2/models/iris')).toEqual({ fn: 'iris', kind: 'exact', to: '/v2/models/iris' });
   });
 
+  it("takes a versioned function's /stats apart from its split: every version's figures, the prefix stripped", () => {
+    const versions = [{ version: '1' }, { version: '2' }];
+    const table = gatewayRoutes([{ name: 'flowers', prefix: '/flowers', versions }, { name: 'iris', prefix: '/iris', versions: versions.slice(0, 1) }]);
+    const at = (path: string) => {
+      const found = matchRoute(table, path)!;
+      return { kind: found.kind, to: forwardedPath(found, path) };
+    };
+    expect(at('/flowers/stats')).toEqual({ kind: 'stats', to: '/stats' });
+    expect(at('/flowers/stats/x')).toEqual({ kind: 'prefix', to: '/stats/x' });
+    expect(at('/iris/stats')).toEqual({ kind: 'prefix', to: '/stats' });
+  });
+
   it('redirects the bare prefix, and matches names whole, not as the start of another', () => {
     expect(route('/iris')).toEqual({ fn: 'iris', kind: 'redirect', to: '/iris' });
     expect(route('/v2/models/iris-v2/ready')?.fn).toBe('iris-v2');

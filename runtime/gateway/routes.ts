@@ -18,24 +18,32 @@ export type GatewayRoute =
    */
   | { kind: 'prefix'; path: string; fn: string; strip?: string; version?: string }
   /** `path` exactly: forwarded unchanged. */
-  | { kind: 'exact'; path: string; fn: string; version?: string };
+  | { kind: 'exact'; path: string; fn: string; version?: string }
+  /**
+   * `<prefix>/stats` of a function with several versions, exactly: its figures, each version's,
+   * with the split in force (runtime/http/stats.ts); never split, so nginx tells it the split.
+   */
+  | { kind: 'stats'; path: string; fn: string; strip: string };
 
 /**
  * Every route of every function, in match order.
  *
  * @example gatewayRoutes([iris]) // /iris -> redirect, /iris/... -> iris (prefix stripped), /v2/models/iris/... -> iris
  */
-export function gatewayRoutes(functions: readonly (Pick<ResolvedFunction, 'name' | 'prefix'> & Partial<Pick<ResolvedFunction, 'versions'>>)[]): GatewayRoute[] {
+export function gatewayRoutes(functions: readonly (Pick<ResolvedFunction, 'name' | 'prefix'> & { versions?: readonly { version: string }[] })[]): GatewayRoute[] {
   return functions.flatMap((fn): GatewayRoute[] => [
     { kind: 'redirect', path: fn.prefix, fn: fn.name },
     { kind: 'prefix', path: `${fn.prefix}/`, fn: fn.name, strip: fn.prefix },
     { kind: 'prefix', path: `/v2/models/${fn.name}/`, fn: fn.name },
     { kind: 'exact', path: `/v2/models/${fn.name}`, fn: fn.name },
     // With several versions, each one's protocol paths reach it alone (runtime/function/traffic.ts routeRequest).
-    ...(fn.versions && fn.versions.length > 1 ? fn.versions.flatMap(({ version }): GatewayRoute[] => [
-      { kind: 'prefix', path: `/v2/models/${fn.name}/versions/${version}/`, fn: fn.name, version },
-      { kind: 'exact', path: `/v2/models/${fn.name}/versions/${version}`, fn: fn.name, version },
-    ]) : []),
+    ...(fn.versions && fn.versions.length > 1 ? [
+      ...fn.versions.flatMap(({ version }): GatewayRoute[] => [
+        { kind: 'prefix', path: `/v2/models/${fn.name}/versions/${version}/`, fn: fn.name, version },
+        { kind: 'exact', path: `/v2/models/${fn.name}/versions/${version}`, fn: fn.name, version },
+      ]),
+      { kind: 'stats', path: `${fn.prefix}/stats`, fn: fn.name, strip: fn.prefix } as const,
+    ] : []),
   ]);
 }
 
@@ -54,7 +62,7 @@ export function matchRoute(routes: readonly GatewayRoute[], path: string): Gatew
 
 /** The path a function sees for a gateway path. */
 export function forwardedPath(route: GatewayRoute, path: string): string {
-  return route.kind === 'prefix' && route.strip ? path.slice(route.strip.length) : path;
+  return (route.kind === 'prefix' || route.kind === 'stats') && route.strip ? path.slice(route.strip.length) : path;
 }
 
 /** The function list the gateway answers at `GET /`. */

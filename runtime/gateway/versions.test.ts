@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startEmbedded, type EmbeddedServer } from './embedded.ts';
 import { chooseVersion } from '../function/traffic.ts';
+import type { FunctionStats } from '../core/stats.ts';
 import { ROOT, errorOf, memoryLogger, openFunctionDir, postJson, testConfig } from '../testing/index.ts';
 
 const scratch = mkdtempSync(join(tmpdir(), 'modelfn-versions-'));
@@ -101,6 +102,26 @@ describe('a function with versions in embedded mode', () => {
     expect(iris.headers.get('x-modelfn-version')).toBe('1');
   });
 
+  it('answers each version\'s figures at /flowers/stats with its share of the split; the function\'s own leave the shadow\'s copies out', async () => {
+    const before = (await (await fetch(`${server.url}/flowers/stats`)).json()) as FunctionStats;
+    for (const [v, n] of [['1', 6], ['2', 3], ['3', 2]] as const) {
+      for (let i = 0; i < n; i++) expect((await infer(`/v2/models/flowers/versions/${v}/infer`)).status).toBe(200);
+    }
+    const stats = (await (await fetch(`${server.url}/flowers/stats`)).json()) as FunctionStats;
+    expect(stats).toMatchObject({ name: 'flowers', state: 'ready', replicas: 3, readyReplicas: 3 });
+    expect(stats.versions!.map(({ version, traffic, shadow, state, replicas }) => ({ version, traffic, shadow, state, replicas }))).toEqual([
+      { version: '1', traffic: 80, shadow: undefined, state: 'ready', replicas: 1 },
+      { version: '2', traffic: 20, shadow: undefined, state: 'ready', replicas: 1 },
+      { version: '3', traffic: 0, shadow: 50, state: 'ready', replicas: 1 },
+    ]);
+    const grown = stats.versions!.map((v, i) => v.window.requests - before.versions![i].window.requests);
+    expect(grown).toEqual([6, 3, 2]);
+    for (const v of stats.versions!) expect([v.requestsPerSecond, v.latencyMs.p50, v.latencyMs.p99].every((x) => x! > 0), v.version).toBe(true);
+    expect(stats.window.requests - before.window.requests).toBe(9);
+    // A version's own answer says which it is; the gateway's answers the function.
+    expect(stats.version).toBeUndefined();
+  });
+
   it('mirrors its share to the shadow version: counted in that version\'s metrics, never seen by the client', async () => {
     const slot = server.slots().find((s) => s.fn.name === 'flowers')!;
     const shadowRuns = async () => {
@@ -129,17 +150,23 @@ describe('the docs of a function with versions', () => {
     const server = await startEmbedded({ functionsDir: join(scratch, 'functions'), config: testConfig({ PORT: '0' }), logger: memoryLogger() });
     try {
       const page = await (await fetch(`${server.url}/flowers/docs`, { headers: { 'X-Modelfn-Traffic-Key': 'user-1' } })).text();
-      expect(page).toContain('<li data-version="1"><strong>version 1</strong> (this page): 80% of requests');
-      expect(page).toContain('<li data-version="2"><strong>version 2</strong>: 20% of requests');
-      expect(page).toContain('<li data-version="3"><strong>version 3</strong>: copies of 50% (shadow)');
+      expect(page).toContain('<li data-version="1"><strong>version 1</strong> (this page): <span data-field="share">80%</span>');
+      expect(page).toContain('<li data-version="2"><strong>version 2</strong>: <span data-field="share">20%</span>');
+      expect(page).toContain('<li data-version="3"><strong>version 3</strong>: <span data-field="share">shadow 50%</span>');
+      // Its script shows the split in force from the function's figures.
+      expect(page).toContain('<section class="versions" data-stats="/flowers/stats">');
       const doc = (await (await fetch(`${server.url}/flowers/openapi.json`)).json()) as { paths: Record<string, { post?: { parameters?: { schema: { enum: string[] } }[] } }> };
       expect(doc.paths['/v2/models/flowers/versions/{version}/infer'].post!.parameters![0].schema.enum).toEqual(['1', '2', '3']);
       // The gateway page's card shows the split in force too.
       const gatewayPage = await (await fetch(`${server.url}/`, { headers: { Accept: 'text/html' } })).text();
       const card = gatewayPage.slice(gatewayPage.indexOf('<section class="card" id="fn-flowers"'));
-      expect(card.slice(0, card.indexOf('</section>'))).toContain('<li data-version="2"><strong>version 2</strong>: 20% of requests');
+      expect(card.slice(0, card.indexOf('</section>'))).toContain('<li data-version="2"><strong>version 2</strong>: <span data-field="share">20%</span>');
+      // The live view has a row per version under the function's, with its share.
+      const live = gatewayPage.slice(gatewayPage.indexOf('<tr data-live="flowers"'), gatewayPage.indexOf('<tr data-live="iris"'));
+      expect([...live.matchAll(/<tr data-live-version="flowers" data-version="(\d)"[^]*?data-field="share" class="share">([^<]*)</g)].map((m) => [m[1], m[2]])).toEqual([['1', '80%'], ['2', '20%'], ['3', 'shadow 50%']]);
+      expect(gatewayPage.slice(gatewayPage.indexOf('<tr data-live="iris"'))).not.toContain('data-live-version="iris"');
       // A function with one version shows no list.
-      expect(await (await fetch(`${server.url}/iris/docs`)).text()).not.toContain('data-version=');
+      expect(await (await fetch(`${server.url}/iris/docs`)).text()).not.toContain('<li data-version=');
     } finally {
       await server.shutdown();
     }

@@ -1,6 +1,6 @@
 import { resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { addWindows, quantileMs, summarize, type FunctionStats, type StatsWindow } from '../core/stats.ts';
+import { addWindows, quantileMs, summarize, versionedStats, type FunctionStats, type StatsWindow } from '../core/stats.ts';
 import { ROOT, openDeclared, postJson } from '../testing/index.ts';
 
 const LE = [0.001, 0.01, 0.1];
@@ -20,6 +20,34 @@ describe('the live figures (GET /stats)', () => {
     const sum = summarize('x', 'ready', addWindows([a, b]), 2, 2);
     expect(sum).toMatchObject({ replicas: 2, readyReplicas: 2, windowSeconds: 60, requestsPerSecond: 0.667, errorsPerSecond: 0.0167, batchSize: 1.14 });
     expect(sum.latencyMs.p50).toBeGreaterThan(1);
+  });
+
+  it("gives a function with versions each version's figures and share, and its own without the shadow's copies", () => {
+    const window = (requests: number, counts: number[], errors = 0): StatsWindow => ({ seconds: 60, requests, errors, le: LE, counts, batches: 0, batchRows: 0 });
+    // Version 1 at two replicas, version 2 at one, version 3 (a shadow) at one; version 4 has no replica answering.
+    const answers: FunctionStats[] = [
+      { ...summarize('flowers', 'ready', window(60, [60, 0, 0, 0])), version: '1' },
+      { ...summarize('flowers', 'ready', window(60, [0, 60, 0, 0])), version: '1' },
+      { ...summarize('flowers', 'ready', window(30, [0, 0, 27, 3], 3)), version: '2' },
+      { ...summarize('flowers', 'loading', window(45, [45, 0, 0, 0]), 1, 0, 'loading its model'), version: '3' },
+    ];
+    const split = { traffic: [{ version: '1', percent: 80 }, { version: '2', percent: 20 }], shadow: [{ version: '3', percent: 50 }] };
+    const stats = versionedStats('flowers', ['1', '2', '3', '4'], answers, split);
+    expect(stats).toMatchObject({ name: 'flowers', state: 'ready', replicas: 4, readyReplicas: 3, requestsPerSecond: 2.5, errorsPerSecond: 0.05 });
+    expect(stats.window.requests).toBe(150);
+    expect(stats.version).toBeUndefined();
+    const rows = stats.versions!.map(({ version, traffic, shadow, state, reason, replicas, readyReplicas, requestsPerSecond, errorsPerSecond, latencyMs }) => ({ version, traffic, shadow, state, reason, replicas, readyReplicas, requestsPerSecond, errorsPerSecond, latencyMs }));
+    expect(rows).toEqual([
+      { version: '1', traffic: 80, shadow: undefined, state: 'ready', reason: undefined, replicas: 2, readyReplicas: 2, requestsPerSecond: 2, errorsPerSecond: 0, latencyMs: { p50: 1, p99: 9.82 } },
+      { version: '2', traffic: 20, shadow: undefined, state: 'ready', reason: undefined, replicas: 1, readyReplicas: 1, requestsPerSecond: 0.5, errorsPerSecond: 0.05, latencyMs: { p50: 60, p99: 100 } },
+      { version: '3', traffic: 0, shadow: 50, state: 'loading', reason: 'loading its model', replicas: 1, readyReplicas: 0, requestsPerSecond: 0.75, errorsPerSecond: 0, latencyMs: { p50: 0.5, p99: 0.99 } },
+      { version: '4', traffic: 0, shadow: undefined, state: 'unavailable', reason: 'no replica of version 4 is answering', replicas: 0, readyReplicas: 0, requestsPerSecond: 0, errorsPerSecond: 0, latencyMs: { p50: null, p99: null } },
+    ]);
+    // The JSON begins as nginx's page lookup reads it: the function's state, then each version's share.
+    const json = JSON.stringify(stats);
+    expect(json).toMatch(/^\{"name":"flowers","state":"ready"/);
+    expect(json).toContain('{"version":"2","traffic":20,"state"');
+    expect(json).toContain('{"version":"3","traffic":0,"shadow":50,"state"');
   });
 
   it("counts a function's work over the last minute from its metrics, not the polling of its pages", async () => {

@@ -8,14 +8,22 @@
  * window (counts and latency buckets) so the windows of several replicas add up exactly:
  * with `MODELFN_PEERS` (the function's service name and port, which DNS resolves to every
  * replica), the replica asked gathers every replica's window and answers their sum.
+ *
+ * A function with several versions runs each version as its own service: its MODELFN_PEERS names
+ * every version's (builder/policy.ts), each replica's own answer says its version, and the answer
+ * gathered has each version's figures beside the function's, with the split in force. That split
+ * is the gateway's to know (`modelfn traffic` changes nginx alone): nginx tells it in
+ * SPLIT_HEADER on this route, rendered from the configuration it runs; without the header (a
+ * replica asked directly) the declared split is shown.
  */
 import { lookup } from 'node:dns/promises';
 import type { Context, Hono } from 'hono';
 import type { Histogram } from 'prom-client';
 import type { Metrics } from '../core/metrics.ts';
-import { addWindows, summarize, type FunctionState, type FunctionStats, type StatsWindow } from '../core/stats.ts';
+import { combineReplicas, summarize, versionedStats, type FunctionStats, type StatsWindow } from '../core/stats.ts';
 import type { FunctionHost } from '../function/host.ts';
 import { isTraffic, routeClass } from '../core/route-class.ts';
+import { SPLIT_HEADER, parseSplitHeader } from '../function/traffic.ts';
 
 /** Requests that are work (route-class.ts): polling, probes and refusals are not load. */
 const isWork = (method: string, route: string, status: number) => isTraffic(routeClass(method, route), status);
@@ -64,12 +72,6 @@ async function snapshot(metrics: Metrics, le: readonly number[]): Promise<Snapsh
     else if (v.metricName?.endsWith('_sum')) batchRows += v.value;
   }
   return { at: Date.now(), requests, errors, cumulative, batches, batchRows };
-}
-
-/** The best state among replicas: one ready replica makes the function ready. */
-function combinedState(states: readonly FunctionState[]): FunctionState {
-  for (const s of ['ready', 'loading', 'waking', 'draining', 'failed', 'asleep'] as const) if (states.includes(s)) return s;
-  return 'unavailable';
 }
 
 export interface StatsOptions {
@@ -125,33 +127,40 @@ export function statsRoute(app: Hono, host: FunctionHost, metrics: Metrics, opti
       batchRows: now.batchRows - base.batchRows,
     };
   };
-  const ownStats = async () => {
+  const fn = host.fn;
+  // One version among several: its own answer says which, so a gathering can tell them apart.
+  const versioned = fn.versions.length > 1;
+  const ownStats = async (): Promise<FunctionStats> => {
     const state = host.state;
-    return summarize(host.fn.name, state, await ownWindow(), 1, state === 'ready' ? 1 : 0, state === 'ready' ? undefined : host.notReadyReason());
+    const own = summarize(fn.name, state, await ownWindow(), 1, state === 'ready' ? 1 : 0, state === 'ready' ? undefined : host.notReadyReason());
+    return versioned ? { ...own, version: fn.version } : own;
   };
 
-  // Every replica's figures, gathered at most once a second whoever asks (one gathering at a
+  // Every replica's own figures, gathered at most once a second whoever asks (one gathering at a
   // time; callers meanwhile share it): a page open in many browsers costs the replicas no more.
-  let gathered: { at: number; stats: Promise<FunctionStats> } | undefined;
-  const allStats = async (peers: string): Promise<FunctionStats> => {
+  let gathered: { at: number; answers: Promise<FunctionStats[]> } | undefined;
+  const allAnswers = async (peers: string): Promise<FunctionStats[]> => {
     const answers = await peerStats(peers);
-    if (answers.length === 0) return ownStats();
-    const states = answers.map((a) => a.state);
-    const state = combinedState(states);
-    const reason = state === 'ready' ? undefined : answers.find((a) => a.reason)?.reason;
-    return summarize(host.fn.name, state, addWindows(answers.map((a) => a.window)), answers.length, states.filter((s) => s === 'ready').length, reason);
+    return answers.length ? answers : [await ownStats()];
   };
 
   app.get('/stats', async (c: Context) => {
     watch();
+    // Never compressed: nginx's page lookup (SSI) reads the answer as text, and its subrequest
+    // carries the browser's Accept-Encoding (a function with versions answers over 1 KiB).
+    c.header('Cache-Control', 'no-store, no-transform');
     if (!options.peers || c.req.query('replica') === 'self') return c.json(await ownStats());
     if (!gathered || performance.now() - gathered.at > STATS_CACHE_MS) {
-      const stats = allStats(options.peers);
-      gathered = { at: performance.now(), stats };
+      const answers = allAnswers(options.peers);
+      gathered = { at: performance.now(), answers };
       // A failed gathering is not kept.
-      stats.catch(() => { if (gathered?.stats === stats) gathered = undefined; });
+      answers.catch(() => { if (gathered?.answers === answers) gathered = undefined; });
     }
-    return c.json(await gathered.stats);
+    const answers = await gathered.answers;
+    if (!versioned) return c.json(combineReplicas(fn.name, answers));
+    const names = fn.versions.map((v) => v.version);
+    const split = parseSplitHeader(c.req.header(SPLIT_HEADER), names) ?? { traffic: fn.traffic, shadow: fn.shadow };
+    return c.json(versionedStats(fn.name, names, answers, split));
   });
   return { stop: () => clearInterval(timer) };
 }

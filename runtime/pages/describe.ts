@@ -67,5 +67,12 @@ export async function describeFunctions(functions: readonly ResolvedFunction[]):
 
 /** The gateway page's card of a described function. */
 export function cardOf(fn: DescribedFunction, stats?: FunctionStats): FunctionCard {
-  return { name: fn.name, prefix: fn.prefix, replicas: fn.replicas, scales: fn.scale !== undefined, keyed: fn.auth !== undefined, description: fn.description, document: fn.document, routes: fn.ownRoutes, stats };
+  // Several versions: each with its declared share (the live view shows the split in force).
+  const versions = fn.versions?.length > 1 ? fn.versions.map(({ version }) => {
+    const shadow = fn.shadow.find((s) => s.version === version)?.percent;
+    return { version, traffic: fn.traffic.find((s) => s.version === version)?.percent ?? 0, ...(shadow ? { shadow } : {}) };
+  }) : undefined;
+  // Each version runs its own replicas: the card declares them all.
+  const replicas = versions ? fn.versions.reduce((n, v) => n + v.replicas, 0) : fn.replicas;
+  return { name: fn.name, prefix: fn.prefix, replicas, scales: fn.scale !== undefined, keyed: fn.auth !== undefined, description: fn.description, document: fn.document, routes: fn.ownRoutes, stats, ...(versions ? { versions } : {}) };
 }

@@ -62,6 +62,15 @@ const REPLICAS_TEXT = `function replicasText(state, ready, declared) {
 const replicasText = new Function(`return ${REPLICAS_TEXT}`)() as (state: string, ready: number, declared: number) => string;
 
 /**
+ * A version's share of the split, on the server and in the page alike: its percent of the
+ * requests, or of the copies it gets as a shadow.
+ */
+const SHARE_TEXT = `function shareText(traffic, shadow) {
+  return shadow ? 'shadow ' + shadow + '%' : (traffic || 0) + '%';
+}`;
+const shareText = new Function(`return ${SHARE_TEXT}`)() as (traffic: number, shadow?: number) => string;
+
+/**
  * Formats JSON for reading (the pages' example requests and answers).
  *
  * @example formatJson({ instances: [[5.1, 3.5, 1.4, 0.2]] }) // '{"instances": [[5.1, 3.5, 1.4, 0.2]]}'
@@ -115,6 +124,8 @@ table.live th, table.live td { padding: .3rem .6rem; border-bottom: 1px solid va
 table.live th:first-child, table.live td:first-child, table.live th:nth-child(2), table.live td:nth-child(2) { text-align: left; }
 table.live td.reason { white-space: normal; text-align: left; color: var(--bad); font-size: 13px; }
 table.live tr.busy td[data-field="rps"] { font-weight: 700; }
+table.live tr.version td { border-bottom-style: dashed; font-size: 13px; } table.live tr.version td:first-child { padding-left: 1.5rem; }
+.share { color: var(--muted); }
 table.live td.slow { color: var(--bad); font-weight: 700; }
 table.live td.chart { padding-top: 0; padding-bottom: 0; }
 table.live svg { display: block; border-bottom: 1px solid var(--line); }
@@ -131,6 +142,7 @@ const SCRIPT = `
   'use strict';
   var formatJson = ${FORMAT_JSON};
   var replicasText = ${REPLICAS_TEXT};
+  var shareText = ${SHARE_TEXT};
 
   function showAnswer(pre, res, text, ms) {
     var body = text;
@@ -240,6 +252,27 @@ const SCRIPT = `
     var cell = row && row.querySelector('[data-field=reason]');
     if (cell) cell.textContent = reason || '';
   }
+  // A row's figures (a function's, or one of its versions') from its part of a /stats answer.
+  function fillRow(row, body) {
+    var field = function (f) { return row.querySelector('[data-field=' + f + ']'); };
+    field('replicas').textContent = replicasText(body.state, body.readyReplicas, body.replicas);
+    field('rps').textContent = figure(body.requestsPerSecond);
+    field('p50').textContent = figure(body.latencyMs && body.latencyMs.p50, ' ms');
+    field('p99').textContent = figure(body.latencyMs && body.latencyMs.p99, ' ms');
+    field('p99').className = body.latencyMs && body.latencyMs.p99 > 1000 ? 'slow' : '';
+    field('batch').textContent = figure(body.batchSize);
+    field('errors').textContent = figure(body.errorsPerSecond);
+    field('errors').className = body.errorsPerSecond > 0 ? 'slow' : '';
+    row.className = (row.hasAttribute('data-version') ? 'version' : '') + (body.requestsPerSecond > 0 ? ' busy' : '');
+  }
+  function versionRows(name) { return Array.prototype.slice.call(document.querySelectorAll('tr[data-live-version="' + name + '"]')); }
+  function clearRow(row, state) {
+    var badge = row.querySelector('[data-field=state]');
+    badge.textContent = state;
+    badge.className = 'state state-' + state;
+    ['replicas', 'rps', 'p50', 'p99', 'batch', 'errors'].forEach(function (f) { row.querySelector('[data-field=' + f + ']').textContent = '–'; });
+    row.className = 'version';
+  }
   function update(row) {
     var name = row.getAttribute('data-live'), prefix = row.getAttribute('data-prefix');
     var field = function (f) { return row.querySelector('[data-field=' + f + ']'); };
@@ -252,6 +285,7 @@ const SCRIPT = `
           setState(name, 'protected', 'its figures need an API key');
           ['replicas', 'rps', 'p50', 'p99', 'batch', 'errors'].forEach(function (f) { field(f).textContent = '–'; });
           row.className = '';
+          versionRows(name).forEach(function (r) { clearRow(r, 'protected'); });
           return;
         }
         if (!res.ok) {
@@ -261,19 +295,25 @@ const SCRIPT = `
           field('replicas').textContent = replicasText(state, 0, Number(row.getAttribute('data-replicas')));
           ['rps', 'errors'].forEach(function (f) { field(f).textContent = '0'; });
           row.className = '';
+          versionRows(name).forEach(function (r) { clearRow(r, state); });
           return;
         }
         setState(name, body.state, body.reason);
         remember(name, body.requestsPerSecond, body.latencyMs && body.latencyMs.p99);
-        field('replicas').textContent = replicasText(body.state, body.readyReplicas, body.replicas);
-        field('rps').textContent = figure(body.requestsPerSecond);
-        field('p50').textContent = figure(body.latencyMs && body.latencyMs.p50, ' ms');
-        field('p99').textContent = figure(body.latencyMs && body.latencyMs.p99, ' ms');
-        field('p99').className = body.latencyMs && body.latencyMs.p99 > 1000 ? 'slow' : '';
-        field('batch').textContent = figure(body.batchSize);
-        field('errors').textContent = figure(body.errorsPerSecond);
-        field('errors').className = body.errorsPerSecond > 0 ? 'slow' : '';
-        row.className = body.requestsPerSecond > 0 ? 'busy' : '';
+        fillRow(row, body);
+        (body.versions || []).forEach(function (v) {
+          var share = shareText(v.traffic, v.shadow);
+          // The split in force (modelfn traffic may have changed the declared one): in the card too.
+          Array.prototype.forEach.call(document.querySelectorAll('[data-function="' + name + '"] li[data-version="' + v.version + '"] [data-field=share]'), function (el) { el.textContent = share; });
+          var line = document.querySelector('tr[data-live-version="' + name + '"][data-version="' + v.version + '"]');
+          if (!line) return;
+          line.querySelector('[data-field=share]').textContent = share;
+          var badge = line.querySelector('[data-field=state]');
+          badge.textContent = v.state;
+          badge.className = 'state state-' + v.state;
+          line.querySelector('[data-field=reason]').textContent = v.reason || '';
+          fillRow(line, v);
+        });
       });
     }).catch(function (err) { setState(name, 'unavailable', err.message); });
   }
@@ -285,6 +325,17 @@ const SCRIPT = `
     });
   }
   if (rows.length) tick();
+
+  // A docs page's list of versions: the split in force, once, from the function's own figures.
+  var versions = document.querySelector('section.versions[data-stats]');
+  if (versions) fetch(versions.getAttribute('data-stats'), { headers: { Accept: 'application/json' }, cache: 'no-store' }).then(function (res) {
+    return res.ok ? res.json() : {};
+  }).then(function (body) {
+    (body.versions || []).forEach(function (v) {
+      var share = versions.querySelector('li[data-version="' + v.version + '"] [data-field=share]');
+      if (share) share.textContent = shareText(v.traffic, v.shadow);
+    });
+  }).catch(function () { /* the declared split stays */ });
 })();
 `;
 
@@ -359,16 +410,20 @@ function operations(doc: Json): Operation[] {
 const shapeText = (shape: readonly number[]) => `[${shape.join(', ')}]`;
 
 /**
- * A function's versions and the split in force, when it has several, and how to reach each; on
- * its docs page (`shown`), which one the page describes.
+ * A function's versions, when it has several, each with its share of the split and how to reach
+ * it. The declared split is what the document knows; the page script shows the split in force
+ * from the function's `/stats` (`stats`, on its docs page; the live view's refresh on the
+ * gateway page), where `modelfn traffic` may have changed it. On its docs page (`shown`), which
+ * version the page describes. `share` overrides a version's share text (nginx's lookup).
  */
-function versionList(meta: Json, shown = false): string {
+function versionList(meta: Json, options: { shown?: boolean; stats?: string; share?: (version: string) => string | undefined } = {}): string {
   if (!Array.isArray(meta.versions)) return '';
   const items = (meta.versions as Json[]).map((v) => {
-    const share = [v.traffic ? `${v.traffic}% of requests` : '', v.shadow ? `copies of ${v.shadow}% (shadow)` : ''].filter(Boolean).join(', ') || 'no traffic';
-    return `<li data-version="${escapeHtml(v.version)}"><strong>version ${escapeHtml(v.version)}</strong>${shown && v.version === meta.version ? ' (this page)' : ''}: ${escapeHtml(share)} · <code>/v2/models/${escapeHtml(meta.name)}/versions/${escapeHtml(v.version)}/infer</code></li>`;
+    const share = options.share?.(v.version) ?? escapeHtml(shareText(v.traffic, v.shadow));
+    return `<li data-version="${escapeHtml(v.version)}"><strong>version ${escapeHtml(v.version)}</strong>${options.shown && v.version === meta.version ? ' (this page)' : ''}: <span data-field="share">${share}</span> · <code>/v2/models/${escapeHtml(meta.name)}/versions/${escapeHtml(v.version)}/infer</code></li>`;
   }).join('');
-  return `<section class="versions"><p class="muted">Versions (every answer names its own in the X-Modelfn-Version header; send X-Modelfn-Traffic-Key to keep one client on one version):</p><ul>${items}</ul></section>`;
+  const stats = options.stats ? ` data-stats="${escapeHtml(options.stats)}"` : '';
+  return `<section class="versions"${stats}><p class="muted">Versions and their share of the requests (every answer names its own in the X-Modelfn-Version header; send X-Modelfn-Traffic-Key to keep one client on one version):</p><ul>${items}</ul></section>`;
 }
 
 /** The model's inputs and outputs, each output with the class labels it names, then the model's facts. */
@@ -544,7 +599,7 @@ ${snippetBlock(o, origin)}
   return shell(`${name} · modelfn docs`, 'docs', `${server ? '<p class="muted"><a href="/">← every function</a></p>' : ''}
 <h1>${escapeHtml(name)}</h1>
 <p>${escapeHtml(doc.info.description)}</p>
-${versionList(doc['x-modelfn'] ?? {}, true)}${tensorList(doc['x-modelfn'] ?? {})}
+${versionList(doc['x-modelfn'] ?? {}, { shown: true, stats: `${server}/stats` })}${tensorList(doc['x-modelfn'] ?? {})}
 <p class="muted">Routes at ${where} · errors are JSON {"error": "..."} · <a href="${escapeHtml(server)}/openapi.json">openapi.json</a></p>
 ${sections}`);
 }
@@ -589,6 +644,8 @@ export interface FunctionCard {
   scales?: boolean;
   /** It takes API keys: nginx has none to ask its figures with. */
   keyed?: boolean;
+  /** Its versions and their declared shares, when it has several. */
+  versions?: readonly { version: string; traffic: number; shadow?: number }[];
 }
 
 /** The live view's chart of a function: empty until the page script has figures to draw. */
@@ -603,14 +660,25 @@ function chartSvg(name: string): string {
  * it without the script: 'unavailable' when no replica answers, as the script would say.
  */
 const ssiVar = (card: FunctionCard) => `modelfn_state_${card.name.replace(/-/g, '_')}`;
+const ssiShareVar = (card: FunctionCard, version: string) => `modelfn_share_${card.name.replace(/-/g, '_')}_${version}`;
+// Apart from ssiVar's names: the function 'a-1' has modelfn_state_a_1.
+const ssiVersionStateVar = (card: FunctionCard, version: string) => `modelfn_vstate_${card.name.replace(/-/g, '_')}_${version}`;
 function ssiStateLookup(card: FunctionCard): string {
   const stats = `modelfn_stats_${card.name.replace(/-/g, '_')}`;
+  // Each version's entry begins {"version":"<N>","traffic":<percent>[,"shadow":<percent>],"state":"<state>":
+  // the split in force, as nginx tells the function, and the version's state.
+  const entry = (version: string) => `version.:.${version}.,.traffic.:`;
+  const shares = (card.versions ?? []).map(({ version }) => `<!--# if expr="$${stats} = /${entry(version)}([0-9.]+)/" --><!--# set var="${ssiShareVar(card, version)}" value="$1%" --><!--# endif -->`
+    + `<!--# if expr="$${stats} = /${entry(version)}[0-9.]+,.shadow.:([0-9.]+)/" --><!--# set var="${ssiShareVar(card, version)}" value="shadow $1%" --><!--# endif -->`
+    + `<!--# if expr="$${stats} = /${entry(version)}[0-9.]+,(.shadow.:[0-9.]+,)?.state.:.([a-z]+)/" --><!--# set var="${ssiVersionStateVar(card, version)}" value="$2" --><!--# endif -->`).join('');
   // /stats begins {"name":...,"state":"<state>"; anything else (an error, nothing) means no replica answered.
   return `<!--# include virtual="${card.prefix}/stats" set="${stats}" -->`
     + `<!--# if expr="$${stats} = /state.:.([a-z]+)/" --><!--# set var="${ssiVar(card)}" value="$1" -->`
-    + `<!--# else --><!--# set var="${ssiVar(card)}" value="unavailable" --><!--# endif -->`;
+    + `<!--# else --><!--# set var="${ssiVar(card)}" value="unavailable" --><!--# endif -->${shares}`;
 }
 const ssiState = (card: FunctionCard) => `<!--# echo var="${ssiVar(card)}" default="…" encoding="entity" -->`;
+const ssiShare = (card: FunctionCard, version: string) => `<!--# echo var="${ssiShareVar(card, version)}" default="…" encoding="entity" -->`;
+const ssiVersionState = (card: FunctionCard, version: string) => `<!--# echo var="${ssiVersionStateVar(card, version)}" default="…" encoding="entity" -->`;
 
 /**
  * Whether nginx looks the state up as it sends the page. Not for a function that scales (its
@@ -625,15 +693,46 @@ function stateText(card: FunctionCard, ssi: boolean, unknown: string): string {
   return looksUp(card, ssi) ? ssiState(card) : escapeHtml(unknown);
 }
 
+const n = (v: number | null | undefined, unit = '') => (v === null || v === undefined ? '–' : `${v}${unit}`);
+
+/** A live view row's figures as served: replicas, requests/s, p50, p99, batch size, errors/s (dashes without figures). */
+function figureCells(s: Omit<FunctionStats, 'name'> | undefined): string {
+  return `<td data-field="replicas">${s ? replicasText(s.state, s.readyReplicas, s.replicas) : '–'}</td><td data-field="rps">${n(s?.requestsPerSecond)}</td><td data-field="p50">${n(s?.latencyMs.p50, ' ms')}</td>
+<td data-field="p99">${n(s?.latencyMs.p99, ' ms')}</td><td data-field="batch">${n(s?.batchSize)}</td><td data-field="errors">${n(s?.errorsPerSecond)}</td>`;
+}
+
+/**
+ * A version's share as the page is served: from its live figures, nginx's lookup (the split
+ * nginx runs, which the page built with the image cannot know), or the declared one.
+ */
+function shareOf(card: FunctionCard, ssi: boolean): (version: string) => string | undefined {
+  return (version) => {
+    const live = card.stats?.versions?.find((v) => v.version === version);
+    if (live) return escapeHtml(shareText(live.traffic, live.shadow));
+    return looksUp(card, ssi) ? ssiShare(card, version) : ssi ? '…' : undefined;
+  };
+}
+
+/** The live view's rows of a function's versions, under its own row (none for a function with one version). */
+function versionRows(card: FunctionCard, ssi: boolean): string {
+  const share = shareOf(card, ssi);
+  return (card.versions ?? []).map(({ version, traffic, shadow }) => {
+    const s = card.stats?.versions?.find((v) => v.version === version);
+    const state = s ? escapeHtml(s.state) : looksUp(card, ssi) ? ssiVersionState(card, version) : '…';
+    return `<tr data-live-version="${escapeHtml(card.name)}" data-version="${escapeHtml(version)}" class="version${s && s.requestsPerSecond > 0 ? ' busy' : ''}">
+<td>version ${escapeHtml(version)} <span data-field="share" class="share">${share(version) ?? escapeHtml(shareText(traffic, shadow))}</span></td><td><span data-field="state" class="state state-${state}">${state}</span></td>
+${figureCells(s)}
+<td></td><td data-field="reason" class="reason">${escapeHtml(s?.reason ?? '')}</td></tr>`;
+  }).join('\n');
+}
+
 function liveRow(card: FunctionCard, ssi: boolean): string {
   const s = card.stats;
-  const n = (v: number | null | undefined, unit = '') => (v === null || v === undefined ? '–' : `${v}${unit}`);
   const state = stateText(card, ssi, card.document ? '…' : 'failed');
   return `${looksUp(card, ssi) ? ssiStateLookup(card) : ''}<tr data-live="${escapeHtml(card.name)}" data-prefix="${escapeHtml(card.prefix)}" data-replicas="${card.replicas}"${s && s.requestsPerSecond > 0 ? ' class="busy"' : ''}>
 <td><a href="#fn-${escapeHtml(card.name)}">${escapeHtml(card.name)}</a></td><td><span data-field="state" class="state state-${state}">${state}</span></td>
-<td data-field="replicas">${s ? replicasText(s.state, s.readyReplicas, s.replicas) : '–'}</td><td data-field="rps">${n(s?.requestsPerSecond)}</td><td data-field="p50">${n(s?.latencyMs.p50, ' ms')}</td>
-<td data-field="p99">${n(s?.latencyMs.p99, ' ms')}</td><td data-field="batch">${n(s?.batchSize)}</td><td data-field="errors">${n(s?.errorsPerSecond)}</td>
-<td class="chart">${chartSvg(card.name)}</td><td data-field="reason" class="reason">${escapeHtml(s?.reason ?? '')}</td></tr>`;
+${figureCells(s)}
+<td class="chart">${chartSvg(card.name)}</td><td data-field="reason" class="reason">${escapeHtml(s?.reason ?? '')}</td></tr>${card.versions ? `\n${versionRows(card, ssi)}` : ''}`;
 }
 
 function gatewayCard(card: FunctionCard, ssi: boolean): string {
@@ -654,7 +753,7 @@ function gatewayCard(card: FunctionCard, ssi: boolean): string {
   return `${open}
 ${header}
 <p>${escapeHtml(doc.info.description)}</p>
-${versionList(doc['x-modelfn'] ?? {})}${tensorList(doc['x-modelfn'] ?? {})}
+${versionList(doc['x-modelfn'] ?? {}, { share: shareOf(card, ssi) })}${tensorList(doc['x-modelfn'] ?? {})}
 <label><span class="muted">try a route</span><select aria-label="route" data-routes>${options}</select></label>
 ${ops.map((o, i) => tryForm(o, i !== preferred)).join('\n')}
 </section>`;

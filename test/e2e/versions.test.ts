@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stackDown } from '../../builder/docker/compose.ts';
 import { runStack } from '../../builder/docker/stack.ts';
+import type { FunctionStats } from '../../runtime/core/stats.ts';
 import { chooseVersion } from '../../runtime/function/traffic.ts';
 import { ROOT, postJson } from '../../runtime/testing/index.ts';
 import { docker, dockerAvailable, projectLeftovers } from '../docker.ts';
@@ -106,6 +107,24 @@ describe.runIf(available)('a function with versions on the compose stack', () =>
     expect(p99).toMatch(/^\d+(\.\d+)? ms$/);
     expect(row('3')[1]).toBe('shadow 50%');
     expect(Number(row('3')[2])).toBeGreaterThan(1);
+  }, 60_000);
+
+  it("shows the split in force and each version's figures at the gateway: its /stats and the page's live view as nginx sends it", async () => {
+    const clients = flowers.load(2);
+    await new Promise((r) => setTimeout(r, 2000));
+    const res = await fetch(`${flowers.url}/flowers/stats`);
+    const stats = (await res.json()) as FunctionStats;
+    const page = await (await fetch(`${flowers.url}/`, { headers: { Accept: 'text/html' } })).text();
+    await clients.stop();
+    expect(res.status).toBe(200);
+    // Whichever version's replica the gateway asked gathered every version's (MODELFN_PEERS), told the split nginx runs.
+    expect(stats.versions!.map((v) => [v.version, v.traffic, v.shadow, v.state, v.replicas])).toEqual([['1', 0, undefined, 'ready', 1], ['2', 100, undefined, 'ready', 1], ['3', 0, 50, 'ready', 1]]);
+    expect(stats.versions![1].requestsPerSecond).toBeGreaterThan(1);
+    expect(stats.versions![2].requestsPerSecond).toBeGreaterThan(0);
+    expect(stats.versions![1].latencyMs.p99).toBeGreaterThan(0);
+    // The page in the gateway's image was built with the declared 80/20: nginx filled in the split in force as it sent it.
+    expect([...page.matchAll(/<tr data-live-version="flowers" data-version="(\d)"[^]*?data-field="share" class="share">([^<]*)<[^]*?class="state state-(\w+)"/g)].map((m) => m.slice(1)))
+      .toEqual([['1', '0%', 'ready'], ['2', '100%', 'ready'], ['3', 'shadow 50%', 'ready']]);
   }, 60_000);
 
   it('refuses a split that is not one in one line, changing nothing', async () => {
