@@ -9,7 +9,7 @@ import { bundleActivator, bundleFunction, type BundleResult } from './builder/bu
 import { discoverFunctions } from './builder/functions.ts';
 import { ARCHES, buildActivatorImage, buildFunctionImage, buildGatewayImage, buildRuntimeImage, ensureBaseImages } from './builder/docker/images.ts';
 import { gatewayPageFile, generatedFiles } from './builder/generate.ts';
-import { FILES, GATEWAY_PAGE } from './builder/policy.ts';
+import { FILES, GATEWAY_PAGE, scaledUnits } from './builder/policy.ts';
 import { readConfig } from './runtime/core/config.ts';
 import { describeFunctions } from './runtime/pages/describe.ts';
 import { liveGatewayConfig } from './builder/docker/traffic.ts';
@@ -30,6 +30,8 @@ export interface BuildOptions {
    * declared split changed since are dropped from the project's store.
    */
   trafficProject?: string;
+  /** The same for the Swarm stack (`modelfn deploy`): its kept changes go into the image's swarm.conf. */
+  trafficStack?: string;
 }
 
 function size(bytes: number): string {
@@ -82,7 +84,7 @@ export async function runBuild(options: BuildOptions): Promise<number> {
     results.push(result);
     log(`  ✓ ${fn.name.padEnd(16)} ${fn.prefix.padEnd(18)} bundled in ${Math.round(performance.now() - started)} ms`);
   }
-  const scaled = functions.some((fn) => fn.scale);
+  const scaled = scaledUnits(functions).length > 0;
   if (scaled) {
     const started = performance.now();
     await bundleActivator(options.outDir);
@@ -99,7 +101,8 @@ export async function runBuild(options: BuildOptions): Promise<number> {
   mkdirSync(gateway, { recursive: true });
   writeFileSync(join(gateway, GATEWAY_PAGE.file), gatewayPageFile(described));
   writeFileSync(join(gateway, 'nginx.conf'), options.trafficProject ? liveGatewayConfig(described, options.root, options.trafficProject, log) : files[FILES.nginx]);
-  log(`  ✓ wrote ${relative(process.cwd(), join(gateway, GATEWAY_PAGE.file))} (the gateway's page, with nginx.conf: its image's context)`);
+  writeFileSync(join(gateway, 'swarm.conf'), options.trafficStack ? liveGatewayConfig(described, options.root, options.trafficStack, log, 'swarm') : files[FILES.swarmNginx]);
+  log(`  ✓ wrote ${relative(process.cwd(), join(gateway, GATEWAY_PAGE.file))} (the gateway's page, with nginx.conf and swarm.conf: its image's context)`);
   log('');
   log(table(results));
   if (options.images) {

@@ -28,11 +28,16 @@ export const FILES = {
  * here. Never committed: the page's code has one source, runtime/pages/ui.ts.
  */
 /**
- * Where the compose gateway runs its nginx.conf from: an anonymous volume, filled from the image
- * when the container is created (and renewed by every `up`), that `modelfn traffic` can write
- * while the root file system stays read-only (builder/docker/traffic.ts).
+ * Where the gateway runs its nginx.conf from: an anonymous volume, filled from the image when the
+ * container is created (and renewed by every `up`; on Swarm, each new task has its own), that
+ * `modelfn traffic` can write while the root file system stays read-only
+ * (builder/docker/traffic.ts). The image holds the compose render (`file`) and the Swarm one
+ * (`swarmFile`, its DNS answers kept for Swarm's time) side by side.
  */
-export const GATEWAY_LIVE = { dir: '/etc/nginx/live', file: '/etc/nginx/live/nginx.conf' } as const;
+export const GATEWAY_LIVE = { dir: '/etc/nginx/live', file: '/etc/nginx/live/nginx.conf', swarmFile: '/etc/nginx/live/swarm.conf' } as const;
+
+/** The container label of the Swarm gateway carrying a hash of its declared config: a new hash rolls it (builder/render/swarm.ts). */
+export const GATEWAY_CONFIG_LABEL = 'org.modelfn.gateway-config';
 
 export const GATEWAY_PAGE = { dir: '_gateway', file: 'index.html', image: '/etc/nginx/modelfn/index.html' } as const;
 
@@ -243,4 +248,14 @@ export const serviceName = (fn: Pick<ResolvedFunction, 'name' | 'version' | 'ver
  */
 export function deploymentUnits(fn: ResolvedFunction): ResolvedFunction[] {
   return fn.versions.length > 1 ? fn.versions.map((v) => atVersion(fn, v.version)) : [fn];
+}
+
+/**
+ * The deployment units that scale with their traffic (a function's `scale`, or one version's
+ * own): what the activator wakes and puts to sleep, each by its service's name.
+ *
+ * @example scaledUnits([flowers]).map(serviceName) // ['flowers-v1'] (versions: { '1': { scale: { min: 0 } } })
+ */
+export function scaledUnits(functions: readonly ResolvedFunction[]): ResolvedFunction[] {
+  return functions.flatMap(deploymentUnits).filter((unit) => unit.scale);
 }

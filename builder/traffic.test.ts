@@ -5,6 +5,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { resolveDeclaration } from '../runtime/function/define.ts';
 import { figuresBetween, liveGatewayConfig, sampleOf, splitInForce } from './docker/traffic.ts';
 import { nginxConfig } from './render/nginx.ts';
+import { swarmGatewayConfig } from './render/swarm.ts';
 import { applyOverrides, loadOverrides, overridesFile, parseTrafficArgs, saveOverrides } from './traffic.ts';
 
 const config = { bodyLimit: 1024 * 1024, timeoutMs: 30_000 };
@@ -74,6 +75,19 @@ describe('the store of live changes', () => {
     const redeclared = resolveDeclaration({ traffic: { '1': 50, '2': 50 } }, { dir: '/nowhere/flowers', folderName: 'flowers', versions }, config);
     expect(splitInForce(liveGatewayConfig([redeclared], root, 'live'), 'flowers')).toEqual([{ version: '1', percent: 50 }, { version: '2', percent: 50 }]);
     expect(existsSync(overridesFile(root, 'live'))).toBe(false);
+  });
+
+  it("keeps a Swarm stack's changes apart from a compose project of the same name, and renders its gateway's Swarm config", () => {
+    saveOverrides(root, 'same', { flowers: { declared: { 1: 80, 2: 20 }, traffic: { 1: 0, 2: 100 } } }, 'swarm');
+    expect(overridesFile(root, 'same', 'swarm')).toBe(join(root, 'dist/traffic/swarm/same.json'));
+    expect(loadOverrides(root, 'same')).toEqual({});
+    const logged: string[] = [];
+    const conf = liveGatewayConfig([flowers], root, 'same', (l) => logged.push(l), 'swarm');
+    expect(splitInForce(conf, 'flowers')).toEqual([{ version: '1', percent: 0 }, { version: '2', percent: 100 }]);
+    expect(conf).toBe(swarmGatewayConfig([{ ...flowers, traffic: [{ version: '1', percent: 0 }, { version: '2', percent: 100 }] }]));
+    expect(logged).toEqual(['  ✓ traffic: flowers keeps the split set by modelfn traffic (stack same): 1=0 2=100']);
+    // The compose render of the same project is the declared one.
+    expect(splitInForce(liveGatewayConfig([flowers], root, 'same'), 'flowers')).toEqual([{ version: '1', percent: 80 }, { version: '2', percent: 20 }]);
   });
 });
 

@@ -2,8 +2,8 @@
  * Live traffic changes (`modelfn traffic`): the arguments that name a new split, and the store
  * that keeps a deployment's changed splits so that `npm run up` again keeps them.
  *
- * The store is one small JSON per compose project, `dist/traffic/<project>.json` (beside the
- * build's other output, never committed): for each function, the split in force and the split
+ * The store is one small JSON per compose project, `dist/traffic/<project>.json`, and per Swarm
+ * stack, `dist/traffic/swarm/<stack>.json` (beside the build's other output, never committed): for each function, the split in force and the split
  * its declaration had when the change was made. The build reads it for the gateway it builds,
  * and drops a function's entry as soon as its declared split is no longer the one recorded: a
  * changed declaration wins over a live change made before it.
@@ -57,12 +57,16 @@ export function parseTrafficArgs(fn: Pick<ResolvedFunction, 'name' | 'versions' 
   return split;
 }
 
-/** Where a compose project's live changes are kept. */
-export const overridesFile = (root: string, project: string) => join(root, 'dist', 'traffic', `${project}.json`);
+/** What runs a deployment: a compose project (`npm run up`) or a Swarm stack (`modelfn deploy`). */
+export type Orchestrator = 'compose' | 'swarm';
 
-/** A project's live changes; none when the file is absent. */
-export function loadOverrides(root: string, project: string): TrafficOverrides {
-  const file = overridesFile(root, project);
+/** Where a compose project's (or a Swarm stack's) live changes are kept. */
+export const overridesFile = (root: string, project: string, orchestrator: Orchestrator = 'compose') =>
+  orchestrator === 'swarm' ? join(root, 'dist', 'traffic', 'swarm', `${project}.json`) : join(root, 'dist', 'traffic', `${project}.json`);
+
+/** A project's (stack's) live changes; none when the file is absent. */
+export function loadOverrides(root: string, project: string, orchestrator: Orchestrator = 'compose'): TrafficOverrides {
+  const file = overridesFile(root, project, orchestrator);
   if (!existsSync(file)) return {};
   try {
     return JSON.parse(readFileSync(file, 'utf8')) as TrafficOverrides;
@@ -72,8 +76,8 @@ export function loadOverrides(root: string, project: string): TrafficOverrides {
 }
 
 /** Writes a project's live changes; removes the file when there are none. */
-export function saveOverrides(root: string, project: string, overrides: TrafficOverrides): void {
-  const file = overridesFile(root, project);
+export function saveOverrides(root: string, project: string, overrides: TrafficOverrides, orchestrator: Orchestrator = 'compose'): void {
+  const file = overridesFile(root, project, orchestrator);
   if (!Object.keys(overrides).length) {
     rmSync(file, { force: true });
     return;

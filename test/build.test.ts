@@ -213,7 +213,7 @@ describe('generated files', () => {
     expect(block('/awake')).toContain('error_page 502 503 =503 @modelfn_unavailable;');
     // The function is named by nginx in a header, never in a path the activator would parse.
     expect(conf).toContain('proxy_pass http://modelfn_activator;\n');
-    expect(conf).toContain('proxy_set_header X-Modelfn-Function $modelfn_fn;');
+    expect(conf).toContain('proxy_set_header X-Modelfn-Function $modelfn_unit;');
     expect(conf).toContain('server activator:8080 resolve max_fails=0;');
     // Without a scaled function there is no activator at all.
     const plain = generatedFiles([awake]);

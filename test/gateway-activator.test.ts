@@ -14,7 +14,8 @@ import { join } from 'node:path';
 import { serve } from '@hono/node-server';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { nginxConfig } from '../builder/render/nginx.ts';
-import { GATEWAY_IN_FLIGHT_PER_REPLICA } from '../builder/policy.ts';
+import { GATEWAY_IN_FLIGHT_PER_REPLICA, scaledUnits, serviceName } from '../builder/policy.ts';
+import { chooseVersion } from '../runtime/function/traffic.ts';
 import { resolveDeclaration, type ResolvedFunction } from '../runtime/function/define.ts';
 import { Activator } from '../runtime/activator/activator.ts';
 import { activatorApp } from '../runtime/activator/app.ts';
@@ -27,8 +28,10 @@ import { nginxImage, startNginx, type LocalNginx } from './nginx.ts';
 
 const image = nginxImage('the gateway in front of the activator (test/gateway-activator.test.ts)');
 
-/** Each function's replica on its own loopback address, as containers have theirs; the activator on another. */
-const ADDRESS: Record<string, string> = { iris: '127.0.0.2', vad: '127.0.0.3', digits: '127.0.0.4', huge: '127.0.0.6', stuck: '127.0.0.7', slow: '127.0.0.8' };
+/** Each function's (each version's service's) replica on its own loopback address, as containers have theirs; the activator on another. */
+const ADDRESS: Record<string, string> = {
+  iris: '127.0.0.2', vad: '127.0.0.3', digits: '127.0.0.4', huge: '127.0.0.6', stuck: '127.0.0.7', slow: '127.0.0.8', 'flowers-v1': '127.0.0.9', 'flowers-v2': '127.0.0.10',
+};
 const ACTIVATOR_ADDRESS = '127.0.0.5';
 
 interface Receipt { fn: string; url: string; header: string | undefined; requestId: string | undefined }
@@ -131,8 +134,12 @@ describe.runIf(image)('the gateway and the activator: nginx says which function'
     },
   };
 
-  const declare = (name: string, declaration: object): ResolvedFunction =>
-    ({ ...resolveDeclaration(declaration, { dir: `/nowhere/${name}`, folderName: name }, { bodyLimit: 10 * 1024 * 1024, timeoutMs: 5000 } as never), ownRoutes: [] }) as ResolvedFunction;
+  const declare = (name: string, declaration: object, versions?: string[]): ResolvedFunction => ({
+    ...resolveDeclaration(declaration, { dir: `/nowhere/${name}`, folderName: name, versions: versions?.map((version) => ({ version, modelFile: `${version}/model.onnx`, docs: {} })) }, { bodyLimit: 10 * 1024 * 1024, timeoutMs: 5000 } as never),
+    ownRoutes: [],
+  }) as ResolvedFunction;
+  /** flowers: version 1 scales (asleep until asked for), version 2 does not; the split between them. */
+  const FLOWERS_SPLIT = [{ version: '1', percent: 50 }, { version: '2', percent: 50 }];
 
   beforeAll(async () => {
     functionPort = await freePort();
@@ -146,9 +153,10 @@ describe.runIf(image)('the gateway and the activator: nginx says which function'
       // Not scaled: a replica whose address takes no connection, and one that takes requests and never answers.
       declare('stuck', {}),
       declare('slow', { limits: { timeoutMs: 500 } }),
+      declare('flowers', { traffic: { '1': 50, '2': 50 }, versions: { '1': { scale: { min: 0, idleSeconds: 60 } } } }, ['1', '2']),
     ];
     activator = new Activator({
-      scope, functions: functions.filter((f) => f.scale).map(scaledSpec), metrics: createActivatorMetrics(), logger: memoryLogger(),
+      scope, functions: scaledUnits(functions).map(scaledSpec), metrics: createActivatorMetrics(), logger: memoryLogger(),
       functionPort, controlPort, wakeTimeoutMs: 5000, failureCooldownMs: 1000, stopDelayMs: 0, tickMs: 100_000, scaleUpTicks: 3, scaleDownTicks: 5,
       budgetBytes: 64 * 1024 * 1024,
       endpointOf: (r, port) => (running.has(r.service) ? `http://${ADDRESS[r.service]}:${port}` : undefined),
@@ -157,7 +165,7 @@ describe.runIf(image)('the gateway and the activator: nginx says which function'
     activatorServer = await new Promise<Server>((done) => {
       const s = serve({ fetch: app.fetch, port: functionPort, hostname: ACTIVATOR_ADDRESS }, () => done(s as Server)) as Server;
     });
-    const conf = nginxConfig(functions, { mode: 'vip', functionPort, serviceHost: (fn) => ADDRESS[fn.name], activator: ACTIVATOR_ADDRESS })
+    const conf = nginxConfig(functions, { mode: 'vip', functionPort, serviceHost: (fn) => ADDRESS[serviceName(fn)], activator: ACTIVATOR_ADDRESS })
       .replace('pid /tmp/nginx.pid;', 'pid /tmp/nginx.pid;');
     gateway = await startNginx(image!, conf, '<!doctype html><title>test</title>', join(scratch, 'nginx'));
   }, 60_000);
@@ -345,4 +353,32 @@ describe.runIf(image)('the gateway and the activator: nginx says which function'
     expect(slow.headers.get('retry-after')).toBeNull();
     expect(await slow.json()).toEqual({ error: 'the function did not answer in time' });
   }, 30_000);
+
+  it("wakes a version that scales on its own, named by its service, and answers a version that does not as unavailable", async () => {
+    await stopReplicas();
+    // Its versioned path: version 1's service woken and reached, the gateway naming it.
+    const before = wakes.length;
+    const v1 = await fetch(`${gateway.url}/v2/models/flowers/versions/1/infer`, { method: 'POST', body: '{}', headers: { 'X-Request-Id': 'flowers-v1-path' } });
+    expect(v1.status).toBe(200);
+    expect(wakes.slice(before)).toEqual(['flowers-v1']);
+    expect(receipts.filter((r) => r.requestId === 'flowers-v1-path').map((r) => r.fn)).toEqual(['flowers-v1']);
+    // Through the split, by traffic key: a key on version 1 reaches it; one on version 2 (down, not scaling) is unavailable, waking nothing.
+    const keys = Array.from({ length: 40 }, (_, i) => `user-${i}`);
+    const onV1 = keys.find((k) => chooseVersion(FLOWERS_SPLIT, k) === '1')!;
+    const onV2 = keys.find((k) => chooseVersion(FLOWERS_SPLIT, k) === '2')!;
+    const split1 = await fetch(`${gateway.url}/flowers/predict`, { method: 'POST', body: '{}', headers: { 'X-Modelfn-Traffic-Key': onV1, 'X-Request-Id': 'flowers-split-1' } });
+    expect(split1.status).toBe(200);
+    expect(receipts.filter((r) => r.requestId === 'flowers-split-1').map((r) => [r.fn, r.header])).toEqual([['flowers-v1', 'flowers-v1']]);
+    const woken = wakes.length;
+    const split2 = await fetch(`${gateway.url}/flowers/predict`, { method: 'POST', body: '{}', headers: { 'X-Modelfn-Traffic-Key': onV2 } });
+    expect(split2.status).toBe(503);
+    expect(split2.headers.get('retry-after')).toBe('1');
+    expect(await split2.json()).toEqual({ error: "function 'flowers' is unavailable: no replica is answering" });
+    expect(wakes.length).toBe(woken);
+    // Version 2 up: its requests reach it, the header naming its service.
+    await startReplica('flowers-v2');
+    const up = await fetch(`${gateway.url}/flowers/predict`, { method: 'POST', body: '{}', headers: { 'X-Modelfn-Traffic-Key': onV2, 'X-Request-Id': 'flowers-split-2' } });
+    expect(up.status).toBe(200);
+    expect(receipts.filter((r) => r.requestId === 'flowers-split-2').map((r) => [r.fn, r.header])).toEqual([['flowers-v2', 'flowers-v2']]);
+  });
 });

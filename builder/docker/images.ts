@@ -147,7 +147,7 @@ export async function buildActivatorImage(distRoot: string, arch: string = proce
   return activatorImage();
 }
 
-/** The gateway image, from nginx/Dockerfile with the build's gateway folder (nginx.conf and the page) as its context. */
+/** The gateway image, from nginx/Dockerfile with the build's gateway folder (nginx.conf, swarm.conf and the page) as its context. */
 export async function buildGatewayImage(context: string): Promise<string> {
   await dockerBuild(gatewayImage(), join(ROOT, 'nginx/Dockerfile'), context);
   return gatewayImage();

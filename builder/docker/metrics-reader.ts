@@ -80,7 +80,7 @@ class ContainerReader {
  * @example const reader = await serviceReader('modelfn', 'iris-v2'); const before = await reader.sample(); reader.close();
  */
 export async function serviceReader(project: string, service: string): Promise<{ sample: () => Promise<Sample>; close: () => void }> {
-  const readers = (await containers(project, service)).map((c) => new ContainerReader(c));
+  const readers = (await containers('compose', project, service)).map((c) => new ContainerReader(c));
   return {
     async sample() {
       const total: Sample = { requests: 0, errors: 0, buckets: new Map() };

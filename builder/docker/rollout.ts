@@ -62,7 +62,7 @@ export async function rollout(root: string, project: string, name: string, canar
   const service = (version: string) => serviceName(units.find((u) => u.version === version)!);
   // Requests the gateway cannot deliver never reach a version's metrics: a version without a running container is refused here.
   for (const version of [canary, plan.stable]) {
-    if (!(await containers(project, service(version))).length) throw new RolloutError(`${name}: version ${version} has no running container in ${project} (service ${service(version)}); start it with npm run up`);
+    if (!(await containers('compose', project, service(version))).length) throw new RolloutError(`${name}: version ${version} has no running container in ${project} (service ${service(version)}); start it with npm run up`);
   }
   const readers = await Promise.all([serviceReader(project, service(canary)), serviceReader(project, service(plan.stable))]);
   try {

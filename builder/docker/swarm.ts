@@ -128,7 +128,8 @@ async function requireManager(): Promise<void> {
 export async function deploySwarm(root: string, log: (line: string) => void, env: NodeJS.ProcessEnv = process.env, arch?: string): Promise<number> {
   const stack = { name: stackName(env), root };
   await requireManager();
-  const code = await runBuild({ functionsDir: `${root}/functions`, outDir: `${root}/dist`, root, images: true, arch, check: false, log });
+  // The gateway image keeps the stack's changes by modelfn traffic (until a declared split changes).
+  const code = await runBuild({ functionsDir: `${root}/functions`, outDir: `${root}/dist`, root, images: true, arch, check: false, log, trafficStack: stack.name });
   if (code !== 0) return code;
   const { functions } = await discoverFunctions(`${root}/functions`, readConfig({}));
   log(`\ndeploying stack ${stack.name}...`);

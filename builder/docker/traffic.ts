@@ -1,10 +1,17 @@
 /**
- * `modelfn traffic` on a running compose stack: the gateway's nginx.conf rendered again with the
- * new split, checked and reloaded inside each running gateway container. nginx's reload is
- * graceful: new workers take new connections with the new configuration while the old ones
- * finish the requests they hold, so no request fails. The compose gateway runs its config from a
- * volume (GATEWAY_LIVE, builder/render/compose.ts) because its root file system is read-only;
- * its image has no shell, so files go in with `docker cp` and nginx itself checks and reloads.
+ * `modelfn traffic` on a running compose stack or Swarm stack: the gateway's nginx.conf rendered
+ * again with the new split, checked and reloaded inside each running gateway container. nginx's
+ * reload is graceful: new workers take new connections with the new configuration while the old
+ * ones finish the requests they hold, so no request fails. The gateway runs its config from a
+ * volume (GATEWAY_LIVE, builder/render/compose.ts and swarm.ts) because its root file system is
+ * read-only; its image has no shell, so files go in with `docker cp` and nginx itself checks and
+ * reloads.
+ *
+ * On Swarm the same reload, in the gateway's task containers on this node, rather than a service
+ * update to a new swarm config: a config cannot change, and `--config-rm/--config-add` replaces
+ * the task; the gateway publishes its port in host mode, which one task per node can hold, so
+ * its update is stop-first (Swarm cannot start the new task beside the old one) and requests
+ * would fail while it restarts. Reloading in place keeps the listening socket.
  *
  * Without a new split it prints the split in force (read from the running gateway) and each
  * version's request rate, error rate and p99 over a short window, from the Prometheus metrics of
@@ -18,7 +25,8 @@ import { promisify } from 'node:util';
 import { ACTIVATOR_SERVICE, FILES, GATEWAY_LIVE, deploymentUnits, serviceName } from '../policy.ts';
 import { discoverFunctions } from '../functions.ts';
 import { nginxConfig } from '../render/nginx.ts';
-import { applyOverrides, loadOverrides, parseTrafficArgs, saveOverrides, splitRecord } from '../traffic.ts';
+import { swarmGatewayConfig } from '../render/swarm.ts';
+import { applyOverrides, loadOverrides, parseTrafficArgs, saveOverrides, splitRecord, type Orchestrator } from '../traffic.ts';
 import { readConfig } from '../../runtime/core/config.ts';
 import { quantileMs } from '../../runtime/core/stats.ts';
 import type { ResolvedFunction } from '../../runtime/function/define.ts';
@@ -36,19 +44,29 @@ async function docker(args: string[]): Promise<string> {
   return (await exec('docker', args, { encoding: 'utf8', timeout: 60_000, maxBuffer: 16 * 1024 * 1024 })).stdout;
 }
 
+/** Which deployment `modelfn traffic` acts on: compose (the default) or Swarm, as the CLI chose. */
+export interface TrafficOptions {
+  orchestrator?: Orchestrator;
+}
+
+/** The gateway's nginx.conf for the functions, as the orchestrator's gateway runs it. */
+const gatewayConfig = (functions: readonly ResolvedFunction[], orchestrator: Orchestrator) =>
+  (orchestrator === 'swarm' ? swarmGatewayConfig(functions) : nginxConfig(functions, { mode: 'dns', activator: ACTIVATOR_SERVICE }));
+
 /**
- * The gateway's nginx.conf for a compose project: the declarations' with the project's live
- * changes applied; changes whose declared split changed since are dropped from the store.
+ * The gateway's nginx.conf for a compose project (or a Swarm stack): the declarations' with its
+ * live changes applied; changes whose declared split changed since are dropped from the store.
  */
-export function liveGatewayConfig(functions: readonly ResolvedFunction[], root: string, project: string, log: (line: string) => void = () => {}): string {
-  const overrides = loadOverrides(root, project);
+export function liveGatewayConfig(functions: readonly ResolvedFunction[], root: string, project: string, log: (line: string) => void = () => {}, orchestrator: Orchestrator = 'compose'): string {
+  const overrides = loadOverrides(root, project, orchestrator);
   const { functions: live, kept, dropped } = applyOverrides(functions, overrides);
   if (dropped.length) {
-    saveOverrides(root, project, kept);
+    saveOverrides(root, project, kept, orchestrator);
     log(`  ✓ traffic: the declared split is in force again for ${dropped.join(', ')} (the declaration changed since modelfn traffic)`);
   }
-  for (const name of Object.keys(kept)) log(`  ✓ traffic: ${name} keeps the split set by modelfn traffic: ${shares(live.find((fn) => fn.name === name)!.traffic)}`);
-  return nginxConfig(live, { mode: 'dns', activator: ACTIVATOR_SERVICE });
+  const on = orchestrator === 'swarm' ? ` (stack ${project})` : '';
+  for (const name of Object.keys(kept)) log(`  ✓ traffic: ${name} keeps the split set by modelfn traffic${on}: ${shares(live.find((fn) => fn.name === name)!.traffic)}`);
+  return gatewayConfig(live, orchestrator);
 }
 
 const shares = (split: Split) => split.map((s) => `${s.version}=${s.percent}`).join(' ');
@@ -65,16 +83,46 @@ export function findFunction<F extends ResolvedFunction>(functions: readonly F[]
   return fn;
 }
 
-/** The running containers of a compose project's service. */
-export async function containers(project: string, service: string): Promise<string[]> {
-  const out = await docker(['ps', '-q', '--filter', `label=com.docker.compose.project=${project}`, '--filter', `label=com.docker.compose.service=${service}`]);
+/** The label filters of a service's containers: a compose project's, or a Swarm stack's tasks (`<stack>_<service>`). */
+const serviceFilters = (orchestrator: Orchestrator, project: string, service: string) => (orchestrator === 'swarm'
+  ? ['--filter', `label=com.docker.stack.namespace=${project}`, '--filter', `label=com.docker.swarm.service.name=${project}_${service}`]
+  : ['--filter', `label=com.docker.compose.project=${project}`, '--filter', `label=com.docker.compose.service=${service}`]);
+
+/**
+ * The running containers of a service on this engine (on Swarm, the tasks of this node). Frozen
+ * ones (a version that scales with `wake: 'unpause'`, asleep) are left out: they answer no exec.
+ */
+export async function containers(orchestrator: Orchestrator, project: string, service: string): Promise<string[]> {
+  const out = await docker(['ps', '-q', '--filter', 'status=running', ...serviceFilters(orchestrator, project, service)]);
   return out.split('\n').filter(Boolean);
 }
 
-async function gateways(project: string): Promise<string[]> {
-  const found = await containers(project, 'gateway');
-  if (!found.length) throw new TrafficError(`no gateway of the compose project '${project}' is running (MODELFN_PROJECT); start it with npm run up`);
-  return found;
+/** Whether the Swarm stack has a gateway service (the engine is a manager of the swarm). */
+async function swarmGateway(stack: string): Promise<boolean> {
+  const out = await docker(['service', 'ls', '-q', '--filter', `label=com.docker.stack.namespace=${stack}`, '--filter', `name=${stack}_gateway`]).catch(() => '');
+  return out.trim() !== '';
+}
+
+async function gateways(orchestrator: Orchestrator, project: string): Promise<string[]> {
+  const found = await containers(orchestrator, project, 'gateway');
+  if (found.length) return found;
+  if (orchestrator === 'compose') throw new TrafficError(`no gateway of the compose project '${project}' is running (MODELFN_PROJECT); start it with npm run up (a Swarm stack: modelfn deploy, MODELFN_STACK)`);
+  if (await swarmGateway(project)) throw new TrafficError(`the gateway of the stack '${project}' runs on another node: run modelfn traffic on the node that runs it (its container is reloaded there)`);
+  throw new TrafficError(`no gateway of the stack '${project}' is running (MODELFN_STACK); deploy it with modelfn deploy`);
+}
+
+/**
+ * Which deployment of this folder runs: the compose project's gateway, or the Swarm stack's;
+ * compose when neither does (the command then says it is not running). Refuses when both do
+ * (then --compose or --swarm says which).
+ */
+export async function runningOrchestrator(project: string, stack: string): Promise<Orchestrator> {
+  const [compose, swarm] = await Promise.all([
+    containers('compose', project, 'gateway').then((found) => found.length > 0),
+    containers('swarm', stack, 'gateway').then((found) => found.length > 0 || swarmGateway(stack)),
+  ]);
+  if (compose && swarm) throw new TrafficError(`both the compose project '${project}' and the stack '${stack}' run a gateway: say --compose or --swarm`);
+  return swarm ? 'swarm' : 'compose';
 }
 
 /** The nginx worker processes of a gateway container (docker top: the image has no shell), and whether each is an old one shutting down. */
@@ -88,9 +136,10 @@ async function workers(container: string): Promise<{ pid: string; exiting: boole
  * checked by nginx, then copied in place and reloaded gracefully; resolves once new workers
  * serve (the old ones finish their requests on their own).
  */
-async function reload(container: string, conf: string): Promise<void> {
+async function reload(container: string, conf: string, orchestrator: Orchestrator): Promise<void> {
+  const file = orchestrator === 'swarm' ? GATEWAY_LIVE.swarmFile : GATEWAY_LIVE.file;
   const mounts = await docker(['inspect', container, '--format', '{{range .Mounts}}{{.Destination}} {{end}}']);
-  if (!mounts.split(' ').includes(GATEWAY_LIVE.dir)) throw new TrafficError(`the gateway container ${container.slice(0, 12)} was started by an older modelfn (no ${GATEWAY_LIVE.dir}); run npm run up once`);
+  if (!mounts.split(' ').includes(GATEWAY_LIVE.dir)) throw new TrafficError(`the gateway container ${container.slice(0, 12)} was started by an older modelfn (no ${GATEWAY_LIVE.dir}); run ${orchestrator === 'swarm' ? 'modelfn deploy' : 'npm run up'} once`);
   const before = new Set((await workers(container)).filter((w) => !w.exiting).map((w) => w.pid));
   const dir = mkdtempSync(join(tmpdir(), 'modelfn-traffic-'));
   try {
@@ -103,8 +152,8 @@ async function reload(container: string, conf: string): Promise<void> {
       const detail = String((err as { stderr?: string }).stderr ?? (err as Error).message).trim().split('\n')[0];
       throw new TrafficError(`the gateway refused the new configuration: ${detail}`);
     }
-    await docker(['cp', join(dir, 'nginx.conf'), `${container}:${GATEWAY_LIVE.file}`]);
-    await docker(['exec', container, 'nginx', '-c', GATEWAY_LIVE.file, '-s', 'reload']);
+    await docker(['cp', join(dir, 'nginx.conf'), `${container}:${file}`]);
+    await docker(['exec', container, 'nginx', '-c', file, '-s', 'reload']);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -124,15 +173,17 @@ async function reload(container: string, conf: string): Promise<void> {
 
 /**
  * `modelfn traffic <name> <N>=<percent> ...`: the new split in force on every running gateway of
- * the project, and kept for the next `npm run up`. Resolves to the split set.
+ * the project (on Swarm, of the stack, on this node), and kept for the next `npm run up` (`modelfn
+ * deploy`). Resolves to the split set.
  */
-export async function setTraffic(root: string, project: string, name: string, args: readonly string[], log: (line: string) => void): Promise<Split> {
+export async function setTraffic(root: string, project: string, name: string, args: readonly string[], log: (line: string) => void, options: TrafficOptions = {}): Promise<Split> {
+  const orchestrator = options.orchestrator ?? 'compose';
   const functions = await projectFunctions(root);
   const fn = findFunction(functions, name);
   if (fn.versions.length < 2) throw new TrafficError(`${name} has one version (${fn.versions[0].version}); add a version folder (functions/${name}/<N>/model.onnx) to split its traffic`);
   const split = parseTrafficArgs(fn, args);
   if (typeof split === 'string') throw new TrafficError(split);
-  const overrides = loadOverrides(root, project);
+  const overrides = loadOverrides(root, project, orchestrator);
   const { kept } = applyOverrides(functions, overrides);
   const declared = splitRecord(fn.traffic);
   const wanted = splitRecord(split);
@@ -141,12 +192,13 @@ export async function setTraffic(root: string, project: string, name: string, ar
   if (same) delete kept[name];
   else kept[name] = { declared, traffic: wanted };
   const { functions: live } = applyOverrides(functions, kept);
-  const conf = nginxConfig(live, { mode: 'dns', activator: ACTIVATOR_SERVICE });
+  const conf = gatewayConfig(live, orchestrator);
   const started = performance.now();
-  const found = await gateways(project);
-  for (const container of found) await reload(container, conf);
-  saveOverrides(root, project, kept);
-  log(`${name}: traffic ${shares(split)} in force on ${found.length} gateway${found.length > 1 ? 's' : ''} of ${project} (${Math.round(performance.now() - started)} ms)${same ? ', the declared split' : `; kept for npm run up until the traffic declared for ${name} changes (${FILES.nginx} keeps the declared one)`}`);
+  const found = await gateways(orchestrator, project);
+  for (const container of found) await reload(container, conf, orchestrator);
+  saveOverrides(root, project, kept, orchestrator);
+  const [of, again, file] = orchestrator === 'swarm' ? [`the stack ${project}`, 'modelfn deploy', FILES.swarmNginx] : [project, 'npm run up', FILES.nginx];
+  log(`${name}: traffic ${shares(split)} in force on ${found.length} gateway${found.length > 1 ? 's' : ''} of ${of} (${Math.round(performance.now() - started)} ms)${same ? ', the declared split' : `; kept for ${again} until the traffic declared for ${name} changes (${file} keeps the declared one)`}`);
   return split;
 }
 
@@ -179,10 +231,9 @@ export function sampleOf(text: string): Sample {
   return sample;
 }
 
-/** The counters of every running container of a compose service, added. */
-export async function sampleService(project: string, service: string): Promise<Sample> {
+async function sampleService(orchestrator: Orchestrator, project: string, service: string): Promise<Sample> {
   const total: Sample = { requests: 0, errors: 0, buckets: new Map() };
-  for (const container of await containers(project, service)) {
+  for (const container of await containers(orchestrator, project, service)) {
     const text = await docker(['exec', container, '/usr/local/bin/node', '-e', "fetch('http://127.0.0.1:8080/metrics').then((r) => r.text()).then((t) => process.stdout.write(t))"]);
     const s = sampleOf(text);
     total.requests += s.requests;
@@ -229,33 +280,35 @@ export function splitInForce(conf: string, name: string): Split | undefined {
 }
 
 /** The split of a function in force on the project's (first) running gateway. */
-export async function liveSplit(project: string, fn: Pick<ResolvedFunction, 'name' | 'versions'>): Promise<Split> {
-  const [gateway] = await gateways(project);
+export async function liveSplit(project: string, fn: Pick<ResolvedFunction, 'name' | 'versions'>, orchestrator: Orchestrator = 'compose'): Promise<Split> {
+  const [gateway] = await gateways(orchestrator, project);
   // nginx -T prints the configuration it runs (the image has no shell, no cat).
-  const conf = await docker(['exec', gateway, 'nginx', '-T', '-q', '-c', GATEWAY_LIVE.file]).catch(() => docker(['exec', gateway, 'nginx', '-T', '-q']));
+  const file = orchestrator === 'swarm' ? GATEWAY_LIVE.swarmFile : GATEWAY_LIVE.file;
+  const conf = await docker(['exec', gateway, 'nginx', '-T', '-q', '-c', file]).catch(() => docker(['exec', gateway, 'nginx', '-T', '-q']));
   return splitInForce(conf, fn.name) ?? [{ version: fn.versions[fn.versions.length - 1].version, percent: 100 }];
 }
 
 /**
  * `modelfn traffic <name>`: the split in force on the project's gateway and each version's
- * figures over `seconds`.
+ * figures over `seconds` (on Swarm, from the versions' tasks on this node).
  */
-export async function showTraffic(root: string, project: string, name: string, seconds: number, log: (line: string) => void): Promise<VersionFigures[]> {
+export async function showTraffic(root: string, project: string, name: string, seconds: number, log: (line: string) => void, options: TrafficOptions = {}): Promise<VersionFigures[]> {
+  const orchestrator = options.orchestrator ?? 'compose';
   const { functions } = await discoverFunctions(join(root, 'functions'), readConfig({}));
   const fn = findFunction(functions, name);
-  const split = await liveSplit(project, fn);
+  const split = await liveSplit(project, fn, orchestrator);
   const units = deploymentUnits(fn);
   const services = units.map((u) => serviceName(u));
-  const before = await Promise.all(services.map((s) => sampleService(project, s)));
+  const before = await Promise.all(services.map((s) => sampleService(orchestrator, project, s)));
   await new Promise((r) => setTimeout(r, seconds * 1000));
-  const after = await Promise.all(services.map((s) => sampleService(project, s)));
+  const after = await Promise.all(services.map((s) => sampleService(orchestrator, project, s)));
   const figures = units.map((u, i) => ({ version: u.version, percent: split.find((s) => s.version === u.version)?.percent ?? 0, ...figuresBetween(before[i], after[i], seconds) }));
   const shadow = new Map(fn.shadow.map((s) => [s.version, s.percent]));
   const header = ['version', 'traffic', 'requests/s', 'errors/s', 'p99'];
   const rows = figures.map((f) => [f.version, shadow.get(f.version) ? `shadow ${shadow.get(f.version)}%` : `${f.percent}%`, String(f.requestsPerSecond), String(f.errorsPerSecond), f.p99Ms === null ? '-' : `${f.p99Ms} ms`]);
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
   const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd();
-  log(`${name} on ${project}: traffic ${shares(split)} (over the last ${seconds} s)`);
+  log(`${name} on ${orchestrator === 'swarm' ? `the stack ${project}` : project}: traffic ${shares(split)} (over the last ${seconds} s)`);
   for (const row of [header, ...rows]) log(line(row));
   return figures;
 }

@@ -63,4 +63,19 @@ describe('composeFile for a function with versions', () => {
     expect(doc.services['flowers-v1'].deploy.replicas).toBe(1);
     expect(Object.keys(doc.services.gateway.depends_on)).toEqual(['flowers-v1', 'flowers-v2', 'alpha']);
   });
+
+  it("scales a version on its own: its service alone gets the control port, the activator's spec under its service's name, and is not waited for", () => {
+    const rollback = resolveDeclaration({ replicas: 2, traffic: { '1': 0, '2': 100 }, versions: { '1': { scale: { min: 0, idleSeconds: 60 } } } }, { dir: '/nowhere/flowers', folderName: 'flowers', versions }, config);
+    const scaled = parse(composeFile([rollback])) as { services: Record<string, any> };
+    expect(Object.keys(scaled.services)).toEqual(['flowers-v1', 'flowers-v2', 'activator', 'gateway']);
+    expect(scaled.services['flowers-v1'].environment).toMatchObject({ MODELFN_VERSION: '1', MODELFN_CONTROL_PORT: '9090', MODELFN_CONTROL_FROM: 'activator' });
+    expect(scaled.services['flowers-v1'].expose).toEqual(['8080', '9090']);
+    expect(scaled.services['flowers-v1'].deploy.replicas).toBe(1);
+    expect(scaled.services['flowers-v2'].environment.MODELFN_CONTROL_PORT).toBeUndefined();
+    expect(scaled.services['flowers-v2'].deploy.replicas).toBe(2);
+    expect(JSON.parse(scaled.services.activator.environment.MODELFN_SCALED_FUNCTIONS)).toEqual([
+      { name: 'flowers-v1', prefix: '/flowers', min: 0, max: 1, idleSeconds: 60, wake: 'start', concurrency: 32, timeoutMs: 30_000, bodySize: 1024 * 1024 },
+    ]);
+    expect(scaled.services.gateway.depends_on).toEqual({ 'flowers-v2': { condition: 'service_healthy' }, activator: { condition: 'service_healthy' } });
+  });
 });

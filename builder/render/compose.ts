@@ -8,7 +8,7 @@ import type { ScaledSpec } from '../../runtime/activator/activator.ts';
 import {
   ACTIVATOR_RESOURCES, ACTIVATOR_SERVICE, CONTROL_PORT, FUNCTION_PORT, GATEWAY_LIVE, GATEWAY_PORT, GATEWAY_RESOURCES, GATEWAY_TMP_MIB, GENERATED_HEADER, HEALTHCHECK,
   PUBLISHED_HOST, PUBLISHED_PORT, REPLICA_RESOURCES, TAG_VARIABLE, TMP_MIB, activatorImage, functionEnvironment, functionImage, gatewayImage,
-  deploymentUnits, runtimeUser, secretFile, serviceName, stopGraceSeconds,
+  deploymentUnits, runtimeUser, scaledUnits, secretFile, serviceName, stopGraceSeconds,
 } from '../policy.ts';
 
 export interface ComposeOptions {
@@ -41,11 +41,14 @@ export const functionContainer = (fn: ResolvedFunction, tag: string) => ({
   environment: functionEnvironment(fn),
 });
 
-/** What the activator is told of a scaled function. */
+/**
+ * What the activator is told of a scaled deployment unit (a function, or one version of a
+ * function with several): it wakes and puts to sleep the unit's own service, by its name.
+ */
 export function scaledSpec(fn: ResolvedFunction): ScaledSpec {
-  if (!fn.scale) throw new Error(`${fn.name} does not scale`);
+  if (!fn.scale) throw new Error(`${serviceName(fn)} does not scale`);
   const { min, max, idleSeconds, wake, concurrency } = fn.scale;
-  return { name: fn.name, prefix: fn.prefix, min, max, idleSeconds, wake, concurrency, timeoutMs: fn.limits.timeoutMs, bodySize: fn.limits.bodySize };
+  return { name: serviceName(fn), prefix: fn.prefix, min, max, idleSeconds, wake, concurrency, timeoutMs: fn.limits.timeoutMs, bodySize: fn.limits.bodySize };
 }
 
 /** The environment of a function that scales: its own, and its control server's (for the activator only). */
@@ -55,7 +58,7 @@ export const scaledFunctionEnvironment = (fn: ResolvedFunction) => ({
 
 /** The activator's environment on compose or swarm: the functions that scale, who may call it. */
 export const activatorEnvironment = (functions: readonly ResolvedFunction[], orchestrator: 'compose' | 'swarm') => ({
-  MODELFN_SCALED_FUNCTIONS: JSON.stringify(functions.filter((fn) => fn.scale).map(scaledSpec)),
+  MODELFN_SCALED_FUNCTIONS: JSON.stringify(scaledUnits(functions).map(scaledSpec)),
   MODELFN_ACTIVATOR_FROM: 'gateway',
   MODELFN_CONTROL_PORT: String(CONTROL_PORT),
   ...(orchestrator === 'swarm' ? { MODELFN_ORCHESTRATOR: 'swarm' } : {}),
@@ -89,7 +92,7 @@ function activatorService(functions: readonly ResolvedFunction[], tag: string) {
 /** The compose document as an object (Compose Specification format). */
 export function composeDocument(functions: readonly ResolvedFunction[], options: ComposeOptions = {}) {
   const services: Record<string, unknown> = {};
-  // A function with several versions runs each as its own service (<name>-v<N>), with its own replicas.
+  // A function with several versions runs each as its own service (<name>-v<N>), with its own replicas and scale.
   for (const fn of functions.flatMap(deploymentUnits)) {
     services[serviceName(fn)] = {
       ...functionContainer(fn, options.tag ?? TAG_VARIABLE),
@@ -110,7 +113,7 @@ export function composeDocument(functions: readonly ResolvedFunction[], options:
       ...(fn.auth ? { secrets: [fn.auth.apiKeys] } : {}),
     };
   }
-  const scaled = functions.some((fn) => fn.scale);
+  const scaled = scaledUnits(functions).length > 0;
   if (scaled) services[ACTIVATOR_SERVICE] = activatorService(functions, options.tag ?? TAG_VARIABLE);
   services.gateway = {
     image: gatewayImage(options.tag ?? TAG_VARIABLE),
@@ -125,8 +128,8 @@ export function composeDocument(functions: readonly ResolvedFunction[], options:
     cap_add: ['CHOWN', 'SETGID', 'SETUID'],
     security_opt: ['no-new-privileges:true'],
     restart: 'unless-stopped',
-    // A function that scales may be asleep before the gateway starts: the activator wakes it.
-    depends_on: Object.fromEntries([...functions.filter((fn) => !fn.scale).flatMap(deploymentUnits).map(serviceName), ...(scaled ? [ACTIVATOR_SERVICE] : [])].map((name) => [name, { condition: 'service_healthy' }])),
+    // A function (or version) that scales may be asleep before the gateway starts: the activator wakes it.
+    depends_on: Object.fromEntries([...functions.flatMap(deploymentUnits).filter((unit) => !unit.scale).map(serviceName), ...(scaled ? [ACTIVATOR_SERVICE] : [])].map((name) => [name, { condition: 'service_healthy' }])),
     deploy: { resources: { limits: { cpus: String(GATEWAY_RESOURCES.limits.cpus), memory: `${GATEWAY_RESOURCES.limits.memoryMiB}M` } } },
     networks: ['functions'],
   };

@@ -91,6 +91,18 @@ describe('a function with versions on Knative', () => {
     ]);
   });
 
+  it("gives each version's Revisions that version's own scale", () => {
+    const versions = ['1', '2'].map((version) => ({ version, modelFile: `${version}/model.onnx`, docs: {} }));
+    const flowers = resolveDeclaration({ replicas: 2, traffic: { '1': 0, '2': 100 }, versions: { '1': { scale: { min: 0, idleSeconds: 60 } } } }, { dir: '/nowhere/flowers', folderName: 'flowers', versions }, config);
+    const [v1, v2] = validated(knativeFiles([flowers])[`${KNATIVE_DIR}/flowers.yaml`]);
+    expect(v1.spec.template.metadata.annotations).toEqual({
+      'autoscaling.knative.dev/min-scale': '0', 'autoscaling.knative.dev/max-scale': '1', 'autoscaling.knative.dev/initial-scale': '1', 'autoscaling.knative.dev/scale-down-delay': '60s',
+    });
+    expect(v1.spec.template.spec.containerConcurrency).toBe(32);
+    expect(v2.spec.template.metadata.annotations['autoscaling.knative.dev/min-scale']).toBe('2');
+    expect(v2.spec.template.spec.containerConcurrency).toBeUndefined();
+  });
+
   it('rounds a split to whole percents that still sum to 100', () => {
     expect(wholePercents([33.33, 33.33, 33.34])).toEqual([33, 33, 34]);
     expect(wholePercents([12.5, 12.5, 75])).toEqual([13, 12, 75]);

@@ -129,7 +129,10 @@ describe('nginxConfig', () => {
 
   it('names the function in a header nginx sets, replacing the client\'s', () => {
     const conf = nginxConfig(functions, { mode: 'dns' });
-    expect(conf).toContain('proxy_set_header X-Modelfn-Function $modelfn_fn;');
+    expect(conf).toContain('proxy_set_header X-Modelfn-Function $modelfn_unit;');
+    expect(conf).toContain("        set $modelfn_unit '';\n");
+    const block = conf.slice(conf.indexOf('location ^~ /b/ {'));
+    expect(block.slice(0, block.indexOf('}'))).toContain('set $modelfn_unit beta-two;');
   });
 
   it('renders configs nginx accepts, in both modes', () => {
@@ -167,7 +170,7 @@ describe('nginxConfig', () => {
       expect(stats.slice(0, stats.indexOf('}'))).toMatch(/set \$modelfn_split 'traffic 1=33\.33 2=66\.67; shadow 3=12\.5';\n\s+set \$modelfn_prefix \/flowers;\n\s+rewrite \^\/flowers\(\/\.\*\)\$ \$1 break;\n\s+proxy_pass http:\/\/\$modelfn_flowers_version;$/m);
       expect(stats.slice(0, stats.indexOf('}'))).not.toContain('mirror');
       expect(conf).toContain('proxy_set_header X-Modelfn-Split $modelfn_split;');
-      expect(conf).toMatch(/listen \d+ default_server;\n\s+set \$modelfn_fn '';\n\s+set \$modelfn_prefix '';\n\s+set \$modelfn_split '';/);
+      expect(conf).toMatch(/listen \d+ default_server;\n\s+set \$modelfn_fn '';\n\s+set \$modelfn_unit '';\n\s+set \$modelfn_prefix '';\n\s+set \$modelfn_split '';/);
       // A changed split (modelfn traffic renders the file again) is the one told.
       expect(nginxConfig([{ ...flowers, traffic: [{ version: '1', percent: 0 }, { version: '2', percent: 100 }] }], { mode: 'dns' })).toContain("set $modelfn_split 'traffic 1=0 2=100; shadow 3=12.5';");
       // Without versions, nothing of it.
@@ -179,6 +182,54 @@ describe('nginxConfig', () => {
       const conf = nginxConfig([zero], { mode: 'dns' });
       expect(conf).toContain('split_clients "$modelfn_traffic_key" $modelfn_flowers_version {\n        * modelfn_flowers_v2;\n    }');
       expect(conf).not.toContain('mirror');
+    });
+
+    describe('each version its own scale', () => {
+      const two = versions.slice(0, 2);
+      /** Version 1 asleep at 0%, version 2 serving everything, always running. */
+      const rollback = resolveDeclaration({ traffic: { '1': 0, '2': 100 }, versions: { '1': { scale: { min: 0, idleSeconds: 60 } } } }, { dir: '/nowhere/flowers', folderName: 'flowers', versions: two }, config);
+      const location = (conf: string, path: string) => {
+        const at = conf.slice(conf.indexOf(`location ^~ ${path} {`));
+        return at.slice(0, at.indexOf('}'));
+      };
+
+      it("hands a failed connect to the activator on the scaling version's own paths, naming its service, and nowhere else", () => {
+        const conf = nginxConfig([rollback], { mode: 'dns', activator: 'activator' });
+        const v1 = location(conf, '/v2/models/flowers/versions/1/');
+        expect(v1).toContain('set $modelfn_unit flowers-v1;');
+        expect(v1).toContain('proxy_connect_timeout 100ms;');
+        expect(v1).toContain('error_page 502 503 504 = @modelfn_activate;');
+        // Version 2 and the split (all of it on version 2) never wake anything.
+        for (const path of ['/v2/models/flowers/versions/2/', '/flowers/', '/v2/models/flowers/']) {
+          expect(location(conf, path)).not.toContain('@modelfn_activate');
+          expect(location(conf, path)).not.toContain('proxy_connect_timeout');
+        }
+        expect(location(conf, '/flowers/')).toContain('set $modelfn_unit $modelfn_flowers_unit;');
+        expect(conf).toContain('map $modelfn_flowers_version $modelfn_flowers_unit {\n        modelfn_flowers_v1 flowers-v1;\n        modelfn_flowers_v2 flowers-v2;\n    }');
+        expect(conf).toContain('location @modelfn_activate {');
+        expect(conf).toContain('server activator:8080 resolve max_fails=0;');
+        // Only scaling versions reach the activator here: no check of which one it is.
+        expect(conf).not.toContain('$modelfn_wakes');
+        // In-flight cap: version 1 at its most (1) and version 2's replica.
+        expect(location(conf, '/flowers/')).toContain(`limit_conn modelfn_in_flight ${2 * GATEWAY_IN_FLIGHT_PER_REPLICA};`);
+      });
+
+      it('wakes through the split once it gives the sleeping version a share, the activator told only of versions that scale', () => {
+        const shared = { ...rollback, traffic: [{ version: '1', percent: 10 }, { version: '2', percent: 90 }] };
+        const conf = nginxConfig([shared], { mode: 'dns', activator: 'activator' });
+        expect(location(conf, '/flowers/')).toContain('error_page 502 503 504 = @modelfn_activate;');
+        expect(conf).toContain('map $modelfn_unit $modelfn_wakes {\n        default 0;\n        flowers-v1 1;\n    }');
+        const activate = conf.slice(conf.indexOf('location @modelfn_activate {'));
+        expect(activate.slice(0, activate.indexOf('proxy_pass'))).toMatch(/if \(\$modelfn_wakes = 0\) \{[^}]*add_header Retry-After 1 always;[^}]*return 503 /);
+        const result = nginxTest(nginxConfig([shared, ...functions], { mode: 'dns', activator: '127.0.0.1', resolver: '127.0.0.1' }));
+        if (result) expect(result.status, result.output).toBe(0);
+      });
+
+      it('without an activator (Kubernetes), answers a sleeping version as unavailable', () => {
+        const conf = nginxConfig([rollback], { mode: 'vip' });
+        expect(conf).not.toContain('modelfn_activat');
+        expect(location(conf, '/v2/models/flowers/versions/1/')).toContain('error_page 502 503 =503 @modelfn_unavailable;');
+      });
     });
 
     it('renders a config nginx accepts, in both modes', () => {

@@ -7,7 +7,7 @@ import { GATEWAY_ERRORS, SERVER_METADATA, bodyTooLarge, functionIndex, functionU
 import {
   DNS_VALID_SECONDS, FUNCTION_PORT, GATEWAY_BODIES, GATEWAY_IN_FLIGHT_PER_REPLICA, GATEWAY_PAGE, GATEWAY_PORT, GATEWAY_RESOURCES, GENERATED_HEADER, SCALED_CONNECT_TIMEOUT_MS,
   TIMEOUT_GRACE_MS, UPSTREAM_KEEPALIVE_CONNECTIONS, UPSTREAM_KEEPALIVE_TIMEOUT_MS, WAKE_BOUND_MS,
-  deploymentUnits, serviceName,
+  deploymentUnits, scaledUnits, serviceName,
 } from '../policy.ts';
 import { SPLIT_HEADER, TRAFFIC_KEY_HEADER, lastNonZero, toHundredths, isFull, splitHeaderValue, type Split } from '../../runtime/function/traffic.ts';
 
@@ -108,6 +108,20 @@ const upstreamOf = (fn: ResolvedFunction) => `modelfn_${serviceName(fn).replace(
 const versionVariable = (fn: ResolvedFunction) => `$${zoneOf(fn)}_version`;
 const shadowVariable = (fn: ResolvedFunction) => `$${zoneOf(fn)}_shadow`;
 const mirrorUriVariable = (fn: ResolvedFunction) => `$${zoneOf(fn)}_mirror_uri`;
+/** The variable naming the service (deployment unit) the split chose for a request of a function with versions. */
+const unitVariable = (fn: ResolvedFunction) => `$${zoneOf(fn)}_unit`;
+/** The deployment unit of one version of a function (the function itself when it has one). */
+const unitOf = (fn: ResolvedFunction, version: string) => deploymentUnits(fn).find((u) => u.version === version)!;
+
+/**
+ * Whether a route's requests may reach a deployment unit that scales (and so a sleeping one): a
+ * versioned path, its version's; the split's routes, any version the split gives a share.
+ */
+function routeScales(fn: ResolvedFunction, version?: string): boolean {
+  if (fn.versions.length < 2) return fn.scale !== undefined;
+  if (version) return unitOf(fn, version).scale !== undefined;
+  return fn.traffic.some((share) => toHundredths(share.percent) > 0 && unitOf(fn, share.version).scale !== undefined);
+}
 
 /**
  * A split as nginx's split_clients writes it, shares in version order (hundredths of a percent,
@@ -126,11 +140,14 @@ function splitClients(key: string, variable: string, split: Split, upstream: (ve
 
 /** The split and the shadow of a function with versions, at the http level. */
 function versionSplits(fn: ResolvedFunction): string {
-  const upstream = (version: string) => upstreamOf(deploymentUnits(fn).find((u) => u.version === version)!);
+  const upstream = (version: string) => upstreamOf(unitOf(fn, version));
   const shares = (split: Split) => split.map((s) => `${s.version} ${s.percent}%`).join(', ') || 'none';
+  const units = deploymentUnits(fn);
   const lines = [
     `    # ${fn.name}: versions ${fn.versions.map((v) => v.version).join(', ')}; traffic ${shares(fn.traffic)}; shadow ${shares(fn.shadow)}`,
     splitClients('$modelfn_traffic_key', versionVariable(fn), fn.traffic, upstream),
+    // The service the split chose, named to the activator (X-Modelfn-Function) when it is asleep.
+    `    map ${versionVariable(fn)} ${unitVariable(fn)} {\n${units.map((u) => `        ${upstreamOf(u)} ${serviceName(u)};`).join('\n')}\n    }`,
   ];
   if (fn.shadow.some((s) => s.percent > 0)) {
     // A copy is chosen on its own point of the hash line, as embedded mode does ("shadow:" + key).
@@ -165,7 +182,7 @@ function bodyCounts(functions: readonly ResolvedFunction[]) {
 
 /** Requests a function may have in flight at the gateway: per replica it may run, all versions together. */
 export function inFlightOf(fn: ResolvedFunction): number {
-  const replicas = fn.scale ? fn.scale.max : fn.versions.length > 1 ? fn.versions.reduce((n, v) => n + v.replicas, 0) : fn.replicas;
+  const replicas = deploymentUnits(fn).reduce((n, unit) => n + (unit.scale ? unit.scale.max : unit.replicas), 0);
   return GATEWAY_IN_FLIGHT_PER_REPLICA * Math.max(1, replicas);
 }
 
@@ -229,9 +246,13 @@ function functionLocations(fn: ResolvedFunction, options: Options, counts: Retur
   const versioned = fn.versions.length > 1;
   const mirrored = versioned && fn.shadow.some((s) => s.percent > 0);
   // With versions, the split's variable names the upstream (nginx looks a variable's value up among its upstreams).
-  const upstreamFor = (version?: string) => `http://${versioned ? (version ? upstreamOf(deploymentUnits(fn).find((u) => u.version === version)!) : versionVariable(fn)) : upstreamOf(fn)}`;
-  const common = (indent: string) => [
+  const upstreamFor = (version?: string) => `http://${versioned ? (version ? upstreamOf(unitOf(fn, version)) : versionVariable(fn)) : upstreamOf(fn)}`;
+  const common = (indent: string, version?: string) => {
+    // Each version scales on its own: a route wakes through the activator when it may reach one that scales.
+    const wakes = routeScales(fn, version) && options.activator !== undefined;
+    return [
     `${indent}set $modelfn_fn ${fn.name};`,
+    `${indent}set $modelfn_unit ${versioned ? (version ? serviceName(unitOf(fn, version)) : unitVariable(fn)) : serviceName(fn)};`,
     `${indent}client_max_body_size ${fn.limits.bodySize};`,
     ...counts.flatMap((c) => [`${indent}limit_conn modelfn_${c.name}_fn ${c.perFunction(fn)};`, `${indent}limit_conn modelfn_${c.name}_all ${c.total};`]),
     `${indent}limit_conn modelfn_in_flight ${inFlightOf(fn)};`,
@@ -240,10 +261,11 @@ function functionLocations(fn: ResolvedFunction, options: Options, counts: Retur
     fn.rateLimit ? `${indent}limit_req zone=${zoneOf(fn)} burst=${fn.rateLimit.burst} nodelay;` : '',
     // A sleeping function refuses connections, or its address is gone: on the project's bridge a
     // live replica connects in well under a millisecond, so a short wait tells them apart.
-    fn.scale && options.activator ? `${indent}proxy_connect_timeout ${SCALED_CONNECT_TIMEOUT_MS}ms;` : '',
+    wakes ? `${indent}proxy_connect_timeout ${SCALED_CONNECT_TIMEOUT_MS}ms;` : '',
     // nginx's own 502/503/504 then wake it through the activator.
-    errorPages(indent, fn.scale && options.activator ? '@modelfn_activate' : '@modelfn_unavailable', `@${zoneOf(fn)}_413`),
-  ].filter(Boolean).join('\n');
+    errorPages(indent, wakes ? '@modelfn_activate' : '@modelfn_unavailable', `@${zoneOf(fn)}_413`),
+    ].filter(Boolean).join('\n');
+  };
   // The split's routes send a copy of their share to the shadow version; versioned paths never do.
   const mirror = (route: { version?: string }) => (mirrored && !route.version ? `        mirror /_modelfn/mirror/${fn.name};\n` : '');
   const locations = gatewayRoutes([fn]).map((route) => {
@@ -254,10 +276,10 @@ function functionLocations(fn: ResolvedFunction, options: Options, counts: Retur
         const strip = route.strip
           ? `        set $modelfn_prefix ${route.strip};\n        rewrite ^${route.strip.replace(/[.]/g, '\\.')}(/.*)$ $1 break;\n`
           : '';
-        return `    location ^~ ${route.path} {\n${common('        ')}\n${mirror(route)}${strip}        proxy_pass ${upstreamFor(route.version)};\n    }`;
+        return `    location ^~ ${route.path} {\n${common('        ', route.version)}\n${mirror(route)}${strip}        proxy_pass ${upstreamFor(route.version)};\n    }`;
       }
       case 'exact':
-        return `    location = ${route.path} {\n${common('        ')}\n${mirror(route)}        proxy_pass ${upstreamFor(route.version)};\n    }`;
+        return `    location = ${route.path} {\n${common('        ', route.version)}\n${mirror(route)}        proxy_pass ${upstreamFor(route.version)};\n    }`;
       case 'stats':
         // Whichever version is asked gathers every version's figures; the split it is told is the
         // one this file runs (after modelfn traffic, the changed one), not the declared one.
@@ -297,7 +319,7 @@ export function nginxConfig(functions: readonly ResolvedFunction[], opts: NginxO
     serviceHost: serviceName,
     ...opts,
   };
-  const scaled = functions.filter((fn) => fn.scale);
+  const scaled = scaledUnits(functions);
   const counts = bodyCounts(functions);
   const activator = options.activator && scaled.length ? options.activator : undefined;
   const versioned = functions.filter((fn) => fn.versions.length > 1);
@@ -309,6 +331,9 @@ export function nginxConfig(functions: readonly ResolvedFunction[], opts: NginxO
     }
 ${versioned.map(versionSplits).join('\n')}
 ` : '';
+  // A split between versions that scale and versions that do not hands the activator only the
+  // former: one that does not scale and took no connection is unavailable, as anywhere else.
+  const mixed = activator !== undefined && versioned.some((fn) => routeScales(fn) && fn.traffic.some((s) => toHundredths(s.percent) > 0 && !unitOf(fn, s.version).scale));
   const upstreams = splits + functions.flatMap(deploymentUnits).map((fn) => `\n${upstreamBlock(fn, options)}`).join('\n') + (activator ? `
 
     # The activator (scale to zero), re-resolved like the functions, connections kept.
@@ -316,6 +341,12 @@ ${versioned.map(versionSplits).join('\n')}
         zone modelfn_activator_upstream 64k;
         server ${activator}:${options.functionPort} resolve max_fails=0;
         keepalive 8;
+    }` : '') + (mixed ? `
+
+    # The services the activator wakes (each version scales on its own).
+    map $modelfn_unit $modelfn_wakes {
+        default 0;
+${scaled.map((unit) => `        ${serviceName(unit)} 1;`).join('\n')}
     }` : '');
   const errors: Record<string, string> = { ...GATEWAY_ERRORS, 404: noRoute(functions.map((fn) => fn.prefix)) };
   // Answers that say "later" carry Retry-After; a location with add_header of its own inherits none.
@@ -346,14 +377,19 @@ ${versioned.map(versionSplits).join('\n')}
   const zones = functions.filter((fn) => fn.rateLimit).map((fn) =>
     `    limit_req_zone $binary_remote_addr zone=${zoneOf(fn)}:10m rate=${rate(fn.rateLimit!.requestsPerSecond)};`);
   const serverMeta = JSON.stringify(SERVER_METADATA);
+  const notScaled = mixed ? `
+        if ($modelfn_wakes = 0) {${retryLater.replaceAll('\n        ', '\n            ')}
+            return 503 ${jsonWithVariables({ error: functionUnavailable('$modelfn_fn') })};
+        }` : '';
   const activate = activator ? `
     # Functions that scale to zero: a request no replica took goes to the activator, which wakes
-    # one and forwards it (the body is sent again from nginx's buffer). The function is named in
-    # X-Modelfn-Function, set here whatever the client sent; the URI is the one the function
-    # would have got (proxy_pass without one: the prefix already stripped, or as the client sent it).
+    # one and forwards it (the body is sent again from nginx's buffer). The function (the service
+    # of the version it goes to) is named in X-Modelfn-Function, set here whatever the client
+    # sent; the URI is the one the function would have got (proxy_pass without one: the prefix
+    # already stripped, or as the client sent it).
     location @modelfn_activate {
         recursive_error_pages on;
-        error_page 502 503 504 =503 @modelfn_unavailable;
+        error_page 502 503 504 =503 @modelfn_unavailable;${notScaled}
         proxy_read_timeout ${seconds(WAKE_BOUND_MS + Math.max(...scaled.map((fn) => fn.limits.timeoutMs)) + TIMEOUT_GRACE_MS)};
         proxy_pass http://modelfn_activator;
     }
@@ -433,9 +469,10 @@ ${options.mode === 'dns' ? `
     proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
     proxy_set_header X-Forwarded-Proto $scheme;
     proxy_set_header X-Forwarded-Prefix $modelfn_prefix;
-    # Which function a request is for, said by nginx alone: a client's own header of that name is
-    # replaced (and, outside the functions' locations, where it is empty, not sent).
-    proxy_set_header X-Modelfn-Function $modelfn_fn;${versioned.length ? `
+    # Which function a request is for (with versions, the service of the one it goes to,
+    # \`<name>-v<N>\`: what a wake starts), said by nginx alone: a client's own header of that name
+    # is replaced (and, outside the functions' locations, where it is empty, not sent).
+    proxy_set_header X-Modelfn-Function $modelfn_unit;${versioned.length ? `
     # The split in force, told to the /stats of a function with versions (set there alone; empty, not sent).
     proxy_set_header ${SPLIT_HEADER} $modelfn_split;` : ''}
     proxy_hide_header X-Request-Id;
@@ -456,6 +493,7 @@ ${zones.join('\n')}
     server {
         listen ${options.listenPort} default_server;
         set $modelfn_fn '';
+        set $modelfn_unit '';
         set $modelfn_prefix '';${versioned.length ? "\n        set $modelfn_split '';" : ''}
 ${RESPONSE_HEADERS.map((l) => `        ${l}`).join('\n')}
 ${errorPages('        ', '@modelfn_503')}

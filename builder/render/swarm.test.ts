@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { resolveDeclaration } from '../../runtime/function/define.ts';
-import { FUNCTION_LABEL, VERSION_LABEL } from '../policy.ts';
+import { FUNCTION_LABEL, GATEWAY_CONFIG_LABEL, GATEWAY_LIVE, VERSION_LABEL } from '../policy.ts';
 import { nginxConfig } from './nginx.ts';
 import { stackDocument, stackFile, swarmGatewayConfig } from './swarm.ts';
 
@@ -22,7 +22,7 @@ describe('swarmGatewayConfig', () => {
 });
 
 describe('stackFile', () => {
-  const doc = parse(stackFile(functions)) as { services: Record<string, any>; configs: Record<string, any> };
+  const doc = parse(stackFile(functions)) as { services: Record<string, any>; configs?: Record<string, any> };
 
   it('resolves function services to their tasks (dnsrr), labelled, rolled one at a time start-first', () => {
     const alpha = doc.services.alpha;
@@ -33,13 +33,19 @@ describe('stackFile', () => {
     expect(alpha.image).toBe('modelfn/alpha:${MODELFN_IMAGE_TAG:-latest}');
   });
 
-  it("mounts the gateway config under a name that changes with the config's content", () => {
-    const [name] = Object.keys(doc.configs);
-    expect(name).toMatch(/^gateway-nginx-[0-9a-f]{12}$/);
-    expect(doc.services.gateway.configs).toEqual([{ source: name, target: '/etc/nginx/nginx.conf' }]);
-    const other = stackDocument([...functions, declare('gamma', {})]) as { configs: Record<string, unknown> };
-    expect(Object.keys(other.configs)[0]).not.toBe(name);
-    expect(Object.keys((stackDocument(functions) as { configs: Record<string, unknown> }).configs)[0]).toBe(name);
+  it("runs the gateway from the image's swarm.conf in a volume modelfn traffic writes, labelled with a hash that changes with the config", () => {
+    const gateway = doc.services.gateway;
+    expect(gateway.command).toEqual(['nginx', '-c', GATEWAY_LIVE.swarmFile, '-g', 'daemon off;']);
+    expect(gateway.volumes).toContainEqual({ type: 'volume', target: GATEWAY_LIVE.dir });
+    expect(gateway.read_only).toBe(true);
+    // No swarm config: one could not change in place.
+    expect(gateway.configs).toBeUndefined();
+    expect(doc.configs).toBeUndefined();
+    const hash = gateway.labels[GATEWAY_CONFIG_LABEL];
+    expect(hash).toMatch(/^[0-9a-f]{12}$/);
+    const labelOf = (fns: typeof functions) => (stackDocument(fns).services.gateway as { labels: Record<string, string> }).labels[GATEWAY_CONFIG_LABEL];
+    expect(labelOf([...functions, declare('gamma', {})])).not.toBe(hash);
+    expect(labelOf(functions)).toBe(hash);
   });
 
   it('publishes the gateway in host mode on MODELFN_PORT', () => {
@@ -56,5 +62,18 @@ describe('stackFile for a function with versions', () => {
     expect(doc.services['flowers-v2'].deploy.labels).toEqual({ [FUNCTION_LABEL]: 'flowers', [VERSION_LABEL]: '2' });
     expect(doc.services['flowers-v2'].environment.MODELFN_VERSION).toBe('2');
     expect(swarmGatewayConfig([flowers])).toContain('server flowers-v2:8080 resolve');
+  });
+
+  it("scales a version on its own: the activator scales that version's service, the others keep their replicas", () => {
+    const versions = ['1', '2'].map((version) => ({ version, modelFile: `${version}/model.onnx`, docs: {} }));
+    const rollback = resolveDeclaration({ traffic: { '1': 0, '2': 100 }, versions: { '1': { scale: { min: 0, idleSeconds: 60, wake: 'unpause' } } } }, { dir: '/nowhere/flowers', folderName: 'flowers', versions }, config);
+    const doc = parse(stackFile([rollback])) as { services: Record<string, any> };
+    expect(Object.keys(doc.services)).toEqual(['flowers-v1', 'flowers-v2', 'activator', 'gateway']);
+    expect(doc.services['flowers-v1'].environment).toMatchObject({ MODELFN_VERSION: '1', MODELFN_CONTROL_PORT: '9090' });
+    expect(doc.services['flowers-v1'].deploy.placement).toEqual({ constraints: ['node.role == manager'] });
+    expect(doc.services['flowers-v2'].environment.MODELFN_CONTROL_PORT).toBeUndefined();
+    expect(doc.services['flowers-v2'].deploy.placement).toBeUndefined();
+    expect(JSON.parse(doc.services.activator.environment.MODELFN_SCALED_FUNCTIONS).map((s: { name: string }) => s.name)).toEqual(['flowers-v1']);
+    expect(swarmGatewayConfig([rollback])).toContain('set $modelfn_unit flowers-v1;');
   });
 });

@@ -15,7 +15,7 @@ import { createHash } from 'node:crypto';
 import { stringify } from 'yaml';
 import type { ResolvedFunction } from '../../runtime/function/define.ts';
 import {
-  ACTIVATOR_RESOURCES, ACTIVATOR_SERVICE, DNS_VALID_SECONDS, FILES, FUNCTION_LABEL, VERSION_LABEL, deploymentUnits, serviceName, GATEWAY_PORT, GATEWAY_RESOURCES, GATEWAY_TMP_MIB, GENERATED_HEADER,
+  ACTIVATOR_RESOURCES, ACTIVATOR_SERVICE, DNS_VALID_SECONDS, FILES, FUNCTION_LABEL, GATEWAY_CONFIG_LABEL, GATEWAY_LIVE, VERSION_LABEL, deploymentUnits, scaledUnits, serviceName, GATEWAY_PORT, GATEWAY_RESOURCES, GATEWAY_TMP_MIB, GENERATED_HEADER,
   PUBLISHED_PORT, REPLICA_RESOURCES, RUNTIME_USER, TAG_VARIABLE, TMP_MIB, activatorImage, gatewayImage, stopGraceSeconds,
 } from '../policy.ts';
 import { activatorEnvironment, composeHealthcheck, composeSecrets, functionContainer, scaledFunctionEnvironment } from './compose.ts';
@@ -23,9 +23,9 @@ import { nginxConfig } from './nginx.ts';
 
 /**
  * The gateway's nginx.conf on Swarm: the `dns` discovery of compose, with DNS answers kept for
- * Swarm's time (policy.ts). The stack mounts it over the image's own through a swarm config, so
- * one gateway image serves both; its name carries a hash of the content, since a swarm config
- * cannot change and a new name is what rolls the gateway when the functions change.
+ * Swarm's time (policy.ts). The gateway image carries it beside the compose one
+ * (GATEWAY_LIVE.swarmFile, with the stack's changes by `modelfn traffic` applied), in the volume
+ * the gateway runs it from, so that `modelfn traffic` can put a new split in force in place.
  */
 export function swarmGatewayConfig(functions: readonly ResolvedFunction[]): string {
   return nginxConfig(functions, {
@@ -88,9 +88,8 @@ const TMP = { type: 'tmpfs', target: '/tmp', tmpfs: { size: TMP_MIB * 1024 * 102
  */
 export function stackDocument(functions: readonly ResolvedFunction[], options: { tag?: string } = {}) {
   const hash = createHash('sha256').update(swarmGatewayConfig(functions)).digest('hex').slice(0, 12);
-  const gatewayConfig = `gateway-nginx-${hash}`;
   const services: Record<string, unknown> = {};
-  // A function with several versions runs each as its own service (<name>-v<N>), with its own replicas.
+  // A function with several versions runs each as its own service (<name>-v<N>), with its own replicas and scale.
   for (const fn of functions.flatMap(deploymentUnits)) {
     services[serviceName(fn)] = {
       ...functionContainer(fn, options.tag ?? TAG_VARIABLE),
@@ -119,15 +118,21 @@ export function stackDocument(functions: readonly ResolvedFunction[], options: {
       },
     };
   }
-  if (functions.some((fn) => fn.scale)) services[ACTIVATOR_SERVICE] = activatorService(functions, options.tag ?? TAG_VARIABLE);
+  if (scaledUnits(functions).length) services[ACTIVATOR_SERVICE] = activatorService(functions, options.tag ?? TAG_VARIABLE);
   services.gateway = {
     image: gatewayImage(options.tag ?? TAG_VARIABLE),
     read_only: true,
     cap_drop: ['ALL'],
     cap_add: ['CHOWN', 'SETGID', 'SETUID'],
+    // Its config from a volume filled from the image (a new one for each task), which `modelfn
+    // traffic` writes and reloads in place (builder/docker/traffic.ts): not a swarm config, which
+    // cannot change, and whose replacement restarts the task. The gateway's host-mode port
+    // allows no second task beside it (start-first), so a restart would fail requests.
+    command: ['nginx', '-c', GATEWAY_LIVE.swarmFile, '-g', 'daemon off;'],
     // nginx's request bodies are held there (GATEWAY_BODIES), within its memory limit.
-    volumes: [{ ...TMP, tmpfs: { size: GATEWAY_TMP_MIB * 1024 * 1024 } }],
-    configs: [{ source: gatewayConfig, target: '/etc/nginx/nginx.conf' }],
+    volumes: [{ ...TMP, tmpfs: { size: GATEWAY_TMP_MIB * 1024 * 1024 } }, { type: 'volume', target: GATEWAY_LIVE.dir }],
+    // A new declared config rolls the gateway onto the image that carries it (a changed label is a new task).
+    labels: { [GATEWAY_CONFIG_LABEL]: hash },
     // Swarm cannot bind a published port to one address (moby/moby#26696): `host` mode publishes
     // on every interface of the node running the gateway, without the IPVS routing mesh.
     ports: [{ target: GATEWAY_PORT, published: PUBLISHED_PORT, protocol: 'tcp', mode: 'host' }],
@@ -147,7 +152,6 @@ export function stackDocument(functions: readonly ResolvedFunction[], options: {
     version: '3.8',
     services,
     networks: { functions: { driver: 'overlay' } },
-    configs: { [gatewayConfig]: { file: './nginx.conf' } },
     ...composeSecrets(functions),
   };
 }

@@ -13,7 +13,9 @@ export const deploy: Command = {
 
 The same as npm run deploy:swarm: bundles and images (modelfn build --images), docker stack deploy
 of deploy/swarm/stack.yml, then waits until every service runs its replicas and every function
-answers through the gateway. Needs a Docker engine that is a swarm manager.
+answers through the gateway. Needs a Docker engine that is a swarm manager. The gateway keeps
+the splits changed on this stack by modelfn traffic (dist/traffic/swarm/<stack>.json) until the
+function's declared traffic changes.
   --arch A   the images' architecture: x64 or arm64 (default: this machine's; another one is
              built, and its build steps run, under emulation: qemu-user-static with binfmt_misc)
 

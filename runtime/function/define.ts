@@ -7,9 +7,9 @@ import { z } from 'zod';
 import { parseByteSize, type RuntimeConfig } from '../core/config.ts';
 import type { Model } from '../engine/model.ts';
 import type { Split } from './traffic.ts';
-import { resolveSplit, type ExampleRequest, type ResolvedVersion, type VersionFolder } from './version.ts';
+import { resolveSplit, type ExampleRequest, type ResolvedScale, type ResolvedVersion, type VersionFolder } from './version.ts';
 
-export type { ExampleRequest, ResolvedVersion } from './version.ts';
+export type { ExampleRequest, ResolvedScale, ResolvedVersion } from './version.ts';
 
 /** What a function's custom routes can reach. */
 export interface FunctionContext {
@@ -91,7 +91,8 @@ export interface FunctionDeclaration {
   replicas?: number;
   /**
    * Scaling with the traffic (Docker Compose: the activator; Kubernetes: Knative). Off by default:
-   * the declared replicas run all the time.
+   * the declared replicas run all the time. With several versions, each version scales on its
+   * own, with this scale unless `versions` gives it its own.
    */
   scale?: ScaleDeclaration;
   /** API keys: the name of the secret holding them (see runtime/http/auth.ts). Off by default. */
@@ -107,8 +108,12 @@ export interface FunctionDeclaration {
   routeDocs?: Readonly<Record<string, RouteDoc>>;
 }
 
-/** What a version may declare for itself: the fields that belong to its model, and its replicas (its own deployment unit). */
-export type VersionDeclaration = Pick<FunctionDeclaration, 'description' | 'example' | 'labels' | 'batching' | 'limits' | 'replicas'>;
+/**
+ * What a version may declare for itself: the fields that belong to its model, and its replicas
+ * and `scale` (its own deployment unit), e.g. `{ '1': { scale: { min: 0, idleSeconds: 60 } } }`
+ * keeps an old version asleep, ready for an instant rollback.
+ */
+export type VersionDeclaration = Pick<FunctionDeclaration, 'description' | 'example' | 'labels' | 'batching' | 'limits' | 'replicas' | 'scale'>;
 
 /** How a function scales with its traffic: to zero when idle, and between `min` and `max` under load. */
 export interface ScaleDeclaration {
@@ -160,8 +165,8 @@ export interface ResolvedFunction {
   limits: { bodySize: number; timeoutMs: number; maxQueue: number; maxQueueMs: number };
   batching: { enabled: boolean; maxBatchSize: number; maxDelayMs: number };
   replicas: number;
-  /** Undefined when the function does not scale (it runs `replicas` all the time). */
-  scale?: Required<ScaleDeclaration>;
+  /** Undefined when the function does not scale (it runs `replicas` all the time); with versions, the highest one's. */
+  scale?: ResolvedScale;
   auth?: { apiKeys: string };
   rateLimit?: { requestsPerSecond: number; burst: number };
   labels: Readonly<Record<string, readonly string[]>>;
@@ -227,6 +232,13 @@ const exampleSchema = z.strictObject({
     data: z.array(z.unknown()),
   })).min(1),
 });
+const scaleSchema = z.strictObject({
+  min: z.number().int().min(0).max(MAX_REPLICAS).optional(),
+  max: positiveInt.max(MAX_REPLICAS).optional(),
+  idleSeconds: z.number().int().min(1).max(86_400).optional(),
+  wake: z.enum(['start', 'unpause']).optional(),
+  concurrency: positiveInt.max(100_000).optional(),
+});
 const splitSchema = z.record(z.string(), z.number().min(0, 'must be a percentage from 0 to 100').max(100, 'must be a percentage from 0 to 100'));
 
 const declarationSchema = z.strictObject({
@@ -244,17 +256,12 @@ const declarationSchema = z.strictObject({
     batching: batchingSchema.optional(),
     limits: limitsSchema.optional(),
     replicas: positiveInt.max(MAX_REPLICAS).optional(),
+    scale: scaleSchema.optional(),
   })).optional(),
   limits: limitsSchema.optional(),
   batching: batchingSchema.optional(),
   replicas: positiveInt.max(MAX_REPLICAS).optional(),
-  scale: z.strictObject({
-    min: z.number().int().min(0).max(MAX_REPLICAS).optional(),
-    max: positiveInt.max(MAX_REPLICAS).optional(),
-    idleSeconds: z.number().int().min(1).max(86_400).optional(),
-    wake: z.enum(['start', 'unpause']).optional(),
-    concurrency: positiveInt.max(100_000).optional(),
-  }).optional(),
+  scale: scaleSchema.optional(),
   auth: z.strictObject({
     apiKeys: z.string().regex(/^[a-zA-Z0-9][a-zA-Z0-9._-]{0,62}$/, 'must name a secret (letters, digits, dots, dashes)'),
   }).optional(),
@@ -320,7 +327,8 @@ export function resolveDeclaration(
     throw new DeclarationError(file, 'batching.maxQueue: the queue is limits.maxQueue now; give only that one');
   }
   const replicas = d.replicas ?? Math.max(1, d.scale?.min ?? 1);
-  const scale = d.scale && resolveScale(d.scale, replicas, d.replicas !== undefined, file);
+  // The function's own replicas and scale agree, whatever its versions declare.
+  if (d.scale) resolveScale(d.scale, replicas, d.replicas !== undefined, file, { scale: 'scale', replicas: 'replicas' });
   const folders = where.versions ?? [];
   if (folders.length) {
     const list = folders.map((f) => `${f.version}/`).join(', ');
@@ -328,17 +336,12 @@ export function resolveDeclaration(
       if (d[field] !== undefined) throw new DeclarationError(file, `${field}: the versions come from the folders ${list}; remove '${field}'`);
     }
   }
-  // The activator wakes a function's one service; each version's own scale is not there yet.
-  if (folders.length > 1 && d.scale) throw new DeclarationError(file, `scale: a function with several versions (${folders.map((f) => f.version).join(', ')}) cannot scale with its traffic yet; remove scale, or keep one version folder`);
   const found: readonly VersionFolder[] = folders.length ? folders : [{ version: d.version ?? '1', modelFile: d.model ?? 'model.onnx', docs: {} }];
   const names = found.map((f) => f.version);
   for (const version of Object.keys(d.versions ?? {})) {
     if (!names.includes(version)) throw new DeclarationError(file, `versions.${version}: no version '${version}' (versions: ${names.join(', ')})`);
   }
-  // With scale, replicas are checked against its bounds once, for the function: no version may have its own.
-  const ownReplicas = Object.entries(d.versions ?? {}).find(([, v]) => v.replicas !== undefined);
-  if (d.scale && ownReplicas) throw new DeclarationError(file, `versions.${ownReplicas[0]}.replicas: a function that scales takes its replicas from scale; remove it`);
-  const versions = found.map((f) => resolveVersion(f, d, where.dir, config, replicas));
+  const versions = found.map((f) => resolveVersion(f, d, where.dir, config, replicas, file));
   const traffic = d.traffic ? resolveSplit('traffic', d.traffic, names) : [{ version: names[names.length - 1], percent: 100 }];
   if (typeof traffic === 'string') throw new DeclarationError(file, traffic);
   const shadow = resolveSplit('shadow', d.shadow ?? {}, names);
@@ -347,7 +350,6 @@ export function resolveDeclaration(
   if (serving) throw new DeclarationError(file, `shadow.${serving.version}: version ${serving.version} also serves traffic; a shadow only gets copies of requests`);
   // The function's own model fields are its highest version's: what a bare function has always had.
   const top = versions[versions.length - 1];
-  const batching = d.versions?.[top.version]?.batching ?? d.batching;
   return {
     name,
     prefix: d.prefix ?? `/${name}`,
@@ -360,10 +362,7 @@ export function resolveDeclaration(
     limits: top.limits,
     batching: top.batching,
     replicas: top.replicas,
-    scale: scale && {
-      ...scale,
-      concurrency: d.scale?.concurrency ?? ((batching?.enabled ?? true) ? (batching?.maxBatchSize ?? 32) : 8),
-    },
+    scale: top.scale,
     auth: d.auth,
     rateLimit: d.rateLimit && { requestsPerSecond: d.rateLimit.requestsPerSecond, burst: d.rateLimit.burst ?? Math.ceil(d.rateLimit.requestsPerSecond) },
     labels: top.labels,
@@ -381,16 +380,27 @@ export function resolveDeclaration(
  * One version's model fields: what the declaration's `versions` says for it, else the
  * function's declaration, else what the version's model documents itself, else the defaults.
  */
-function resolveVersion(found: VersionFolder, d: FunctionDeclaration, dir: string, config: Pick<RuntimeConfig, 'bodyLimit' | 'timeoutMs'>, replicas: number): ResolvedVersion {
+function resolveVersion(found: VersionFolder, d: FunctionDeclaration, dir: string, config: Pick<RuntimeConfig, 'bodyLimit' | 'timeoutMs'>, functionReplicas: number, file: string): ResolvedVersion {
   const own = d.versions?.[found.version] ?? {};
   const limits = own.limits ?? d.limits;
   const batching = own.batching ?? d.batching;
   const labels = own.labels ?? d.labels;
+  // Its own scale, else the function's. With a scale of its own it starts its own `min` (at
+  // least 1) unless it declares replicas; with the function's, the function's replicas.
+  const scaleDeclared = own.scale ?? d.scale;
+  const replicasDeclared = own.replicas ?? (own.scale ? undefined : d.replicas);
+  const replicas = replicasDeclared ?? (own.scale ? Math.max(1, own.scale.min ?? 1) : functionReplicas);
+  const fields = { scale: own.scale ? `versions.${found.version}.scale` : 'scale', replicas: own.replicas !== undefined ? `versions.${found.version}.replicas` : 'replicas' };
+  const scale = scaleDeclared && resolveScale(scaleDeclared, replicas, replicasDeclared !== undefined, file, fields);
   return {
     version: found.version,
     modelFile: found.modelFile,
     modelPath: `${dir}/${found.modelFile}`,
-    replicas: own.replicas ?? replicas,
+    replicas,
+    scale: scale && {
+      ...scale,
+      concurrency: scaleDeclared.concurrency ?? ((batching?.enabled ?? true) ? (batching?.maxBatchSize ?? 32) : 8),
+    },
     description: own.description ?? found.docs.description,
     example: own.example ?? d.example ?? (found.docs.example as ExampleRequest | undefined),
     labels: Array.isArray(labels) ? {} : { ...(labels as Record<string, readonly string[]> | undefined) },
@@ -415,11 +425,11 @@ function resolveVersion(found: VersionFolder, d: FunctionDeclaration, dir: strin
  * Checks that `scale` and `replicas` agree (`min <= replicas <= max`) and fills in the defaults.
  * `replicas` is what `up` starts; `min` what stays when idle; `max` the most the load may bring.
  */
-function resolveScale(scale: ScaleDeclaration, replicas: number, replicasDeclared: boolean, file: string): Omit<Required<ScaleDeclaration>, 'concurrency'> {
+function resolveScale(scale: ScaleDeclaration, replicas: number, replicasDeclared: boolean, file: string, field: { scale: string; replicas: string }): Omit<ResolvedScale, 'concurrency'> {
   const min = scale.min ?? 0;
   const max = scale.max ?? Math.max(replicas, min, 1);
-  if (min > max) throw new DeclarationError(file, `scale.min: must be at most scale.max (${max}), got ${min}`);
-  if (replicasDeclared && replicas < min) throw new DeclarationError(file, `replicas: must be at least scale.min (${min}), got ${replicas}`);
-  if (replicas > max) throw new DeclarationError(file, `scale.max: must be at least replicas (${replicas}), got ${max}`);
+  if (min > max) throw new DeclarationError(file, `${field.scale}.min: must be at most ${field.scale}.max (${max}), got ${min}`);
+  if (replicasDeclared && replicas < min) throw new DeclarationError(file, `${field.replicas}: must be at least ${field.scale}.min (${min}), got ${replicas}`);
+  if (replicas > max) throw new DeclarationError(file, `${field.scale}.max: must be at least ${field.replicas} (${replicas}), got ${max}`);
   return { min, max, idleSeconds: scale.idleSeconds ?? DEFAULT_IDLE_SECONDS, wake: scale.wake ?? 'start' };
 }

@@ -42,6 +42,43 @@ function problem(dir: string, declaration?: FunctionDeclaration): string {
   throw new Error('the declaration was accepted');
 }
 
+describe('each version its own scale', () => {
+  it('lets a version scale on its own (asleep at min 0) while the others keep their replicas', () => {
+    const fn = resolve(twoVersions(), { replicas: 2, traffic: { '1': 0, '2': 100 }, versions: { '1': { scale: { min: 0, idleSeconds: 60 } } } });
+    const [v1, v2] = fn.versions;
+    expect([v1.replicas, v1.scale]).toEqual([1, { min: 0, max: 1, idleSeconds: 60, wake: 'start', concurrency: 32 }]);
+    expect([v2.replicas, v2.scale]).toEqual([2, undefined]);
+    // The function's own fields are its highest version's, which does not scale.
+    expect([fn.replicas, fn.scale]).toEqual([2, undefined]);
+    expect(atVersion(fn, '1').scale?.min).toBe(0);
+    expect(atVersion(fn, '2').scale).toBeUndefined();
+  });
+
+  it("gives every version the function's scale unless it has its own, its concurrency from its own batching", () => {
+    const fn = resolve(twoVersions(), { scale: { min: 1, max: 3 }, versions: { '2': { batching: { enabled: false } }, '1': { scale: { min: 0, max: 2, wake: 'unpause' }, replicas: 2 } } });
+    expect(fn.versions.map((v) => [v.replicas, v.scale])).toEqual([
+      [2, { min: 0, max: 2, idleSeconds: 300, wake: 'unpause', concurrency: 32 }],
+      [1, { min: 1, max: 3, idleSeconds: 300, wake: 'start', concurrency: 8 }],
+    ]);
+    expect(fn.scale).toEqual(fn.versions[1].scale);
+    // A version's replicas with the function's scale lie within its bounds.
+    expect(resolve(twoVersions(), { scale: { min: 0, max: 4 }, versions: { '1': { replicas: 3 } } }).versions.map((v) => v.replicas)).toEqual([3, 1]);
+    // One version, overridden by its own name: the function's fields are that version's.
+    expect(resolve(folder({ 'model.onnx': IRIS }), { versions: { '1': { scale: { min: 0, idleSeconds: 5 } } } }).scale).toMatchObject({ min: 0, idleSeconds: 5 });
+  });
+
+  it("refuses a version's scale that disagrees with its replicas, or is no scale, naming the version's field", () => {
+    const dir = twoVersions();
+    expect(problem(dir, { versions: { '1': { scale: { min: 3, max: 2 } } } })).toBe('flowers/function.ts: versions.1.scale.min: must be at most versions.1.scale.max (2), got 3');
+    expect(problem(dir, { versions: { '1': { scale: { min: 2, max: 4 }, replicas: 1 } } })).toBe('flowers/function.ts: versions.1.replicas: must be at least versions.1.scale.min (2), got 1');
+    expect(problem(dir, { versions: { '2': { scale: { max: 2 }, replicas: 3 } } })).toBe('flowers/function.ts: versions.2.scale.max: must be at least versions.2.replicas (3), got 2');
+    expect(problem(dir, { scale: { max: 2 }, versions: { '1': { replicas: 3 } } })).toBe('flowers/function.ts: scale.max: must be at least versions.1.replicas (3), got 2');
+    expect(problem(dir, { versions: { '1': { scale: { min: -1 } } } })).toBe('flowers/function.ts: versions.1.scale.min: too small: expected number to be >=0');
+    expect(problem(dir, { versions: { '1': { scale: { idle: 3 } as never } } })).toMatch(/^flowers\/function\.ts: versions\.1\.scale: unrecognized key.*idle/i);
+    expect(problem(dir, { versions: { '2': { scale: { wake: 'thaw' as never } } } })).toMatch(/^flowers\/function\.ts: versions\.2\.scale\.wake: /);
+  });
+});
+
 describe('versions in the function folder', () => {
   it('keeps a bare model.onnx one version, 1, as it always was, with everything on it', () => {
     const fn = resolve(folder({ 'model.onnx': IRIS }));
@@ -108,9 +145,7 @@ describe('refused versions and splits, one line each', () => {
     const dir = twoVersions();
     expect(problem(dir, { versions: { '3': { labels: ['x'] } } })).toBe("flowers/function.ts: versions.3: no version '3' (versions: 1, 2)");
     expect(problem(dir, { versions: { '2': { prefix: '/x' } as never } })).toMatch(/^flowers\/function\.ts: versions\.2: unrecognized key/i);
-    expect(problem(folder({ 'model.onnx': IRIS }), { scale: { min: 0 }, versions: { '1': { replicas: 2 } } })).toBe('flowers/function.ts: versions.1.replicas: a function that scales takes its replicas from scale; remove it');
     expect(problem(dir, { model: 'other.onnx' })).toBe("flowers/function.ts: model: the versions come from the folders 1/, 2/; remove 'model'");
-    expect(problem(dir, { scale: { min: 0 } })).toBe('flowers/function.ts: scale: a function with several versions (1, 2) cannot scale with its traffic yet; remove scale, or keep one version folder');
     expect(problem(dir, { version: '3' })).toBe("flowers/function.ts: version: the versions come from the folders 1/, 2/; remove 'version'");
   });
 

@@ -26,6 +26,11 @@ export interface ResolvedVersion {
   modelPath: string;
   /** Replicas its deployment unit runs (the function's unless the version declares its own). */
   replicas: number;
+  /**
+   * How its deployment unit scales with its traffic (the version's own `scale`, else the
+   * function's); undefined when it runs `replicas` all the time.
+   */
+  scale?: ResolvedScale;
   description?: string;
   example?: ExampleRequest;
   labels: Readonly<Record<string, readonly string[]>>;
@@ -33,6 +38,15 @@ export interface ResolvedVersion {
   defaultLabels?: readonly string[];
   batching: { enabled: boolean; maxBatchSize: number; maxDelayMs: number };
   limits: { bodySize: number; timeoutMs: number; maxQueue: number; maxQueueMs: number };
+}
+
+/** A `scale` declaration with every default filled in (runtime/function/define.ts ScaleDeclaration). */
+export interface ResolvedScale {
+  min: number;
+  max: number;
+  idleSeconds: number;
+  wake: 'start' | 'unpause';
+  concurrency: number;
 }
 
 /** A version found in the function's folder, with what its model documents itself. */

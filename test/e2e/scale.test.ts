@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vites
 import { runBuild } from '../../build.ts';
 import { activatorImage, buildFunctionImage, functionImage, gatewayImage } from '../../builder/docker/images.ts';
 import { composeRun, stackDown, stackUp, waitFor } from '../../builder/docker/compose.ts';
+import { setTraffic } from '../../builder/docker/traffic.ts';
 import { FIXTURES, ROOT, errorOf, postJson } from '../../runtime/testing/index.ts';
 import { docker, dockerAvailable, freePort, projectLeftovers } from '../docker.ts';
 import { chromiumAvailable, openBrowser } from '../browser.ts';
@@ -17,9 +18,10 @@ import { chromiumAvailable, openBrowser } from '../browser.ts';
 const available = dockerAvailable('scale to zero (test/e2e/scale.test.ts)');
 /**
  * iris stops when idle, frozen freezes, broken will not start once it sleeps, digits never
- * sleeps, busy (a slow model) scales between 1 and 2 replicas with the load.
+ * sleeps, busy (a slow model) scales between 1 and 2 replicas with the load; of flowers'
+ * two versions, 1 (no traffic) stops when idle and 2 serves, never sleeping.
  */
-const FUNCTIONS = ['broken', 'busy', 'digits', 'frozen', 'iris'];
+const FUNCTIONS = ['broken', 'busy', 'digits', 'flowers', 'frozen', 'iris'];
 /** slow.onnx runs `iterations` rounds of a 256x256 MatMul, about 10 µs each. */
 const busyRequest = (iterations: number) => postJson({ inputs: [
   { name: 'x', datatype: 'FP32', shape: [1, 256], data: new Array(256).fill(0.1) },
@@ -55,6 +57,11 @@ describe.runIf(available)('scale to zero on the real Docker engine', () => {
       writeFileSync(join(root, 'functions', name, 'function.ts'), `export default { scale: ${scale} };\n`);
     }
     cpSync(join(ROOT, 'functions/digits'), join(root, 'functions/digits'), { recursive: true });
+    for (const version of ['1', '2']) {
+      mkdirSync(join(root, 'functions/flowers', version), { recursive: true });
+      cpSync(join(ROOT, 'functions/iris/model.onnx'), join(root, 'functions/flowers', version, 'model.onnx'));
+    }
+    writeFileSync(join(root, 'functions/flowers/function.ts'), "export default { traffic: { '1': 0, '2': 100 }, versions: { '1': { scale: { min: 0, idleSeconds: 3 } } } };\n");
     mkdirSync(join(root, 'functions/busy'));
     cpSync(join(FIXTURES, 'slow.onnx'), join(root, 'functions/busy/model.onnx'));
     writeFileSync(join(root, 'functions/busy/function.ts'), 'export default { batching: { enabled: false }, scale: { min: 1, max: 2, concurrency: 2, idleSeconds: 600 } };\n');
@@ -90,6 +97,32 @@ describe.runIf(available)('scale to zero on the real Docker engine', () => {
     await asleep('frozen', 'paused');
     expect(stateOf('digits')).toEqual(['running']);
     expect(stateOf('activator')).toEqual(['running']);
+  }, 60_000);
+
+  it('puts a version with its own scale to sleep while the other keeps running, and wakes it for a request on its path, and through the split once modelfn traffic gives it all', async () => {
+    await asleep('flowers-v1', 'exited');
+    expect(stateOf('flowers-v2')).toEqual(['running']);
+    const flower = postJson({ inputs: [{ name: 'input', datatype: 'FP32', shape: [1, 4], data: [5.1, 3.5, 1.4, 0.2] }] });
+    const started = performance.now();
+    const res = await fetch(`${url}/v2/models/flowers/versions/1/infer`, flower);
+    const ms = performance.now() - started;
+    expect(res.status).toBe(200);
+    expect(res.headers.get('x-modelfn-version')).toBe('1');
+    expect(((await res.json()) as { model_version: string }).model_version).toBe('1');
+    process.stdout.write(`\n[figures] flowers version 1, stopped: woken for a versioned request in ${Math.round(ms)} ms\n`);
+    expect(stateOf('flowers-v1')).toEqual(['running']);
+    // The split still gives version 2 everything, and the activator woke version 1's service alone.
+    const unversioned = await fetch(`${url}/v2/models/flowers/infer`, flower);
+    expect([unversioned.status, unversioned.headers.get('x-modelfn-version')]).toEqual([200, '2']);
+    await unversioned.arrayBuffer();
+    expect(activatorMetrics()).toMatch(/modelfn_activator_wakes_total\{function="flowers-v1",mode="start",result="ok"\} [1-9]/);
+    // The instant rollback: asleep again, given all the traffic, woken by the split's first request.
+    await asleep('flowers-v1', 'exited');
+    await setTraffic(root, project, 'flowers', ['1=100'], () => {});
+    const rolledBack = await fetch(`${url}/flowers/predict`, postJson({ instances: [[5.1, 3.5, 1.4, 0.2]] }));
+    expect([rolledBack.status, rolledBack.headers.get('x-modelfn-version')]).toEqual([200, '1']);
+    await rolledBack.arrayBuffer();
+    expect(stateOf('flowers-v1')).toEqual(['running']);
   }, 60_000);
 
   for (const [name, state] of [['iris', 'exited'], ['frozen', 'paused']] as const) {

@@ -3,11 +3,12 @@
  * every function through the gateway on 127.0.0.1, a function scaled up and down, rolling
  * updates under load (one that succeeds, one that rolls itself back), scale to zero through the
  * activator (a service scaled to 0 and back, a task frozen and thawed, one that cannot wake),
- * and removal.
+ * a function's split changed under load with `modelfn traffic`, and removal.
  *
  * The engine joins a swarm only for this test (on loopback), and leaves it afterwards, when it
  * was not in one already.
  */
+import { execFile } from 'node:child_process';
 import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,7 +16,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runBuild } from '../../build.ts';
 import { activatorImage, functionImage, gatewayImage, run } from '../../builder/docker/images.ts';
 import { waitFor } from '../../builder/docker/compose.ts';
-import { FUNCTION_LABEL } from '../../builder/policy.ts';
+import { FUNCTION_LABEL, GATEWAY_LIVE } from '../../builder/policy.ts';
+import { splitInForce } from '../../builder/docker/traffic.ts';
 import { deployStack, removeStack, serviceOf, stackLeftovers, swarmState, waitForStack, type SwarmStack } from '../../builder/docker/swarm.ts';
 import { ROOT, errorOf, postJson } from '../../runtime/testing/index.ts';
 import { answersPerReplica, docker, dockerAvailable, freePort, untilEveryReplicaAnswers } from '../docker.ts';
@@ -26,6 +28,8 @@ const FUNCTIONS = ['digits', 'iris', 'vad'];
 const SCALED = ['frozen', 'sleepy'];
 const DIGITS = { instances: [new Array(64).fill(1)] };
 const IRIS = { instances: [[5.1, 3.5, 1.4, 0.2]] };
+/** flowers: two versions of the iris model, split 80/20 (modelfn traffic on Swarm). */
+const FLOWER = { inputs: [{ name: 'input', datatype: 'FP32', shape: [1, 4], data: [5.1, 3.5, 1.4, 0.2] }] };
 
 /** A service's spec and state, as the engine holds it. */
 function inspect(service: string): any {
@@ -104,6 +108,11 @@ describe.runIf(available)('the stack on a single-node Docker Swarm', () => {
       cpSync(join(ROOT, 'functions/iris/model.onnx'), join(root, 'functions', name, 'model.onnx'));
       writeFileSync(join(root, 'functions', name, 'function.ts'), `export default { scale: ${scale} };\n`);
     }
+    for (const version of ['1', '2']) {
+      mkdirSync(join(root, 'functions/flowers', version), { recursive: true });
+      cpSync(join(ROOT, 'functions/iris/model.onnx'), join(root, 'functions/flowers', version, 'model.onnx'));
+    }
+    writeFileSync(join(root, 'functions/flowers/function.ts'), "export default { traffic: { '1': 80, '2': 20 } };\n");
     stack.env = { MODELFN_PORT: String(await freePort()) };
     process.env.MODELFN_IMAGE_TAG = tag;
     const code = await runBuild({ functionsDir: join(root, 'functions'), outDir: join(root, 'dist'), root, images: true, check: false, log: (l) => buildLog.push(l) });
@@ -119,7 +128,7 @@ describe.runIf(available)('the stack on a single-node Docker Swarm', () => {
     }
     const started = performance.now();
     await deployStack(stack);
-    url = await waitForStack(stack, [...FUNCTIONS, ...SCALED]);
+    url = await waitForStack(stack, [...FUNCTIONS, ...SCALED, 'flowers']);
     // A container labelled as this stack's sleepy task but of another stack: never to be touched.
     docker(['create', '--name', decoy, '--label', `com.docker.stack.namespace=${decoy}`, '--label', `com.docker.swarm.service.name=${serviceOf(stack, 'sleepy')}`, functionImage('sleepy', tag)]);
     log(`stack ${stack.name} deployed and ready in ${Math.round(performance.now() - started)} ms at ${url}`);
@@ -142,7 +151,7 @@ describe.runIf(available)('the stack on a single-node Docker Swarm', () => {
     } catch {
       // never made
     }
-    for (const image of [...[...FUNCTIONS, ...SCALED].map((f) => functionImage(f, tag)), gatewayImage(tag), activatorImage(tag), broken, brokenSleepy]) {
+    for (const image of [...[...FUNCTIONS, ...SCALED, 'flowers'].map((f) => functionImage(f, tag)), gatewayImage(tag), activatorImage(tag), broken, brokenSleepy]) {
       try {
         docker(['rmi', '-f', image]);
       } catch {
@@ -172,7 +181,7 @@ describe.runIf(available)('the stack on a single-node Docker Swarm', () => {
 
   it('answers through the gateway on 127.0.0.1: routes, custom routes, limits and JSON errors', async () => {
     const index = (await (await fetch(`${url}/`)).json()) as { functions: { name: string; replicas: number }[] };
-    expect(index.functions.map((f) => [f.name, f.replicas])).toEqual([['digits', 2], ['frozen', 1], ['iris', 1], ['sleepy', 1], ['vad', 1]]);
+    expect(index.functions.map((f) => [f.name, f.replicas])).toEqual([['digits', 2], ['flowers', 1], ['frozen', 1], ['iris', 1], ['sleepy', 1], ['vad', 1]]);
     expect((await fetch(`${url}/digits/predict`, postJson(DIGITS))).status).toBe(200);
     const infer = await fetch(`${url}/v2/models/iris/infer`, postJson({ inputs: [{ name: 'input', datatype: 'FP32', shape: [1, 4], data: [6.7, 3.0, 5.2, 2.3] }] }));
     expect(infer.status).toBe(200);
@@ -302,9 +311,68 @@ describe.runIf(available)('the stack on a single-node Docker Swarm', () => {
     expect((await fetch(`${url}/digits/predict`, postJson(DIGITS))).status).toBe(200);
   }, 240_000);
 
-  it('is removed leaving no service, container, network or config behind', async () => {
+  /** modelfn in the stack's folder, told the stack (and a compose project that does not run). */
+  const cli = (args: string[]) => new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
+    const env = { ...process.env, ...stack.env, MODELFN_STACK: stack.name, MODELFN_PROJECT: `absent-${process.pid}` };
+    execFile(process.execPath, [join(ROOT, 'bin/modelfn.mjs'), ...args], { cwd: root, env, timeout: 120_000 }, (err, stdout, stderr) => {
+      resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
+    });
+  });
+  const versionOf = async (res: Response) => {
+    expect(res.status).toBe(200);
+    await res.arrayBuffer();
+    return res.headers.get('x-modelfn-version');
+  };
+  const gatewayTask = () => containers(serviceOf(stack, 'gateway'));
+  let gatewayVolumes: string[] = [];
+
+  it('moves a split from 80/20 to 0/100 under load with modelfn traffic, failing no request, shows it, and keeps it through deploy', async () => {
+    const seen = new Set<string | null>();
+    for (let i = 0; i < 60; i++) seen.add(await versionOf(await fetch(`${url}/v2/models/flowers/infer`, postJson(FLOWER))));
+    expect(seen).toEqual(new Set(['1', '2']));
+    const [gateway] = gatewayTask();
+    let moved = { code: -1, stdout: '', stderr: '' };
+    const statuses = await underLoad(`${url}/v2/models/flowers/infer`, FLOWER, async () => {
+      moved = await cli(['traffic', 'flowers', '1=0', '2=100']);
+    });
+    expect(moved.code, moved.stderr).toBe(0);
+    expect(moved.stdout).toMatch(new RegExp(`^flowers: traffic 1=0 2=100 in force on 1 gateway of the stack ${stack.name} \\((\\d+) ms\\)`));
+    log(`modelfn traffic on Swarm: ${moved.stdout.trim().split('\n')[0]}; ${statuses.length} requests through the change`);
+    expect(failed(statuses)).toEqual([]);
+    expect(statuses.length).toBeGreaterThan(100);
+    for (let i = 0; i < 60; i++) expect(await versionOf(await fetch(`${url}/v2/models/flowers/infer`, postJson(FLOWER)))).toBe('2');
+    expect(await versionOf(await fetch(`${url}/v2/models/flowers/versions/1/infer`, postJson(FLOWER)))).toBe('1');
+    // Reloaded in place: the same task, its config in its own volume.
+    expect(gatewayTask()).toEqual([gateway]);
+    gatewayVolumes = docker(['inspect', gateway, '--format', `{{range .Mounts}}{{if eq .Destination "${GATEWAY_LIVE.dir}"}}{{.Name}}{{end}}{{end}}`]).trim().split('\n').filter(Boolean);
+    expect(gatewayVolumes).toHaveLength(1);
+    expect(JSON.parse(readFileSync(join(root, 'dist/traffic/swarm', `${stack.name}.json`), 'utf8'))).toEqual({ flowers: { declared: { 1: 80, 2: 20 }, traffic: { 1: 0, 2: 100 } } });
+
+    // Shown, with the figures of the versions' tasks (the stack found without --swarm).
+    const shown = await cli(['traffic', 'flowers', '--window', '1']);
+    expect(shown.code, shown.stderr).toBe(0);
+    const lines = shown.stdout.trim().split('\n');
+    expect(lines[0]).toBe(`flowers on the stack ${stack.name}: traffic 1=0 2=100 (over the last 1 s)`);
+    expect(lines.find((l) => l.startsWith('2 '))!.split(/\s{2,}/).slice(0, 2)).toEqual(['2', '100%']);
+
+    // A later deploy keeps it: the gateway's image is built with it, and the unchanged declaration rolls nothing.
+    const rebuilt: string[] = [];
+    expect(await runBuild({ functionsDir: join(root, 'functions'), outDir: join(root, 'dist'), root, images: false, check: false, log: (l) => rebuilt.push(l), trafficStack: stack.name })).toBe(0);
+    expect(rebuilt).toContain(`  ✓ traffic: flowers keeps the split set by modelfn traffic (stack ${stack.name}): 1=0 2=100`);
+    expect(splitInForce(readFileSync(join(root, 'dist/_gateway/swarm.conf'), 'utf8'), 'flowers')).toEqual([{ version: '1', percent: 0 }, { version: '2', percent: 100 }]);
+    await deployStack(stack);
+    await new Promise((r) => setTimeout(r, 2000));
+    expect(gatewayTask()).toEqual([gateway]);
+    for (let i = 0; i < 30; i++) expect(await versionOf(await fetch(`${url}/v2/models/flowers/infer`, postJson(FLOWER)))).toBe('2');
+  }, 180_000);
+
+  it('is removed leaving no service, container, network, config or gateway volume behind', async () => {
     await removeStack(stack);
     removed = true;
     expect(await stackLeftovers(stack)).toEqual([]);
+    await waitFor('the gateway\'s volume to be gone', async () => {
+      const left = gatewayVolumes.filter((name) => docker(['volume', 'ls', '-q']).split('\n').includes(name));
+      return left.length === 0 || left.join(', ');
+    }, 30_000);
   }, 150_000);
 });
