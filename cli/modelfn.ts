@@ -18,12 +18,13 @@ import { create } from './commands/new.ts';
 import { serve } from './commands/serve.ts';
 import { down, logs, up } from './commands/stack.ts';
 import { dev, start } from './commands/start.ts';
+import { rollout } from './commands/rollout.ts';
 import { traffic } from './commands/traffic.ts';
 import { deploy, undeploy } from './commands/swarm.ts';
 import { reportFailure } from './errors.ts';
 import { stopWithParent } from './orphan.ts';
 
-const COMMANDS: Command[] = [create, list, start, dev, serve, invoke, build, up, down, logs, traffic, deploy, undeploy];
+const COMMANDS: Command[] = [create, list, start, dev, serve, invoke, build, up, down, logs, traffic, rollout, deploy, undeploy];
 
 const HELP = `modelfn ${VERSION}: ONNX models as functions speaking the Open Inference Protocol
 

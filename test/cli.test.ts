@@ -37,7 +37,7 @@ function oneLine(result: Run, command: string): string {
 }
 
 /** Every command; each npm script is an alias of one of them. */
-const COMMANDS = ['new', 'list', 'start', 'dev', 'serve', 'invoke', 'build', 'up', 'down', 'logs', 'deploy', 'undeploy'];
+const COMMANDS = ['new', 'list', 'start', 'dev', 'serve', 'invoke', 'build', 'up', 'down', 'logs', 'traffic', 'rollout', 'deploy', 'undeploy'];
 
 describe('modelfn: help, exit codes and messages', () => {
   it('is what `npx modelfn` runs, and the npm scripts are aliases of its commands', async () => {
@@ -79,7 +79,7 @@ describe('modelfn: help, exit codes and messages', () => {
       modelfn(['invoke']),
     ]);
     for (const result of [unknown, option, extra, missing]) expect(result.code).toBe(2);
-    expect(oneLine(unknown, 'modelfn')).toBe("modelfn: unknown command 'serve-everything'; commands: new, list, start, dev, serve, invoke, build, up, down, logs, traffic, deploy, undeploy (see modelfn --help)");
+    expect(oneLine(unknown, 'modelfn')).toBe("modelfn: unknown command 'serve-everything'; commands: new, list, start, dev, serve, invoke, build, up, down, logs, traffic, rollout, deploy, undeploy (see modelfn --help)");
     expect(oneLine(option, 'modelfn list')).toBe("modelfn list: Unknown option '--colour' (see modelfn list --help)");
     expect(oneLine(extra, 'modelfn list')).toBe("modelfn list: unexpected argument 'iris' (see modelfn list --help)");
     expect(oneLine(missing, 'modelfn invoke')).toBe('modelfn invoke: missing argument (see modelfn invoke --help)');
@@ -99,6 +99,22 @@ describe('modelfn: help, exit codes and messages', () => {
     expect(oneLine(both, 'modelfn traffic')).toBe('modelfn traffic: --window: only when showing the split (no <version>=<percent>) (see modelfn traffic --help)');
     expect(oneLine(nope, 'modelfn traffic')).toMatch(/^modelfn traffic: no function 'nope' \(functions: .*iris.*\)$/);
     expect(oneLine(single, 'modelfn traffic')).toBe('modelfn traffic: iris has one version (1); add a version folder (functions/iris/<N>/model.onnx) to split its traffic');
+  });
+
+  it('modelfn rollout: refuses a bad invocation or flag (2), or a function that is not there or has one version (1), in one line', async () => {
+    const [missing, steps, wait, nope, single] = await Promise.all([
+      modelfn(['rollout', 'iris']),
+      modelfn(['rollout', 'iris', '2', '--steps', '50,10']),
+      modelfn(['rollout', 'iris', '2', '--max-wait', 'long']),
+      modelfn(['rollout', 'nope', '2']),
+      modelfn(['rollout', 'iris', '2']),
+    ]);
+    expect([missing.code, steps.code, wait.code, nope.code, single.code]).toEqual([2, 2, 2, 1, 1]);
+    expect(oneLine(missing, 'modelfn rollout')).toBe('modelfn rollout: missing argument (see modelfn rollout --help)');
+    expect(oneLine(steps, 'modelfn rollout')).toBe('modelfn rollout: --steps 50,10: percents of the new version, increasing, ending at 100, e.g. 10,50,100 (see modelfn rollout --help)');
+    expect(oneLine(wait, 'modelfn rollout')).toBe('modelfn rollout: --max-wait long: seconds from 0 to 86400 (see modelfn rollout --help)');
+    expect(oneLine(nope, 'modelfn rollout')).toMatch(/^modelfn rollout: no function 'nope' \(functions: .*iris.*\)$/);
+    expect(oneLine(single, 'modelfn rollout')).toBe('modelfn rollout: iris has one version (1); add a version folder (functions/iris/<N>/model.onnx) to roll a new one out');
   });
 });
 

@@ -77,7 +77,7 @@ async function projectFunctions(root: string): Promise<DescribedFunction[]> {
   return describeFunctions(functions);
 }
 
-function findFunction<F extends ResolvedFunction>(functions: readonly F[], name: string): F {
+export function findFunction<F extends ResolvedFunction>(functions: readonly F[], name: string): F {
   const fn = functions.find((f) => f.name === name);
   if (!fn) throw new TrafficError(`no function '${name}' (functions: ${functions.map((f) => f.name).join(', ') || 'none'})`);
   return fn;
@@ -92,7 +92,7 @@ const serviceFilters = (orchestrator: Orchestrator, project: string, service: st
  * The running containers of a service on this engine (on Swarm, the tasks of this node). Frozen
  * ones (a version that scales with `wake: 'unpause'`, asleep) are left out: they answer no exec.
  */
-async function containers(orchestrator: Orchestrator, project: string, service: string): Promise<string[]> {
+export async function containers(orchestrator: Orchestrator, project: string, service: string): Promise<string[]> {
   const out = await docker(['ps', '-q', '--filter', 'status=running', ...serviceFilters(orchestrator, project, service)]);
   return out.split('\n').filter(Boolean);
 }
@@ -203,7 +203,7 @@ export async function setTraffic(root: string, project: string, name: string, ar
 }
 
 /** One container's counters: requests and errors of the function's routes, latency buckets (cumulative, by bound). */
-interface Sample {
+export interface Sample {
   requests: number;
   errors: number;
   buckets: Map<number, number>;
@@ -252,17 +252,19 @@ export interface VersionFigures {
   p99Ms: number | null;
 }
 
-/** The figures between two samples `seconds` apart. */
-export function figuresBetween(before: Sample, after: Sample, seconds: number): Omit<VersionFigures, 'version' | 'percent'> {
+/** The requests, errors (status >= 500) and p99 in ms between two samples. */
+export function countsBetween(before: Sample, after: Sample): { requests: number; errors: number; p99Ms: number | null } {
   const bounds = [...after.buckets.keys()].sort((a, b) => a - b);
   const cumulative = bounds.map((le) => (after.buckets.get(le) ?? 0) - (before.buckets.get(le) ?? 0));
   const counts = cumulative.map((c, i) => c - (i ? cumulative[i - 1] : 0));
   const le = bounds.filter((b) => b !== Infinity);
-  return {
-    requestsPerSecond: round((after.requests - before.requests) / seconds),
-    errorsPerSecond: round((after.errors - before.errors) / seconds),
-    p99Ms: counts.length ? quantileMs(0.99, le, counts) : null,
-  };
+  return { requests: after.requests - before.requests, errors: after.errors - before.errors, p99Ms: counts.length ? quantileMs(0.99, le, counts) : null };
+}
+
+/** The figures between two samples `seconds` apart. */
+export function figuresBetween(before: Sample, after: Sample, seconds: number): Omit<VersionFigures, 'version' | 'percent'> {
+  const { requests, errors, p99Ms } = countsBetween(before, after);
+  return { requestsPerSecond: round(requests / seconds), errorsPerSecond: round(errors / seconds), p99Ms };
 }
 
 const round = (x: number) => Math.round(x * 100) / 100;
@@ -277,6 +279,15 @@ export function splitInForce(conf: string, name: string): Split | undefined {
   });
 }
 
+/** The split of a function in force on the project's (first) running gateway. */
+export async function liveSplit(project: string, fn: Pick<ResolvedFunction, 'name' | 'versions'>, orchestrator: Orchestrator = 'compose'): Promise<Split> {
+  const [gateway] = await gateways(orchestrator, project);
+  // nginx -T prints the configuration it runs (the image has no shell, no cat).
+  const file = orchestrator === 'swarm' ? GATEWAY_LIVE.swarmFile : GATEWAY_LIVE.file;
+  const conf = await docker(['exec', gateway, 'nginx', '-T', '-q', '-c', file]).catch(() => docker(['exec', gateway, 'nginx', '-T', '-q']));
+  return splitInForce(conf, fn.name) ?? [{ version: fn.versions[fn.versions.length - 1].version, percent: 100 }];
+}
+
 /**
  * `modelfn traffic <name>`: the split in force on the project's gateway and each version's
  * figures over `seconds` (on Swarm, from the versions' tasks on this node).
@@ -285,11 +296,7 @@ export async function showTraffic(root: string, project: string, name: string, s
   const orchestrator = options.orchestrator ?? 'compose';
   const { functions } = await discoverFunctions(join(root, 'functions'), readConfig({}));
   const fn = findFunction(functions, name);
-  const [gateway] = await gateways(orchestrator, project);
-  // nginx -T prints the configuration it runs (the image has no shell, no cat).
-  const file = orchestrator === 'swarm' ? GATEWAY_LIVE.swarmFile : GATEWAY_LIVE.file;
-  const conf = await docker(['exec', gateway, 'nginx', '-T', '-q', '-c', file]).catch(() => docker(['exec', gateway, 'nginx', '-T', '-q']));
-  const split = splitInForce(conf, name) ?? [{ version: fn.versions[fn.versions.length - 1].version, percent: 100 }];
+  const split = await liveSplit(project, fn, orchestrator);
   const units = deploymentUnits(fn);
   const services = units.map((u) => serviceName(u));
   const before = await Promise.all(services.map((s) => sampleService(orchestrator, project, s)));

@@ -4,58 +4,26 @@
  * requests, versioned paths reach their version, a traffic key keeps its version, the shadow gets
  * its share without the client seeing it, and down leaves nothing.
  */
-import { execFile } from 'node:child_process';
-import { copyFileSync, mkdirSync, readFileSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runBuild } from '../../build.ts';
-import { functionImage, gatewayImage } from '../../builder/docker/images.ts';
-import { stackDown, stackUp } from '../../builder/docker/compose.ts';
+import { stackDown } from '../../builder/docker/compose.ts';
 import { runStack } from '../../builder/docker/stack.ts';
 import type { FunctionStats } from '../../runtime/core/stats.ts';
 import { chooseVersion } from '../../runtime/function/traffic.ts';
 import { ROOT, postJson } from '../../runtime/testing/index.ts';
-import { docker, dockerAvailable, freePort, projectLeftovers } from '../docker.ts';
+import { docker, dockerAvailable, projectLeftovers } from '../docker.ts';
+import { FLOWER, flowersStack } from './flowers-stack.ts';
 
 const available = dockerAvailable('versions on compose (test/e2e/versions.test.ts)');
-const FLOWER = { inputs: [{ name: 'input', datatype: 'FP32', shape: [1, 4], data: [5.1, 3.5, 1.4, 0.2] }] };
 
 describe.runIf(available)('a function with versions on the compose stack', () => {
-  const tag = `e2e-versions-${process.pid}`;
-  const project = `modelfn-e2e-versions-${process.pid}`;
-  const root = mkdtempSync(join(tmpdir(), 'modelfn-e2e-versions-'));
-  const buildLog: string[] = [];
-  let url = '';
-  let env: Record<string, string> = {};
-  let down = false;
-  const stack = () => ({ root, project, env });
+  const iris = join(ROOT, 'functions/iris/model.onnx');
+  const flowers = flowersStack('versions', { 1: iris, 2: iris, 3: iris }, "export default { traffic: { '1': 80, '2': 20 }, shadow: { '3': 50 } };\n");
+  const { project, root, cli } = flowers;
 
-  beforeAll(async () => {
-    for (const v of ['1', '2', '3']) {
-      mkdirSync(join(root, 'functions/flowers', v), { recursive: true });
-      copyFileSync(join(ROOT, 'functions/iris/model.onnx'), join(root, 'functions/flowers', v, 'model.onnx'));
-    }
-    writeFileSync(join(root, 'functions/flowers/function.ts'), "export default { traffic: { '1': 80, '2': 20 }, shadow: { '3': 50 } };\n");
-    symlinkSync(join(ROOT, 'runtime'), join(root, 'runtime'));
-    env = { MODELFN_IMAGE_TAG: tag, MODELFN_PORT: String(await freePort()), MODELFN_PROJECT: project };
-    Object.assign(process.env, env);
-    const code = await runBuild({ functionsDir: join(root, 'functions'), outDir: join(root, 'dist'), root, images: true, check: false, log: (l) => buildLog.push(l) });
-    expect(code, buildLog.join('\n')).toBe(0);
-    url = await stackUp(stack(), ['flowers/versions/1', 'flowers/versions/2', 'flowers/versions/3']);
-  }, 600_000);
-
-  afterAll(async () => {
-    if (!down) await stackDown(stack()).catch(() => {});
-    for (const image of [functionImage('flowers', tag), gatewayImage(tag)]) {
-      try {
-        docker(['rmi', '-f', image]);
-      } catch {
-        // already gone
-      }
-    }
-    rmSync(root, { recursive: true, force: true });
-  }, 120_000);
+  beforeAll(() => flowers.up(), 600_000);
+  afterAll(() => flowers.teardown(), 120_000);
 
   const versionOf = async (res: Response) => {
     expect(res.status).toBe(200);
@@ -71,7 +39,7 @@ describe.runIf(available)('a function with versions on the compose stack', () =>
   it('splits 1,000 unversioned requests 80/20 within 5 points, the shadow answering none', async () => {
     const counts: Record<string, number> = {};
     for (let i = 0; i < 1000; i++) {
-      const v = await versionOf(await fetch(`${url}/v2/models/flowers/infer`, postJson(FLOWER)));
+      const v = await versionOf(await fetch(`${flowers.url}/v2/models/flowers/infer`, postJson(FLOWER)));
       counts[v] = (counts[v] ?? 0) + 1;
     }
     expect(Object.keys(counts).sort()).toEqual(['1', '2']);
@@ -80,11 +48,11 @@ describe.runIf(available)('a function with versions on the compose stack', () =>
 
   it('reaches each version on its versioned paths every time, and keeps a traffic key on the version npm start picks', async () => {
     for (const v of ['1', '2', '3']) {
-      for (let i = 0; i < 20; i++) expect(await versionOf(await fetch(`${url}/v2/models/flowers/versions/${v}/infer`, postJson(FLOWER)))).toBe(v);
+      for (let i = 0; i < 20; i++) expect(await versionOf(await fetch(`${flowers.url}/v2/models/flowers/versions/${v}/infer`, postJson(FLOWER)))).toBe(v);
     }
     for (const key of ['user-1', 'user-42', 'k-7', 'session-xyz']) {
       const expected = chooseVersion([{ version: '1', percent: 80 }, { version: '2', percent: 20 }], key);
-      for (let i = 0; i < 5; i++) expect(await versionOf(await fetch(`${url}/flowers/predict`, postJson({ instances: [[5.1, 3.5, 1.4, 0.2]] }, { 'X-Modelfn-Traffic-Key': key })))).toBe(expected);
+      for (let i = 0; i < 5; i++) expect(await versionOf(await fetch(`${flowers.url}/flowers/predict`, postJson({ instances: [[5.1, 3.5, 1.4, 0.2]] }, { 'X-Modelfn-Traffic-Key': key })))).toBe(expected);
     }
   });
 
@@ -96,39 +64,15 @@ describe.runIf(available)('a function with versions on the compose stack', () =>
       return Number(/^modelfn_inference_duration_seconds_count\{version="3",model="flowers"\} (\d+)$/m.exec(text)?.[1] ?? 0);
     };
     const before = runs();
-    for (let i = 0; i < 400; i++) expect(await versionOf(await fetch(`${url}/v2/models/flowers/infer`, postJson(FLOWER)))).not.toBe('3');
+    for (let i = 0; i < 400; i++) expect(await versionOf(await fetch(`${flowers.url}/v2/models/flowers/infer`, postJson(FLOWER)))).not.toBe('3');
     await new Promise((r) => setTimeout(r, 1000));
     const copies = runs() - before;
     expect(copies).toBeGreaterThan(150);
     expect(copies).toBeLessThan(250);
   });
 
-  const cli = (args: string[]) => new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
-    execFile(process.execPath, [join(ROOT, 'bin/modelfn.mjs'), ...args], { cwd: root, env: { ...process.env, ...env }, timeout: 300_000 }, (err, stdout, stderr) => {
-      resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
-    });
-  });
-
-  /** A few clients sending unversioned requests in a loop until stopped: every answer's status and version. */
-  const load = (clients: number) => {
-    const answers: { status: number | string; version: string | null }[] = [];
-    let running = true;
-    const loops = Array.from({ length: clients }, async () => {
-      while (running) {
-        try {
-          const res = await fetch(`${url}/v2/models/flowers/infer`, postJson(FLOWER));
-          await res.arrayBuffer();
-          answers.push({ status: res.status, version: res.headers.get('x-modelfn-version') });
-        } catch (err) {
-          answers.push({ status: `failed: ${(err as Error).message} ${String((err as { cause?: unknown }).cause ?? '')}`, version: null });
-        }
-      }
-    });
-    return { answers, stop: async () => { running = false; await Promise.all(loops); } };
-  };
-
   it('moves the split from 80/20 to 0/100 under load with modelfn traffic, failing no request', async () => {
-    const clients = load(4);
+    const clients = flowers.load(4);
     await new Promise((r) => setTimeout(r, 1500));
     const moved = await cli(['traffic', 'flowers', '1=0', '2=100']);
     const atChange = clients.answers.length;
@@ -141,14 +85,14 @@ describe.runIf(available)('a function with versions on the compose stack', () =>
     // The load ran through the change: both versions answered before it, requests went on after it.
     expect(new Set(clients.answers.slice(0, atChange).map((a) => a.version))).toEqual(new Set(['1', '2']));
     expect(clients.answers.length - atChange).toBeGreaterThan(20);
-    for (let i = 0; i < 200; i++) expect(await versionOf(await fetch(`${url}/v2/models/flowers/infer`, postJson(FLOWER)))).toBe('2');
+    for (let i = 0; i < 200; i++) expect(await versionOf(await fetch(`${flowers.url}/v2/models/flowers/infer`, postJson(FLOWER)))).toBe('2');
     // Versioned paths still reach version 1.
-    expect(await versionOf(await fetch(`${url}/v2/models/flowers/versions/1/infer`, postJson(FLOWER)))).toBe('1');
+    expect(await versionOf(await fetch(`${flowers.url}/v2/models/flowers/versions/1/infer`, postJson(FLOWER)))).toBe('1');
     expect(JSON.parse(readFileSync(join(root, 'dist/traffic', `${project}.json`), 'utf8'))).toEqual({ flowers: { declared: { 1: 80, 2: 20 }, traffic: { 1: 0, 2: 100 } } });
   }, 120_000);
 
   it('prints the split in force and each version\'s request rate, error rate and p99', async () => {
-    const clients = load(2);
+    const clients = flowers.load(2);
     const shown = await cli(['traffic', 'flowers', '--window', '2']);
     await clients.stop();
     expect(shown.code, shown.stderr).toBe(0);
@@ -166,11 +110,11 @@ describe.runIf(available)('a function with versions on the compose stack', () =>
   }, 60_000);
 
   it("shows the split in force and each version's figures at the gateway: its /stats and the page's live view as nginx sends it", async () => {
-    const clients = load(2);
+    const clients = flowers.load(2);
     await new Promise((r) => setTimeout(r, 2000));
-    const res = await fetch(`${url}/flowers/stats`);
+    const res = await fetch(`${flowers.url}/flowers/stats`);
     const stats = (await res.json()) as FunctionStats;
-    const page = await (await fetch(`${url}/`, { headers: { Accept: 'text/html' } })).text();
+    const page = await (await fetch(`${flowers.url}/`, { headers: { Accept: 'text/html' } })).text();
     await clients.stop();
     expect(res.status).toBe(200);
     // Whichever version's replica the gateway asked gathered every version's (MODELFN_PEERS), told the split nginx runs.
@@ -193,7 +137,7 @@ describe.runIf(available)('a function with versions on the compose stack', () =>
       expect(refused.code).toBe(1);
       expect(refused.stderr).toBe(`${message}\n`);
     }
-    for (let i = 0; i < 20; i++) expect(await versionOf(await fetch(`${url}/v2/models/flowers/infer`, postJson(FLOWER)))).toBe('2');
+    for (let i = 0; i < 20; i++) expect(await versionOf(await fetch(`${flowers.url}/v2/models/flowers/infer`, postJson(FLOWER)))).toBe('2');
   }, 60_000);
 
   /** npm run up again (what `modelfn up` runs, in this process): its output. */
@@ -216,7 +160,7 @@ describe.runIf(available)('a function with versions on the compose stack', () =>
     const first = gatewayVolumes();
     expect(first).toHaveLength(1);
     expect(await upAgain()).toContain('  ✓ traffic: flowers keeps the split set by modelfn traffic: 1=0 2=100\n');
-    for (let i = 0; i < 100; i++) expect(await versionOf(await fetch(`${url}/v2/models/flowers/infer`, postJson(FLOWER)))).toBe('2');
+    for (let i = 0; i < 100; i++) expect(await versionOf(await fetch(`${flowers.url}/v2/models/flowers/infer`, postJson(FLOWER)))).toBe('2');
     lastGatewayVolumes = gatewayVolumes();
     expect(lastGatewayVolumes).toHaveLength(1);
     expect(lastGatewayVolumes).not.toEqual(first);
@@ -224,8 +168,8 @@ describe.runIf(available)('a function with versions on the compose stack', () =>
   }, 600_000);
 
   it('leaves nothing after down', async () => {
-    await stackDown(stack());
-    down = true;
+    await stackDown(flowers.options());
+    flowers.down = true;
     expect(projectLeftovers(project)).toBe('');
     // The gateway's anonymous volume carries no project label: looked for by name.
     expect(volumesLeft(lastGatewayVolumes)).toEqual([]);
