@@ -132,7 +132,9 @@ describe.runIf(available)('scale to zero on the real Docker engine', () => {
       const answers = await Promise.all(Array.from({ length: 16 }, (_, i) =>
         fetch(`${url}/${name}/predict`, postJson({ instances: [[5.1, 3.5, 1.4, 0.2]] }, { 'X-Request-Id': `wake-${name}-${i}` }))));
       const ms = performance.now() - started;
-      expect(answers.map((a) => a.status)).toEqual(new Array(16).fill(200));
+      // A failure names what the clients got (status and body), not only the statuses.
+      const failed = await Promise.all(answers.filter((a) => a.status !== 200).map(async (a) => `${a.status} ${await a.text()}`));
+      expect(failed, `${name}: answers other than 200`).toEqual([]);
       for (const a of answers) expect(((await a.json()) as { predictions: { label: number }[] }).predictions[0].label).toBe(0);
       process.stdout.write(`\n[figures] ${name}: 16 concurrent requests while ${state === 'exited' ? 'stopped' : 'frozen'}, all answered in ${Math.round(ms)} ms\n`);
       expect(stateOf(name)).toEqual(['running']);
