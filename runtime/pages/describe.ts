@@ -74,5 +74,5 @@ export function cardOf(fn: DescribedFunction, stats?: FunctionStats): FunctionCa
   }) : undefined;
   // Each version runs its own replicas: the card declares them all.
   const replicas = versions ? fn.versions.reduce((n, v) => n + v.replicas, 0) : fn.replicas;
-  return { name: fn.name, prefix: fn.prefix, replicas, scales: fn.scale !== undefined || fn.versions.some((v) => v.scale !== undefined), keyed: fn.auth !== undefined, description: fn.description, document: fn.document, routes: fn.ownRoutes, stats, ...(versions ? { versions } : {}) };
+  return { name: fn.name, prefix: fn.prefix, replicas, scales: fn.scale !== undefined || (fn.versions ?? []).some((v) => v.scale !== undefined), keyed: fn.auth !== undefined, description: fn.description, document: fn.document, routes: fn.ownRoutes, stats, ...(versions ? { versions } : {}) };
 }
