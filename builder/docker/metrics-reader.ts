@@ -11,7 +11,7 @@
  * reader, under the same load, 8 and 13 ms against 5 ms.
  */
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { containers, sampleOf, type Sample } from './traffic.ts';
+import { containers, sampleOf, sumSamples, type Sample } from './traffic.ts';
 
 /** What the process inside the container runs: each line in, one exposition out, then the end marker. */
 const READER = [
@@ -82,15 +82,7 @@ class ContainerReader {
 export async function serviceReader(project: string, service: string): Promise<{ sample: () => Promise<Sample>; close: () => void }> {
   const readers = (await containers('compose', project, service)).map((c) => new ContainerReader(c));
   return {
-    async sample() {
-      const total: Sample = { requests: 0, errors: 0, buckets: new Map() };
-      for (const s of await Promise.all(readers.map((r) => r.read()))) {
-        total.requests += s.requests;
-        total.errors += s.errors;
-        for (const [le, n] of s.buckets) total.buckets.set(le, (total.buckets.get(le) ?? 0) + n);
-      }
-      return total;
-    },
+    sample: async () => sumSamples(await Promise.all(readers.map((r) => r.read()))),
     close: () => readers.forEach((r) => r.close()),
   };
 }

@@ -231,16 +231,24 @@ export function sampleOf(text: string): Sample {
   return sample;
 }
 
-async function sampleService(orchestrator: Orchestrator, project: string, service: string): Promise<Sample> {
+/** The counters of several containers added up (a service's replicas). */
+export function sumSamples(samples: readonly Sample[]): Sample {
   const total: Sample = { requests: 0, errors: 0, buckets: new Map() };
-  for (const container of await containers(orchestrator, project, service)) {
-    const text = await docker(['exec', container, '/usr/local/bin/node', '-e', "fetch('http://127.0.0.1:8080/metrics').then((r) => r.text()).then((t) => process.stdout.write(t))"]);
-    const s = sampleOf(text);
+  for (const s of samples) {
     total.requests += s.requests;
     total.errors += s.errors;
     for (const [le, n] of s.buckets) total.buckets.set(le, (total.buckets.get(le) ?? 0) + n);
   }
   return total;
+}
+
+async function sampleService(orchestrator: Orchestrator, project: string, service: string): Promise<Sample> {
+  const samples: Sample[] = [];
+  for (const container of await containers(orchestrator, project, service)) {
+    const text = await docker(['exec', container, '/usr/local/bin/node', '-e', "fetch('http://127.0.0.1:8080/metrics').then((r) => r.text()).then((t) => process.stdout.write(t))"]);
+    samples.push(sampleOf(text));
+  }
+  return sumSamples(samples);
 }
 
 /** A version's figures over a window: requests/s, errors (status >= 500) per second, p99 in ms. */
