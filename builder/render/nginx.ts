@@ -357,14 +357,16 @@ ${scaled.map((unit) => `        ${serviceName(unit)} 1;`).join('\n')}
         default_type application/json;
         return 413 ${quote(JSON.stringify({ error: bodyTooLarge(fn.name, fn.limits.bodySize) }))};
     }`).join('\n');
+  /** Inside a named location: the function's 503 unavailable answer, with Retry-After, when `condition` holds. */
+  const unavailableIf = (condition: string) => `
+        if (${condition}) {${retryLater.replaceAll('\n        ', '\n            ')}
+            return 503 ${jsonWithVariables({ error: functionUnavailable('$modelfn_fn') })};
+        }`;
   // A 504 where no replica ever took the connection (every attempt's connect time is '-': the
   // replica's address outlives a crashed or stopped container, and connecting to it times out) is
   // the function being unavailable, not slow: the 503 that says so, with Retry-After. (Reached by
   // 'error_page 504 = ...', so that the status is the one returned here.)
-  const neverConnected = `
-        if ($upstream_connect_time !~ "[0-9]") {${retryLater.replaceAll('\n        ', '\n            ')}
-            return 503 ${jsonWithVariables({ error: functionUnavailable('$modelfn_fn') })};
-        }`;
+  const neverConnected = unavailableIf('$upstream_connect_time !~ "[0-9]"');
   const named = [
     ...Object.entries(errors).map(([code, message]) => ({ at: `@modelfn_${code}`, status: Number(code), body: quote(JSON.stringify({ error: message })) })),
     ...Object.entries(NGINX_ERRORS).map(([code, { status, message }]) => ({ at: `= /_modelfn/error/${code}`, status, body: quote(JSON.stringify({ error: message })) })),
@@ -377,10 +379,7 @@ ${scaled.map((unit) => `        ${serviceName(unit)} 1;`).join('\n')}
   const zones = functions.filter((fn) => fn.rateLimit).map((fn) =>
     `    limit_req_zone $binary_remote_addr zone=${zoneOf(fn)}:10m rate=${rate(fn.rateLimit!.requestsPerSecond)};`);
   const serverMeta = JSON.stringify(SERVER_METADATA);
-  const notScaled = mixed ? `
-        if ($modelfn_wakes = 0) {${retryLater.replaceAll('\n        ', '\n            ')}
-            return 503 ${jsonWithVariables({ error: functionUnavailable('$modelfn_fn') })};
-        }` : '';
+  const notScaled = mixed ? unavailableIf('$modelfn_wakes = 0') : '';
   const activate = activator ? `
     # Functions that scale to zero: a request no replica took goes to the activator, which wakes
     # one and forwards it (the body is sent again from nginx's buffer). The function (the service
