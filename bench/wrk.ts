@@ -22,6 +22,8 @@ export interface LoadResult {
   requests: number;
   /** Non-2xx answers and socket errors. */
   errors: number;
+  /** What the errors were, as wrk counts them (e.g. `non-2xx 3, socket read 1`); empty without errors. */
+  errorKinds: string;
 }
 
 function ms(value: string): number {
@@ -40,7 +42,9 @@ export function parseWrk(out: string): LoadResult {
   const non2xx = Number(/Non-2xx or 3xx responses:\s+(\d+)/.exec(out)?.[1] ?? 0);
   const socket = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
   const socketErrors = socket ? socket.slice(1).reduce((n, v) => n + Number(v), 0) : 0;
-  return { rps, p50, p99, requests, errors: non2xx + socketErrors };
+  const kinds: [string, number][] = [['non-2xx', non2xx], ...['connect', 'read', 'write', 'timeout'].map((k, i): [string, number] => [`socket ${k}`, Number(socket?.[i + 1] ?? 0)])];
+  const errorKinds = kinds.filter(([, n]) => n > 0).map(([k, n]) => `${k} ${n}`).join(', ');
+  return { rps, p50, p99, requests, errors: non2xx + socketErrors, errorKinds };
 }
 
 /**

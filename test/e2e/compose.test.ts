@@ -240,7 +240,7 @@ describe.runIf(available)('the compose stack on the real Docker engine', () => {
     const result = await soak(url, containers('iris'), 25, 64, join(root, 'wrk'));
     process.stdout.write(`\n[figures] soak: ${result.load.requests} requests at 64 connections in 25 s, ${result.load.errors} errors; memory ${result.memory.map((m) => `${m.warm.toFixed(1)} -> ${m.end.toFixed(1)} MiB`).join(', ')}\n`);
     expect(result.load.requests).toBeGreaterThan(1000);
-    expect(result.load.errors).toBe(0);
+    expect(result.load.errors, `errors: ${result.load.errorKinds}`).toBe(0);
     expect(result.memory).toHaveLength(2);
     for (const m of result.memory) expect(m.growth, `${m.container}: ${m.warm.toFixed(1)} -> ${m.end.toFixed(1)} MiB`).toBeLessThan(0.1);
   });
