@@ -65,7 +65,7 @@ export async function soak(url: string, containers: string[], seconds: number, c
   const ids = containers.map((c) => run('docker', ['inspect', '--format', '{{.Id}}', c]).then((o) => o.trim()));
   const full = await Promise.all(ids);
   const warm = await sampled(full, wrk(request, connections, Math.max(15, Math.round(seconds / 4)), workDir, 'soak-warm'));
-  const end = await sampled(full, wrk(request, connections, seconds, workDir, 'soak'));
+  const end = await sampled(full, wrk(request, connections, seconds, workDir, 'soak', { statuses: true }));
   const load = end.result;
   const memory = full.map((id) => {
     const w = warm.memory.get(id)!;

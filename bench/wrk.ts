@@ -43,15 +43,30 @@ export function parseWrk(out: string): LoadResult {
   const socket = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
   const socketErrors = socket ? socket.slice(1).reduce((n, v) => n + Number(v), 0) : 0;
   const kinds: [string, number][] = [['non-2xx', non2xx], ...['connect', 'read', 'write', 'timeout'].map((k, i): [string, number] => [`socket ${k}`, Number(socket?.[i + 1] ?? 0)])];
-  const errorKinds = kinds.filter(([, n]) => n > 0).map(([k, n]) => `${k} ${n}`).join(', ');
+  const statuses = [...out.matchAll(/^status (\d{3}): (\d+)$/gm)].map((m) => `${m[1]} x${m[2]}`);
+  const errorKinds = kinds.filter(([, n]) => n > 0).map(([k, n]) => `${k} ${n}${k === 'non-2xx' && statuses.length ? ` (${statuses.join(', ')})` : ''}`).join(', ');
   return { rps, p50, p99, requests, errors: non2xx + socketErrors, errorKinds };
 }
+
+/**
+ * Counts the answers that are not 2xx/3xx by status, printed by wrk as `status 429: 5` after its
+ * report. It costs wrk a Lua call per answer, so only runs that assert zero errors use it.
+ */
+const STATUS_COUNTER = [
+  'local threads = {}',
+  'function setup(thread) table.insert(threads, thread) end',
+  'codes = {}',
+  'function response(status, headers, body) if status >= 400 or status < 200 then codes[status] = (codes[status] or 0) + 1 end end',
+  'function done(summary, latency, requests)',
+  '  for _, t in ipairs(threads) do for status, n in pairs(t:get("codes")) do io.write(string.format("status %d: %d\\n", status, n)) end end',
+  'end',
+];
 
 /**
  * Runs wrk against one request for `seconds`; the body is read from a file by a Lua script, so
  * binary bodies go through unchanged.
  */
-export async function wrk(request: LoadRequest, connections: number, seconds: number, workDir: string, name: string): Promise<LoadResult> {
+export async function wrk(request: LoadRequest, connections: number, seconds: number, workDir: string, name: string, options: { statuses?: boolean } = {}): Promise<LoadResult> {
   const bodyFile = join(workDir, `${name}.body`);
   const script = join(workDir, `${name}.lua`);
   writeFileSync(bodyFile, request.body);
@@ -62,6 +77,7 @@ export async function wrk(request: LoadRequest, connections: number, seconds: nu
     'wrk.body = f:read("*all")',
     'f:close()',
     headers,
+    ...(options.statuses ? STATUS_COUNTER : []),
   ].join('\n'));
   const out = await run('wrk', ['-t1', `-c${connections}`, `-d${seconds}s`, '--timeout', '10s', '--latency', '-s', script, request.url]);
   return parseWrk(out);

@@ -29,4 +29,9 @@ describe("wrk's report as the benchmarks and the soak read it", () => {
     expect(parseWrk(report)).toMatchObject({ requests: 101460, errors: 11, errorKinds: 'non-2xx 9, socket read 2', rps: 4058.4 });
     expect(parseWrk('  10 requests in 1.00s, 1.00KB read\nRequests/sec:     10.00\n')).toMatchObject({ errors: 0, errorKinds: '' });
   });
+
+  it('names the statuses where the run counted them (the soak does)', () => {
+    const report = '  5000 requests in 1.00s, 1.00MB read\n  Non-2xx or 3xx responses: 7\nRequests/sec:   5000.00\nstatus 429: 5\nstatus 502: 2\n';
+    expect(parseWrk(report).errorKinds).toBe('non-2xx 7 (429 x5, 502 x2)');
+  });
 });

@@ -136,6 +136,30 @@ describe('shedWhenBehind', () => {
     expect(served).toBeLessThanOrEqual(17);
   });
 
+  it('refuses nothing in a turn made late by the process being kept off the CPU, however many requests wait', async () => {
+    // The first request holds the thread without using the CPU (as a busy host or a frozen
+    // container does); the other fifty-nine, cheap, then find the turn 150 ms late.
+    const handled: string[] = [];
+    server = createServer((req, res) => {
+      handled.push(`${req.method} ${req.url}`);
+      if (req.url === '/predict?i=0') Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 150);
+      req.resume();
+      res.writeHead(200, { 'Content-Type': 'application/json' }).end('{"ok":true}');
+    });
+    await new Promise<void>((r) => server!.listen(0, '127.0.0.1', r));
+    const port = (server.address() as AddressInfo).port;
+    stop = shedWhenBehind(server, { lagMs: 50 });
+    const [warm] = await sockets(port, 1);
+    const warmAnswer = answer(warm);
+    warm.write('GET /warm HTTP/1.1\r\nHost: x\r\n\r\n');
+    await warmAnswer;
+    const conns = await sockets(port, 60);
+    const answers = conns.map(answer);
+    conns.forEach((s, i) => s.write(post(i)));
+    expect((await Promise.all(answers)).map((a) => a.status)).toEqual(new Array(60).fill(200));
+    expect(handled.filter((h) => h.startsWith('POST'))).toHaveLength(60);
+  });
+
   it('refuses nothing when the loop keeps up, and nothing at all with lagMs 0', async () => {
     for (const lagMs of [1000, 0]) {
       const slow = await slowServer(20);

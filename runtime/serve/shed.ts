@@ -19,7 +19,12 @@
  * process the machine's other work kept off the CPU (a busy host, a container at its CPU quota)
  * makes a turn late with a few requests in it, and refusing those would fail clients of a server
  * that keeps up. So a late turn refuses only when the loop was late at the previous probe as well
- * (the lateness lasts), or when it has already taken MIN_REQUESTS_LATE requests (a flood).
+ * (the lateness lasts), or when it has already taken MIN_REQUESTS_LATE requests while the process
+ * was working (a flood). A process kept off the CPU is not working: when the machine's other work
+ * holds it for 100 ms, every connection of a closed-loop client (64 clients that each wait for
+ * their answer) has a request waiting when it runs again, a few milliseconds of work, not a
+ * flood. The process's CPU time since the last tick tells the two apart: a turn made late by its
+ * own work used the CPU for at least WORKING_SHARE of it.
  */
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { STATUS_OF_KIND } from '../http/errors.ts';
@@ -30,6 +35,14 @@ const TICK_MS = 10;
 const IDLE_STOP_MS = 1000;
 /** Requests since the last probe tick past which one late turn is a flood, not a hiccup. */
 const MIN_REQUESTS_LATE = 16;
+/** The share of a late turn the process must have spent on the CPU for its lateness to be its own work. */
+const WORKING_SHARE = 0.5;
+
+/** The process's CPU time (all threads, user and system), ms. */
+function cpuMs(): number {
+  const { user, system } = process.cpuUsage();
+  return (user + system) / 1000;
+}
 
 export interface ShedOptions {
   /** A loop turn longer than this (ms) refuses the work that arrives in it; 0 turns shedding off. */
@@ -62,8 +75,11 @@ export function shedWhenBehind(server: Server, options: ShedOptions): () => void
   server.removeAllListeners('request');
   const status = STATUS_OF_KIND.overloaded;
   let lastTick = performance.now();
+  let lastTickCpu = cpuMs();
   /** The probe's last interval ran past lagMs: the loop was already late. */
   let behind = false;
+  /** For the late turn since the last tick: undefined until asked, then whether the process worked through it. */
+  let working: boolean | undefined;
   /** Requests since the last tick. */
   let sinceTick = 0;
   let lastRequest = 0;
@@ -74,6 +90,8 @@ export function shedWhenBehind(server: Server, options: ShedOptions): () => void
     const now = performance.now();
     behind = now - lastTick - TICK_MS > options.lagMs;
     lastTick = now;
+    lastTickCpu = cpuMs();
+    working = undefined;
     sinceTick = 0;
     if (refused && lastTick - reported >= 1000) {
       options.report?.(refused);
@@ -92,10 +110,12 @@ export function shedWhenBehind(server: Server, options: ShedOptions): () => void
     sinceTick++;
     if (!probe) {
       lastTick = now;
+      lastTickCpu = cpuMs();
+      working = undefined;
       sinceTick = 1;
       probe = setInterval(tick, TICK_MS);
       probe.unref();
-    } else if (now - lastTick > options.lagMs && (behind || sinceTick > MIN_REQUESTS_LATE) && req.method !== 'GET' && req.method !== 'HEAD') {
+    } else if (now - lastTick > options.lagMs && (behind || (sinceTick > MIN_REQUESTS_LATE && (working ??= cpuMs() - lastTickCpu >= (now - lastTick) * WORKING_SHARE))) && req.method !== 'GET' && req.method !== 'HEAD') {
       options.onShed?.();
       refused++;
       // The body is discarded unread (not parsed, not decoded); the connection stays usable.
