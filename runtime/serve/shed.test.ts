@@ -1,4 +1,4 @@
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { connect, type AddressInfo, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { shedWhenBehind } from './shed.ts';
@@ -8,19 +8,6 @@ const busy = (ms: number) => {
   const end = performance.now() + ms;
   while (performance.now() < end);
 };
-
-/** A server whose every request keeps the loop busy for `workMs`, answering 200 `{"ok":true}`. */
-async function slowServer(workMs: number): Promise<{ server: Server; port: number; handled: string[] }> {
-  const handled: string[] = [];
-  const server = createServer((req, res) => {
-    handled.push(`${req.method} ${req.url}`);
-    busy(workMs);
-    req.resume();
-    res.writeHead(200, { 'Content-Type': 'application/json' }).end('{"ok":true}');
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  return { server, port: (server.address() as AddressInfo).port, handled };
-}
 
 /** Raw connections, so that every request is in the server's socket buffers before it reads any. */
 async function sockets(port: number, n: number): Promise<Socket[]> {
@@ -63,31 +50,47 @@ afterEach(async () => {
   server = undefined;
 });
 
+type Handler = (req: IncomingMessage, res: ServerResponse) => void;
+
+/**
+ * Starts a server behind the shedder, answering 200 `{"ok":true}` after `work` (the request's own
+ * loop work), and sends it one GET so its probe runs. Returns its port and the requests its own
+ * listener saw.
+ */
+async function shedding(lagMs: number, work: (req: IncomingMessage) => void): Promise<{ port: number; handled: string[] }> {
+  const handled: string[] = [];
+  const handler: Handler = (req, res) => {
+    handled.push(`${req.method} ${req.url}`);
+    work(req);
+    req.resume();
+    res.writeHead(200, { 'Content-Type': 'application/json' }).end('{"ok":true}');
+  };
+  server = createServer(handler);
+  await new Promise<void>((r) => server!.listen(0, '127.0.0.1', r));
+  const port = (server.address() as AddressInfo).port;
+  stop = shedWhenBehind(server, { lagMs });
+  const [warm] = await sockets(port, 1);
+  const warmAnswer = answer(warm);
+  warm.write('GET /warm HTTP/1.1\r\nHost: x\r\n\r\n');
+  await warmAnswer;
+  return { port, handled };
+}
+
+
 describe('shedWhenBehind', () => {
   it('refuses POSTs that arrive while a loop turn has run past lagMs after a late one, with 429 JSON and Retry-After, unread; GETs and the next turn are served', async () => {
     let conns: Socket[] = [];
     let sent = false;
-    const handled: string[] = [];
-    server = createServer((req, res) => {
-      handled.push(`${req.method} ${req.url}`);
-      // The first POST sends the second ten (and a GET): they wait while this turn works.
+    // Ten requests reach the server in one turn of its loop; each takes 30 ms. The first POST sends
+    // the second ten (and a GET): they wait while this turn works.
+    const { port, handled } = await shedding(50, (req) => {
       if (req.method === 'POST' && !sent) {
         sent = true;
         conns.slice(10, 20).forEach((s, i) => s.write(post(10 + i)));
         conns[20].write('GET /v2/health/ready HTTP/1.1\r\nHost: x\r\n\r\n');
       }
       busy(30);
-      req.resume();
-      res.writeHead(200, { 'Content-Type': 'application/json' }).end('{"ok":true}');
     });
-    await new Promise<void>((r) => server!.listen(0, '127.0.0.1', r));
-    const port = (server.address() as AddressInfo).port;
-    stop = shedWhenBehind(server, { lagMs: 50 });
-    // Start the probe, then ten requests reach the server in one turn of its loop; each takes 30 ms.
-    const [warm] = await sockets(port, 1);
-    const warmAnswer = answer(warm);
-    warm.write('GET /warm HTTP/1.1\r\nHost: x\r\n\r\n');
-    await warmAnswer;
     conns = await sockets(port, 21);
     const answers = conns.map(answer);
     conns.slice(0, 10).forEach((s, i) => s.write(post(i)));
@@ -117,15 +120,9 @@ describe('shedWhenBehind', () => {
   });
 
   it('refuses a flood within its first late turn, past the requests a hiccup holds', async () => {
-    const slow = await slowServer(5);
-    server = slow.server;
-    stop = shedWhenBehind(server, { lagMs: 20 });
-    const [warm] = await sockets(slow.port, 1);
-    const warmAnswer = answer(warm);
-    warm.write('GET /warm HTTP/1.1\r\nHost: x\r\n\r\n');
-    await warmAnswer;
+    const { port } = await shedding(20, () => busy(5));
     // Sixty requests in one turn, 5 ms each: 300 ms of work.
-    const conns = await sockets(slow.port, 60);
+    const conns = await sockets(port, 60);
     const answers = conns.map(answer);
     conns.forEach((s, i) => s.write(post(i)));
     const statuses = (await Promise.all(answers)).map((a) => a.status);
@@ -139,20 +136,9 @@ describe('shedWhenBehind', () => {
   it('refuses nothing in a turn made late by the process being kept off the CPU, however many requests wait', async () => {
     // The first request holds the thread without using the CPU (as a busy host or a frozen
     // container does); the other fifty-nine, cheap, then find the turn 150 ms late.
-    const handled: string[] = [];
-    server = createServer((req, res) => {
-      handled.push(`${req.method} ${req.url}`);
+    const { port, handled } = await shedding(50, (req) => {
       if (req.url === '/predict?i=0') Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 150);
-      req.resume();
-      res.writeHead(200, { 'Content-Type': 'application/json' }).end('{"ok":true}');
     });
-    await new Promise<void>((r) => server!.listen(0, '127.0.0.1', r));
-    const port = (server.address() as AddressInfo).port;
-    stop = shedWhenBehind(server, { lagMs: 50 });
-    const [warm] = await sockets(port, 1);
-    const warmAnswer = answer(warm);
-    warm.write('GET /warm HTTP/1.1\r\nHost: x\r\n\r\n');
-    await warmAnswer;
     const conns = await sockets(port, 60);
     const answers = conns.map(answer);
     conns.forEach((s, i) => s.write(post(i)));
@@ -162,15 +148,13 @@ describe('shedWhenBehind', () => {
 
   it('refuses nothing when the loop keeps up, and nothing at all with lagMs 0', async () => {
     for (const lagMs of [1000, 0]) {
-      const slow = await slowServer(20);
-      server = slow.server;
-      stop = shedWhenBehind(server, { lagMs });
-      const conns = await sockets(slow.port, 6);
+      const { port } = await shedding(lagMs, () => busy(20));
+      const conns = await sockets(port, 6);
       const answers = conns.map(answer);
       conns.forEach((s, i) => s.write(post(i)));
       expect((await Promise.all(answers)).map((a) => a.status)).toEqual(new Array(6).fill(200));
-      stop();
-      server.closeAllConnections();
+      stop?.();
+      server?.closeAllConnections();
       await new Promise((r) => server!.close(r));
       server = undefined;
     }
