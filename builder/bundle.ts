@@ -9,6 +9,7 @@ import { dirname, join, relative, resolve } from 'node:path';
 import { build } from 'esbuild';
 import type { ResolvedFunction } from '../runtime/function/define.ts';
 import { PRIME_COMPILE_CACHE } from '../runtime/serve/bundle.ts';
+import type { BundleModels } from '../runtime/serve/early-plan.ts';
 import { folderOf } from './functions.ts';
 
 export const ROOT = join(import.meta.dirname, '..');
@@ -41,8 +42,9 @@ function entrySource(fn: ResolvedFunction): string {
 }
 
 /** esbuild's settings for a container entry: one minified ESM file and its source map. */
-async function bundleEntry(contents: string, sourcefile: string, outfile: string): Promise<void> {
+async function bundleEntry(contents: string, sourcefile: string, outfile: string, define: Record<string, string> = {}): Promise<void> {
   await build({
+    define,
     stdin: { contents, resolveDir: ROOT, sourcefile, loader: 'ts' },
     bundle: true,
     platform: 'node',
@@ -71,7 +73,9 @@ export async function bundleFunction(fn: ResolvedFunction, outRoot: string): Pro
   rmSync(outDir, { recursive: true, force: true });
   mkdirSync(outDir, { recursive: true });
   const outfile = join(outDir, 'main.mjs');
-  await bundleEntry(entrySource(fn), `functions/${folderOf(fn)}/entry.ts`, outfile);
+  // The model files, so that the inference thread started first creates the likely session early (runtime/serve/early-thread.ts).
+  const models: BundleModels = { default: fn.modelFile, versions: Object.fromEntries(fn.versions.map((v) => [v.version, v.modelFile])) };
+  await bundleEntry(entrySource(fn), `functions/${folderOf(fn)}/entry.ts`, outfile, { MODELFN_BUNDLE_MODELS: JSON.stringify(models) });
   const thread = JSON.stringify(join(ROOT, 'runtime/engine/inference-entry.ts'));
   await bundleEntry(`import ${thread};\n`, `functions/${folderOf(fn)}/inference-entry.ts`, join(outDir, 'inference.mjs'));
   // Every version's model: one image serves each version, the one its containers name (MODELFN_VERSION).

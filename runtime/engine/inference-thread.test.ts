@@ -4,9 +4,10 @@ import { join } from 'node:path';
 import ort from 'onnxruntime-node';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ROOT } from '../testing/index.ts';
-import { InferenceThreadExit, startInferenceThread, type ThreadSession } from './inference-thread.ts';
+import { InferenceThreadExit, prestartInferenceThread, sessionOptionsFor, startInferenceThread, type ModelGuess, type ThreadSession } from './inference-thread.ts';
 
-const MODEL = readFileSync(join(ROOT, 'functions/iris/model.onnx'));
+const IRIS = join(ROOT, 'functions/iris/model.onnx');
+const MODEL = readFileSync(IRIS);
 const feeds = () => ({ input: new ort.Tensor('float32', new Float32Array([5.1, 3.5, 1.4, 0.2, 6.7, 3.0, 5.2, 2.3]), [2, 4]) });
 
 let sessions: ThreadSession[] = [];
@@ -71,5 +72,46 @@ describe('startInferenceThread', () => {
 
   it('rejects a model onnxruntime cannot load, naming onnxruntime\'s reason', async () => {
     await expect(startInferenceThread(new Uint8Array([1, 2, 3]), {})).rejects.toThrow(/protobuf|parse|model/i);
+  });
+});
+
+describe('a thread started early with a guess of its model', () => {
+  /** Starts a thread early with `guess`, then hands it iris's bytes as read from `path` (null: no file named). */
+  async function early(guess: ModelGuess, options = sessionOptionsFor({}), path: string | null = IRIS): Promise<ThreadSession> {
+    prestartInferenceThread(new URL('./inference-worker.mjs', import.meta.url), guess);
+    const session = await startInferenceThread(MODEL, options, {}, path ?? undefined);
+    sessions.push(session);
+    return session;
+  }
+
+  const predicts = async (session: ThreadSession) => {
+    const out = await session.run(feeds(), ['label']);
+    expect([...(out.label.data as BigInt64Array)].map(Number)).toEqual([0, 2]);
+  };
+
+  it('takes the session it created when the model sent is the guessed file with the guessed options', async () => {
+    const session = await early({ path: IRIS, options: sessionOptionsFor({}) });
+    expect(session.early).toBe(true);
+    await predicts(session);
+  });
+
+  it('makes its own session from the bytes sent for another file, other options, or no file named', async () => {
+    const digits = await early({ path: join(ROOT, 'functions/digits/model.onnx'), options: sessionOptionsFor({}) });
+    expect(digits.early).toBe(false);
+    // iris's answers: digits' session (64 inputs) would refuse these feeds.
+    await predicts(digits);
+    const otherOptions = await early({ path: IRIS, options: sessionOptionsFor({ intraOpThreads: 1 }) });
+    expect(otherOptions.early).toBe(false);
+    await predicts(otherOptions);
+    const noPath = await early({ path: IRIS, options: sessionOptionsFor({}) }, sessionOptionsFor({}), null);
+    expect(noPath.early).toBe(false);
+    await predicts(noPath);
+  });
+
+  it('makes its own session when the guess could not be created (the file was not there)', async () => {
+    const missing = join(ROOT, 'functions/iris/no-such-model.onnx');
+    const session = await early({ path: missing, options: sessionOptionsFor({}) }, sessionOptionsFor({}), missing);
+    expect(session.early).toBe(false);
+    await predicts(session);
   });
 });

@@ -9,8 +9,12 @@
  * onnxruntime's native library loads on the inference thread only: the main thread's tensors are
  * onnxruntime-common's (the same class onnxruntime-node exports), so a bundle's main thread never
  * waits for it, and the thread can be started early (`prestartInferenceThread`) to load it while
- * the main thread loads the HTTP side.
+ * the main thread loads the HTTP side. A thread started early and told which model file and
+ * settings it will most likely get (a bundle knows its model files, the environment the rest)
+ * creates that session meanwhile too; the model the main thread then sends decides: the same file
+ * with the same settings takes the session already made, anything else makes its own.
  */
+import { resolve as resolvePath } from 'node:path';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 import * as ort from 'onnxruntime-common';
 import type { Feeds, Fetches } from '../tensor/types.ts';
@@ -27,16 +31,49 @@ export function setInferenceWorkerScript(url: string | URL): void {
 /** A thread started before its model was known, loading onnxruntime meanwhile; the next start takes it. */
 let early: { worker: Worker; exited: boolean } | undefined;
 
+/** The session settings the runtime asks onnxruntime for. */
+export interface SessionSettings {
+  /** Let onnxruntime's pool threads spin while they wait for work (its default; off here). */
+  spinning?: boolean;
+  intraOpThreads?: number;
+  interOpThreads?: number;
+}
+
+/**
+ * onnxruntime's session options for the runtime's settings: every optimisation, its own log
+ * quiet (failed runs are reported by the runtime), threads as set.
+ *
+ * @example sessionOptionsFor({ intraOpThreads: 2 }).intraOpNumThreads // 2
+ */
+export function sessionOptionsFor(settings: SessionSettings): ort.InferenceSession.SessionOptions {
+  const options: ort.InferenceSession.SessionOptions = { graphOptimizationLevel: 'all', logSeverityLevel: 4 };
+  if (!settings.spinning) {
+    // onnxruntime's pool threads spin while waiting for work by default: on a small host that
+    // burns the cores Node and nginx need between requests.
+    options.extra = { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } };
+  }
+  if (settings.intraOpThreads) options.intraOpNumThreads = settings.intraOpThreads;
+  if (settings.interOpThreads) options.interOpNumThreads = settings.interOpThreads;
+  return options;
+}
+
+/** The model an early thread expects: the file and the options it will most likely be sent. */
+export interface ModelGuess {
+  path: string;
+  options: ort.InferenceSession.SessionOptions;
+}
+
 /**
  * Starts an inference thread now, before the model is known: Node's thread start and onnxruntime's
- * native library then load while the caller goes on loading the rest. The next
- * `startInferenceThread` hands it its model. It keeps no process alive while nobody took it.
+ * native library then load while the caller goes on loading the rest, and with `guess` the
+ * session for that file is created as well. The next `startInferenceThread` hands it its model.
+ * It keeps no process alive while nobody took it.
  *
- * @example prestartInferenceThread(new URL('./inference.mjs', import.meta.url));
+ * @example prestartInferenceThread(new URL('./inference.mjs', import.meta.url), { path: '/app/iris/model.onnx', options: sessionOptionsFor({}) });
  */
-export function prestartInferenceThread(url: string | URL): void {
+export function prestartInferenceThread(url: string | URL, guess?: ModelGuess): void {
   setInferenceWorkerScript(url);
-  const worker = new Worker(workerScript, { workerData: { modelfnInferenceThread: true } satisfies Partial<ThreadInit> });
+  const worker = new Worker(workerScript, { workerData: { modelfnInferenceThread: true, guess } satisfies Partial<ThreadInit> });
   const started = { worker, exited: false };
   worker.once('exit', () => (started.exited = true));
   // A failure surfaces when a thread is started for the model (a new one, with its own error).
@@ -61,7 +98,7 @@ interface Job {
 }
 
 type Reply =
-  | { kind: 'ready'; inputs: ort.InferenceSession.ValueMetadata[]; outputs: ort.InferenceSession.ValueMetadata[] }
+  | { kind: 'ready'; inputs: ort.InferenceSession.ValueMetadata[]; outputs: ort.InferenceSession.ValueMetadata[]; early: boolean }
   | { kind: 'failed'; message: string }
   | { kind: 'result'; id: number; outputs: WireTensor[] }
   | { kind: 'error'; id: number; message: string }
@@ -70,7 +107,11 @@ type Reply =
 export interface ThreadInit {
   modelfnInferenceThread: true;
   model: Uint8Array;
+  /** The file `model` was read from, when it was: a thread that guessed it may hold its session. */
+  path?: string;
   options: ort.InferenceSession.SessionOptions;
+  /** An early thread's guess of its model, created while the main thread loads. */
+  guess?: ModelGuess;
 }
 
 /**
@@ -113,17 +154,32 @@ export async function serveInferenceThread(): Promise<void> {
   // onnxruntime loads while a thread started early waits for its model (sent as the first message).
   const loading = import('onnxruntime-node');
   loading.catch(() => {});
+  // A thread started early with a guess creates that session while it waits.
+  const guess = (workerData as Partial<ThreadInit>).guess;
+  const guessed = guess ? loading.then(({ InferenceSession }) => InferenceSession.create(guess.path, guess.options)) : undefined;
+  guessed?.catch(() => {});
   const init = (workerData as ThreadInit).model ? workerData as ThreadInit : await new Promise<ThreadInit>((done) => port.once('message', done));
   // Failing to load onnxruntime ends the thread (an error event): not the model's fault.
   const { InferenceSession } = await loading;
+  const early = guessed !== undefined && init.path !== undefined && resolvePath(init.path) === resolvePath(guess!.path) && JSON.stringify(init.options) === JSON.stringify(guess!.options);
+  // A wrong guess's session is freed; a right one that failed is made again from the bytes, for onnxruntime's own error.
+  if (guessed && !early) guessed.then((s) => s.release(), () => {});
   let session: ort.InferenceSession;
+  let tookGuess = false;
   try {
-    session = await InferenceSession.create(init.model, init.options);
+    if (early) {
+      session = await guessed.then((s) => {
+        tookGuess = true;
+        return s;
+      }, () => InferenceSession.create(init.model, init.options));
+    } else {
+      session = await InferenceSession.create(init.model, init.options);
+    }
   } catch (err) {
     port.postMessage({ kind: 'failed', message: String((err as Error)?.message ?? err) } satisfies Reply);
     return;
   }
-  port.postMessage({ kind: 'ready', inputs: [...session.inputMetadata], outputs: [...session.outputMetadata] } satisfies Reply);
+  port.postMessage({ kind: 'ready', inputs: [...session.inputMetadata], outputs: [...session.outputMetadata], early: tookGuess } satisfies Reply);
   // Runs under way: ending the thread on purpose waits for them (stopping inside onnxruntime's
   // native code would abort the whole process); jobs that arrive meanwhile are left to fail.
   let running = 0;
@@ -185,6 +241,8 @@ export interface ThreadSession {
    * (the caller's tensors are left empty); without it they are copied, and stay the caller's.
    */
   run(feeds: Feeds, outputNames?: readonly string[], transfer?: boolean, deadline?: number): Promise<Fetches>;
+  /** The session was the one an early thread created from its guess while the main thread loaded. */
+  early: boolean;
   /** Frees the session and ends the thread, as planned. */
   release(): Promise<void>;
   /**
@@ -202,11 +260,13 @@ export interface ThreadHooks {
 
 /**
  * Starts an inference thread for a model; rejects with onnxruntime's message if it cannot load.
+ * `path` is the file the bytes were read from: a thread started early that guessed that file and
+ * these options hands over the session it made meanwhile.
  *
  * @example const session = await startInferenceThread(bytes, { graphOptimizationLevel: 'all' });
  */
-export function startInferenceThread(model: Uint8Array, options: ort.InferenceSession.SessionOptions, hooks: ThreadHooks = {}): Promise<ThreadSession> {
-  const init = { modelfnInferenceThread: true, model, options } satisfies ThreadInit;
+export function startInferenceThread(model: Uint8Array, options: ort.InferenceSession.SessionOptions, hooks: ThreadHooks = {}, path?: string): Promise<ThreadSession> {
+  const init = { modelfnInferenceThread: true, model, path, options } satisfies ThreadInit;
   const taken = early && !early.exited ? early.worker : undefined;
   early = undefined;
   const worker = taken ?? new Worker(workerScript, { workerData: init });
@@ -243,6 +303,7 @@ export function startInferenceThread(model: Uint8Array, options: ort.InferenceSe
           resolve({
             inputMetadata: reply.inputs,
             outputMetadata: reply.outputs,
+            early: reply.early,
             run(feeds, outputNames, transfer = false, deadline = Infinity) {
               if (dead) return Promise.reject(dead);
               const id = next++;

@@ -8,7 +8,7 @@ import { ModelQueue, canBatch, deadlineExceeded, type Deadline, type QueueObserv
 import { datatypeOfOrtType } from '../tensor/datatypes.ts';
 import type { Feeds, Fetches, TensorSpec } from '../tensor/types.ts';
 import { ModelfnError } from '../core/errors.ts';
-import { InferenceThreadExit, SessionCreateError, ThreadRunError, startInferenceThread, type ThreadSession } from './inference-thread.ts';
+import { InferenceThreadExit, SessionCreateError, ThreadRunError, sessionOptionsFor, startInferenceThread, type ThreadSession } from './inference-thread.ts';
 
 /** A loaded model: what functions and the protocol routes run inference with. */
 export interface Model {
@@ -16,6 +16,8 @@ export interface Model {
   readonly outputs: readonly TensorSpec[];
   /** Milliseconds spent loading the model. */
   readonly loadMs: number;
+  /** The session was created ahead, on a thread started early that guessed this model (bundles). */
+  readonly loadedEarly: boolean;
   /** Whether requests are joined into batches (asked for, and the model has a batch dimension). */
   readonly batching: boolean;
   /**
@@ -149,17 +151,10 @@ export async function loadModel(path: string, options: LoadModelOptions = {}): P
   let unavailable: string | undefined;
   let released = false;
   // Failed runs are reported by the runtime (runFailure); onnxruntime's own error lines would only duplicate them.
-  const sessionOptions: ort.InferenceSession.SessionOptions = { graphOptimizationLevel: 'all', logSeverityLevel: 4 };
-  if (!options.spinning) {
-    // onnxruntime's pool threads spin while waiting for work by default: on a small host that
-    // burns the cores Node and nginx need between requests.
-    sessionOptions.extra = { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } };
-  }
-  if (options.intraOpThreads) sessionOptions.intraOpNumThreads = options.intraOpThreads;
-  if (options.interOpThreads) sessionOptions.interOpNumThreads = options.interOpThreads;
+  const sessionOptions = sessionOptionsFor(options);
   // A restart reads the file again rather than keeping the model's bytes for the process's life.
   const startThread = async (model?: Uint8Array): Promise<ThreadSession> =>
-    startInferenceThread(model ?? await readFile(path), sessionOptions, { onExit: (reason) => void restart(reason) });
+    startInferenceThread(model ?? await readFile(path), sessionOptions, { onExit: (reason) => void restart(reason) }, path);
   // A dead thread: report the model unavailable at once, then start a new thread (with backoff
   // while starting fails); the model serves again once one is ready.
   const restart = async (reason: string) => {
@@ -213,6 +208,7 @@ export async function loadModel(path: string, options: LoadModelOptions = {}): P
   const inputs = session.inputMetadata.map((m) => specOf(m, path, 'input'));
   const outputs = session.outputMetadata.map((m) => specOf(m, path, 'output'));
   const loadMs = performance.now() - started;
+  const loadedEarly = 'early' in session && session.early === true;
   const observe = options.observeInference;
   const runSession = async (feeds: Feeds, outputNames: readonly string[] | undefined, transfer: boolean, deadline: number): Promise<Fetches> => {
     if (unavailable) throw new ModelfnError('unavailable', `the model is unavailable: ${unavailable}`, { retryAfterSeconds: 1 });
@@ -244,6 +240,7 @@ export async function loadModel(path: string, options: LoadModelOptions = {}): P
     inputs,
     outputs,
     loadMs,
+    loadedEarly,
     batching,
     run: (feeds, names, runOptions) => queue.run(feeds, names, runOptions?.transfer, runOptions),
     checkAdmission: () => queue.checkAdmission(),

@@ -4,27 +4,22 @@
  * evaluated, so Node's thread start and onnxruntime's native library load on the other core
  * meanwhile; the model goes to that thread once the main thread knows it. Only in a bundle, where
  * inference.mjs lies beside this code's file (main.mjs).
- */
-import cluster from 'node:cluster';
-import { readConfig } from '../core/config.ts';
-import { prestartInferenceThread } from '../engine/inference-thread.ts';
-
-/**
- * Whether this process will load a model on an inference thread: the thread is on, and this is
- * not the primary that only forks several workers. A bad setting says no (the start reports it).
  *
- * @example wantsInferenceThread({ MODELFN_INFERENCE_THREAD: 'false' }); // false
+ * The build also tells the bundle its model files (MODELFN_BUNDLE_MODELS, esbuild's define in builder/bundle.ts), so
+ * the thread creates the session of the one this process will most likely serve (MODELFN_VERSION's,
+ * else the function's default) with the settings the environment gives, while the main thread
+ * loads. The main thread still resolves and reads the model as always and sends it; the thread
+ * takes the session it made only if that is the same file with the same options.
  */
-export function wantsInferenceThread(env: NodeJS.ProcessEnv, isPrimary = cluster.isPrimary, argv: readonly string[] = process.argv): boolean {
-  // An image build told not to fill the compile cache (another architecture, under emulation:
-  // runtime/serve/bundle.ts) loads no model, and onnxruntime must not load either.
-  if (argv.includes('--prime-compile-cache') && env.MODELFN_PRIME_COMPILE_CACHE === 'false') return false;
-  try {
-    const config = readConfig(env);
-    return config.inferenceThread && (config.workers <= 1 || !isPrimary);
-  } catch {
-    return false;
-  }
-}
+import { dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { prestartInferenceThread } from '../engine/inference-thread.ts';
+import { modelGuess, wantsInferenceThread, type BundleModels } from './early-plan.ts';
 
-if (wantsInferenceThread(process.env)) prestartInferenceThread(new URL('./inference.mjs', import.meta.url));
+declare const MODELFN_BUNDLE_MODELS: BundleModels | undefined;
+/** Set by the build (esbuild's define); undefined where this runs from source. */
+const BUNDLE_MODELS = typeof MODELFN_BUNDLE_MODELS === 'undefined' ? undefined : MODELFN_BUNDLE_MODELS;
+
+if (wantsInferenceThread(process.env)) {
+  prestartInferenceThread(new URL('./inference.mjs', import.meta.url), modelGuess(process.env, BUNDLE_MODELS, dirname(fileURLToPath(import.meta.url))));
+}

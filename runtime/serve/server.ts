@@ -103,7 +103,7 @@ export async function prepareFunction(whole: ResolvedFunction, config: RuntimeCo
   const activity = createActivity();
   const { app } = createFunctionApp(host, { config, logger, metrics, activity });
   const model = await loadFunctionModel(host, config, metrics, logger);
-  logger.log('info', 'model loaded', { fn: fn.name, model: fn.modelFile, load_ms: Math.round(model.loadMs * 10) / 10 });
+  logger.log('info', 'model loaded', { fn: fn.name, model: fn.modelFile, load_ms: Math.round(model.loadMs * 10) / 10, ...(model.loadedEarly ? { created_early: true } : {}) });
   return { host, app, metrics, model, activity };
 }
 

@@ -126,6 +126,8 @@ describe.runIf(available)('the compose stack on the real Docker engine', () => {
       expect(text).toMatch(/V8 code cache for ESM file:\/\/\/app\/function\/main\.mjs was accepted/);
       expect(text).toMatch(/V8 code cache for ESM file:\/\/\/app\/function\/inference\.mjs was accepted/);
       expect(text).not.toMatch(/was rejected|Cannot create cache directory/);
+      // The inference thread, started first, had created the model's session while the main thread loaded.
+      expect(text).toMatch(/"msg":"model loaded".*"created_early":true/);
     } finally {
       docker(['rm', '-f', id]);
     }
