@@ -1,12 +1,13 @@
 /**
- * Bundling one function with esbuild: two minified ESM files with their source maps, the server
- * (main.mjs) and its inference thread's script (inference.mjs: onnxruntime and the engine only),
+ * Bundling one function with esbuild: minified ESM files with their source maps, the server
+ * (main.mjs and its chunks) and its inference thread's script (inference.mjs: onnxruntime and the engine only),
  * onnxruntime kept external (it is native, and lives in the shared runtime image), the model
  * copied beside them.
  */
-import { copyFileSync, mkdirSync, rmSync, statSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
-import { build } from 'esbuild';
+import { build, type BuildOptions } from 'esbuild';
 import type { ResolvedFunction } from '../runtime/function/define.ts';
 import { PRIME_COMPILE_CACHE } from '../runtime/serve/bundle.ts';
 import type { BundleModels } from '../runtime/serve/early-plan.ts';
@@ -22,17 +23,17 @@ export interface BundleResult {
   modelBytes: number;
 }
 
-/** The entry esbuild compiles: the declaration (when there is one) handed to the runtime's main. */
-function entrySource(fn: ResolvedFunction): string {
+/**
+ * The server's code: the declaration (when there is one) handed to the runtime's main. main.mjs
+ * (mainSource) imports it once the inference thread has been started.
+ */
+function serverSource(fn: ResolvedFunction): string {
   const main = JSON.stringify(join(ROOT, 'runtime/serve/bundle.ts'));
   const info = JSON.stringify({ folder: folderOf(fn), declarationFile: fn.declarationFile });
   // declarationFile is said relative to the working directory (displayPath), which may be a project outside this repository.
   const declaration = fn.declarationFile ? JSON.stringify(resolve(process.cwd(), fn.declarationFile)) : undefined;
-  const early = JSON.stringify(join(ROOT, 'runtime/serve/early-thread.ts'));
   const thread = JSON.stringify(join(ROOT, 'runtime/engine/inference-thread.ts'));
-  // early-thread first: its thread loads onnxruntime while the modules below are evaluated.
   return [
-    `import ${early};`,
     `import { runBundled } from ${main};`,
     `import { setInferenceWorkerScript } from ${thread};`,
     declaration ? `import declaration from ${declaration};` : 'const declaration = undefined;',
@@ -41,11 +42,22 @@ function entrySource(fn: ResolvedFunction): string {
   ].join('\n');
 }
 
-/** esbuild's settings for a container entry: one minified ESM file and its source map. */
-async function bundleEntry(contents: string, sourcefile: string, outfile: string, define: Record<string, string> = {}): Promise<void> {
-  await build({
+/**
+ * main.mjs, what a container runs: it starts the inference thread (early-thread.ts, a few small
+ * modules), then imports the server's code (a chunk of its own, Hono, zod, the pages, the
+ * declaration), so the thread loads onnxruntime and creates the session while Node loads and
+ * evaluates that chunk. Modules both need (the inference thread's handle among them) are one copy
+ * in a shared chunk.
+ */
+function mainSource(serverFile: string): string {
+  const early = JSON.stringify(join(ROOT, 'runtime/serve/early-thread.ts'));
+  return [`import ${early};`, `await import(${JSON.stringify(serverFile)});`].join('\n');
+}
+
+/** esbuild's settings for a container's code: minified ESM with source maps. */
+function buildOptions(define: Record<string, string>): BuildOptions {
+  return {
     define,
-    stdin: { contents, resolveDir: ROOT, sourcefile, loader: 'ts' },
     bundle: true,
     platform: 'node',
     format: 'esm',
@@ -58,13 +70,18 @@ async function bundleEntry(contents: string, sourcefile: string, outfile: string
     external: ['onnxruntime-node', 'tsx', 'tsx/*'],
     // CommonJS dependencies inside an ESM bundle still call require() for Node's built-ins.
     banner: { js: "import { createRequire as __modelfnRequire } from 'node:module'; const require = __modelfnRequire(import.meta.url);" },
-    outfile,
     logLevel: 'silent',
-  });
+  };
+}
+
+/** One entry into one minified ESM file and its source map. */
+async function bundleEntry(contents: string, sourcefile: string, outfile: string): Promise<void> {
+  await build({ ...buildOptions({}), stdin: { contents, resolveDir: ROOT, sourcefile, loader: 'ts' }, outfile });
 }
 
 /**
- * Writes `<outRoot>/<name>/main.mjs`, `main.mjs.map` and the model.
+ * Writes `<outRoot>/<name>/main.mjs` (and the chunks it imports), the thread's `inference.mjs`,
+ * their source maps and the models.
  *
  * @example await bundleFunction(fn, 'dist');
  */
@@ -75,7 +92,23 @@ export async function bundleFunction(fn: ResolvedFunction, outRoot: string): Pro
   const outfile = join(outDir, 'main.mjs');
   // The model files, so that the inference thread started first creates the likely session early (runtime/serve/early-thread.ts).
   const models: BundleModels = { default: fn.modelFile, versions: Object.fromEntries(fn.versions.map((v) => [v.version, v.modelFile])) };
-  await bundleEntry(entrySource(fn), `functions/${folderOf(fn)}/entry.ts`, outfile, { MODELFN_BUNDLE_MODELS: JSON.stringify(models) });
+  // esbuild splits from entry files (not stdin): the two generated sources go to a scratch folder.
+  const scratch = mkdtempSync(join(tmpdir(), 'modelfn-entry-'));
+  try {
+    const server = join(scratch, 'server.ts');
+    writeFileSync(server, serverSource(fn));
+    writeFileSync(join(scratch, 'main.ts'), mainSource(server));
+    await build({
+      ...buildOptions({ MODELFN_BUNDLE_MODELS: JSON.stringify(models) }),
+      entryPoints: { main: join(scratch, 'main.ts') },
+      splitting: true,
+      outdir: outDir,
+      outExtension: { '.js': '.mjs' },
+      chunkNames: '[name]-[hash]',
+    });
+  } finally {
+    rmSync(scratch, { recursive: true, force: true });
+  }
   const thread = JSON.stringify(join(ROOT, 'runtime/engine/inference-entry.ts'));
   await bundleEntry(`import ${thread};\n`, `functions/${folderOf(fn)}/inference-entry.ts`, join(outDir, 'inference.mjs'));
   // Every version's model: one image serves each version, the one its containers name (MODELFN_VERSION).
@@ -84,6 +117,7 @@ export async function bundleFunction(fn: ResolvedFunction, outRoot: string): Pro
     copyFileSync(version.modelPath, join(outDir, version.modelFile));
   }
   const model = join(outDir, fn.modelFile);
+  const serverFiles = readdirSync(outDir).filter((f) => f.endsWith('.mjs') && f !== 'inference.mjs');
   // Example files the docs pages send (routeDocs exampleFile) travel with the function.
   for (const doc of Object.values(fn.routeDocs)) {
     if (!doc.exampleFile) continue;
@@ -93,8 +127,9 @@ export async function bundleFunction(fn: ResolvedFunction, outRoot: string): Pro
   return {
     name: fn.name,
     outDir: relative(process.cwd(), outDir) || '.',
-    bundleBytes: statSync(outfile).size,
-    mapBytes: statSync(`${outfile}.map`).size,
+    // The server's files: main.mjs and its chunks (the inference thread's script is apart).
+    bundleBytes: serverFiles.reduce((sum, f) => sum + statSync(join(outDir, f)).size, 0),
+    mapBytes: serverFiles.reduce((sum, f) => sum + statSync(join(outDir, `${f}.map`)).size, 0),
     modelBytes: statSync(model).size,
   };
 }

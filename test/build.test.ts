@@ -1,5 +1,5 @@
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -62,32 +62,36 @@ describe('npm run build', () => {
     expect(existsSync(join(scratch, 'bad-dist'))).toBe(false);
   });
 
-  it('bundles each function into two minified ESM files (server, inference thread) with source maps and the model', async () => {
+  it('bundles each function into minified ESM (the server: main.mjs and its chunks; the inference thread) with source maps and the model', async () => {
     const root = join(scratch, 'good');
     fnDir(root, 'plain');
     const log: string[] = [];
     const out = join(scratch, 'good-dist');
     expect(await runBuild({ functionsDir: root, outDir: out, root: join(scratch, 'good-out'), images: false, check: false, log: (l) => log.push(l) })).toBe(0);
-    const bundle = readFileSync(join(out, 'plain/main.mjs'), 'utf8');
+    const serverFiles = readdirSync(join(out, 'plain')).filter((f) => f.endsWith('.mjs') && f !== 'inference.mjs');
+    // main.mjs starts the inference thread, then imports the server's chunk: Hono and the declaration are not in it.
+    const main = readFileSync(join(out, 'plain/main.mjs'), 'utf8');
+    expect(main.length).toBeLessThan(4096);
+    expect(main).toContain('sourceMappingURL=main.mjs.map');
+    expect(main).toMatch(/import\("\.\/server-[A-Z0-9]+\.mjs"\)/);
+    const bundle = serverFiles.map((f) => readFileSync(join(out, 'plain', f), 'utf8')).join('\n');
     // Minified: nearly every byte on very long lines (the rest: newlines inside template strings, such as the docs page's).
     const onLongLines = bundle.split('\n').filter((line) => line.length > 5000).reduce((sum, line) => sum + line.length, 0);
     expect(onLongLines / bundle.length).toBeGreaterThan(0.9);
-    expect(bundle).toContain('sourceMappingURL=main.mjs.map');
+    for (const f of serverFiles) expect(JSON.parse(readFileSync(join(out, 'plain', `${f}.map`), 'utf8')).version).toBe(3);
     // onnxruntime's native library is the inference thread's: the server loads it only without a thread.
     expect(bundle).not.toMatch(/from\s*"onnxruntime-node"/);
     const thread = readFileSync(join(out, 'plain/inference.mjs'), 'utf8');
     expect(thread).toMatch(/import\("onnxruntime-node"\)/);
     expect(thread).toContain('sourceMappingURL=inference.mjs.map');
     expect(readFileSync(join(out, 'plain/model.onnx'))).toEqual(readFileSync(MODEL));
-    expect(JSON.parse(readFileSync(join(out, 'plain/main.mjs.map'), 'utf8')).version).toBe(3);
     expect(log.join('\n')).toMatch(/plain\s+\d+(\.\d)? KiB\s+\d+(\.\d)? MiB\s+372 B/);
     // The bundle runs on its own, away from the source tree.
     const env = { ...process.env, PORT: '0', MODELFN_HOST: '127.0.0.1' };
     const broken = join(scratch, 'good-dist-broken');
     mkdirSync(broken);
     if (!existsSync(join(scratch, 'node_modules'))) symlinkSync(join(ROOT, 'node_modules'), join(scratch, 'node_modules'));
-    copyFileSync(join(out, 'plain/main.mjs'), join(broken, 'main.mjs'));
-    copyFileSync(join(out, 'plain/inference.mjs'), join(broken, 'inference.mjs'));
+    for (const f of [...serverFiles, 'inference.mjs']) copyFileSync(join(out, 'plain', f), join(broken, f));
     writeFileSync(join(broken, 'model.onnx'), 'garbage');
     let stderr = '';
     try {
@@ -106,7 +110,8 @@ describe('npm run build', () => {
     symlinkSync(join(ROOT, 'runtime'), join(project, 'runtime'));
     const run = spawnSync(process.execPath, [join(ROOT, 'bin/modelfn.mjs'), 'build'], { cwd: project, encoding: 'utf8', env: { ...process.env, MODELFN_DEBUG: '1' } });
     expect(run.status, run.stdout + run.stderr).toBe(0);
-    expect(readFileSync(join(project, 'dist/hello/main.mjs'), 'utf8')).toContain('hello from a project of its own');
+    const hello = join(project, 'dist/hello');
+    expect(readdirSync(hello).filter((f) => f.endsWith('.mjs')).map((f) => readFileSync(join(hello, f), 'utf8')).join('\n')).toContain('hello from a project of its own');
   });
 
   it("runs the declaration's code once: the inference thread's script is onnxruntime and the engine only", async () => {

@@ -3,7 +3,8 @@
  * inference thread starts before the rest of the bundle (Hono, the pages, the declaration) is
  * evaluated, so Node's thread start and onnxruntime's native library load on the other core
  * meanwhile; the model goes to that thread once the main thread knows it. Only in a bundle, where
- * inference.mjs lies beside this code's file (main.mjs).
+ * inference.mjs lies beside this code's file (main.mjs imports this module, then the server's
+ * chunk: builder/bundle.ts).
  *
  * The build also tells the bundle its model files (MODELFN_BUNDLE_MODELS, esbuild's define in builder/bundle.ts), so
  * the thread creates the session of the one this process will most likely serve (MODELFN_VERSION's,

@@ -124,6 +124,7 @@ describe.runIf(available)('the compose stack on the real Docker engine', () => {
       await waitFor('iris listening', async () => logs().includes('"msg":"listening"') || 'not yet', 30_000);
       const text = logs();
       expect(text).toMatch(/V8 code cache for ESM file:\/\/\/app\/function\/main\.mjs was accepted/);
+      expect(text).toMatch(/V8 code cache for ESM file:\/\/\/app\/function\/server-[A-Z0-9]+\.mjs was accepted/);
       expect(text).toMatch(/V8 code cache for ESM file:\/\/\/app\/function\/inference\.mjs was accepted/);
       expect(text).not.toMatch(/was rejected|Cannot create cache directory/);
       // The inference thread, started first, had created the model's session while the main thread loaded.
