@@ -164,22 +164,15 @@ export async function serveInferenceThread(): Promise<void> {
   const early = guessed !== undefined && init.path !== undefined && resolvePath(init.path) === resolvePath(guess!.path) && JSON.stringify(init.options) === JSON.stringify(guess!.options);
   // A wrong guess's session is freed; a right one that failed is made again from the bytes, for onnxruntime's own error.
   if (guessed && !early) guessed.then((s) => s.release(), () => {});
+  const fromGuess = early ? await guessed.catch(() => undefined) : undefined;
   let session: ort.InferenceSession;
-  let tookGuess = false;
   try {
-    if (early) {
-      session = await guessed.then((s) => {
-        tookGuess = true;
-        return s;
-      }, () => InferenceSession.create(init.model, init.options));
-    } else {
-      session = await InferenceSession.create(init.model, init.options);
-    }
+    session = fromGuess ?? await InferenceSession.create(init.model, init.options);
   } catch (err) {
     port.postMessage({ kind: 'failed', message: String((err as Error)?.message ?? err) } satisfies Reply);
     return;
   }
-  port.postMessage({ kind: 'ready', inputs: [...session.inputMetadata], outputs: [...session.outputMetadata], early: tookGuess } satisfies Reply);
+  port.postMessage({ kind: 'ready', inputs: [...session.inputMetadata], outputs: [...session.outputMetadata], early: fromGuess !== undefined } satisfies Reply);
   // Runs under way: ending the thread on purpose waits for them (stopping inside onnxruntime's
   // native code would abort the whole process); jobs that arrive meanwhile are left to fail.
   let running = 0;
