@@ -10,7 +10,7 @@
  *   npx tsx bench/start.ts --a dist/ab-old/iris --b dist/ab-new/iris --rounds 9 --name early-session \
  *     [--node /path/to/node]
  */
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -72,12 +72,7 @@ const command = `npx tsx bench/start.ts ${process.argv.slice(2).join(' ')}`;
 const report = [
   `# Start of a bundle outside containers: ${values.name}`,
   '',
-  `Command: \`${command}\` (${new Date().toISOString()}, Node ${(await new Promise<string>((done) => {
-    const v = spawn(values.node, ['--version']);
-    let out = '';
-    v.stdout.on('data', (c: Buffer) => (out += c.toString()));
-    v.on('exit', () => done(out.trim()));
-  }))}). ${values.rounds} starts of each, alternating, after one of each not counted; each with its own compile cache; medians, ms.`,
+  `Command: \`${command}\` (${new Date().toISOString()}, Node ${execFileSync(values.node, ['--version'], { encoding: 'utf8' }).trim()}). ${values.rounds} starts of each, alternating, after one of each not counted; each with its own compile cache; medians, ms.`,
   '',
   `| bundle | spawn -> listening | ${phaseNames.join(' | ')} | process + model_load |`,
   `| --- | --- | ${phaseNames.map(() => '---').join(' | ')} | --- |`,

@@ -184,3 +184,14 @@ export function intraOpThreadsFor(config: Pick<RuntimeConfig, 'intraOpThreads' |
   if (config.intraOpThreads || config.workers <= 1) return config.intraOpThreads;
   return Math.max(1, Math.floor(availableParallelism() / config.workers));
 }
+
+/**
+ * onnxruntime's settings for one process (its threads, whether they spin), one reading for the
+ * model's loader (serve/server.ts) and the early inference thread's guess (serve/early-plan.ts):
+ * a guess made from other settings would never be taken.
+ *
+ * @example sessionSettingsOf(readConfig({ MODELFN_INTRA_OP_THREADS: '1' })).intraOpThreads // 1
+ */
+export function sessionSettingsOf(config: Pick<RuntimeConfig, 'intraOpThreads' | 'interOpThreads' | 'workers' | 'ortSpinning'>): { intraOpThreads: number; interOpThreads: number; spinning: boolean } {
+  return { intraOpThreads: intraOpThreadsFor(config), interOpThreads: config.interOpThreads, spinning: config.ortSpinning };
+}

@@ -4,7 +4,7 @@
  */
 import cluster from 'node:cluster';
 import { join } from 'node:path';
-import { intraOpThreadsFor, readConfig } from '../core/config.ts';
+import { readConfig, sessionSettingsOf } from '../core/config.ts';
 import { sessionOptionsFor, type ModelGuess } from '../engine/inference-thread.ts';
 
 /** A bundle's model files, relative to its folder: the default one, and each version's. */
@@ -45,7 +45,7 @@ export function modelGuess(env: NodeJS.ProcessEnv, models: BundleModels | undefi
     if (!file) return undefined;
     return {
       path: join(dir, file),
-      options: sessionOptionsFor({ spinning: config.ortSpinning, intraOpThreads: intraOpThreadsFor(config), interOpThreads: config.interOpThreads }),
+      options: sessionOptionsFor(sessionSettingsOf(config)),
     };
   } catch {
     return undefined;

@@ -7,7 +7,7 @@ import type { Duplex } from 'node:stream';
 import type { AddressInfo } from 'node:net';
 import { serve } from '@hono/node-server';
 import { createActivity, type Activity } from '../http/activity.ts';
-import { ConfigError, FUNCTION_KEEPALIVE_TIMEOUT_MS, intraOpThreadsFor, type RuntimeConfig } from '../core/config.ts';
+import { ConfigError, FUNCTION_KEEPALIVE_TIMEOUT_MS, sessionSettingsOf, type RuntimeConfig } from '../core/config.ts';
 import { servedVersion } from '../function/version.ts';
 import { createFunctionApp } from '../http/app.ts';
 import type { ResolvedFunction } from '../function/define.ts';
@@ -74,9 +74,7 @@ export async function loadFunctionModel(host: FunctionHost, config: RuntimeConfi
       host.setAvailable();
       logger?.log('info', 'model available again', { fn: fn.name });
     },
-    intraOpThreads: intraOpThreadsFor(config),
-    interOpThreads: config.interOpThreads,
-    spinning: config.ortSpinning,
+    ...sessionSettingsOf(config),
     thread: config.inferenceThread,
     batching: fn.batching,
     maxQueue: fn.limits.maxQueue,
