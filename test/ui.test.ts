@@ -259,11 +259,15 @@ function flowersDir(root: string): string {
   return dir;
 }
 
-/** Requests to each version of flowers on its versioned path, and some through the split. */
+/**
+ * Requests to each version of flowers on its versioned path (30 to version 1, 10 to version 2), and 10
+ * through the split. Version 1 gets at least 30 and version 2 at most 20, whichever way the split falls.
+ */
 async function sendToEachVersion(url: string): Promise<void> {
   const flower = { inputs: [{ name: 'input', datatype: 'FP32', shape: [1, 4], data: [5.1, 3.5, 1.4, 0.2] }] };
-  for (const path of ['/v2/models/flowers/versions/1/infer', '/v2/models/flowers/versions/2/infer', '/v2/models/flowers/infer']) {
-    for (let i = 0; i < 10; i++) {
+  const sends: [string, number][] = [['/v2/models/flowers/versions/1/infer', 30], ['/v2/models/flowers/versions/2/infer', 10], ['/v2/models/flowers/infer', 10]];
+  for (const [path, count] of sends) {
+    for (let i = 0; i < count; i++) {
       const res = await fetch(`${url}${path}`, postJson(flower));
       expect(res.status, path).toBe(200);
       await res.arrayBuffer();
@@ -286,7 +290,7 @@ describe.runIf(chromiumAvailable('browser tests'))('a function with versions in 
       await sendToEachVersion(server.url);
       const rows = [await waitForVersionRow(page, 'flowers', '1', counted), await waitForVersionRow(page, 'flowers', '2', counted)];
       for (const row of rows) expect([row.errors, row.replicas]).toEqual(['0', '1']);
-      // Version 1 had its 10 and most of the split's 10.
+      // Version 1 had 30 of its own and version 2 at most 20 (its 10 and the split's 10 at most).
       expect(Number(rows[0].rps)).toBeGreaterThan(Number(rows[1].rps));
       const whole = await waitForLiveRow(page, 'flowers', counted);
       expect(whole.replicas).toBe('2');
