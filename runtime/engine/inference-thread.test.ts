@@ -1,10 +1,11 @@
 // The inference thread alone: a real onnxruntime session on a worker thread, the iris model.
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import ort from 'onnxruntime-node';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ROOT } from '../testing/index.ts';
-import { InferenceThreadExit, prestartInferenceThread, sessionOptionsFor, startInferenceThread, type ModelGuess, type ThreadSession } from './inference-thread.ts';
+import { InferenceThreadExit, SessionCreateError, prestartInferenceThread, sessionOptionsFor, startInferenceThread, type ModelGuess, type ThreadSession } from './inference-thread.ts';
 
 const IRIS = join(ROOT, 'functions/iris/model.onnx');
 const MODEL = readFileSync(IRIS);
@@ -76,10 +77,10 @@ describe('startInferenceThread', () => {
 });
 
 describe('a thread started early with a guess of its model', () => {
-  /** Starts a thread early with `guess`, then hands it iris's bytes as read from `path` (null: no file named). */
-  async function early(guess: ModelGuess, options = sessionOptionsFor({}), path: string | null = IRIS): Promise<ThreadSession> {
+  /** Starts a thread early with `guess`, then hands it iris: its file's path, or its bytes. */
+  async function early(guess: ModelGuess, options = sessionOptionsFor({}), model: string | Uint8Array = IRIS): Promise<ThreadSession> {
     prestartInferenceThread(new URL('./inference-worker.mjs', import.meta.url), guess);
-    const session = await startInferenceThread(MODEL, options, {}, path ?? undefined);
+    const session = await startInferenceThread(model, options, {});
     sessions.push(session);
     return session;
   }
@@ -95,7 +96,7 @@ describe('a thread started early with a guess of its model', () => {
     await predicts(session);
   });
 
-  it('makes its own session from the bytes sent for another file, other options, or no file named', async () => {
+  it('makes its own session for another file, other options, or bytes sent instead of a file', async () => {
     const digits = await early({ path: join(ROOT, 'functions/digits/model.onnx'), options: sessionOptionsFor({}) });
     expect(digits.early).toBe(false);
     // iris's answers: digits' session (64 inputs) would refuse these feeds.
@@ -103,15 +104,25 @@ describe('a thread started early with a guess of its model', () => {
     const otherOptions = await early({ path: IRIS, options: sessionOptionsFor({ intraOpThreads: 1 }) });
     expect(otherOptions.early).toBe(false);
     await predicts(otherOptions);
-    const noPath = await early({ path: IRIS, options: sessionOptionsFor({}) }, sessionOptionsFor({}), null);
+    const noPath = await early({ path: IRIS, options: sessionOptionsFor({}) }, sessionOptionsFor({}), MODEL);
     expect(noPath.early).toBe(false);
     await predicts(noPath);
   });
 
-  it('makes its own session when the guess could not be created (the file was not there)', async () => {
-    const missing = join(ROOT, 'functions/iris/no-such-model.onnx');
-    const session = await early({ path: missing, options: sessionOptionsFor({}) }, sessionOptionsFor({}), missing);
-    expect(session.early).toBe(false);
+  it('tries the file again when the guess could not be created, and then fails with onnxruntime\'s reason, not the path twice', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'modelfn-guess-'));
+    const corrupt = join(dir, 'model.onnx');
+    writeFileSync(corrupt, 'not a protobuf');
+    const failed = early({ path: corrupt, options: sessionOptionsFor({}) }, sessionOptionsFor({}), corrupt);
+    await expect(failed).rejects.toThrow(/^Protobuf parsing failed/);
+    // The message is the second try's (the guess's own would start "Load model from <path> failed:").
+    await expect(failed).rejects.toBeInstanceOf(SessionCreateError);
+    rmSync(dir, { recursive: true });
+  });
+
+  it('reads the file named on the thread: the bytes are not needed', async () => {
+    const session = await startInferenceThread(IRIS, sessionOptionsFor({}));
+    sessions.push(session);
     await predicts(session);
   });
 });

@@ -106,9 +106,11 @@ type Reply =
 
 export interface ThreadInit {
   modelfnInferenceThread: true;
-  model: Uint8Array;
-  /** The file `model` was read from, when it was: a thread that guessed it may hold its session. */
-  path?: string;
+  /**
+   * The model: its bytes, or its file's path, which onnxruntime reads on the thread (the bytes then
+   * never cross, and a thread that guessed that file may already hold its session).
+   */
+  model: Uint8Array | string;
   options: ort.InferenceSession.SessionOptions;
   /** An early thread's guess of its model, created while the main thread loads. */
   guess?: ModelGuess;
@@ -161,15 +163,18 @@ export async function serveInferenceThread(): Promise<void> {
   const init = (workerData as ThreadInit).model ? workerData as ThreadInit : await new Promise<ThreadInit>((done) => port.once('message', done));
   // Failing to load onnxruntime ends the thread (an error event): not the model's fault.
   const { InferenceSession } = await loading;
-  const early = guessed !== undefined && init.path !== undefined && resolvePath(init.path) === resolvePath(guess!.path) && JSON.stringify(init.options) === JSON.stringify(guess!.options);
+  const { model } = init;
+  const early = guessed !== undefined && typeof model === 'string' && resolvePath(model) === resolvePath(guess!.path) && JSON.stringify(init.options) === JSON.stringify(guess!.options);
   // A wrong guess's session is freed; a right one that failed is made again from the bytes, for onnxruntime's own error.
   if (guessed && !early) guessed.then((s) => s.release(), () => {});
   const fromGuess = early ? await guessed.catch(() => undefined) : undefined;
   let session: ort.InferenceSession;
   try {
-    session = fromGuess ?? await InferenceSession.create(init.model, init.options);
+    session = fromGuess ?? await (typeof model === 'string' ? InferenceSession.create(model, init.options) : InferenceSession.create(model, init.options));
   } catch (err) {
-    port.postMessage({ kind: 'failed', message: String((err as Error)?.message ?? err) } satisfies Reply);
+    // From a path, onnxruntime's message starts "Load model from <path> failed:"; the caller names the file itself.
+    const message = String((err as Error)?.message ?? err);
+    port.postMessage({ kind: 'failed', message: typeof model === 'string' ? message.replace(`Load model from ${model} failed:`, '') : message } satisfies Reply);
     return;
   }
   port.postMessage({ kind: 'ready', inputs: [...session.inputMetadata], outputs: [...session.outputMetadata], early: fromGuess !== undefined } satisfies Reply);
@@ -252,14 +257,15 @@ export interface ThreadHooks {
 }
 
 /**
- * Starts an inference thread for a model; rejects with onnxruntime's message if it cannot load.
- * `path` is the file the bytes were read from: a thread started early that guessed that file and
- * these options hands over the session it made meanwhile.
+ * Starts an inference thread for a model, given as its bytes or as its file's path (read on the
+ * thread; the caller checks first that the file is there); rejects with onnxruntime's message if
+ * it cannot load. A thread started early that guessed that file and these options hands over the
+ * session it made meanwhile.
  *
- * @example const session = await startInferenceThread(bytes, { graphOptimizationLevel: 'all' });
+ * @example const session = await startInferenceThread('functions/iris/model.onnx', { graphOptimizationLevel: 'all' });
  */
-export function startInferenceThread(model: Uint8Array, options: ort.InferenceSession.SessionOptions, hooks: ThreadHooks = {}, path?: string): Promise<ThreadSession> {
-  const init = { modelfnInferenceThread: true, model, path, options } satisfies ThreadInit;
+export function startInferenceThread(model: Uint8Array | string, options: ort.InferenceSession.SessionOptions, hooks: ThreadHooks = {}): Promise<ThreadSession> {
+  const init = { modelfnInferenceThread: true, model, options } satisfies ThreadInit;
   const taken = early && !early.exited ? early.worker : undefined;
   early = undefined;
   const worker = taken ?? new Worker(workerScript, { workerData: init });

@@ -2,7 +2,7 @@
  * Loading an ONNX model with onnxruntime and describing its inputs and outputs; running it on its
  * inference thread, restarting that thread if it dies.
  */
-import { readFile } from 'node:fs/promises';
+import { open, readFile } from 'node:fs/promises';
 import type * as ort from 'onnxruntime-common';
 import { ModelQueue, canBatch, deadlineExceeded, type Deadline, type QueueObserver } from './queue.ts';
 import { datatypeOfOrtType } from '../tensor/datatypes.ts';
@@ -130,6 +130,16 @@ export function missingLocale(reason: string): string | undefined {
   return `the model needs the ${name} locale, which this machine lacks; install it (Debian/Ubuntu: apt-get install locales && localedef -i ${language} -f ${charset} ${name}) and start again`;
 }
 
+/** Throws the error reading `path` would throw (not there, not a file, not readable), without reading it. */
+async function checkReadable(path: string): Promise<void> {
+  const handle = await open(path, 'r');
+  try {
+    if (!(await handle.stat()).isFile()) throw Object.assign(new Error(`${path} is not a file`), { code: 'EISDIR' });
+  } finally {
+    await handle.close();
+  }
+}
+
 /**
  * Loads a model file; throws ModelLoadError with one line naming the file and the problem.
  *
@@ -137,24 +147,26 @@ export function missingLocale(reason: string): string | undefined {
  */
 export async function loadModel(path: string, options: LoadModelOptions = {}): Promise<Model> {
   const started = performance.now();
-  let bytes: Buffer;
+  const useThread = options.thread ?? true;
+  // On the inference thread onnxruntime reads the file itself: the main thread only checks that it
+  // can be read, so the model's bytes are never held (nor copied across) here.
+  let bytes: Buffer | undefined;
   try {
-    bytes = await readFile(path);
+    if (useThread) await checkReadable(path);
+    else bytes = await readFile(path);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     throw new ModelLoadError(code === 'ENOENT' ? `${path}: model file not found` : `${path}: cannot read the model (${code ?? String(err)})`);
   }
   type Session = Pick<ThreadSession, 'inputMetadata' | 'outputMetadata' | 'release' | 'run'> & Partial<Pick<ThreadSession, 'terminate'>>;
   let session: Session;
-  const useThread = options.thread ?? true;
   // Set while the inference thread is dead and being restarted: why the model cannot run.
   let unavailable: string | undefined;
   let released = false;
   // Failed runs are reported by the runtime (runFailure); onnxruntime's own error lines would only duplicate them.
   const sessionOptions = sessionOptionsFor(options);
-  // A restart reads the file again rather than keeping the model's bytes for the process's life.
-  const startThread = async (model?: Uint8Array): Promise<ThreadSession> =>
-    startInferenceThread(model ?? await readFile(path), sessionOptions, { onExit: (reason) => void restart(reason) }, path);
+  // A restart reads the file again (on its new thread).
+  const startThread = (): Promise<ThreadSession> => startInferenceThread(path, sessionOptions, { onExit: (reason) => void restart(reason) });
   // A dead thread: report the model unavailable at once, then start a new thread (with backoff
   // while starting fails); the model serves again once one is ready.
   const restart = async (reason: string) => {
@@ -179,11 +191,11 @@ export async function loadModel(path: string, options: LoadModelOptions = {}): P
   };
   try {
     if (useThread) {
-      session = await startThread(bytes);
+      session = await startThread();
     } else {
       // Only here does the main thread load onnxruntime's native library.
       const { InferenceSession } = await import('onnxruntime-node');
-      const direct = await InferenceSession.create(bytes, sessionOptions);
+      const direct = await InferenceSession.create(bytes!, sessionOptions);
       session = {
         inputMetadata: direct.inputMetadata,
         outputMetadata: direct.outputMetadata,

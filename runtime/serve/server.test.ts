@@ -131,7 +131,16 @@ describe('start-up failures exit non-zero with one line naming the file', () => 
     const { code, stderr } = await runServe([dir]);
     expect(code).toBe(1);
     expect(stderr.trim().split('\n')).toHaveLength(1);
-    expect(stderr).toMatch(/corrupt\/model.onnx: not a valid ONNX model/);
+    expect(stderr).toMatch(/corrupt\/model.onnx: not a valid ONNX model \(onnxruntime: Protobuf parsing failed\.\)$/m);
+  });
+
+  it('a model that is a folder, not a file', async () => {
+    const dir = functionDir('modeldir', {}, null);
+    mkdirSync(join(dir, 'model.onnx'));
+    const { code, stderr } = await runServe([dir]);
+    expect(code).toBe(1);
+    expect(stderr.trim()).toMatch(/^modelfn serve: .*modeldir\/model.onnx: is not a file$/);
+    expect(stderr.trim().split('\n')).toHaveLength(1);
   });
 
   it('a bad declaration', async () => {
