@@ -75,9 +75,12 @@ describe('npm run build', () => {
     expect(main).toContain('sourceMappingURL=main.mjs.map');
     expect(main).toMatch(/import\("\.\/server-[A-Z0-9]+\.mjs"\)/);
     const bundle = serverFiles.map((f) => readFileSync(join(out, 'plain', f), 'utf8')).join('\n');
-    // Minified: nearly every byte on very long lines (the rest: newlines inside template strings, such as the docs page's).
+    // Minified: most bytes on very long lines (the rest: newlines inside template strings, such as the
+    // pages' CSS and scripts; unminified, nearly nothing is on such lines).
     const onLongLines = bundle.split('\n').filter((line) => line.length > 5000).reduce((sum, line) => sum + line.length, 0);
-    expect(onLongLines / bundle.length).toBeGreaterThan(0.9);
+    expect(onLongLines / bundle.length).toBeGreaterThan(0.75);
+    // zod imported as a namespace (import * as z): esbuild keeps only what the declarations use, not all of zod.
+    expect(bundle.length).toBeLessThan(400_000);
     for (const f of serverFiles) expect(JSON.parse(readFileSync(join(out, 'plain', `${f}.map`), 'utf8')).version).toBe(3);
     // onnxruntime's native library is the inference thread's: the server loads it only without a thread.
     expect(bundle).not.toMatch(/from\s*"onnxruntime-node"/);

@@ -2,7 +2,7 @@
  * The activator's settings, from its environment (the compose file sets them from the
  * declarations): which functions scale and how, the engine's socket, who may call it.
  */
-import { z } from 'zod';
+import * as z from 'zod';
 import type { ActivatorOptions, ScaledSpec } from './activator.ts';
 
 export interface ActivatorConfig extends Pick<ActivatorOptions, 'functionPort' | 'controlPort' | 'wakeTimeoutMs' | 'failureCooldownMs' | 'stopDelayMs' | 'tickMs' | 'budgetBytes'> {

@@ -3,7 +3,7 @@
  * defaults that make a folder holding only `model.onnx` a complete function.
  */
 import type { Context, Hono } from 'hono';
-import { z } from 'zod';
+import * as z from 'zod';
 import { parseByteSize, type RuntimeConfig } from '../core/config.ts';
 import type { Model } from '../engine/model.ts';
 import type { Split } from './traffic.ts';
