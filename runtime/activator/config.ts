@@ -2,7 +2,8 @@
  * The activator's settings, from its environment (the compose file sets them from the
  * declarations): which functions scale and how, the engine's socket, who may call it.
  */
-import * as z from 'zod';
+import * as z from 'zod/mini';
+import '../core/zod.ts';
 import type { ActivatorOptions, ScaledSpec } from './activator.ts';
 
 export interface ActivatorConfig extends Pick<ActivatorOptions, 'functionPort' | 'controlPort' | 'wakeTimeoutMs' | 'failureCooldownMs' | 'stopDelayMs' | 'tickMs' | 'budgetBytes'> {
@@ -32,16 +33,17 @@ export const ACTIVATOR_SETTINGS = [
   { env: 'MODELFN_STOP_DELAY_MS', default: '6000', description: "how long a replica to be stopped keeps its address, port closed, before its container stops: longer than the gateway keeps a DNS answer (5 s), so the gateway never connects to a vanished address" },
 ] as const;
 
+const atLeast = (min: number) => z.int().check(z.gte(min));
 const spec = z.strictObject({
-  name: z.string().min(1),
-  prefix: z.string().startsWith('/'),
-  min: z.number().int().min(0),
-  max: z.number().int().min(1),
-  idleSeconds: z.number().int().min(1),
+  name: z.string().check(z.minLength(1)),
+  prefix: z.string().check(z.startsWith('/')),
+  min: atLeast(0),
+  max: atLeast(1),
+  idleSeconds: atLeast(1),
   wake: z.enum(['start', 'unpause']),
-  concurrency: z.number().int().min(1),
-  timeoutMs: z.number().int().min(1),
-  bodySize: z.number().int().min(1),
+  concurrency: atLeast(1),
+  timeoutMs: atLeast(1),
+  bodySize: atLeast(1),
 });
 
 const value = (env: NodeJS.ProcessEnv, name: (typeof ACTIVATOR_SETTINGS)[number]['env']) =>
@@ -60,12 +62,19 @@ function orchestrator(name: string): ActivatorConfig['orchestrator'] {
 
 /** Reads the activator's settings; throws naming the variable that is wrong. */
 export function readActivatorConfig(env: NodeJS.ProcessEnv = process.env): ActivatorConfig {
-  let functions: ScaledSpec[];
+  const problem = (why: string) => new Error(`MODELFN_SCALED_FUNCTIONS: expected a JSON list of scaled functions (${why})`);
+  let listed: unknown;
   try {
-    functions = z.array(spec).parse(JSON.parse(value(env, 'MODELFN_SCALED_FUNCTIONS')));
+    listed = JSON.parse(value(env, 'MODELFN_SCALED_FUNCTIONS'));
   } catch (err) {
-    throw new Error(`MODELFN_SCALED_FUNCTIONS: expected a JSON list of scaled functions (${(err as Error).message.split('\n')[0]})`);
+    throw problem((err as Error).message);
   }
+  const parsed = z.array(spec).safeParse(listed);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw problem(`${issue.path.join('.') || 'the list'}: ${issue.message}`);
+  }
+  const functions: ScaledSpec[] = parsed.data;
   return {
     host: env.MODELFN_HOST || '127.0.0.1',
     port: Number(env.PORT || 8080),

@@ -3,8 +3,9 @@
  * defaults that make a folder holding only `model.onnx` a complete function.
  */
 import type { Context, Hono } from 'hono';
-import * as z from 'zod';
 import { parseByteSize, type RuntimeConfig } from '../core/config.ts';
+import * as z from 'zod/mini';
+import '../core/zod.ts';
 import type { Model } from '../engine/model.ts';
 import type { Split } from './traffic.ts';
 import { resolveSplit, type ExampleRequest, type ResolvedScale, type ResolvedVersion, type VersionFolder } from './version.ts';
@@ -201,7 +202,8 @@ export function defineFunction(declaration: FunctionDeclaration): FunctionDeclar
 export const NAME_PATTERN = /^[a-z][a-z0-9-]{0,62}$/;
 const PREFIX_PATTERN = /^(\/[a-zA-Z0-9._~-]+)+$/;
 
-const positiveInt = z.number().int().positive();
+const positiveInt = z.int().check(z.positive());
+const positiveIntUpTo = (max: number) => z.int().check(z.positive(), z.lte(max));
 /** Most replicas a function may declare or scale to. */
 export const MAX_REPLICAS = 64;
 /** Default rows that may wait for a model (limits.maxQueue). */
@@ -212,82 +214,83 @@ export const DEFAULT_MAX_QUEUE_MS = 500;
 export const DEFAULT_IDLE_SECONDS = 300;
 
 const limitsSchema = z.strictObject({
-  bodySize: z.union([positiveInt, z.string()]).refine((v) => parseByteSize(v) !== undefined, 'must be bytes or a size such as 512kb or 10mb').optional(),
-  timeoutMs: positiveInt.optional(),
-  maxQueue: positiveInt.max(1_000_000).optional(),
-  maxQueueMs: positiveInt.max(3_600_000).optional(),
+  bodySize: z.optional(z.union([positiveInt, z.string()]).check(z.refine((v) => parseByteSize(v) !== undefined, 'must be bytes or a size such as 512kb or 10mb'))),
+  timeoutMs: z.optional(positiveInt),
+  maxQueue: z.optional(positiveIntUpTo(1_000_000)),
+  maxQueueMs: z.optional(positiveIntUpTo(3_600_000)),
 });
 const batchingSchema = z.strictObject({
-  enabled: z.boolean().optional(),
-  maxBatchSize: positiveInt.optional(),
-  maxDelayMs: z.number().min(0).optional(),
-  maxQueue: positiveInt.max(1_000_000).optional(),
+  enabled: z.optional(z.boolean()),
+  maxBatchSize: z.optional(positiveInt),
+  maxDelayMs: z.optional(z.number().check(z.gte(0))),
+  maxQueue: z.optional(positiveIntUpTo(1_000_000)),
 });
 const labelsSchema = z.union([z.array(z.string()), z.record(z.string(), z.array(z.string()))]);
 const exampleSchema = z.strictObject({
   inputs: z.array(z.strictObject({
     name: z.string(),
     datatype: z.string(),
-    shape: z.array(z.number().int().min(0)),
+    shape: z.array(z.int().check(z.gte(0))),
     data: z.array(z.unknown()),
-  })).min(1),
+  })).check(z.minLength(1)),
 });
 const scaleSchema = z.strictObject({
-  min: z.number().int().min(0).max(MAX_REPLICAS).optional(),
-  max: positiveInt.max(MAX_REPLICAS).optional(),
-  idleSeconds: z.number().int().min(1).max(86_400).optional(),
-  wake: z.enum(['start', 'unpause']).optional(),
-  concurrency: positiveInt.max(100_000).optional(),
+  min: z.optional(z.int().check(z.gte(0), z.lte(MAX_REPLICAS))),
+  max: z.optional(positiveIntUpTo(MAX_REPLICAS)),
+  idleSeconds: z.optional(z.int().check(z.gte(1), z.lte(86_400))),
+  wake: z.optional(z.enum(['start', 'unpause'])),
+  concurrency: z.optional(positiveIntUpTo(100_000)),
 });
-const splitSchema = z.record(z.string(), z.number().min(0, 'must be a percentage from 0 to 100').max(100, 'must be a percentage from 0 to 100'));
+const splitSchema = z.record(z.string(), z.number().check(z.gte(0, 'must be a percentage from 0 to 100'), z.lte(100, 'must be a percentage from 0 to 100')));
+const matching = (pattern: RegExp, message: string) => z.string().check(z.regex(pattern, message));
 
 const declarationSchema = z.strictObject({
-  name: z.string().regex(NAME_PATTERN, 'must be lowercase letters, digits and dashes, starting with a letter').optional(),
-  prefix: z.string().regex(PREFIX_PATTERN, "must look like '/name' (no trailing slash, no spaces)").optional(),
-  model: z.string().min(1).refine((p) => !p.startsWith('/') && !p.split(/[\\/]/).includes('..'), 'must be a path inside the function folder').optional(),
-  version: z.string().regex(/^[A-Za-z0-9._-]+$/, 'must be letters, digits, dots, dashes').optional(),
-  description: z.string().optional(),
-  traffic: splitSchema.optional(),
-  shadow: splitSchema.optional(),
-  versions: z.record(z.string(), z.strictObject({
-    description: z.string().optional(),
-    example: exampleSchema.optional(),
-    labels: labelsSchema.optional(),
-    batching: batchingSchema.optional(),
-    limits: limitsSchema.optional(),
-    replicas: positiveInt.max(MAX_REPLICAS).optional(),
-    scale: scaleSchema.optional(),
-  })).optional(),
-  limits: limitsSchema.optional(),
-  batching: batchingSchema.optional(),
-  replicas: positiveInt.max(MAX_REPLICAS).optional(),
-  scale: scaleSchema.optional(),
-  auth: z.strictObject({
-    apiKeys: z.string().regex(/^[a-zA-Z0-9][a-zA-Z0-9._-]{0,62}$/, 'must name a secret (letters, digits, dots, dashes)'),
-  }).optional(),
-  rateLimit: z.strictObject({
-    requestsPerSecond: z.number().positive().max(1_000_000),
-    burst: z.number().int().min(0).optional(),
-  }).optional(),
-  labels: labelsSchema.optional(),
-  example: exampleSchema.optional(),
-  routes: z.function().optional(),
-  routeDocs: z.record(
+  name: z.optional(matching(NAME_PATTERN, 'must be lowercase letters, digits and dashes, starting with a letter')),
+  prefix: z.optional(matching(PREFIX_PATTERN, "must look like '/name' (no trailing slash, no spaces)")),
+  model: z.optional(z.string().check(z.minLength(1), z.refine((p) => !p.startsWith('/') && !p.split(/[\\/]/).includes('..'), 'must be a path inside the function folder'))),
+  version: z.optional(matching(/^[A-Za-z0-9._-]+$/, 'must be letters, digits, dots, dashes')),
+  description: z.optional(z.string()),
+  traffic: z.optional(splitSchema),
+  shadow: z.optional(splitSchema),
+  versions: z.optional(z.record(z.string(), z.strictObject({
+    description: z.optional(z.string()),
+    example: z.optional(exampleSchema),
+    labels: z.optional(labelsSchema),
+    batching: z.optional(batchingSchema),
+    limits: z.optional(limitsSchema),
+    replicas: z.optional(positiveIntUpTo(MAX_REPLICAS)),
+    scale: z.optional(scaleSchema),
+  }))),
+  limits: z.optional(limitsSchema),
+  batching: z.optional(batchingSchema),
+  replicas: z.optional(positiveIntUpTo(MAX_REPLICAS)),
+  scale: z.optional(scaleSchema),
+  auth: z.optional(z.strictObject({
+    apiKeys: matching(/^[a-zA-Z0-9][a-zA-Z0-9._-]{0,62}$/, 'must name a secret (letters, digits, dots, dashes)'),
+  })),
+  rateLimit: z.optional(z.strictObject({
+    requestsPerSecond: z.number().check(z.positive(), z.lte(1_000_000)),
+    burst: z.optional(z.int().check(z.gte(0))),
+  })),
+  labels: z.optional(labelsSchema),
+  example: z.optional(exampleSchema),
+  routes: z.optional(z.function()),
+  routeDocs: z.optional(z.record(
     z.string(),
     z.strictObject({
-      summary: z.string().optional(),
-      description: z.string().optional(),
-      contentType: z.string().regex(/^[\w.+-]+\/[\w.+-]+$/, 'must be a media type such as audio/wav').optional(),
-      requestExample: z.unknown().optional(),
-      exampleFile: z.string().regex(/^(?!.*\.\.)[\w-][\w./-]*$/, "must be a path inside the function's folder, such as 'test/speech.wav'").optional(),
-      responseExample: z.unknown().optional(),
-      query: z.record(z.string(), z.string()).optional(),
+      summary: z.optional(z.string()),
+      description: z.optional(z.string()),
+      contentType: z.optional(matching(/^[\w.+-]+\/[\w.+-]+$/, 'must be a media type such as audio/wav')),
+      requestExample: z.optional(z.unknown()),
+      exampleFile: z.optional(matching(/^(?!.*\.\.)[\w-][\w./-]*$/, "must be a path inside the function's folder, such as 'test/speech.wav'")),
+      responseExample: z.optional(z.unknown()),
+      query: z.optional(z.record(z.string(), z.string())),
     }),
-  ).superRefine((docs, ctx) => {
+  ).check(z.superRefine((docs, ctx) => {
     for (const key of Object.keys(docs)) {
       if (!/^(GET|POST|PUT|PATCH|DELETE) \/\S*$/.test(key)) ctx.addIssue({ code: 'custom', path: [key], message: "must be a method and a path, such as 'POST /species'" });
     }
-  }).optional(),
+  }))),
 });
 
 /** Every field a declaration may have (the README's table lists each; a test checks). */
