@@ -447,8 +447,8 @@ describe('the activator', () => {
       const asleepAfter = performance.now() - used;
       expect(engine.containers.get('fast-1')!.state).toBe('exited');
       expect(pending).toEqual(['sleep']);
-      // idleSeconds, a tick, the port closing and the 300 ms stop delay.
-      expect(asleepAfter).toBeLessThan(2000);
+      // idleSeconds, a tick, the port closing and the 300 ms stop delay (about 1.45 s; slow's drain is 30 s).
+      expect(asleepAfter).toBeLessThan(3000);
     } finally {
       control.closeAllConnections();
       await new Promise((done) => control.close(done));

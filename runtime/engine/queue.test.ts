@@ -175,12 +175,15 @@ function gated() {
 describe('ModelQueue, admission and deadlines', () => {
   const solo = { batching: false, maxBatchSize: 8, maxDelayMs: 5, maxQueue: 3 };
 
-  /** A queue whose model is held shut, once it has learnt that a run takes about 50 ms. */
-  async function taught(options: QueueOptions): Promise<{ gate: ReturnType<typeof gated>; queue: ModelQueue }> {
+  /**
+   * A queue whose model is held shut, once it has learnt that a run takes about `runMs` (a real
+   * timer: on a busy machine it fires late, so the run learnt is `runMs` or somewhat more).
+   */
+  async function taught(options: QueueOptions, runMs = 50): Promise<{ gate: ReturnType<typeof gated>; queue: ModelQueue }> {
     const gate = gated();
     const queue = new ModelQueue(gate.runner, ['y'], options);
     const first = queue.run(rowsOf([[1, 1]]));
-    await new Promise((r) => setTimeout(r, 50));
+    await new Promise((r) => setTimeout(r, runMs));
     gate.open();
     await first;
     // The run's duration is recorded once its slot is free again.
@@ -316,13 +319,15 @@ describe('ModelQueue, admission and deadlines', () => {
   });
 
   it('refuses at once, before the body is read, once the queued work exceeds maxQueueMs; a couple of runs may always wait', async () => {
-    const { gate, queue } = await taught({ ...solo, maxQueue: 100, maxQueueMs: 120 });
+    // Runs of 200 ms against a bound of 500: two queued stay admitted unless the timer that taught
+    // the run's length fired over 50 ms late; three (600 ms or more) are always over it.
+    const { gate, queue } = await taught({ ...solo, maxQueue: 100, maxQueueMs: 500 }, 200);
     const busy = queue.run(rowsOf([[1, 1]]));
-    // Two runs queued (about 100 ms): still admitted, before and after the body.
+    // Two runs queued (about 400 ms): still admitted, before and after the body.
     const waiting = [1, 2].map(() => queue.run(rowsOf([[1, 1]])));
     expect(() => queue.checkAdmission()).not.toThrow();
     waiting.push(queue.run(rowsOf([[1, 1]])));
-    // Three runs queued (about 150 ms > 120): refused with a retry hint, whatever the deadline.
+    // Three runs queued (about 600 ms > 500): refused with a retry hint, whatever the deadline.
     let refusal: unknown;
     try {
       queue.checkAdmission();

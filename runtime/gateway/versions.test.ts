@@ -56,7 +56,8 @@ describe('a function with versions in embedded mode', () => {
       counts[body.model_version] = (counts[body.model_version] ?? 0) + 1;
     }
     expect(Object.keys(counts).sort()).toEqual(['1', '2']);
-    expect(Math.abs(counts['2'] / 1000 - 0.2)).toBeLessThan(0.05);
+    // 1,000 draws of 20%: sd 12.6, so 7 points is 5.5 sd (a correct split misses it about once in 10^7 runs).
+    expect(Math.abs(counts['2'] / 1000 - 0.2)).toBeLessThan(0.07);
   });
 
   it('reaches version N on its versioned paths every time, the shadowed one too, and answers 404 naming the versions for another', async () => {
