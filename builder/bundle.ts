@@ -7,7 +7,7 @@
 import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
-import { build, type BuildOptions } from 'esbuild';
+import { build, type BuildOptions, type Plugin } from 'esbuild';
 import type { ResolvedFunction } from '../runtime/function/define.ts';
 import { PRIME_COMPILE_CACHE } from '../runtime/serve/bundle.ts';
 import type { BundleModels } from '../runtime/serve/early-plan.ts';
@@ -70,9 +70,23 @@ function buildOptions(define: Record<string, string>): BuildOptions {
     external: ['onnxruntime-node', 'tsx', 'tsx/*'],
     // CommonJS dependencies inside an ESM bundle still call require() for Node's built-ins.
     banner: { js: "import { createRequire as __modelfnRequire } from 'node:module'; const require = __modelfnRequire(import.meta.url);" },
+    plugins: [http1Only],
     logLevel: 'silent',
   };
 }
+
+/**
+ * @hono/node-server imports `node:http2` for its HTTP/2 checks; a function's server is HTTP/1.1,
+ * so in a bundle it gets runtime/serve/http1-only.ts instead, and a container's start does not
+ * load Node's http2 and tls.
+ */
+const http1Only: Plugin = {
+  name: 'modelfn-http1-only',
+  setup(build) {
+    build.onResolve({ filter: /^(node:)?http2$/ }, (args) =>
+      /[\\/]@hono[\\/]node-server[\\/]/.test(args.importer) ? { path: join(ROOT, 'runtime/serve/http1-only.ts') } : undefined);
+  },
+};
 
 /** One entry into one minified ESM file and its source map. */
 async function bundleEntry(contents: string, sourcefile: string, outfile: string): Promise<void> {

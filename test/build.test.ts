@@ -82,6 +82,8 @@ describe('npm run build', () => {
     // zod/mini imported as a namespace (runtime/core/zod.ts): esbuild keeps only the checks the
     // declarations use. (Classic zod imported as `import { z }` put all of zod in: 680 KB in all.)
     expect(bundle.length).toBeLessThan(300_000);
+    // @hono/node-server's HTTP/2 checks get runtime/serve/http1-only.ts: a start loads neither http2 nor tls.
+    expect(bundle).not.toMatch(/["'](node:)?http2["']/);
     for (const f of serverFiles) expect(JSON.parse(readFileSync(join(out, 'plain', `${f}.map`), 'utf8')).version).toBe(3);
     // onnxruntime's native library is the inference thread's: the server loads it only without a thread.
     expect(bundle).not.toMatch(/from\s*"onnxruntime-node"/);
