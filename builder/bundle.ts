@@ -4,7 +4,7 @@
  * onnxruntime kept external (it is native, and lives in the shared runtime image), the model
  * copied beside them.
  */
-import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { build, type BuildOptions, type Plugin } from 'esbuild';
@@ -88,9 +88,32 @@ const http1Only: Plugin = {
   },
 };
 
-/** One entry into one minified ESM file and its source map. */
-async function bundleEntry(contents: string, sourcefile: string, outfile: string): Promise<void> {
-  await build({ ...buildOptions({}), stdin: { contents, resolveDir: ROOT, sourcefile, loader: 'ts' }, outfile });
+/**
+ * onnxruntime-node's JavaScript, bundled into the inference thread's script: the thread then
+ * resolves and reads one file instead of onnxruntime-node's and onnxruntime-common's two dozen at
+ * each start. Its native binding stays a file of the installed package, required by the package's
+ * own path (binding.js names it relative to itself, which a bundle would break).
+ */
+const ortBindingByPackage: Plugin = {
+  name: 'modelfn-ort-binding',
+  setup(build) {
+    build.onLoad({ filter: /[\\/]onnxruntime-node[\\/]dist[\\/]binding\.js$/ }, (args) => {
+      const source = readFileSync(args.path, 'utf8');
+      const relative = /require\(`\.\.\/bin\/napi-v6\/\$\{process\.platform\}\/\$\{process\.arch\}\/onnxruntime_binding\.node`\)/;
+      if (!relative.test(source)) throw new Error(`${args.path}: onnxruntime-node no longer requires its binding as ../bin/napi-v6/<platform>/<arch>/onnxruntime_binding.node; update builder/bundle.ts`);
+      return { contents: source.replace(relative, 'require(`onnxruntime-node/bin/napi-v6/${process.platform}/${process.arch}/onnxruntime_binding.node`)'), loader: 'js' };
+    });
+  },
+};
+
+/** One entry into one minified ESM file and its source map; `withOrt` bundles onnxruntime-node's JavaScript too. */
+async function bundleEntry(contents: string, sourcefile: string, outfile: string, withOrt = false): Promise<void> {
+  const options = buildOptions({});
+  if (withOrt) {
+    options.external = options.external!.filter((name) => name !== 'onnxruntime-node');
+    options.plugins = [...options.plugins!, ortBindingByPackage];
+  }
+  await build({ ...options, stdin: { contents, resolveDir: ROOT, sourcefile, loader: 'ts' }, outfile });
 }
 
 /**
@@ -124,7 +147,7 @@ export async function bundleFunction(fn: ResolvedFunction, outRoot: string): Pro
     rmSync(scratch, { recursive: true, force: true });
   }
   const thread = JSON.stringify(join(ROOT, 'runtime/engine/inference-entry.ts'));
-  await bundleEntry(`import ${thread};\n`, `functions/${folderOf(fn)}/inference-entry.ts`, join(outDir, 'inference.mjs'));
+  await bundleEntry(`import ${thread};\n`, `functions/${folderOf(fn)}/inference-entry.ts`, join(outDir, 'inference.mjs'), true);
   // Every version's model: one image serves each version, the one its containers name (MODELFN_VERSION).
   for (const version of fn.versions) {
     mkdirSync(dirname(join(outDir, version.modelFile)), { recursive: true });

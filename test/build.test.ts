@@ -88,7 +88,10 @@ describe('npm run build', () => {
     // onnxruntime's native library is the inference thread's: the server loads it only without a thread.
     expect(bundle).not.toMatch(/from\s*"onnxruntime-node"/);
     const thread = readFileSync(join(out, 'plain/inference.mjs'), 'utf8');
-    expect(thread).toMatch(/import\("onnxruntime-node"\)/);
+    // onnxruntime-node's JavaScript is bundled into the thread's script (one file to resolve and read
+    // at start); only its native binding is required, by the installed package's path.
+    expect(thread).not.toMatch(/(require\(|import\(|from)\s*["']onnxruntime-node["']/);
+    expect(thread).toContain('onnxruntime-node/bin/napi-v6/${process.platform}/${process.arch}/onnxruntime_binding.node');
     expect(thread).toContain('sourceMappingURL=inference.mjs.map');
     expect(readFileSync(join(out, 'plain/model.onnx'))).toEqual(readFileSync(MODEL));
     expect(log.join('\n')).toMatch(/plain\s+\d+(\.\d)? KiB\s+\d+(\.\d)? MiB\s+372 B/);
@@ -148,7 +151,7 @@ describe('npm run build', () => {
     expect(output.match(/declaration evaluated/g)).toHaveLength(1);
     // The thread's script holds none of the HTTP side (Hono, zod, prom-client, pages).
     const thread = readFileSync(join(out, 'counted/inference.mjs'), 'utf8');
-    expect(thread.length).toBeLessThan(40_000);
+    expect(thread.length).toBeLessThan(80_000);
     expect(thread).not.toMatch(/declaration evaluated|hono|prom-client|openapi/i);
   });
 });
