@@ -66,7 +66,9 @@ function buildOptions(define: Record<string, string>): BuildOptions {
     sourcemap: 'linked',
     legalComments: 'none',
     // tsx is only imported by watch mode, from source; containers never load it. onnxruntime-common
-    // is bundled (the main thread's tensors), onnxruntime-node's own copy loads with it on the thread.
+    // is bundled (the main thread's tensors); onnxruntime-node stays the installed package's for the
+    // main thread (loaded only without an inference thread), and the thread's script bundles its
+    // JavaScript (bundleEntry's withOrt).
     external: ['onnxruntime-node', 'tsx', 'tsx/*'],
     // CommonJS dependencies inside an ESM bundle still call require() for Node's built-ins.
     banner: { js: "import { createRequire as __modelfnRequire } from 'node:module'; const require = __modelfnRequire(import.meta.url);" },
