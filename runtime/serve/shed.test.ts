@@ -81,21 +81,23 @@ describe('shedWhenBehind', () => {
   it('refuses POSTs that arrive while a loop turn has run past lagMs after a late one, with 429 JSON and Retry-After, unread; GETs and the next turn are served', async () => {
     let conns: Socket[] = [];
     let sent = false;
-    // Ten requests reach the server in one turn of its loop; each takes 30 ms. The first POST sends
-    // the second ten (and a GET): they wait while this turn works.
-    const { port, handled } = await shedding(50, (req) => {
+    // Ten requests reach the server in one turn of its loop; each takes 60 ms. The first POST sends
+    // the second ten (and a GET): they wait while this turn works. (lagMs is 100, not less, so that
+    // a probe tick that a busy machine delays before the test's own load does not count as a
+    // lasting lateness: that would take over 110 ms.)
+    const { port, handled } = await shedding(100, (req) => {
       if (req.method === 'POST' && !sent) {
         sent = true;
         conns.slice(10, 20).forEach((s, i) => s.write(post(10 + i)));
         conns[20].write('GET /v2/health/ready HTTP/1.1\r\nHost: x\r\n\r\n');
       }
-      busy(30);
+      busy(60);
     });
     conns = await sockets(port, 21);
     const answers = conns.map(answer);
     conns.slice(0, 10).forEach((s, i) => s.write(post(i)));
     const got = await Promise.all(answers);
-    // One late turn alone (300 ms, ten requests) is served whole.
+    // One late turn alone (600 ms, ten requests) is served whole.
     expect(got.slice(0, 10).map((a) => a.status)).toEqual(new Array(10).fill(200));
     // The turn after it, late too, serves what fits in lagMs (and the request that crossed it), then refuses the rest.
     const posts = got.slice(10, 20);
@@ -120,8 +122,9 @@ describe('shedWhenBehind', () => {
   });
 
   it('refuses a flood within its first late turn, past the requests a hiccup holds', async () => {
-    const { port } = await shedding(20, () => busy(5));
-    // Sixty requests in one turn, 5 ms each: 300 ms of work.
+    // lagMs 60: a probe tick delayed 70 ms by other work before the flood would make the turn refuse earlier.
+    const { port } = await shedding(60, () => busy(15));
+    // Sixty requests in one turn, 15 ms each: 900 ms of work.
     const conns = await sockets(port, 60);
     const answers = conns.map(answer);
     conns.forEach((s, i) => s.write(post(i)));
@@ -135,9 +138,9 @@ describe('shedWhenBehind', () => {
 
   it('refuses nothing in a turn made late by the process being kept off the CPU, however many requests wait', async () => {
     // The first request holds the thread without using the CPU (as a busy host or a frozen
-    // container does); the other fifty-nine, cheap, then find the turn 150 ms late.
-    const { port, handled } = await shedding(50, (req) => {
-      if (req.url === '/predict?i=0') Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 150);
+    // container does); the other fifty-nine, cheap, then find the turn 300 ms late.
+    const { port, handled } = await shedding(100, (req) => {
+      if (req.url === '/predict?i=0') Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 300);
     });
     const conns = await sockets(port, 60);
     const answers = conns.map(answer);
