@@ -61,16 +61,26 @@ export async function untilEveryReplicaAnswers(gatewayContainer: string, replica
   }
 }
 
-export async function answersPerReplica(gatewayContainer: string, requestId: RegExp): Promise<Map<string, number>> {
+/**
+ * The gateway's answers to the requests whose id matches, by replica, from nginx's access log
+ * (which it writes every second). With `expected`, waits until that many are logged (at most 10 s)
+ * rather than a fixed time.
+ */
+export async function answersPerReplica(gatewayContainer: string, requestId: RegExp, expected = 0): Promise<Map<string, number>> {
+  const deadline = Date.now() + 10_000;
   await new Promise((r) => setTimeout(r, 1500));
-  const counts = new Map<string, number>();
-  for (const line of docker(['logs', gatewayContainer]).split('\n')) {
-    if (!line.startsWith('{')) continue;
-    const entry = JSON.parse(line) as { request_id?: string; upstream?: string };
-    if (!entry.request_id || !requestId.test(entry.request_id) || !entry.upstream) continue;
-    counts.set(entry.upstream, (counts.get(entry.upstream) ?? 0) + 1);
+  for (;;) {
+    const counts = new Map<string, number>();
+    for (const line of docker(['logs', gatewayContainer]).split('\n')) {
+      if (!line.startsWith('{')) continue;
+      const entry = JSON.parse(line) as { request_id?: string; upstream?: string };
+      if (!entry.request_id || !requestId.test(entry.request_id) || !entry.upstream) continue;
+      counts.set(entry.upstream, (counts.get(entry.upstream) ?? 0) + 1);
+    }
+    const logged = [...counts.values()].reduce((a, b) => a + b, 0);
+    if (logged >= expected || Date.now() > deadline) return counts;
+    await new Promise((r) => setTimeout(r, 250));
   }
-  return counts;
 }
 
 /**

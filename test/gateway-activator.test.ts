@@ -182,16 +182,22 @@ describe.runIf(image)('the gateway and the activator: nginx says which function'
     rmSync(scratch, { recursive: true, force: true });
   });
 
-  /** What nginx's access log says of each request: the function it routed it to. */
-  async function routedBy(): Promise<Map<string, string>> {
-    await new Promise((r) => setTimeout(r, 1500));
-    const routed = new Map<string, string>();
-    for (const line of gateway.log().split('\n')) {
-      if (!line.startsWith('{')) continue;
-      const entry = JSON.parse(line) as { request_id: string; fn: string };
-      routed.set(entry.request_id, entry.fn);
+  /**
+   * What nginx's access log says of each request: the function it routed it to. nginx writes its
+   * log every second: this waits until every one of `ids` is in it (at most 10 s).
+   */
+  async function routedBy(ids: string[]): Promise<Map<string, string>> {
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      const routed = new Map<string, string>();
+      for (const line of gateway.log().split('\n')) {
+        if (!line.startsWith('{')) continue;
+        const entry = JSON.parse(line) as { request_id: string; fn: string };
+        routed.set(entry.request_id, entry.fn);
+      }
+      if (ids.every((id) => routed.has(id)) || Date.now() > deadline) return routed;
+      await new Promise((r) => setTimeout(r, 250));
     }
-    return routed;
   }
 
   it('a request routed to one function wakes and reaches that function only, whatever its path says', async () => {
@@ -224,7 +230,7 @@ describe.runIf(image)('the gateway and the activator: nginx says which function'
       answers.push({ id, path, status: res.status, woke: wakes.slice(before) });
     }
     process.stdout.write(`\n[figures] paths through nginx: ${answers.map((a) => `${a.path} -> ${a.status} ${a.woke.join(',') || '-'}`).join('; ')}\n`);
-    const routed = await routedBy();
+    const routed = await routedBy(answers.filter((a) => a.status !== 400).map((a) => a.id));
     const seen = new Set<string>();
     for (const { id, path, status, woke } of answers) {
       const fn = routed.get(id);

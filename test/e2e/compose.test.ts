@@ -209,7 +209,7 @@ describe.runIf(available)('the compose stack on the real Docker engine', () => {
     const replicas = containers('digits');
     expect(replicas).toHaveLength(2);
     for (let i = 0; i < 40; i++) expect((await fetch(`${url}/digits/v2/models/digits/ready`, { headers: { 'X-Request-Id': `spread-${i}` } })).status).toBe(200);
-    const perReplica = await answersPerReplica(containers('gateway')[0], /^spread-\d+$/);
+    const perReplica = await answersPerReplica(containers('gateway')[0], /^spread-\d+$/, 40);
     expect(perReplica.size).toBe(2);
     for (const [replica, n] of perReplica) expect(n, replica).toBeGreaterThan(5);
   });

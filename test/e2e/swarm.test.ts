@@ -263,7 +263,7 @@ describe.runIf(available)('the stack on a single-node Docker Swarm', () => {
       expect((await fetch(`${url}/digits/predict`, postJson(DIGITS, { 'X-Request-Id': `scale-warm-${i}` }))).status).toBe(200);
     });
     for (let i = 0; i < 90; i++) expect((await fetch(`${url}/digits/predict`, postJson(DIGITS, { 'X-Request-Id': `scale-${i}` }))).status).toBe(200);
-    const perReplica = await answersPerReplica(gateway, /^scale-\d+$/);
+    const perReplica = await answersPerReplica(gateway, /^scale-\d+$/, 90);
     expect(perReplica.size).toBe(3);
     // Round robin over three: 30 each, give or take a re-resolution's reordering.
     for (const [replica, n] of perReplica) expect(n, `replica ${replica}`).toBeGreaterThanOrEqual(10);
