@@ -17,6 +17,7 @@
 import { resolve as resolvePath } from 'node:path';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 import * as ort from 'onnxruntime-common';
+import type * as OrtNode from 'onnxruntime-node';
 import type { Feeds, Fetches } from '../tensor/types.ts';
 import { deadlineExceeded } from './queue.ts';
 
@@ -141,6 +142,22 @@ function transferables(tensors: WireTensor[]): ArrayBuffer[] {
   return [...seen];
 }
 
+/**
+ * onnxruntime's session for a model given as its bytes or its file's path (which onnxruntime then
+ * reads itself). Rejects with onnxruntime's reason; from a path, without the "Load model from
+ * <path> failed:" onnxruntime puts before it (the caller names the file).
+ *
+ * @example const session = await createSession((await import('onnxruntime-node')).InferenceSession, 'model.onnx', {});
+ */
+export async function createSession(InferenceSession: typeof OrtNode.InferenceSession, model: Uint8Array | string, options: ort.InferenceSession.SessionOptions): Promise<OrtNode.InferenceSession> {
+  try {
+    return await (typeof model === 'string' ? InferenceSession.create(model, options) : InferenceSession.create(model, options));
+  } catch (err) {
+    const message = String((err as Error)?.message ?? err);
+    throw new Error(typeof model === 'string' ? message.replace(`Load model from ${model} failed:`, '') : message);
+  }
+}
+
 /** True when this thread was started as an inference thread. */
 export function isInferenceThread(): boolean {
   return !isMainThread && (workerData as Partial<ThreadInit> | undefined)?.modelfnInferenceThread === true;
@@ -165,16 +182,14 @@ export async function serveInferenceThread(): Promise<void> {
   const { InferenceSession } = await loading;
   const { model } = init;
   const early = guessed !== undefined && typeof model === 'string' && resolvePath(model) === resolvePath(guess!.path) && JSON.stringify(init.options) === JSON.stringify(guess!.options);
-  // A wrong guess's session is freed; a right one that failed is made again from the bytes, for onnxruntime's own error.
+  // A wrong guess's session is freed; a right one that failed is made again from the model sent, for onnxruntime's own error.
   if (guessed && !early) guessed.then((s) => s.release(), () => {});
   const fromGuess = early ? await guessed.catch(() => undefined) : undefined;
   let session: ort.InferenceSession;
   try {
-    session = fromGuess ?? await (typeof model === 'string' ? InferenceSession.create(model, init.options) : InferenceSession.create(model, init.options));
+    session = fromGuess ?? await createSession(InferenceSession, model, init.options);
   } catch (err) {
-    // From a path, onnxruntime's message starts "Load model from <path> failed:"; the caller names the file itself.
-    const message = String((err as Error)?.message ?? err);
-    port.postMessage({ kind: 'failed', message: typeof model === 'string' ? message.replace(`Load model from ${model} failed:`, '') : message } satisfies Reply);
+    port.postMessage({ kind: 'failed', message: (err as Error).message } satisfies Reply);
     return;
   }
   port.postMessage({ kind: 'ready', inputs: [...session.inputMetadata], outputs: [...session.outputMetadata], early: fromGuess !== undefined } satisfies Reply);

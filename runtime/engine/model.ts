@@ -2,13 +2,13 @@
  * Loading an ONNX model with onnxruntime and describing its inputs and outputs; running it on its
  * inference thread, restarting that thread if it dies.
  */
-import { open, readFile } from 'node:fs/promises';
+import { open } from 'node:fs/promises';
 import type * as ort from 'onnxruntime-common';
 import { ModelQueue, canBatch, deadlineExceeded, type Deadline, type QueueObserver } from './queue.ts';
 import { datatypeOfOrtType } from '../tensor/datatypes.ts';
 import type { Feeds, Fetches, TensorSpec } from '../tensor/types.ts';
 import { ModelfnError } from '../core/errors.ts';
-import { InferenceThreadExit, SessionCreateError, ThreadRunError, sessionOptionsFor, startInferenceThread, type ThreadSession } from './inference-thread.ts';
+import { InferenceThreadExit, SessionCreateError, ThreadRunError, createSession, sessionOptionsFor, startInferenceThread, type ThreadSession } from './inference-thread.ts';
 
 /** A loaded model: what functions and the protocol routes run inference with. */
 export interface Model {
@@ -148,12 +148,10 @@ async function checkReadable(path: string): Promise<void> {
 export async function loadModel(path: string, options: LoadModelOptions = {}): Promise<Model> {
   const started = performance.now();
   const useThread = options.thread ?? true;
-  // On the inference thread onnxruntime reads the file itself: the main thread only checks that it
-  // can be read, so the model's bytes are never held (nor copied across) here.
-  let bytes: Buffer | undefined;
+  // onnxruntime reads the file itself (on the inference thread, where there is one): the runtime
+  // only checks that it can be read, and never holds the model's bytes.
   try {
-    if (useThread) await checkReadable(path);
-    else bytes = await readFile(path);
+    await checkReadable(path);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     throw new ModelLoadError(code === 'ENOENT' ? `${path}: model file not found` : `${path}: cannot read the model (${code ?? String(err)})`);
@@ -195,7 +193,7 @@ export async function loadModel(path: string, options: LoadModelOptions = {}): P
     } else {
       // Only here does the main thread load onnxruntime's native library.
       const { InferenceSession } = await import('onnxruntime-node');
-      const direct = await InferenceSession.create(bytes!, sessionOptions);
+      const direct = await createSession(InferenceSession, path, sessionOptions);
       session = {
         inputMetadata: direct.inputMetadata,
         outputMetadata: direct.outputMetadata,
