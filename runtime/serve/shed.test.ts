@@ -149,6 +149,28 @@ describe('shedWhenBehind', () => {
     expect(handled.filter((h) => h.startsWith('POST'))).toHaveLength(60);
   });
 
+  it('refuses nothing when the process is kept off the CPU for two turns in a row (a container just thawed on a busy host)', async () => {
+    let conns: Socket[] = [];
+    let sent = false;
+    // Off the CPU for 300 ms in each of two turns: the first POST holds the thread and sends the
+    // second ten; the first of those holds it again while the other nine wait.
+    const stall = () => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 300);
+    const { port, handled } = await shedding(100, (req) => {
+      if (req.url === '/predict?i=0') {
+        sent = true;
+        conns.slice(10, 20).forEach((s, i) => s.write(post(10 + i)));
+        stall();
+      }
+      if (req.url === '/predict?i=10') stall();
+    });
+    conns = await sockets(port, 20);
+    const answers = conns.map(answer);
+    conns.slice(0, 10).forEach((s, i) => s.write(post(i)));
+    expect((await Promise.all(answers)).map((a) => a.status)).toEqual(new Array(20).fill(200));
+    expect(sent).toBe(true);
+    expect(handled.filter((h) => h.startsWith('POST'))).toHaveLength(20);
+  });
+
   it('refuses nothing when the loop keeps up, and nothing at all with lagMs 0', async () => {
     for (const lagMs of [1000, 0]) {
       const { port } = await shedding(lagMs, () => busy(20));

@@ -19,12 +19,14 @@
  * process the machine's other work kept off the CPU (a busy host, a container at its CPU quota)
  * makes a turn late with a few requests in it, and refusing those would fail clients of a server
  * that keeps up. So a late turn refuses only when the loop was late at the previous probe as well
- * (the lateness lasts), or when it has already taken MIN_REQUESTS_LATE requests while the process
- * was working (a flood). A process kept off the CPU is not working: when the machine's other work
- * holds it for 100 ms, every connection of a closed-loop client (64 clients that each wait for
- * their answer) has a request waiting when it runs again, a few milliseconds of work, not a
- * flood. The process's CPU time since the last tick tells the two apart: a turn made late by its
- * own work used the CPU for at least WORKING_SHARE of it.
+ * (the lateness lasts), or when it has already taken MIN_REQUESTS_LATE requests (a flood), and
+ * either only while the process was working. A process kept off the CPU is not working: when the
+ * machine's other work holds it for 100 ms, every connection of a closed-loop client (64 clients
+ * that each wait for their answer) has a request waiting when it runs again, a few milliseconds of
+ * work, not a flood; and a container just thawed on a busy host may be held twice in a row. The
+ * process's CPU time since the last tick tells the two apart: lateness of its own work used the
+ * CPU for at least WORKING_SHARE of it. (Under a CPU quota below WORKING_SHARE of a core, a
+ * throttled process counts as kept off the CPU too, and only the model's queue bounds its work.)
  */
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { STATUS_OF_KIND } from '../http/errors.ts';
@@ -88,9 +90,12 @@ export function shedWhenBehind(server: Server, options: ShedOptions): () => void
   let reported = 0;
   const tick = () => {
     const now = performance.now();
-    behind = now - lastTick - TICK_MS > options.lagMs;
+    const cpu = cpuMs();
+    // Late, and by the process's own work: a process the machine kept off the CPU (a busy host, a
+    // container just thawed) is not behind on its requests.
+    behind = now - lastTick - TICK_MS > options.lagMs && cpu - lastTickCpu >= (now - lastTick) * WORKING_SHARE;
     lastTick = now;
-    lastTickCpu = cpuMs();
+    lastTickCpu = cpu;
     working = undefined;
     sinceTick = 0;
     if (refused && lastTick - reported >= 1000) {
