@@ -9,8 +9,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { build, type BuildOptions, type Plugin } from 'esbuild';
 import type { ResolvedFunction } from '../runtime/function/define.ts';
-import { PRIME_COMPILE_CACHE } from '../runtime/serve/bundle.ts';
-import type { BundleModels } from '../runtime/serve/early-plan.ts';
+import { PRIME_COMPILE_CACHE, type BundleModels } from '../runtime/serve/early-plan.ts';
 import { folderOf } from './functions.ts';
 
 export const ROOT = join(import.meta.dirname, '..');

@@ -7,6 +7,7 @@ import { spawn } from 'node:child_process';
 import { copyFileSync, cpSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { VERSION } from '../../runtime/core/version.ts';
+import { PRIME_SWITCH } from '../../runtime/serve/early-plan.ts';
 import * as policy from '../policy.ts';
 
 export const ROOT = join(import.meta.dirname, '../..');
@@ -123,10 +124,10 @@ export async function buildRuntimeImage(distRoot: string, arch: string = process
 /**
  * For another architecture than this machine's, the image is built without Node's compile cache:
  * its one start would run under emulation, where qemu-user before 8.2 (Debian 12 has 7.2) shows the
- * host's /proc/cpuinfo and onnxruntime's CPU detection crashes on it (see runtime/serve/bundle.ts).
+ * host's /proc/cpuinfo and onnxruntime's CPU detection crashes on it (PRIME_SWITCH, runtime/serve/early-plan.ts).
  */
 function crossBuildArgs(arch: string): Record<string, string> {
-  return arch === process.arch ? {} : { MODELFN_PRIME_COMPILE_CACHE: 'false' };
+  return arch === process.arch ? {} : { [PRIME_SWITCH]: 'false' };
 }
 
 /** A function's image: its bundle folder (dist/<name>) on the runtime image, source maps left out. */

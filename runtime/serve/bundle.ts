@@ -9,6 +9,7 @@ import { DeclarationError } from '../function/define.ts';
 import { resolveFunction } from '../function/discover.ts';
 import { createLogger } from '../core/log.ts';
 import { ModelLoadError } from '../engine/model.ts';
+import { PRIME_COMPILE_CACHE, PRIME_SWITCH } from './early-plan.ts';
 import { startControl } from './control.ts';
 import { exitOnSignals, startFunction } from './server.ts';
 import { serveWithWorkers } from './workers.ts';
@@ -21,20 +22,6 @@ export interface BundleInfo {
   /** The declaration file in the source tree, for messages. */
   declarationFile?: string;
 }
-
-/**
- * The argument the image build runs a bundle with (docker/function.Dockerfile): start as usual on
- * a loopback port, answer one request, stop, and leave Node's module compile cache
- * (NODE_COMPILE_CACHE, set by the runtime image) filled with the code a start runs, both threads'.
- */
-export const PRIME_COMPILE_CACHE = '--prime-compile-cache';
-
-/**
- * Set to `false` (a build argument of docker/function.Dockerfile) to build without the cache: the
- * build passes it for another architecture than its own, whose RUN steps run under emulation, where
- * qemu-user before 8.2 shows the host's /proc/cpuinfo and onnxruntime's CPU detection crashes on it.
- */
-export const PRIME_SWITCH = 'MODELFN_PRIME_COMPILE_CACHE';
 
 /**
  * Serves a bundled function; exits 1 with one line on stderr when it cannot start.

@@ -7,6 +7,20 @@ import { join } from 'node:path';
 import { readConfig, sessionSettingsOf } from '../core/config.ts';
 import { sessionOptionsFor, type ModelGuess } from '../engine/inference-thread.ts';
 
+/**
+ * The argument the image build runs a bundle with (docker/function.Dockerfile): start as usual on
+ * a loopback port, answer one request, stop, and leave Node's module compile cache
+ * (NODE_COMPILE_CACHE, set by the runtime image) filled with the code a start runs, both threads'.
+ */
+export const PRIME_COMPILE_CACHE = '--prime-compile-cache';
+
+/**
+ * Set to `false` (a build argument of docker/function.Dockerfile) to build without the cache: the
+ * build passes it for another architecture than its own, whose RUN steps run under emulation, where
+ * qemu-user before 8.2 shows the host's /proc/cpuinfo and onnxruntime's CPU detection crashes on it.
+ */
+export const PRIME_SWITCH = 'MODELFN_PRIME_COMPILE_CACHE';
+
 /** A bundle's model files, relative to its folder: the default one, and each version's. */
 export interface BundleModels {
   default: string;
@@ -22,7 +36,7 @@ export interface BundleModels {
 export function wantsInferenceThread(env: NodeJS.ProcessEnv, isPrimary = cluster.isPrimary, argv: readonly string[] = process.argv): boolean {
   // An image build told not to fill the compile cache (another architecture, under emulation:
   // runtime/serve/bundle.ts) loads no model, and onnxruntime must not load either.
-  if (argv.includes('--prime-compile-cache') && env.MODELFN_PRIME_COMPILE_CACHE === 'false') return false;
+  if (argv.includes(PRIME_COMPILE_CACHE) && env[PRIME_SWITCH] === 'false') return false;
   try {
     const config = readConfig(env);
     return config.inferenceThread && (config.workers <= 1 || !isPrimary);

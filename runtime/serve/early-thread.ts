@@ -9,8 +9,8 @@
  * The build also tells the bundle its model files (MODELFN_BUNDLE_MODELS, esbuild's define in builder/bundle.ts), so
  * the thread creates the session of the one this process will most likely serve (MODELFN_VERSION's,
  * else the function's default) with the settings the environment gives, while the main thread
- * loads. The main thread still resolves and reads the model as always and sends it; the thread
- * takes the session it made only if that is the same file with the same options.
+ * loads. The main thread still resolves the model as always and sends its path; the thread takes
+ * the session it made only if that is the same file with the same options.
  */
 import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
