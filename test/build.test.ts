@@ -154,6 +154,33 @@ describe('npm run build', () => {
     expect(thread.length).toBeLessThan(80_000);
     expect(thread).not.toMatch(/declaration evaluated|hono|prom-client|openapi/i);
   });
+
+  it('exits with its own code and one line when it cannot start, never an abort of its early inference thread', async () => {
+    // Its API keys are nowhere: the start stops at the declaration, while the thread started first
+    // is still loading onnxruntime and creating the guessed session (exiting inside that aborted,
+    // 1 to 2 runs in 8). Eight plain starts (exit 1) and eight image-build starts (exit 0).
+    const root = join(scratch, 'nokeys');
+    fnDir(root, 'locked', "export default { auth: { apiKeys: 'locked-keys' } };\n");
+    const out = join(scratch, 'nokeys-dist');
+    if (!existsSync(join(scratch, 'node_modules'))) symlinkSync(join(ROOT, 'node_modules'), join(scratch, 'node_modules'));
+    expect(await runBuild({ functionsDir: root, outDir: out, root: join(scratch, 'nokeys-out'), images: false, check: false, log: () => {} })).toBe(0);
+    const env = { ...process.env, PORT: '0', MODELFN_HOST: '127.0.0.1' };
+    delete env.MODELFN_API_KEYS_LOCKED;
+    const start = (args: string[]) => new Promise<{ code: number | null; signal: string | null; stderr: string }>((resolve) => {
+      const child = spawn(process.execPath, [join(out, 'locked/main.mjs'), ...args], { env, cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] });
+      let stderr = '';
+      child.stderr.on('data', (d) => (stderr += d));
+      child.once('exit', (code, signal) => resolve({ code, signal, stderr }));
+    });
+    for (let i = 0; i < 8; i++) {
+      const plain = await start([]);
+      expect([plain.code, plain.signal], plain.stderr).toEqual([1, null]);
+      expect(plain.stderr.trim().split('\n')).toEqual([expect.stringMatching(/^modelfn: .*locked\/function\.ts: auth\.apiKeys: no API keys found/)]);
+      const priming = await start(['--prime-compile-cache']);
+      expect([priming.code, priming.signal], priming.stderr).toEqual([0, null]);
+      expect(priming.stderr.trim().split('\n')).toEqual([expect.stringMatching(/^modelfn: the compile cache is not filled: .*no API keys found/)]);
+    }
+  }, 60_000);
 });
 
 describe('generated files', () => {

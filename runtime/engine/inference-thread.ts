@@ -83,6 +83,26 @@ export function prestartInferenceThread(url: string | URL, guess?: ModelGuess): 
   early = started;
 }
 
+/**
+ * Ends a thread started early that was given no model, once onnxruntime's load and its guessed
+ * session are done: a process exiting while that thread is inside onnxruntime's native code aborts
+ * (`terminate called after throwing an instance of 'Napi::Error'`) instead of exiting with its own
+ * code. A process that exits before serving (a bad setting or declaration) calls this first; it
+ * waits at most `timeoutMs`.
+ *
+ * @example await endEarlyThread(); process.exit(1);
+ */
+export async function endEarlyThread(timeoutMs = 10_000): Promise<void> {
+  const pending = early;
+  early = undefined;
+  if (!pending || pending.exited) return;
+  const exited = new Promise<void>((done) => pending.worker.once('exit', () => done()));
+  pending.worker.postMessage('abandon');
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([exited, new Promise<void>((done) => (timer = setTimeout(done, timeoutMs)))]);
+  clearTimeout(timer);
+}
+
 interface WireTensor {
   name: string;
   type: ort.Tensor.Type;
@@ -177,18 +197,28 @@ export async function serveInferenceThread(): Promise<void> {
   const guess = (workerData as Partial<ThreadInit>).guess;
   const guessed = guess ? loading.then(({ InferenceSession }) => InferenceSession.create(guess.path, guess.options)) : undefined;
   guessed?.catch(() => {});
-  const init = (workerData as ThreadInit).model ? workerData as ThreadInit : await new Promise<ThreadInit>((done) => port.once('message', done));
+  const first = (workerData as ThreadInit).model ? workerData as ThreadInit : await new Promise<ThreadInit | 'abandon'>((done) => port.once('message', done));
+  if (first === 'abandon') {
+    // No model is coming (the process is about to exit): end once onnxruntime's native code is
+    // done with the load and the guessed session, never inside it.
+    await loading.catch(() => {});
+    await guessed?.then((s) => s.release(), () => {});
+    process.exit(0);
+  }
+  const init = first;
   // Failing to load onnxruntime ends the thread (an error event): not the model's fault.
   const { InferenceSession } = await loading;
   const { model } = init;
   const early = guessed !== undefined && typeof model === 'string' && resolvePath(model) === resolvePath(guess!.path) && JSON.stringify(init.options) === JSON.stringify(guess!.options);
   // A wrong guess's session is freed; a right one that failed is made again from the model sent, for onnxruntime's own error.
-  if (guessed && !early) guessed.then((s) => s.release(), () => {});
+  const freed = guessed && !early ? guessed.then((s) => s.release(), () => {}) : undefined;
   const fromGuess = early ? await guessed.catch(() => undefined) : undefined;
   let session: ort.InferenceSession;
   try {
     session = fromGuess ?? await createSession(InferenceSession, model, init.options);
   } catch (err) {
+    // The process may exit on this answer: not while the wrong guess is still inside onnxruntime.
+    await freed;
     port.postMessage({ kind: 'failed', message: (err as Error).message } satisfies Reply);
     return;
   }

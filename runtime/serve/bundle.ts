@@ -10,6 +10,7 @@ import { resolveFunction } from '../function/discover.ts';
 import { createLogger } from '../core/log.ts';
 import { ModelLoadError } from '../engine/model.ts';
 import { PRIME_COMPILE_CACHE, PRIME_SWITCH } from './early-plan.ts';
+import { endEarlyThread } from '../engine/inference-thread.ts';
 import { startControl } from './control.ts';
 import { exitOnSignals, startFunction } from './server.ts';
 import { serveWithWorkers } from './workers.ts';
@@ -43,6 +44,7 @@ export async function runBundled(declaration: unknown, info: BundleInfo): Promis
   } catch (err) {
     if (err instanceof ConfigError || err instanceof DeclarationError || err instanceof ModelLoadError) {
       process.stderr.write(`modelfn: ${err.message}\n`);
+      await endEarlyThread();
       process.exit(1);
     }
     throw err;
@@ -56,11 +58,12 @@ export async function runBundled(declaration: unknown, info: BundleInfo): Promis
  */
 async function primeCompileCache(declaration: unknown, info: BundleInfo): Promise<void> {
   if (process.env[PRIME_SWITCH] === 'false') return;
-  const skip = (why: string) => {
+  const skip = async (why: string) => {
     process.stderr.write(`modelfn: the compile cache is not filled: ${why}\n`);
+    await endEarlyThread();
     process.exit(0);
   };
-  setTimeout(() => skip('the function did not start within 60 s'), 60_000).unref();
+  setTimeout(() => void skip('the function did not start within 60 s'), 60_000).unref();
   try {
     const config = readConfig();
     const logger = createLogger(config.logLevel);
@@ -73,6 +76,6 @@ async function primeCompileCache(declaration: unknown, info: BundleInfo): Promis
     nodeModule.flushCompileCache?.();
     process.exit(0);
   } catch (err) {
-    skip(String((err as Error)?.message ?? err).split('\n')[0]);
+    await skip(String((err as Error)?.message ?? err).split('\n')[0]);
   }
 }
