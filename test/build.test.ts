@@ -24,6 +24,20 @@ function fnDir(root: string, name: string, declaration?: string, model = true): 
   if (declaration) writeFileSync(join(root, name, 'function.ts'), declaration);
 }
 
+/**
+ * Builds one function (`declaration` in functions/<name>/function.ts) into its own folder outside
+ * the source tree, where the bundle finds onnxruntime as in the image: in a node_modules above it.
+ * Returns the bundle's folder.
+ */
+async function bundleOne(tag: string, name: string, declaration: string): Promise<string> {
+  const root = join(scratch, tag);
+  fnDir(root, name, declaration);
+  const out = join(scratch, `${tag}-dist`);
+  if (!existsSync(join(scratch, 'node_modules'))) symlinkSync(join(ROOT, 'node_modules'), join(scratch, 'node_modules'));
+  expect(await runBuild({ functionsDir: root, outDir: out, root: join(scratch, `${tag}-out`), images: false, check: false, log: () => {} })).toBe(0);
+  return join(out, name);
+}
+
 describe('npm run build', () => {
   it('reports every problem of every declaration in one list and exits 1', async () => {
     const root = join(scratch, 'bad');
@@ -124,13 +138,8 @@ describe('npm run build', () => {
   });
 
   it("runs the declaration's code once: the inference thread's script is onnxruntime and the engine only", async () => {
-    const root = join(scratch, 'once');
-    fnDir(root, 'counted', "console.log('declaration evaluated');\nexport default {};\n");
-    const out = join(scratch, 'once-dist');
-    // Outside the source tree, the bundle finds onnxruntime as in the image: in a node_modules above it.
-    if (!existsSync(join(scratch, 'node_modules'))) symlinkSync(join(ROOT, 'node_modules'), join(scratch, 'node_modules'));
-    expect(await runBuild({ functionsDir: root, outDir: out, root: join(scratch, 'once-out'), images: false, check: false, log: () => {} })).toBe(0);
-    const child = spawn(process.execPath, [join(out, 'counted/main.mjs')], { env: { ...process.env, PORT: '0', MODELFN_HOST: '127.0.0.1' }, cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    const bundle = await bundleOne('once', 'counted', "console.log('declaration evaluated');\nexport default {};\n");
+    const child = spawn(process.execPath, [join(bundle, 'main.mjs')], { env: { ...process.env, PORT: '0', MODELFN_HOST: '127.0.0.1' }, cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
     let output = '';
     child.stderr.on('data', (d) => (output += d));
     const url = await new Promise<string>((resolve, reject) => {
@@ -150,7 +159,7 @@ describe('npm run build', () => {
     }
     expect(output.match(/declaration evaluated/g)).toHaveLength(1);
     // The thread's script holds none of the HTTP side (Hono, zod, prom-client, pages).
-    const thread = readFileSync(join(out, 'counted/inference.mjs'), 'utf8');
+    const thread = readFileSync(join(bundle, 'inference.mjs'), 'utf8');
     expect(thread.length).toBeLessThan(80_000);
     expect(thread).not.toMatch(/declaration evaluated|hono|prom-client|openapi/i);
   });
@@ -159,15 +168,11 @@ describe('npm run build', () => {
     // Its API keys are nowhere: the start stops at the declaration, while the thread started first
     // is still loading onnxruntime and creating the guessed session (exiting inside that aborted,
     // 1 to 2 runs in 8). Eight plain starts (exit 1) and eight image-build starts (exit 0).
-    const root = join(scratch, 'nokeys');
-    fnDir(root, 'locked', "export default { auth: { apiKeys: 'locked-keys' } };\n");
-    const out = join(scratch, 'nokeys-dist');
-    if (!existsSync(join(scratch, 'node_modules'))) symlinkSync(join(ROOT, 'node_modules'), join(scratch, 'node_modules'));
-    expect(await runBuild({ functionsDir: root, outDir: out, root: join(scratch, 'nokeys-out'), images: false, check: false, log: () => {} })).toBe(0);
-    const env = { ...process.env, PORT: '0', MODELFN_HOST: '127.0.0.1' };
+    const bundle = await bundleOne('nokeys', 'locked', "export default { auth: { apiKeys: 'locked-keys' } };\n");
+    const env: NodeJS.ProcessEnv = { ...process.env, PORT: '0', MODELFN_HOST: '127.0.0.1' };
     delete env.MODELFN_API_KEYS_LOCKED;
     const start = (args: string[]) => new Promise<{ code: number | null; signal: string | null; stderr: string }>((resolve) => {
-      const child = spawn(process.execPath, [join(out, 'locked/main.mjs'), ...args], { env, cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] });
+      const child = spawn(process.execPath, [join(bundle, 'main.mjs'), ...args], { env, cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] });
       let stderr = '';
       child.stderr.on('data', (d) => (stderr += d));
       child.once('exit', (code, signal) => resolve({ code, signal, stderr }));
