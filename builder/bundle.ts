@@ -137,7 +137,11 @@ export async function bundleFunction(fn: ResolvedFunction, outRoot: string): Pro
     writeFileSync(server, serverSource(fn));
     writeFileSync(join(scratch, 'main.ts'), mainSource(server));
     await build({
-      ...buildOptions({ MODELFN_BUNDLE_MODELS: JSON.stringify(models) }),
+      ...buildOptions({
+        MODELFN_BUNDLE_MODELS: JSON.stringify(models),
+        // The declaration this build checked: the bundle does not check it again (runtime/serve/bundle.ts).
+        MODELFN_CHECKED_DIGEST: fn.checkedDigest === undefined ? 'undefined' : JSON.stringify(fn.checkedDigest),
+      }),
       entryPoints: { main: join(scratch, 'main.ts') },
       splitting: true,
       outdir: outDir,

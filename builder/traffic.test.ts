@@ -2,7 +2,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { resolveDeclaration } from '../runtime/function/define.ts';
+import { resolveDeclaration } from '../runtime/function/check.ts';
 import { figuresBetween, liveGatewayConfig, sampleOf, splitInForce } from './docker/traffic.ts';
 import { nginxConfig } from './render/nginx.ts';
 import { swarmGatewayConfig } from './render/swarm.ts';

@@ -1,5 +1,5 @@
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -10,7 +10,7 @@ import { describeFunctions } from '../runtime/pages/describe.ts';
 import { discoverFunctions } from '../builder/functions.ts';
 import { TIMEOUT_GRACE_MS } from '../builder/policy.ts';
 import { readConfig } from '../runtime/core/config.ts';
-import { resolveDeclaration } from '../runtime/function/define.ts';
+import { resolveDeclaration } from '../runtime/function/check.ts';
 import { ROOT } from '../runtime/testing/index.ts';
 import { gatewayNginxImage } from './docker.ts';
 
@@ -185,6 +185,36 @@ describe('npm run build', () => {
       expect([priming.code, priming.signal], priming.stderr).toEqual([0, null]);
       expect(priming.stderr.trim().split('\n')).toEqual([expect.stringMatching(/^modelfn: the compile cache is not filled: .*no API keys found/)]);
     }
+  }, 60_000);
+
+  it('checks its declaration at start only when it is not the one its build checked', async () => {
+    // A declaration that reads its environment: the build checked it with replicas 1.
+    const bundle = await bundleOne('digest', 'shifty', 'export default { replicas: Number(process.env.SHIFTY_REPLICAS ?? 1) };\n');
+    const checker = readdirSync(bundle).find((f) => /^check-.*\.mjs$/.test(f));
+    expect(checker, 'the declaration checker is a chunk of its own').toBeDefined();
+    expect(readFileSync(join(bundle, checker!), 'utf8').includes('Too small'), 'the checker chunk holds zod').toBe(true);
+    const start = (env: NodeJS.ProcessEnv) => new Promise<{ code: number | null; output: string }>((resolve) => {
+      const child = spawn(process.execPath, [join(bundle, 'main.mjs')], { env: { ...process.env, PORT: '0', MODELFN_HOST: '127.0.0.1', ...env }, cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+      let output = '';
+      const read = (d: Buffer) => {
+        output += d;
+        if (output.includes('"msg":"listening"')) child.kill('SIGTERM');
+      };
+      child.stdout.on('data', read);
+      child.stderr.on('data', read);
+      child.once('exit', (code) => resolve({ code, output }));
+    });
+    // The same declaration starts without the checker's chunk: it is never loaded.
+    renameSync(join(bundle, checker!), join(bundle, `${checker}.away`));
+    const same = await start({});
+    expect(same.output, same.output).toContain('"msg":"listening"');
+    // A declaration that differs from the build's is checked (and refused) at start.
+    expect((await start({ SHIFTY_REPLICAS: '0' })).code).not.toBe(0);
+    renameSync(join(bundle, `${checker}.away`), join(bundle, checker!));
+    const changed = await start({ SHIFTY_REPLICAS: '0' });
+    expect(changed.code).toBe(1);
+    expect(changed.output.trim()).toMatch(/^modelfn: .*shifty\/function\.ts: replicas: too small/);
+    expect((await start({ SHIFTY_REPLICAS: '2' })).output).toContain('"msg":"listening"');
   }, 60_000);
 });
 

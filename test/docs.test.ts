@@ -217,7 +217,7 @@ describe('OpenAPI documents of any function', () => {
 
   it('answers 503 JSON for openapi.json until the model has loaded', async () => {
     const config = testConfig();
-    const host = new FunctionHost(resolveFunction(join(ROOT, 'functions/iris'), undefined, undefined, config));
+    const host = new FunctionHost(await resolveFunction(join(ROOT, 'functions/iris'), undefined, undefined, config));
     const { app } = createFunctionApp(host, { config });
     expect(await errorOf(await app.request('/openapi.json'))).toEqual({ status: 503, error: "model 'iris' is still loading" });
     // The docs page says why instead of a bare error, and what to do.

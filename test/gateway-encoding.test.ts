@@ -54,7 +54,7 @@ describe.runIf(NGINX)('compression and 64-bit integers through nginx', () => {
       const config = testConfig({ PORT: String(functionPort), MODELFN_HOST: HOSTS[name] });
       const fn = name === 'iris'
         ? await loadFunctionDir(resolve(ROOT, 'functions/iris'), config)
-        : resolveFunction(FIXTURES, { name: 'datatypes', model: 'datatypes.onnx' }, undefined, config);
+        : await resolveFunction(FIXTURES, { name: 'datatypes', model: 'datatypes.onnx' }, undefined, config);
       fns.push(fn);
       running.push(await startFunction(fn, config, memoryLogger()));
     }

@@ -39,7 +39,7 @@ describe.runIf(NGINX)('a function with versions through nginx', () => {
       copyFileSync(join(ROOT, 'functions/iris/model.onnx'), join(fnDir, v, 'model.onnx'));
     }
     const declaration = { traffic: { '1': 80, '2': 20 }, shadow: { '3': 50 } };
-    const fn = resolveFunction(fnDir, declaration, undefined, testConfig());
+    const fn = await resolveFunction(fnDir, declaration, undefined, testConfig());
     // Each version on its own loopback port, as each version's service is on its own host name;
     // every version is each one's peer, as MODELFN_PEERS names every version's service (builder/policy.ts).
     const ports = new Map<string, number>();

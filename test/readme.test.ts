@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SETTINGS } from '../runtime/core/config.ts';
 import { ACTIVATOR_SETTINGS } from '../runtime/activator/config.ts';
-import { DECLARATION_FIELDS } from '../runtime/function/define.ts';
+import { DECLARATION_FIELDS } from '../runtime/function/check.ts';
 import { startEmbedded } from '../runtime/gateway/embedded.ts';
 import { ROOT, memoryLogger, postJson, testConfig } from '../runtime/testing/index.ts';
 import { freePort } from './docker.ts';

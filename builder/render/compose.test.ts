@@ -1,7 +1,7 @@
 // The compose renderer alone: functions in, docker-compose.yml out.
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import { resolveDeclaration } from '../../runtime/function/define.ts';
+import { resolveDeclaration } from '../../runtime/function/check.ts';
 import { GENERATED_HEADER } from '../policy.ts';
 import { composeDocument, composeFile } from './compose.ts';
 

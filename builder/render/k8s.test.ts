@@ -20,7 +20,8 @@ import { discoverFunctions } from '../functions.ts';
 import { FILES, PRESTOP_SECONDS, TIMEOUT_GRACE_MS } from '../policy.ts';
 import { k8sFiles } from './k8s.ts';
 import { parseByteSize, readConfig } from '../../runtime/core/config.ts';
-import { resolveDeclaration, type ResolvedFunction } from '../../runtime/function/define.ts';
+import { resolveDeclaration } from '../../runtime/function/check.ts';
+import type { ResolvedFunction } from '../../runtime/function/define.ts';
 import { forwardedPath, gatewayRoutes, matchRoute } from '../../runtime/gateway/routes.ts';
 import { ROOT } from '../../runtime/testing/index.ts';
 

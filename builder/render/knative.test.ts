@@ -14,7 +14,7 @@ import { parseAllDocuments } from 'yaml';
 import { deployment } from './k8s.ts';
 import { KNATIVE_DIR, knativeFiles, knativeService, wholePercents } from './knative.ts';
 import { readConfig } from '../../runtime/core/config.ts';
-import { resolveDeclaration } from '../../runtime/function/define.ts';
+import { resolveDeclaration } from '../../runtime/function/check.ts';
 import { ROOT } from '../../runtime/testing/index.ts';
 
 const config = readConfig({});

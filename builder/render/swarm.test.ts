@@ -1,7 +1,7 @@
 // The swarm renderer alone: functions in, the stack file and its gateway config out.
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import { resolveDeclaration } from '../../runtime/function/define.ts';
+import { resolveDeclaration } from '../../runtime/function/check.ts';
 import { FUNCTION_LABEL, GATEWAY_CONFIG_LABEL, GATEWAY_LIVE, VERSION_LABEL } from '../policy.ts';
 import { nginxConfig } from './nginx.ts';
 import { stackDocument, stackFile, swarmGatewayConfig } from './swarm.ts';

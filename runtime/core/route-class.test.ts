@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { createFunctionApp } from '../http/app.ts';
 import { createActivity } from '../http/activity.ts';
 import { FunctionHost } from '../function/host.ts';
-import { resolveDeclaration } from '../function/define.ts';
+import { resolveDeclaration } from '../function/check.ts';
 import { ROOT, memoryLogger, postJson, testConfig } from '../testing/index.ts';
 import { isTraffic, routeClass } from './route-class.ts';
 import { loadFunctionModel } from '../serve/server.ts';

@@ -3,7 +3,8 @@
  * the field when it and `replicas` disagree.
  */
 import { describe, expect, it } from 'vitest';
-import { DeclarationError, resolveDeclaration } from './define.ts';
+import { resolveDeclaration } from './check.ts';
+import { declarationDigest, DeclarationError } from './define.ts';
 
 const FILE = 'functions/sleepy/function.ts';
 const config = { bodyLimit: 10 * 1024 * 1024, timeoutMs: 30_000 };
@@ -52,5 +53,35 @@ describe('scale in a declaration', () => {
     expect(problem({ scale: { min: 3, max: 2 } })).toBe(`${FILE}: scale.min: must be at most scale.max (2), got 3`);
     expect(problem({ replicas: 1, scale: { min: 2, max: 4 } })).toBe(`${FILE}: replicas: must be at least scale.min (2), got 1`);
     expect(problem({ replicas: 3, scale: { max: 2 } })).toBe(`${FILE}: scale.max: must be at least replicas (3), got 2`);
+  });
+});
+
+describe('declarationDigest', () => {
+  it('is the same for the same data and differs when a check of it could', () => {
+    const routes = () => {};
+    const base = { replicas: 2, labels: ['a', 'b'], limits: { timeoutMs: 5000 }, routes };
+    expect(declarationDigest({ ...base })).toBe(declarationDigest({ replicas: 2, labels: ['a', 'b'], limits: { timeoutMs: 5000 }, routes: () => 1 }));
+    const others = [
+      { ...base, replicas: '2' },
+      { ...base, replicas: 3 },
+      { ...base, labels: ['a', 'b', 'c'] },
+      { ...base, limits: { timeoutMs: 5000, maxQueue: 1 } },
+      { ...base, routes: 'not a function' },
+      { ...base, extra: undefined },
+      { ...base, replicas: Number.NaN },
+      { labels: ['a', 'b'], replicas: 2, limits: { timeoutMs: 5000 }, routes },
+    ];
+    const digests = new Set([declarationDigest(base), ...others.map((d) => declarationDigest(d))]);
+    expect(digests.size).toBe(others.length + 1);
+    expect(declarationDigest(undefined)).toMatch(/^[0-9a-f]{64}$/);
+  });
+
+  it('is undefined for what is not plain data, so that it is always checked', () => {
+    expect(declarationDigest({ when: new Date(0) })).toBeUndefined();
+    expect(declarationDigest({ labels: new Set(['a']) })).toBeUndefined();
+    expect(declarationDigest({ replicas: 1n })).toBeUndefined();
+    let deep: object = {};
+    for (let i = 0; i < 100; i++) deep = { deep };
+    expect(declarationDigest(deep)).toBeUndefined();
   });
 });

@@ -1,11 +1,12 @@
 /**
  * Declaring a function: the one small file in `functions/<name>/` (optional), and the
- * defaults that make a folder holding only `model.onnx` a complete function.
+ * defaults that make a folder holding only `model.onnx` a complete function. The shape of a
+ * declaration is checked by check.ts (zod), apart, so that a bundle whose declaration its build
+ * checked starts without loading it.
  */
 import type { Context, Hono } from 'hono';
 import { parseByteSize, type RuntimeConfig } from '../core/config.ts';
-import * as z from 'zod/mini';
-import '../core/zod.ts';
+import { createHash } from 'node:crypto';
 import type { Model } from '../engine/model.ts';
 import type { Split } from './traffic.ts';
 import { resolveSplit, type ExampleRequest, type ResolvedScale, type ResolvedVersion, type VersionFolder } from './version.ts';
@@ -182,6 +183,11 @@ export interface ResolvedFunction {
   traffic: Split;
   /** Versions that get copies of requests (empty when none). */
   shadow: Split;
+  /**
+   * The digest (declarationDigest) of the declaration as it was checked, model docs included,
+   * when it came from a function folder (discover.ts): the build passes it to the bundle.
+   */
+  checkedDigest?: string;
 }
 
 /**
@@ -200,10 +206,8 @@ export function defineFunction(declaration: FunctionDeclaration): FunctionDeclar
 }
 
 export const NAME_PATTERN = /^[a-z][a-z0-9-]{0,62}$/;
-const PREFIX_PATTERN = /^(\/[a-zA-Z0-9._~-]+)+$/;
+export const PREFIX_PATTERN = /^(\/[a-zA-Z0-9._~-]+)+$/;
 
-const positiveInt = z.int().check(z.positive());
-const positiveIntUpTo = (max: number) => z.int().check(z.positive(), z.lte(max));
 /** Most replicas a function may declare or scale to. */
 export const MAX_REPLICAS = 64;
 /** Default rows that may wait for a model (limits.maxQueue). */
@@ -212,89 +216,6 @@ export const DEFAULT_MAX_QUEUE = 1024;
 export const DEFAULT_MAX_QUEUE_MS = 500;
 /** Default seconds without a request before a scaled function sleeps. */
 export const DEFAULT_IDLE_SECONDS = 300;
-
-const limitsSchema = z.strictObject({
-  bodySize: z.optional(z.union([positiveInt, z.string()]).check(z.refine((v) => parseByteSize(v) !== undefined, 'must be bytes or a size such as 512kb or 10mb'))),
-  timeoutMs: z.optional(positiveInt),
-  maxQueue: z.optional(positiveIntUpTo(1_000_000)),
-  maxQueueMs: z.optional(positiveIntUpTo(3_600_000)),
-});
-const batchingSchema = z.strictObject({
-  enabled: z.optional(z.boolean()),
-  maxBatchSize: z.optional(positiveInt),
-  maxDelayMs: z.optional(z.number().check(z.gte(0))),
-  maxQueue: z.optional(positiveIntUpTo(1_000_000)),
-});
-const labelsSchema = z.union([z.array(z.string()), z.record(z.string(), z.array(z.string()))]);
-const exampleSchema = z.strictObject({
-  inputs: z.array(z.strictObject({
-    name: z.string(),
-    datatype: z.string(),
-    shape: z.array(z.int().check(z.gte(0))),
-    data: z.array(z.unknown()),
-  })).check(z.minLength(1)),
-});
-const scaleSchema = z.strictObject({
-  min: z.optional(z.int().check(z.gte(0), z.lte(MAX_REPLICAS))),
-  max: z.optional(positiveIntUpTo(MAX_REPLICAS)),
-  idleSeconds: z.optional(z.int().check(z.gte(1), z.lte(86_400))),
-  wake: z.optional(z.enum(['start', 'unpause'])),
-  concurrency: z.optional(positiveIntUpTo(100_000)),
-});
-const splitSchema = z.record(z.string(), z.number().check(z.gte(0, 'must be a percentage from 0 to 100'), z.lte(100, 'must be a percentage from 0 to 100')));
-const matching = (pattern: RegExp, message: string) => z.string().check(z.regex(pattern, message));
-
-const declarationSchema = z.strictObject({
-  name: z.optional(matching(NAME_PATTERN, 'must be lowercase letters, digits and dashes, starting with a letter')),
-  prefix: z.optional(matching(PREFIX_PATTERN, "must look like '/name' (no trailing slash, no spaces)")),
-  model: z.optional(z.string().check(z.minLength(1), z.refine((p) => !p.startsWith('/') && !p.split(/[\\/]/).includes('..'), 'must be a path inside the function folder'))),
-  version: z.optional(matching(/^[A-Za-z0-9._-]+$/, 'must be letters, digits, dots, dashes')),
-  description: z.optional(z.string()),
-  traffic: z.optional(splitSchema),
-  shadow: z.optional(splitSchema),
-  versions: z.optional(z.record(z.string(), z.strictObject({
-    description: z.optional(z.string()),
-    example: z.optional(exampleSchema),
-    labels: z.optional(labelsSchema),
-    batching: z.optional(batchingSchema),
-    limits: z.optional(limitsSchema),
-    replicas: z.optional(positiveIntUpTo(MAX_REPLICAS)),
-    scale: z.optional(scaleSchema),
-  }))),
-  limits: z.optional(limitsSchema),
-  batching: z.optional(batchingSchema),
-  replicas: z.optional(positiveIntUpTo(MAX_REPLICAS)),
-  scale: z.optional(scaleSchema),
-  auth: z.optional(z.strictObject({
-    apiKeys: matching(/^[a-zA-Z0-9][a-zA-Z0-9._-]{0,62}$/, 'must name a secret (letters, digits, dots, dashes)'),
-  })),
-  rateLimit: z.optional(z.strictObject({
-    requestsPerSecond: z.number().check(z.positive(), z.lte(1_000_000)),
-    burst: z.optional(z.int().check(z.gte(0))),
-  })),
-  labels: z.optional(labelsSchema),
-  example: z.optional(exampleSchema),
-  routes: z.optional(z.function()),
-  routeDocs: z.optional(z.record(
-    z.string(),
-    z.strictObject({
-      summary: z.optional(z.string()),
-      description: z.optional(z.string()),
-      contentType: z.optional(matching(/^[\w.+-]+\/[\w.+-]+$/, 'must be a media type such as audio/wav')),
-      requestExample: z.optional(z.unknown()),
-      exampleFile: z.optional(matching(/^(?!.*\.\.)[\w-][\w./-]*$/, "must be a path inside the function's folder, such as 'test/speech.wav'")),
-      responseExample: z.optional(z.unknown()),
-      query: z.optional(z.record(z.string(), z.string())),
-    }),
-  ).check(z.superRefine((docs, ctx) => {
-    for (const key of Object.keys(docs)) {
-      if (!/^(GET|POST|PUT|PATCH|DELETE) \/\S*$/.test(key)) ctx.addIssue({ code: 'custom', path: [key], message: "must be a method and a path, such as 'POST /species'" });
-    }
-  }))),
-});
-
-/** Every field a declaration may have (the README's table lists each; a test checks). */
-export const DECLARATION_FIELDS = Object.keys(declarationSchema.shape);
 
 /** A declaration that cannot be used; `file` and the message say where and what. */
 export class DeclarationError extends Error {
@@ -305,23 +226,16 @@ export class DeclarationError extends Error {
 }
 
 /**
- * Validates a declaration and fills in its defaults.
- * Throws DeclarationError naming the first problem.
+ * Fills in a checked declaration's defaults (check.ts checks its shape) and checks what its
+ * fields say together. Throws DeclarationError naming the first problem.
  */
-export function resolveDeclaration(
-  declaration: unknown,
+export function completeDeclaration(
+  declaration: FunctionDeclaration | undefined,
   where: { dir: string; folderName: string; declarationFile?: string; versions?: readonly VersionFolder[] },
   config: Pick<RuntimeConfig, 'bodyLimit' | 'timeoutMs'>,
 ): ResolvedFunction {
   const file = where.declarationFile ?? where.dir;
-  const parsed = declarationSchema.safeParse(declaration ?? {});
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    const path = issue.path.join('.') || 'declaration';
-    const message = issue.message.replace(/^Invalid input: /, '');
-    throw new DeclarationError(file, `${path}: ${message.charAt(0).toLowerCase()}${message.slice(1)}`);
-  }
-  const d = parsed.data as FunctionDeclaration;
+  const d = declaration ?? {};
   const name = d.name ?? where.folderName;
   if (!NAME_PATTERN.test(name)) {
     throw new DeclarationError(file, `the folder name '${name}' is not a valid function name (lowercase letters, digits and dashes, starting with a letter); rename it or set 'name'`);
@@ -435,4 +349,50 @@ function resolveScale(scale: ScaleDeclaration, replicas: number, replicasDeclare
   if (replicasDeclared && replicas < min) throw new DeclarationError(file, `${field.replicas}: must be at least ${field.scale}.min (${min}), got ${replicas}`);
   if (replicas > max) throw new DeclarationError(file, `${field.scale}.max: must be at least ${field.replicas} (${replicas}), got ${max}`);
   return { min, max, idleSeconds: scale.idleSeconds ?? DEFAULT_IDLE_SECONDS, wake: scale.wake ?? 'start' };
+}
+
+/**
+ * A digest of a declaration's data: the build records it for the declaration it checked, and a
+ * bundle that finds the same digest at start skips checking again (runtime/serve/bundle.ts).
+ * Undefined for a value that is not plain data (objects, arrays, strings, numbers, booleans,
+ * null) and functions, or nested deeper than 64: such a declaration is always checked.
+ *
+ * @example declarationDigest({ replicas: 2 }) === declarationDigest({ replicas: 2 }) // true
+ */
+export function declarationDigest(declaration: unknown): string | undefined {
+  const text = plainText(declaration, 0);
+  return text === undefined ? undefined : createHash('sha256').update(text).digest('hex');
+}
+
+/** One value as text that differs whenever a check of it could: types, keys, order, numbers. */
+function plainText(value: unknown, depth: number): string | undefined {
+  if (depth > 64) return undefined;
+  switch (typeof value) {
+    case 'undefined': return 'u';
+    case 'boolean': return value ? 't' : 'f';
+    case 'number': return `n${String(value)}`;
+    case 'string': return JSON.stringify(value);
+    case 'function': return 'F';
+    case 'object': {
+      if (value === null) return 'z';
+      const proto = Object.getPrototypeOf(value) as unknown;
+      const parts: string[] = [];
+      if (Array.isArray(value) && proto === Array.prototype) {
+        for (let i = 0; i < value.length; i++) {
+          const item = plainText(value[i], depth + 1);
+          if (item === undefined) return undefined;
+          parts.push(item);
+        }
+        return `[${parts.join(',')}]`;
+      }
+      if (proto !== Object.prototype && proto !== null) return undefined;
+      for (const key of Object.keys(value)) {
+        const item = plainText((value as Record<string, unknown>)[key], depth + 1);
+        if (item === undefined) return undefined;
+        parts.push(`${JSON.stringify(key)}:${item}`);
+      }
+      return `{${parts.join(',')}}`;
+    }
+    default: return undefined;
+  }
 }

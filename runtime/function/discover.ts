@@ -5,7 +5,7 @@ import { existsSync, readdirSync, statSync } from 'node:fs';
 import { basename, join, relative, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { RuntimeConfig } from '../core/config.ts';
-import { DeclarationError, resolveDeclaration, type ResolvedFunction } from './define.ts';
+import { completeDeclaration, declarationDigest, DeclarationError, type FunctionDeclaration, type ResolvedFunction } from './define.ts';
 import { readOnnxMetadata } from './onnx-metadata.ts';
 import { apiBreak, versionFolderNames, type VersionFolder } from './version.ts';
 
@@ -72,25 +72,45 @@ function versionFolders(dir: string): VersionFolder[] {
   });
 }
 
+/** How resolveFunction was called: from a bundle, its folder name and its build's digest. */
+export interface ResolveOptions {
+  /** The function's folder name in the source tree (a bundle's folder is named otherwise). */
+  folderName?: string;
+  /**
+   * The digest (declarationDigest) of the declaration the build checked: the same declaration
+   * found at start is not checked again, and zod is not loaded for it.
+   */
+  checked?: string;
+}
+
 /**
  * Resolves a function from its folder and the declaration module it exports (if any),
- * checking that the model file exists. Used both from source and from bundles.
+ * checking the declaration (check.ts, loaded only when needed) and that the model file exists.
+ * Used both from source and from bundles.
  */
-export function resolveFunction(
+export async function resolveFunction(
   dir: string,
   declaration: unknown,
   declarationFile: string | undefined,
   config: Pick<RuntimeConfig, 'bodyLimit' | 'timeoutMs'>,
-  folderName = basename(resolve(dir)),
-): ResolvedFunction {
+  options: ResolveOptions = {},
+): Promise<ResolvedFunction> {
   const absDir = resolve(dir);
   const versions = versionFolders(absDir);
-  const fn = resolveDeclaration(versions.length ? declaration : withModelDocs(absDir, declaration), {
+  const file = declarationFile && displayPath(declarationFile);
+  // With a bare model file, what the model documents itself is checked as part of the declaration.
+  const whole = versions.length ? declaration : withModelDocs(absDir, declaration);
+  const digest = declarationDigest(whole);
+  const checked = digest !== undefined && digest === options.checked
+    ? whole as FunctionDeclaration | undefined
+    : (await import('./check.ts')).checkDeclaration(whole, file ?? absDir);
+  const fn = completeDeclaration(checked, {
     dir: absDir,
-    folderName,
-    declarationFile: declarationFile && displayPath(declarationFile),
+    folderName: options.folderName ?? basename(absDir),
+    declarationFile: file,
     versions,
   }, config);
+  fn.checkedDigest = digest;
   if (!existsSync(fn.modelPath)) {
     const onnx = readdirSync(absDir).filter((f) => f.endsWith('.onnx'));
     const hint = !declarationFile && onnx.length === 1 ? `; found ${onnx[0]}: rename it to model.onnx or declare model: '${onnx[0]}'` : '';

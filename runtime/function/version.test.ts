@@ -32,9 +32,9 @@ function folder(files: Record<string, string>): string {
 const twoVersions = () => folder({ '1/model.onnx': IRIS, '2/model.onnx': IRIS });
 const resolve = (dir: string, declaration?: FunctionDeclaration) => resolveFunction(dir, declaration, declaration && join(dir, 'function.ts'), config);
 /** The one-line error of a refused folder or declaration, with the scratch path taken off. */
-function problem(dir: string, declaration?: FunctionDeclaration): string {
+async function problem(dir: string, declaration?: FunctionDeclaration): Promise<string> {
   try {
-    resolve(dir, declaration);
+    await resolve(dir, declaration);
   } catch (err) {
     expect(err).toBeInstanceOf(DeclarationError);
     expect((err as Error).message).not.toContain('\n');
@@ -44,8 +44,8 @@ function problem(dir: string, declaration?: FunctionDeclaration): string {
 }
 
 describe('each version its own scale', () => {
-  it('lets a version scale on its own (asleep at min 0) while the others keep their replicas', () => {
-    const fn = resolve(twoVersions(), { replicas: 2, traffic: { '1': 0, '2': 100 }, versions: { '1': { scale: { min: 0, idleSeconds: 60 } } } });
+  it('lets a version scale on its own (asleep at min 0) while the others keep their replicas', async () => {
+    const fn = (await resolve(twoVersions(), { replicas: 2, traffic: { '1': 0, '2': 100 }, versions: { '1': { scale: { min: 0, idleSeconds: 60 } } } }));
     const [v1, v2] = fn.versions;
     expect([v1.replicas, v1.scale]).toEqual([1, { min: 0, max: 1, idleSeconds: 60, wake: 'start', concurrency: 32 }]);
     expect([v2.replicas, v2.scale]).toEqual([2, undefined]);
@@ -57,58 +57,58 @@ describe('each version its own scale', () => {
     expect(cardOf({ ...fn, ownRoutes: [] }).scales).toBe(true);
   });
 
-  it("gives every version the function's scale unless it has its own, its concurrency from its own batching", () => {
-    const fn = resolve(twoVersions(), { scale: { min: 1, max: 3 }, versions: { '2': { batching: { enabled: false } }, '1': { scale: { min: 0, max: 2, wake: 'unpause' }, replicas: 2 } } });
+  it("gives every version the function's scale unless it has its own, its concurrency from its own batching", async () => {
+    const fn = (await resolve(twoVersions(), { scale: { min: 1, max: 3 }, versions: { '2': { batching: { enabled: false } }, '1': { scale: { min: 0, max: 2, wake: 'unpause' }, replicas: 2 } } }));
     expect(fn.versions.map((v) => [v.replicas, v.scale])).toEqual([
       [2, { min: 0, max: 2, idleSeconds: 300, wake: 'unpause', concurrency: 32 }],
       [1, { min: 1, max: 3, idleSeconds: 300, wake: 'start', concurrency: 8 }],
     ]);
     expect(fn.scale).toEqual(fn.versions[1].scale);
     // A version's replicas with the function's scale lie within its bounds.
-    expect(resolve(twoVersions(), { scale: { min: 0, max: 4 }, versions: { '1': { replicas: 3 } } }).versions.map((v) => v.replicas)).toEqual([3, 1]);
+    expect((await resolve(twoVersions(), { scale: { min: 0, max: 4 }, versions: { '1': { replicas: 3 } } })).versions.map((v) => v.replicas)).toEqual([3, 1]);
     // One version, overridden by its own name: the function's fields are that version's.
-    expect(resolve(folder({ 'model.onnx': IRIS }), { versions: { '1': { scale: { min: 0, idleSeconds: 5 } } } }).scale).toMatchObject({ min: 0, idleSeconds: 5 });
+    expect((await resolve(folder({ 'model.onnx': IRIS }), { versions: { '1': { scale: { min: 0, idleSeconds: 5 } } } })).scale).toMatchObject({ min: 0, idleSeconds: 5 });
   });
 
-  it("refuses a version's scale that disagrees with its replicas, or is no scale, naming the version's field", () => {
+  it("refuses a version's scale that disagrees with its replicas, or is no scale, naming the version's field", async () => {
     const dir = twoVersions();
-    expect(problem(dir, { versions: { '1': { scale: { min: 3, max: 2 } } } })).toBe('flowers/function.ts: versions.1.scale.min: must be at most versions.1.scale.max (2), got 3');
-    expect(problem(dir, { versions: { '1': { scale: { min: 2, max: 4 }, replicas: 1 } } })).toBe('flowers/function.ts: versions.1.replicas: must be at least versions.1.scale.min (2), got 1');
-    expect(problem(dir, { versions: { '2': { scale: { max: 2 }, replicas: 3 } } })).toBe('flowers/function.ts: versions.2.scale.max: must be at least versions.2.replicas (3), got 2');
-    expect(problem(dir, { scale: { max: 2 }, versions: { '1': { replicas: 3 } } })).toBe('flowers/function.ts: scale.max: must be at least versions.1.replicas (3), got 2');
-    expect(problem(dir, { versions: { '1': { scale: { min: -1 } } } })).toBe('flowers/function.ts: versions.1.scale.min: too small: expected number to be >=0');
-    expect(problem(dir, { versions: { '1': { scale: { idle: 3 } as never } } })).toMatch(/^flowers\/function\.ts: versions\.1\.scale: unrecognized key.*idle/i);
-    expect(problem(dir, { versions: { '2': { scale: { wake: 'thaw' as never } } } })).toMatch(/^flowers\/function\.ts: versions\.2\.scale\.wake: /);
+    expect((await problem(dir, { versions: { '1': { scale: { min: 3, max: 2 } } } }))).toBe('flowers/function.ts: versions.1.scale.min: must be at most versions.1.scale.max (2), got 3');
+    expect((await problem(dir, { versions: { '1': { scale: { min: 2, max: 4 }, replicas: 1 } } }))).toBe('flowers/function.ts: versions.1.replicas: must be at least versions.1.scale.min (2), got 1');
+    expect((await problem(dir, { versions: { '2': { scale: { max: 2 }, replicas: 3 } } }))).toBe('flowers/function.ts: versions.2.scale.max: must be at least versions.2.replicas (3), got 2');
+    expect((await problem(dir, { scale: { max: 2 }, versions: { '1': { replicas: 3 } } }))).toBe('flowers/function.ts: scale.max: must be at least versions.1.replicas (3), got 2');
+    expect((await problem(dir, { versions: { '1': { scale: { min: -1 } } } }))).toBe('flowers/function.ts: versions.1.scale.min: too small: expected number to be >=0');
+    expect((await problem(dir, { versions: { '1': { scale: { idle: 3 } as never } } }))).toMatch(/^flowers\/function\.ts: versions\.1\.scale: unrecognized key.*idle/i);
+    expect((await problem(dir, { versions: { '2': { scale: { wake: 'thaw' as never } } } }))).toMatch(/^flowers\/function\.ts: versions\.2\.scale\.wake: /);
   });
 });
 
 describe('versions in the function folder', () => {
-  it('keeps a bare model.onnx one version, 1, as it always was, with everything on it', () => {
-    const fn = resolve(folder({ 'model.onnx': IRIS }));
+  it('keeps a bare model.onnx one version, 1, as it always was, with everything on it', async () => {
+    const fn = (await resolve(folder({ 'model.onnx': IRIS })));
     expect(fn.version).toBe('1');
     expect(fn.versions.map((v) => [v.version, v.modelFile])).toEqual([['1', 'model.onnx']]);
     expect(fn.traffic).toEqual([{ version: '1', percent: 100 }]);
     expect(fn.shadow).toEqual([]);
-    expect(resolve(folder({ 'model.onnx': IRIS }), { version: '7' }).versions.map((v) => v.version)).toEqual(['7']);
+    expect((await resolve(folder({ 'model.onnx': IRIS }), { version: '7' })).versions.map((v) => v.version)).toEqual(['7']);
   });
 
-  it('reads numbered folders as versions, lowest first, and sends everything to the highest by default', () => {
+  it('reads numbered folders as versions, lowest first, and sends everything to the highest by default', async () => {
     const dir = folder({ '1/model.onnx': IRIS, '10/model.onnx': IRIS, '2/model.onnx': IRIS });
     mkdirSync(join(dir, 'test'));
-    const fn = resolve(dir);
+    const fn = (await resolve(dir));
     expect(fn.versions.map((v) => v.version)).toEqual(['1', '2', '10']);
     expect(fn.versions[2].modelPath).toBe(join(dir, '10/model.onnx'));
     expect([fn.version, fn.modelFile]).toEqual(['10', '10/model.onnx']);
     expect(fn.traffic).toEqual([{ version: '10', percent: 100 }]);
   });
 
-  it('gives each version its own model fields: its override, else the function\'s, else the defaults', () => {
-    const fn = resolve(twoVersions(), {
+  it('gives each version its own model fields: its override, else the function\'s, else the defaults', async () => {
+    const fn = (await resolve(twoVersions(), {
       labels: ['a', 'b', 'c'],
       limits: { timeoutMs: 5000 },
       replicas: 3,
       versions: { '2': { labels: { probabilities: ['x', 'y', 'z'] }, batching: { enabled: false } }, '1': { replicas: 1 } },
-    });
+    }));
     expect(fn.versions.map((v) => v.replicas)).toEqual([1, 3]);
     const [v1, v2] = fn.versions;
     expect([v1.defaultLabels, v1.batching.enabled, v1.limits.timeoutMs]).toEqual([['a', 'b', 'c'], true, 5000]);
@@ -118,58 +118,58 @@ describe('versions in the function folder', () => {
     expect(atVersion(fn, '2').batching.enabled).toBe(false);
   });
 
-  it('takes the declared split and shadow in version order', () => {
+  it('takes the declared split and shadow in version order', async () => {
     const dir = folder({ '1/model.onnx': IRIS, '2/model.onnx': IRIS, '3/model.onnx': IRIS });
-    const fn = resolve(dir, { traffic: { '2': 20, '1': 80 }, shadow: { '3': 100 } });
+    const fn = (await resolve(dir, { traffic: { '2': 20, '1': 80 }, shadow: { '3': 100 } }));
     expect(fn.traffic).toEqual([{ version: '1', percent: 80 }, { version: '2', percent: 20 }]);
     expect(fn.shadow).toEqual([{ version: '3', percent: 100 }]);
-    expect(resolve(dir, { traffic: { '1': 33.33, '2': 33.33, '3': 33.34 } }).traffic).toHaveLength(3);
+    expect((await resolve(dir, { traffic: { '1': 33.33, '2': 33.33, '3': 33.34 } })).traffic).toHaveLength(3);
   });
 });
 
 describe('refused versions and splits, one line each', () => {
-  it('refuses a split that does not sum to 100, names a missing version, or is no percentage', () => {
+  it('refuses a split that does not sum to 100, names a missing version, or is no percentage', async () => {
     const dir = twoVersions();
-    expect(problem(dir, { traffic: { '1': 80, '2': 10 } })).toBe('flowers/function.ts: traffic: percentages must sum to 100, got 90');
-    expect(problem(dir, { traffic: { '1': 80, '3': 20 } })).toBe("flowers/function.ts: traffic.3: no version '3' (versions: 1, 2)");
-    expect(problem(dir, { traffic: { '1': 120 } })).toBe('flowers/function.ts: traffic.1: must be a percentage from 0 to 100');
-    expect(problem(dir, { traffic: { '1': 50.005, '2': 49.995 } })).toBe('flowers/function.ts: traffic.1: at most two decimals, got 50.005');
-    expect(problem(dir, { traffic: { '1': '80' as unknown as number, '2': 20 } })).toMatch(/^flowers\/function\.ts: traffic\.1: expected number/);
+    expect((await problem(dir, { traffic: { '1': 80, '2': 10 } }))).toBe('flowers/function.ts: traffic: percentages must sum to 100, got 90');
+    expect((await problem(dir, { traffic: { '1': 80, '3': 20 } }))).toBe("flowers/function.ts: traffic.3: no version '3' (versions: 1, 2)");
+    expect((await problem(dir, { traffic: { '1': 120 } }))).toBe('flowers/function.ts: traffic.1: must be a percentage from 0 to 100');
+    expect((await problem(dir, { traffic: { '1': 50.005, '2': 49.995 } }))).toBe('flowers/function.ts: traffic.1: at most two decimals, got 50.005');
+    expect((await problem(dir, { traffic: { '1': '80' as unknown as number, '2': 20 } }))).toMatch(/^flowers\/function\.ts: traffic\.1: expected number/);
   });
 
-  it('refuses a shadow over 100, of a missing version, or of a version that serves', () => {
+  it('refuses a shadow over 100, of a missing version, or of a version that serves', async () => {
     const dir = twoVersions();
-    expect(problem(dir, { shadow: { '3': 10 } })).toBe("flowers/function.ts: shadow.3: no version '3' (versions: 1, 2)");
-    expect(problem(dir, { traffic: { '1': 100 }, shadow: { '1': 50, '2': 60 } })).toBe('flowers/function.ts: shadow: percentages must sum to at most 100, got 110');
-    expect(problem(dir, { shadow: { '2': 10 } })).toBe('flowers/function.ts: shadow.2: version 2 also serves traffic; a shadow only gets copies of requests');
+    expect((await problem(dir, { shadow: { '3': 10 } }))).toBe("flowers/function.ts: shadow.3: no version '3' (versions: 1, 2)");
+    expect((await problem(dir, { traffic: { '1': 100 }, shadow: { '1': 50, '2': 60 } }))).toBe('flowers/function.ts: shadow: percentages must sum to at most 100, got 110');
+    expect((await problem(dir, { shadow: { '2': 10 } }))).toBe('flowers/function.ts: shadow.2: version 2 also serves traffic; a shadow only gets copies of requests');
   });
 
-  it('refuses overrides of versions that do not exist, and model or version beside version folders', () => {
+  it('refuses overrides of versions that do not exist, and model or version beside version folders', async () => {
     const dir = twoVersions();
-    expect(problem(dir, { versions: { '3': { labels: ['x'] } } })).toBe("flowers/function.ts: versions.3: no version '3' (versions: 1, 2)");
-    expect(problem(dir, { versions: { '2': { prefix: '/x' } as never } })).toMatch(/^flowers\/function\.ts: versions\.2: unrecognized key/i);
-    expect(problem(dir, { model: 'other.onnx' })).toBe("flowers/function.ts: model: the versions come from the folders 1/, 2/; remove 'model'");
-    expect(problem(dir, { version: '3' })).toBe("flowers/function.ts: version: the versions come from the folders 1/, 2/; remove 'version'");
+    expect((await problem(dir, { versions: { '3': { labels: ['x'] } } }))).toBe("flowers/function.ts: versions.3: no version '3' (versions: 1, 2)");
+    expect((await problem(dir, { versions: { '2': { prefix: '/x' } as never } }))).toMatch(/^flowers\/function\.ts: versions\.2: unrecognized key/i);
+    expect((await problem(dir, { model: 'other.onnx' }))).toBe("flowers/function.ts: model: the versions come from the folders 1/, 2/; remove 'model'");
+    expect((await problem(dir, { version: '3' }))).toBe("flowers/function.ts: version: the versions come from the folders 1/, 2/; remove 'version'");
   });
 
-  it('refuses a bare model.onnx beside version folders, and a version folder without a model', () => {
-    expect(problem(folder({ 'model.onnx': IRIS, '1/model.onnx': IRIS }))).toBe('flowers: holds both model.onnx and version folders (1/); move model.onnx into a version folder');
+  it('refuses a bare model.onnx beside version folders, and a version folder without a model', async () => {
+    expect((await problem(folder({ 'model.onnx': IRIS, '1/model.onnx': IRIS })))).toBe('flowers: holds both model.onnx and version folders (1/); move model.onnx into a version folder');
     const dir = twoVersions();
     mkdirSync(join(dir, '3'));
     writeFileSync(join(dir, '3/notes.txt'), '');
-    expect(problem(dir)).toBe('flowers/3: version folder without model.onnx');
+    expect((await problem(dir))).toBe('flowers/3: version folder without model.onnx');
   });
 
-  it('refuses a version whose inputs break the custom routes, naming its model and the input', () => {
+  it('refuses a version whose inputs break the custom routes, naming its model and the input', async () => {
     const routes = () => {};
-    expect(problem(folder({ '1/model.onnx': IRIS, '2/model.onnx': NORMALIZER }), { routes })).toBe(
+    expect((await problem(folder({ '1/model.onnx': IRIS, '2/model.onnx': NORMALIZER }), { routes }))).toBe(
       "flowers/2/model.onnx: input 'input' (input FP32 [-1, 4]) of version 1, which the function's routes use, does not fit: its inputs are text",
     );
-    expect(problem(folder({ '1/model.onnx': IRIS, '2/model.onnx': DIGITS }), { routes })).toBe(
+    expect((await problem(folder({ '1/model.onnx': IRIS, '2/model.onnx': DIGITS }), { routes }))).toBe(
       "flowers/2/model.onnx: input 'input' (input FP32 [-1, 4]) of version 1, which the function's routes use, does not fit: it has input FP32 [-1, 64]",
     );
     // Without custom routes the protocol adapts to each version's model: nothing to break.
-    expect(resolve(folder({ '1/model.onnx': IRIS, '2/model.onnx': DIGITS })).versions).toHaveLength(2);
-    expect(resolve(twoVersions(), { routes }).versions).toHaveLength(2);
+    expect((await resolve(folder({ '1/model.onnx': IRIS, '2/model.onnx': DIGITS }))).versions).toHaveLength(2);
+    expect((await resolve(twoVersions(), { routes })).versions).toHaveLength(2);
   });
 });

@@ -15,6 +15,14 @@ import { startControl } from './control.ts';
 import { exitOnSignals, startFunction } from './server.ts';
 import { serveWithWorkers } from './workers.ts';
 
+declare const MODELFN_CHECKED_DIGEST: string | undefined;
+/**
+ * The digest of the declaration the build checked (esbuild's define in builder/bundle.ts):
+ * the same declaration at start is not checked again, so zod does not load. Undefined where
+ * this runs from source.
+ */
+const CHECKED_DIGEST = typeof MODELFN_CHECKED_DIGEST === 'undefined' ? undefined : MODELFN_CHECKED_DIGEST;
+
 export interface BundleInfo {
   /** The function's folder name in the source tree (the default name). */
   folder: string;
@@ -34,7 +42,7 @@ export async function runBundled(declaration: unknown, info: BundleInfo): Promis
   try {
     const config = readConfig();
     const logger = createLogger(config.logLevel);
-    const fn = resolveFunction(info.dir, declaration, info.declarationFile, config, info.folder);
+    const fn = await resolveFunction(info.dir, declaration, info.declarationFile, config, { folderName: info.folder, checked: CHECKED_DIGEST });
     await serveWithWorkers(config.workers, async () => {
       const running = await startFunction(fn, config, logger);
       // With several workers each would hold its own state: the activator needs one process.
@@ -67,7 +75,7 @@ async function primeCompileCache(declaration: unknown, info: BundleInfo): Promis
   try {
     const config = readConfig();
     const logger = createLogger(config.logLevel);
-    const fn = resolveFunction(info.dir, declaration, info.declarationFile, config, info.folder);
+    const fn = await resolveFunction(info.dir, declaration, info.declarationFile, config, { folderName: info.folder, checked: CHECKED_DIGEST });
     const running = await startFunction(fn, { ...config, host: '127.0.0.1', port: 0, workers: 1 }, logger);
     const res = await fetch(`${running.url}/v2/health/ready`);
     await res.arrayBuffer();

@@ -35,7 +35,7 @@ export async function openFunctionDir(dir: string, env: Record<string, string> =
 /** Loads a declaration given in the test, for a model in a folder. */
 export async function openDeclared(dir: string, declaration: FunctionDeclaration, env: Record<string, string> = {}, logger: Logger = memoryLogger()): Promise<PreparedFunction> {
   const config = testConfig(env);
-  return prepareFunction(resolveFunction(dir, declaration, undefined, config), config, logger);
+  return prepareFunction(await resolveFunction(dir, declaration, undefined, config), config, logger);
 }
 
 export function postJson(body: unknown, headers: Record<string, string> = {}): RequestInit {
