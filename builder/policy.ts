@@ -73,12 +73,16 @@ export const ACTIVATOR_RESOURCES = { limits: { cpus: 0.5, memoryMiB: 128 } } as 
 export const WAKE_BOUND_MS = 30_000;
 /**
  * How long the gateway waits to connect to a replica of a function that scales before waking it
- * instead. A stopped replica's address vanishes (no refusal comes), and the engine's DNS may still
- * be held for it, so each wake from stopped pays this once; a live replica on the same host
- * answers a connect in well under a millisecond, and a slower one is still served (the activator
- * finds it awake and forwards the request).
+ * instead, per deployment. A stopped replica's address vanishes (no refusal comes), and the
+ * engine's DNS may still be held for it, so each wake from stopped pays this once. A replica that
+ * waits longer to connect is still served: the activator finds it awake and forwards the request.
+ * - compose: every replica is on the gateway's host and bridge, where the kernel answers a connect
+ *   in well under a millisecond however busy the function's process is (nginx handles the
+ *   connect's completion before its timers): 25 ms (it was 100 ms, a tenth of every stopped wake).
+ * - swarm: replicas may run on other machines, whose round trip (say, Wi-Fi between small hosts)
+ *   can take tens of milliseconds: 100 ms.
  */
-export const SCALED_CONNECT_TIMEOUT_MS = 100;
+export const SCALED_CONNECT_TIMEOUT_MS = { compose: 25, swarm: 100 } as const;
 
 /** Health check of a function container: the protocol's readiness, through the image's own script. */
 export const HEALTHCHECK = {

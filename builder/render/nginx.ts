@@ -29,6 +29,8 @@ export interface NginxOptions {
   resolver?: string;
   /** `dns` mode: seconds a DNS answer is kept (compose's policy by default). */
   dnsValidSeconds?: number;
+  /** Milliseconds to connect to a scaled function's replica before waking it instead (compose's policy by default). */
+  scaledConnectTimeoutMs?: number;
   /** Said after the discovery mode in the file's header, e.g. which orchestrator it is for. */
   discoveryNote?: string;
   /** Port the function containers listen on. */
@@ -261,7 +263,7 @@ function functionLocations(fn: ResolvedFunction, options: Options, counts: Retur
     fn.rateLimit ? `${indent}limit_req zone=${zoneOf(fn)} burst=${fn.rateLimit.burst} nodelay;` : '',
     // A sleeping function refuses connections, or its address is gone: on the project's bridge a
     // live replica connects in well under a millisecond, so a short wait tells them apart.
-    wakes ? `${indent}proxy_connect_timeout ${SCALED_CONNECT_TIMEOUT_MS}ms;` : '',
+    wakes ? `${indent}proxy_connect_timeout ${options.scaledConnectTimeoutMs}ms;` : '',
     // nginx's own 502/503/504 then wake it through the activator.
     errorPages(indent, wakes ? '@modelfn_activate' : '@modelfn_unavailable', `@${zoneOf(fn)}_413`),
     ].filter(Boolean).join('\n');
@@ -313,6 +315,7 @@ export function nginxConfig(functions: readonly ResolvedFunction[], opts: NginxO
   const options: Options = {
     resolver: '127.0.0.11',
     dnsValidSeconds: DNS_VALID_SECONDS.compose,
+    scaledConnectTimeoutMs: SCALED_CONNECT_TIMEOUT_MS.compose,
     discoveryNote: '',
     functionPort: FUNCTION_PORT,
     listenPort: GATEWAY_PORT,

@@ -19,6 +19,13 @@ describe('swarmGatewayConfig', () => {
     const differing = swarm.split('\n').filter((line, i) => line !== compose.split('\n')[i]);
     expect(differing).toEqual(['# Discovery: dns, answers kept 1 s (Docker Swarm)', '    resolver 127.0.0.11 valid=1s ipv6=off;']);
   });
+
+  it('waits longer than compose to connect to a scaled replica, which may be on another machine', () => {
+    const scaled = [declare('sleepy', { scale: { min: 0 } })];
+    const connect = (conf: string) => [...conf.matchAll(/proxy_connect_timeout (\S+);/g)].map((m) => m[1]);
+    expect(new Set(connect(swarmGatewayConfig(scaled)))).toEqual(new Set(['2s', '100ms']));
+    expect(new Set(connect(nginxConfig(scaled, { mode: 'dns', activator: 'activator' })))).toEqual(new Set(['2s', '25ms']));
+  });
 });
 
 describe('stackFile', () => {

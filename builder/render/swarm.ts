@@ -15,7 +15,7 @@ import { createHash } from 'node:crypto';
 import { stringify } from 'yaml';
 import type { ResolvedFunction } from '../../runtime/function/define.ts';
 import {
-  ACTIVATOR_RESOURCES, ACTIVATOR_SERVICE, DNS_VALID_SECONDS, FILES, FUNCTION_LABEL, GATEWAY_CONFIG_LABEL, GATEWAY_LIVE, VERSION_LABEL, deploymentUnits, scaledUnits, serviceName, GATEWAY_PORT, GATEWAY_RESOURCES, GATEWAY_TMP_MIB, GENERATED_HEADER,
+  ACTIVATOR_RESOURCES, ACTIVATOR_SERVICE, DNS_VALID_SECONDS, FILES, SCALED_CONNECT_TIMEOUT_MS, FUNCTION_LABEL, GATEWAY_CONFIG_LABEL, GATEWAY_LIVE, VERSION_LABEL, deploymentUnits, scaledUnits, serviceName, GATEWAY_PORT, GATEWAY_RESOURCES, GATEWAY_TMP_MIB, GENERATED_HEADER,
   PUBLISHED_PORT, REPLICA_RESOURCES, RUNTIME_USER, TAG_VARIABLE, TMP_MIB, activatorImage, gatewayImage, stopGraceSeconds,
 } from '../policy.ts';
 import { activatorEnvironment, composeHealthcheck, composeSecrets, functionContainer, scaledFunctionEnvironment } from './compose.ts';
@@ -32,6 +32,7 @@ export function swarmGatewayConfig(functions: readonly ResolvedFunction[]): stri
     mode: 'dns',
     activator: ACTIVATOR_SERVICE,
     dnsValidSeconds: DNS_VALID_SECONDS.swarm,
+    scaledConnectTimeoutMs: SCALED_CONNECT_TIMEOUT_MS.swarm,
     discoveryNote: `answers kept ${DNS_VALID_SECONDS.swarm} s (Docker Swarm)`,
   });
 }
