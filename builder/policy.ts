@@ -76,13 +76,15 @@ export const WAKE_BOUND_MS = 30_000;
  * instead, per deployment. A stopped replica's address vanishes (no refusal comes), and the
  * engine's DNS may still be held for it, so each wake from stopped pays this once. A replica that
  * waits longer to connect is still served: the activator finds it awake and forwards the request.
- * - compose: every replica is on the gateway's host and bridge, where the kernel answers a connect
- *   in well under a millisecond however busy the function's process is (nginx handles the
- *   connect's completion before its timers): 25 ms (it was 100 ms, a tenth of every stopped wake).
+ * - compose: every replica is on the gateway's host and bridge, where the kernel completes a
+ *   connect within the connecting call itself (the handshake crosses the veth pair in softirq,
+ *   however busy the function's process is), and nginx handles a completed connect before its
+ *   timers: 10 ms is still a wide margin (it was 100 ms, a fifth of every stopped wake). Only a
+ *   replica whose accept queue is full waits longer, and the activator then forwards to it.
  * - swarm: replicas may run on other machines, whose round trip (say, Wi-Fi between small hosts)
  *   can take tens of milliseconds: 100 ms.
  */
-export const SCALED_CONNECT_TIMEOUT_MS = { compose: 25, swarm: 100 } as const;
+export const SCALED_CONNECT_TIMEOUT_MS = { compose: 10, swarm: 100 } as const;
 
 /** Health check of a function container: the protocol's readiness, through the image's own script. */
 export const HEALTHCHECK = {

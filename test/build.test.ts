@@ -286,7 +286,7 @@ describe('generated files', () => {
     const conf = files['nginx/nginx.conf'];
     const block = (prefix: string) => conf.slice(conf.indexOf(`location ^~ ${prefix}/ {`), conf.indexOf('}', conf.indexOf(`location ^~ ${prefix}/ {`)));
     expect(block('/sleepy')).toContain('error_page 502 503 504 = @modelfn_activate;');
-    expect(block('/sleepy')).toContain('proxy_connect_timeout 25ms;');
+    expect(block('/sleepy')).toContain('proxy_connect_timeout 10ms;');
     expect(block('/awake')).toContain('error_page 502 503 =503 @modelfn_unavailable;');
     // The function is named by nginx in a header, never in a path the activator would parse.
     expect(conf).toContain('proxy_pass http://modelfn_activator;\n');

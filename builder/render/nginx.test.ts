@@ -198,7 +198,7 @@ describe('nginxConfig', () => {
         const conf = nginxConfig([rollback], { mode: 'dns', activator: 'activator' });
         const v1 = location(conf, '/v2/models/flowers/versions/1/');
         expect(v1).toContain('set $modelfn_unit flowers-v1;');
-        expect(v1).toContain('proxy_connect_timeout 25ms;');
+        expect(v1).toContain('proxy_connect_timeout 10ms;');
         expect(v1).toContain('error_page 502 503 504 = @modelfn_activate;');
         // Version 2 and the split (all of it on version 2) never wake anything.
         for (const path of ['/v2/models/flowers/versions/2/', '/flowers/', '/v2/models/flowers/']) {

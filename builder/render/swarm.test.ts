@@ -24,7 +24,7 @@ describe('swarmGatewayConfig', () => {
     const scaled = [declare('sleepy', { scale: { min: 0 } })];
     const connect = (conf: string) => [...conf.matchAll(/proxy_connect_timeout (\S+);/g)].map((m) => m[1]);
     expect(new Set(connect(swarmGatewayConfig(scaled)))).toEqual(new Set(['2s', '100ms']));
-    expect(new Set(connect(nginxConfig(scaled, { mode: 'dns', activator: 'activator' })))).toEqual(new Set(['2s', '25ms']));
+    expect(new Set(connect(nginxConfig(scaled, { mode: 'dns', activator: 'activator' })))).toEqual(new Set(['2s', '10ms']));
   });
 });
 
