@@ -8,6 +8,7 @@
  *   --tree DIR   a source tree to profile, repeatable (default this one)
  *   --seconds N  seconds of load (default 8), after a 2 s warm-up
  *   --out FILE   report file (default bench/results/profile-path.md)
+ *   --top N      also list each tree's N functions with the most self time in the stage 'other'
  */
 import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
@@ -24,6 +25,7 @@ const { values: args } = parseArgs({
     tree: { type: 'string', multiple: true, default: [ROOT] },
     seconds: { type: 'string', default: '8' },
     out: { type: 'string', default: join(ROOT, 'bench/results/profile-path.md') },
+    top: { type: 'string', default: '0' },
   },
 });
 const SECONDS = Number(args.seconds);
@@ -50,7 +52,7 @@ const STAGES: [string, (url: string, name: string) => boolean][] = [
   ['other', () => true],
 ];
 
-async function profileTree(tree: string): Promise<{ stages: Map<string, number>; total: number; requests: number; rps: number }> {
+async function profileTree(tree: string): Promise<{ stages: Map<string, number>; total: number; requests: number; rps: number; other: Map<string, number> }> {
   const dir = join(WORK, String(Math.random()).slice(2));
   mkdirSync(dir);
   const port = await freePort();
@@ -73,15 +75,21 @@ async function profileTree(tree: string): Promise<{ stages: Map<string, number>;
   const time = new Map<number, number>();
   p.samples.forEach((id, i) => time.set(id, (time.get(id) ?? 0) + (p.timeDeltas[i] ?? 0)));
   const stages = new Map<string, number>();
+  // The frames left unattributed, by function and file: where to look for a stage not named yet.
+  const other = new Map<string, number>();
   let total = 0;
   for (const n of p.nodes) {
     const t = time.get(n.id) ?? 0;
     const stage = STAGES.find(([, match]) => match(n.callFrame.url, n.callFrame.functionName))![0];
     stages.set(stage, (stages.get(stage) ?? 0) + t);
     if (stage !== 'idle') total += t;
+    if (stage === 'other') {
+      const key = `${n.callFrame.functionName || '(anonymous)'} ${n.callFrame.url.replace(/^.*\/(node_modules|runtime)\//, '$1/') || '(native)'}`;
+      other.set(key, (other.get(key) ?? 0) + t);
+    }
   }
   // The whole run, warm-up and start included: shares, not absolute figures.
-  return { stages, total, requests: load.requests, rps: load.rps };
+  return { stages, total, requests: load.requests, rps: load.rps, other };
 }
 
 const trees = args.tree!.map((t) => resolve(t));
@@ -100,6 +108,14 @@ const lines = [
   ...STAGES.map(([stage]) => stage).filter((s) => s !== 'idle').map((stage) => `| ${stage} | ${results.map((r) => `${(((r.stages.get(stage) ?? 0) / r.total) * 100).toFixed(1)}%`).join(' | ')} |`),
   `| (requests/s during the profile) | ${results.map((r) => r.rps.toFixed(0)).join(' | ')} |`,
   '',
+  ...(Number(args.top) > 0 ? trees.flatMap((tree, i) => [
+    `The ${args.top} functions with the most self time in 'other', \`${tree}\`:`,
+    '',
+    '| function and file | share of busy time |',
+    '| --- | --- |',
+    ...[...results[i].other].sort((a, b) => b[1] - a[1]).slice(0, Number(args.top)).map(([key, t]) => `| \`${key}\` | ${((t / results[i].total) * 100).toFixed(2)}% |`),
+    '',
+  ]) : []),
 ];
 mkdirSync(join(args.out!, '..'), { recursive: true });
 writeFileSync(args.out!, lines.join('\n'));
