@@ -45,7 +45,7 @@ const FACTOR = Number(args.factor);
 const GIVE_UP = Number(args['give-up']);
 const PIN = args.pin;
 if (PIN) {
-  if (args['compose-only']) throw new Error('--pin applies to npm start only');
+  if (args.compose || args['compose-only']) throw new Error('--pin applies to npm start only (without --compose)');
   // Every thread of this process (the generator) on CPU 0; the server is started on CPU 1.
   const pinned = spawnSync('taskset', ['-a', '-p', '-c', '0', String(process.pid)], { encoding: 'utf8' });
   if (pinned.status !== 0) throw new Error(`taskset failed: ${pinned.stderr.trim()}`);

@@ -209,7 +209,9 @@ describe('npm run build', () => {
     const same = await start({});
     expect(same.output, same.output).toContain('"msg":"listening"');
     // A declaration that differs from the build's is checked (and refused) at start.
-    expect((await start({ SHIFTY_REPLICAS: '0' })).code).not.toBe(0);
+    const without = await start({ SHIFTY_REPLICAS: '0' });
+    expect(without.code).not.toBe(0);
+    expect(without.output).toContain(checker!);
     renameSync(join(bundle, `${checker}.away`), join(bundle, checker!));
     const changed = await start({ SHIFTY_REPLICAS: '0' });
     expect(changed.code).toBe(1);

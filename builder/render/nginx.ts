@@ -261,8 +261,8 @@ function functionLocations(fn: ResolvedFunction, options: Options, counts: Retur
     `${indent}proxy_read_timeout ${seconds(fn.limits.timeoutMs + TIMEOUT_GRACE_MS)};`,
     `${indent}proxy_send_timeout ${seconds(fn.limits.timeoutMs + TIMEOUT_GRACE_MS)};`,
     fn.rateLimit ? `${indent}limit_req zone=${zoneOf(fn)} burst=${fn.rateLimit.burst} nodelay;` : '',
-    // A sleeping function refuses connections, or its address is gone: on the project's bridge a
-    // live replica connects in well under a millisecond, so a short wait tells them apart.
+    // A sleeping function refuses connections, or its address is gone: a live replica connects
+    // within the deployment's short wait (SCALED_CONNECT_TIMEOUT_MS), which tells them apart.
     wakes ? `${indent}proxy_connect_timeout ${options.scaledConnectTimeoutMs}ms;` : '',
     // nginx's own 502/503/504 then wake it through the activator.
     errorPages(indent, wakes ? '@modelfn_activate' : '@modelfn_unavailable', `@${zoneOf(fn)}_413`),

@@ -103,7 +103,9 @@ export const DECLARATION_FIELDS = Object.keys(declarationSchema.shape);
  */
 export function checkDeclaration(declaration: unknown, file: string): FunctionDeclaration | undefined {
   const parsed = declarationSchema.safeParse(declaration ?? {});
-  if (parsed.success) return parsed.data as FunctionDeclaration;
+  // The declaration itself, not zod's copy (which wraps `routes`): the same object a bundle uses
+  // when it skips this check.
+  if (parsed.success) return declaration as FunctionDeclaration | undefined;
   const issue = parsed.error.issues[0];
   const path = issue.path.join('.') || 'declaration';
   const message = issue.message.replace(/^Invalid input: /, '');
@@ -111,8 +113,9 @@ export function checkDeclaration(declaration: unknown, file: string): FunctionDe
 }
 
 /**
- * Checks a declaration and fills in its defaults (completeDeclaration).
- * Throws DeclarationError naming the first problem.
+ * Checks a declaration and fills in its defaults (completeDeclaration), for a declaration given
+ * as an object (the builder's and renderers' tests); function folders go through
+ * resolveFunction (discover.ts). Throws DeclarationError naming the first problem.
  *
  * @example resolveDeclaration({ replicas: 2 }, { dir: '/srv/iris', folderName: 'iris' }, readConfig()).replicas // 2
  */

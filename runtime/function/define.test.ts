@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { resolveDeclaration } from './check.ts';
-import { declarationDigest, DeclarationError } from './define.ts';
+import { declarationSnapshot, DeclarationError } from './define.ts';
 
 const FILE = 'functions/sleepy/function.ts';
 const config = { bodyLimit: 10 * 1024 * 1024, timeoutMs: 30_000 };
@@ -56,11 +56,13 @@ describe('scale in a declaration', () => {
   });
 });
 
-describe('declarationDigest', () => {
-  it('is the same for the same data and differs when a check of it could', () => {
+const digest = (declaration: unknown) => declarationSnapshot(declaration)?.digest;
+
+describe('declarationSnapshot', () => {
+  it('digests the same data the same and differs when a check of it could', () => {
     const routes = () => {};
     const base = { replicas: 2, labels: ['a', 'b'], limits: { timeoutMs: 5000 }, routes };
-    expect(declarationDigest({ ...base })).toBe(declarationDigest({ replicas: 2, labels: ['a', 'b'], limits: { timeoutMs: 5000 }, routes: () => 1 }));
+    expect(digest({ ...base })).toBe(digest({ replicas: 2, labels: ['a', 'b'], limits: { timeoutMs: 5000 }, routes: () => 1 }));
     const others = [
       { ...base, replicas: '2' },
       { ...base, replicas: 3 },
@@ -71,17 +73,38 @@ describe('declarationDigest', () => {
       { ...base, replicas: Number.NaN },
       { labels: ['a', 'b'], replicas: 2, limits: { timeoutMs: 5000 }, routes },
     ];
-    const digests = new Set([declarationDigest(base), ...others.map((d) => declarationDigest(d))]);
+    const digests = new Set([digest(base), ...others.map((d) => digest(d))]);
     expect(digests.size).toBe(others.length + 1);
-    expect(declarationDigest(undefined)).toMatch(/^[0-9a-f]{64}$/);
+    expect(digest(undefined)).toMatch(/^[0-9a-f]{64}$/);
+  });
+
+  it('copies the data once: what is digested is what is used, whatever the original does later', () => {
+    const routes = () => {};
+    const original = { replicas: 2, auth: { apiKeys: 'keys' }, labels: ['a'], routes };
+    const snapshot = declarationSnapshot(original)!;
+    original.auth.apiKeys = 'other';
+    original.labels.push('b');
+    expect(snapshot.data).toEqual({ replicas: 2, auth: { apiKeys: 'keys' }, labels: ['a'], routes });
+    expect((snapshot.data as { routes: unknown }).routes).toBe(routes);
+    // A key named __proto__ stays a key of the copy (and a problem zod can name).
+    const odd = declarationSnapshot(JSON.parse('{"__proto__": {"replicas": 0}}'))!;
+    expect(Object.keys(odd.data as object)).toEqual(['__proto__']);
   });
 
   it('is undefined for what is not plain data, so that it is always checked', () => {
-    expect(declarationDigest({ when: new Date(0) })).toBeUndefined();
-    expect(declarationDigest({ labels: new Set(['a']) })).toBeUndefined();
-    expect(declarationDigest({ replicas: 1n })).toBeUndefined();
+    expect(declarationSnapshot({ when: new Date(0) })).toBeUndefined();
+    expect(declarationSnapshot({ labels: new Set(['a']) })).toBeUndefined();
+    expect(declarationSnapshot({ replicas: 1n })).toBeUndefined();
+    expect(declarationSnapshot(Object.defineProperty({}, 'replicas', { value: 0, enumerable: false }))).toBeUndefined();
+    let n = 1;
+    expect(declarationSnapshot({ get replicas() { return n--; } })).toBeUndefined();
+    expect(declarationSnapshot(new Proxy({ replicas: 1 }, {}))).toBeUndefined();
+    expect(declarationSnapshot({ [Symbol('x')]: 1 })).toBeUndefined();
+    // eslint-disable-next-line no-sparse-arrays
+    expect(declarationSnapshot({ labels: ['a', , 'c'] })).toBeUndefined();
+    expect(declarationSnapshot({ labels: Object.assign(['a'], { extra: 1 }) })).toBeUndefined();
     let deep: object = {};
     for (let i = 0; i < 100; i++) deep = { deep };
-    expect(declarationDigest(deep)).toBeUndefined();
+    expect(declarationSnapshot(deep)).toBeUndefined();
   });
 });

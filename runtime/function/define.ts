@@ -7,6 +7,7 @@
 import type { Context, Hono } from 'hono';
 import { parseByteSize, type RuntimeConfig } from '../core/config.ts';
 import { createHash } from 'node:crypto';
+import { types } from 'node:util';
 import type { Model } from '../engine/model.ts';
 import type { Split } from './traffic.ts';
 import { resolveSplit, type ExampleRequest, type ResolvedScale, type ResolvedVersion, type VersionFolder } from './version.ts';
@@ -184,7 +185,7 @@ export interface ResolvedFunction {
   /** Versions that get copies of requests (empty when none). */
   shadow: Split;
   /**
-   * The digest (declarationDigest) of the declaration as it was checked, model docs included,
+   * The digest (declarationSnapshot) of the declaration as it was checked, model docs included,
    * when it came from a function folder (discover.ts): the build passes it to the bundle.
    */
   checkedDigest?: string;
@@ -351,47 +352,61 @@ function resolveScale(scale: ScaleDeclaration, replicas: number, replicasDeclare
   return { min, max, idleSeconds: scale.idleSeconds ?? DEFAULT_IDLE_SECONDS, wake: scale.wake ?? 'start' };
 }
 
-/**
- * A digest of a declaration's data: the build records it for the declaration it checked, and a
- * bundle that finds the same digest at start skips checking again (runtime/serve/bundle.ts).
- * Undefined for a value that is not plain data (objects, arrays, strings, numbers, booleans,
- * null) and functions, or nested deeper than 64: such a declaration is always checked.
- *
- * @example declarationDigest({ replicas: 2 }) === declarationDigest({ replicas: 2 }) // true
- */
-export function declarationDigest(declaration: unknown): string | undefined {
-  const text = plainText(declaration, 0);
-  return text === undefined ? undefined : createHash('sha256').update(text).digest('hex');
+/** A declaration's data copied once, and the digest of that copy. */
+export interface DeclarationSnapshot {
+  /** The copy: fresh plain objects and arrays, the same functions. */
+  data: unknown;
+  /** sha-256 of the copy's every type, key, order and value. */
+  digest: string;
 }
 
-/** One value as text that differs whenever a check of it could: types, keys, order, numbers. */
-function plainText(value: unknown, depth: number): string | undefined {
+/**
+ * Copies a declaration's data and digests the copy: the build records the digest of the one it
+ * checked, and a bundle that finds the same digest at start does not check it again
+ * (runtime/function/discover.ts). What is digested, checked and used is the one copy, read once.
+ * Undefined for anything but plain data (plain objects of enumerable data properties, arrays
+ * without holes, strings, numbers, booleans, null, undefined) and functions, or nested deeper
+ * than 64: getters, proxies, class instances and symbol keys always get checked.
+ *
+ * @example declarationSnapshot({ replicas: 2 })!.digest === declarationSnapshot({ replicas: 2 })!.digest // true
+ */
+export function declarationSnapshot(declaration: unknown): DeclarationSnapshot | undefined {
+  const copied = plainCopy(declaration, 0);
+  return copied && { data: copied.copy, digest: createHash('sha256').update(copied.text).digest('hex') };
+}
+
+/** One value copied, and as text that differs whenever a check of it could: types, keys, order, numbers. */
+function plainCopy(value: unknown, depth: number): { copy: unknown; text: string } | undefined {
   if (depth > 64) return undefined;
   switch (typeof value) {
-    case 'undefined': return 'u';
-    case 'boolean': return value ? 't' : 'f';
-    case 'number': return `n${String(value)}`;
-    case 'string': return JSON.stringify(value);
-    case 'function': return 'F';
+    case 'undefined': return { copy: value, text: 'u' };
+    case 'boolean': return { copy: value, text: value ? 't' : 'f' };
+    case 'number': return { copy: value, text: `n${String(value)}` };
+    case 'string': return { copy: value, text: JSON.stringify(value) };
+    case 'function': return { copy: value, text: 'F' };
     case 'object': {
-      if (value === null) return 'z';
+      if (value === null) return { copy: value, text: 'z' };
+      if (types.isProxy(value)) return undefined;
       const proto = Object.getPrototypeOf(value) as unknown;
+      const isArray = Array.isArray(value) && proto === Array.prototype;
+      if (!isArray && proto !== Object.prototype && proto !== null) return undefined;
+      const keys = Reflect.ownKeys(value);
+      // An array's own keys are its indexes and `length`: anything else (holes, extra keys) is checked.
+      if (isArray && keys.length !== (value as unknown[]).length + 1) return undefined;
+      const copy: unknown[] | Record<string, unknown> = isArray ? [] : {};
       const parts: string[] = [];
-      if (Array.isArray(value) && proto === Array.prototype) {
-        for (let i = 0; i < value.length; i++) {
-          const item = plainText(value[i], depth + 1);
-          if (item === undefined) return undefined;
-          parts.push(item);
-        }
-        return `[${parts.join(',')}]`;
-      }
-      if (proto !== Object.prototype && proto !== null) return undefined;
-      for (const key of Object.keys(value)) {
-        const item = plainText((value as Record<string, unknown>)[key], depth + 1);
+      for (const key of keys) {
+        if (isArray && key === 'length') continue;
+        if (typeof key === 'symbol') return undefined;
+        const property = Object.getOwnPropertyDescriptor(value, key)!;
+        if (!property.enumerable || !('value' in property)) return undefined;
+        const item = plainCopy(property.value, depth + 1);
         if (item === undefined) return undefined;
-        parts.push(`${JSON.stringify(key)}:${item}`);
+        // defineProperty, not assignment: a key named __proto__ stays a key.
+        Object.defineProperty(copy, key, { value: item.copy, enumerable: true, writable: true, configurable: true });
+        parts.push(isArray ? item.text : `${JSON.stringify(key)}:${item.text}`);
       }
-      return `{${parts.join(',')}}`;
+      return { copy, text: isArray ? `[${parts.join(',')}]` : `{${parts.join(',')}}` };
     }
     default: return undefined;
   }

@@ -5,7 +5,7 @@ import { existsSync, readdirSync, statSync } from 'node:fs';
 import { basename, join, relative, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { RuntimeConfig } from '../core/config.ts';
-import { completeDeclaration, declarationDigest, DeclarationError, type FunctionDeclaration, type ResolvedFunction } from './define.ts';
+import { completeDeclaration, declarationSnapshot, DeclarationError, type FunctionDeclaration, type ResolvedFunction } from './define.ts';
 import { readOnnxMetadata } from './onnx-metadata.ts';
 import { apiBreak, versionFolderNames, type VersionFolder } from './version.ts';
 
@@ -77,7 +77,7 @@ export interface ResolveOptions {
   /** The function's folder name in the source tree (a bundle's folder is named otherwise). */
   folderName?: string;
   /**
-   * The digest (declarationDigest) of the declaration the build checked: the same declaration
+   * The digest (declarationSnapshot) of the declaration the build checked: the same declaration
    * found at start is not checked again, and zod is not loaded for it.
    */
   checked?: string;
@@ -100,17 +100,18 @@ export async function resolveFunction(
   const file = declarationFile && displayPath(declarationFile);
   // With a bare model file, what the model documents itself is checked as part of the declaration.
   const whole = versions.length ? declaration : withModelDocs(absDir, declaration);
-  const digest = declarationDigest(whole);
-  const checked = digest !== undefined && digest === options.checked
-    ? whole as FunctionDeclaration | undefined
-    : (await import('./check.ts')).checkDeclaration(whole, file ?? absDir);
+  // One copy of its data is digested, checked and used: nothing read later can differ from it.
+  const snapshot = declarationSnapshot(whole);
+  const checked = snapshot !== undefined && snapshot.digest === options.checked
+    ? snapshot.data as FunctionDeclaration | undefined
+    : (await import('./check.ts')).checkDeclaration(snapshot ? snapshot.data : whole, file ?? absDir);
   const fn = completeDeclaration(checked, {
     dir: absDir,
     folderName: options.folderName ?? basename(absDir),
     declarationFile: file,
     versions,
   }, config);
-  fn.checkedDigest = digest;
+  fn.checkedDigest = snapshot?.digest;
   if (!existsSync(fn.modelPath)) {
     const onnx = readdirSync(absDir).filter((f) => f.endsWith('.onnx'));
     const hint = !declarationFile && onnx.length === 1 ? `; found ${onnx[0]}: rename it to model.onnx or declare model: '${onnx[0]}'` : '';

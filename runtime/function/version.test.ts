@@ -6,7 +6,7 @@ import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { DeclarationError, type FunctionDeclaration } from './define.ts';
+import { declarationSnapshot, DeclarationError, type FunctionDeclaration } from './define.ts';
 import { resolveFunction } from './discover.ts';
 import { atVersion } from './version.ts';
 import { cardOf } from '../pages/describe.ts';
@@ -171,5 +171,28 @@ describe('refused versions and splits, one line each', () => {
     // Without custom routes the protocol adapts to each version's model: nothing to break.
     expect((await resolve(folder({ '1/model.onnx': IRIS, '2/model.onnx': DIGITS }))).versions).toHaveLength(2);
     expect((await resolve(twoVersions(), { routes })).versions).toHaveLength(2);
+  });
+});
+
+describe('a declaration its build checked', () => {
+  const file = (dir: string) => join(dir, 'function.ts');
+
+  it('is not checked again when its digest is the build\'s, and is checked when it differs', async () => {
+    const dir = twoVersions();
+    const built = await resolveFunction(dir, { replicas: 2 }, file(dir), config);
+    expect(built.checkedDigest).toBe(declarationSnapshot({ replicas: 2 })!.digest);
+    expect((await resolveFunction(dir, { replicas: 2 }, file(dir), config, { checked: built.checkedDigest })).replicas).toBe(2);
+    await expect(resolveFunction(dir, { replicas: 0 }, file(dir), config, { checked: built.checkedDigest })).rejects.toThrow(/function\.ts: replicas: too small/);
+    // The skip is real: a digest that matches is trusted (a build records only the digests of declarations it checked).
+    const trusted = await resolveFunction(dir, { replicas: 0 }, file(dir), config, { checked: declarationSnapshot({ replicas: 0 })!.digest });
+    expect(trusted.replicas).toBe(0);
+  });
+
+  it('digests what the model documents itself with the declaration', async () => {
+    const dir = folder({ 'model.onnx': DIGITS });
+    const built = await resolveFunction(dir, {}, file(dir), config);
+    expect(built.example).toBeDefined();
+    expect(built.checkedDigest).toMatch(/^[0-9a-f]{64}$/);
+    expect(built.checkedDigest).not.toBe(declarationSnapshot({})!.digest);
   });
 });
