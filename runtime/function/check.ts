@@ -106,10 +106,31 @@ export function checkDeclaration(declaration: unknown, file: string): FunctionDe
   // The declaration itself, not zod's copy (which wraps `routes`): the same object a bundle uses
   // when it skips this check.
   if (parsed.success) return declaration as FunctionDeclaration | undefined;
+  throw new DeclarationError(file, problemOf(parsed.error.issues[0], 'declaration'));
+}
+
+const modelDocsSchema = z.strictObject({ description: z.optional(z.string()), example: z.optional(exampleSchema) });
+
+/**
+ * Checks what a version folder's model documents itself (its description and `modelfn.example`),
+ * as a declaration's `example` is checked. Throws DeclarationError naming the model file.
+ *
+ * @example checkModelDocs({ example: { inputs: [] } }, 'functions/flowers/2/model.onnx') // throws "...: metadata_props 'modelfn.example': inputs: too small: ..."
+ */
+export function checkModelDocs(docs: { description?: string; example?: unknown }, file: string): void {
+  const parsed = modelDocsSchema.safeParse(docs);
+  if (parsed.success) return;
   const issue = parsed.error.issues[0];
-  const path = issue.path.join('.') || 'declaration';
+  const [field, ...rest] = issue.path;
+  const where = field === 'example' ? "metadata_props 'modelfn.example'" : 'doc_string';
+  throw new DeclarationError(file, `${where}: ${problemOf({ ...issue, path: rest }, 'example')}`);
+}
+
+/** One zod issue as `path: message`, worded like the runtime's own messages. */
+function problemOf(issue: { path: PropertyKey[]; message: string }, whole: string): string {
+  const path = issue.path.map(String).join('.') || whole;
   const message = issue.message.replace(/^Invalid input: /, '');
-  throw new DeclarationError(file, `${path}: ${message.charAt(0).toLowerCase()}${message.slice(1)}`);
+  return `${path}: ${message.charAt(0).toLowerCase()}${message.slice(1)}`;
 }
 
 /**

@@ -101,10 +101,15 @@ export async function resolveFunction(
   // With a bare model file, what the model documents itself is checked as part of the declaration.
   const whole = versions.length ? declaration : withModelDocs(absDir, declaration);
   // One copy of its data is digested, checked and used: nothing read later can differ from it.
-  const snapshot = declarationSnapshot(whole);
-  const checked = snapshot !== undefined && snapshot.digest === options.checked
-    ? snapshot.data as FunctionDeclaration | undefined
-    : (await import('./check.ts')).checkDeclaration(snapshot ? snapshot.data : whole, file ?? absDir);
+  // The digest covers what the version folders' models document too (read once, above).
+  const snapshot = declarationSnapshot({ declaration: whole, versionDocs: versions.map((v) => v.docs) });
+  const declared = snapshot ? (snapshot.data as { declaration: unknown }).declaration : whole;
+  let checked = declared as FunctionDeclaration | undefined;
+  if (snapshot === undefined || snapshot.digest !== options.checked) {
+    const check = await import('./check.ts');
+    checked = check.checkDeclaration(declared, file ?? absDir);
+    for (const v of versions) check.checkModelDocs(v.docs, displayPath(join(absDir, v.modelFile)));
+  }
   const fn = completeDeclaration(checked, {
     dir: absDir,
     folderName: options.folderName ?? basename(absDir),

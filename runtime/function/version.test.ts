@@ -2,7 +2,7 @@
  * Versions in the folder (Triton's convention), per-version overrides, the declared split, and
  * every refused declaration: one line naming the file and the field.
  */
-import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -174,18 +174,43 @@ describe('refused versions and splits, one line each', () => {
   });
 });
 
+/** A protobuf varint. */
+function varint(n: number): Buffer {
+  const bytes: number[] = [];
+  for (; n >= 0x80; n = Math.floor(n / 0x80)) bytes.push((n & 0x7f) | 0x80);
+  bytes.push(n);
+  return Buffer.from(bytes);
+}
+/** A length-delimited protobuf field. */
+const bytesField = (field: number, data: Buffer) => Buffer.concat([varint((field << 3) | 2), varint(data.length), data]);
+/** A model file with one more `metadata_props` entry (ModelProto field 14; a field may come last). */
+const withMetadata = (model: string, key: string, value: string) => Buffer.concat([
+  readFileSync(model),
+  bytesField(14, Buffer.concat([bytesField(1, Buffer.from(key)), bytesField(2, Buffer.from(value))])),
+]);
+
 describe('a declaration its build checked', () => {
   const file = (dir: string) => join(dir, 'function.ts');
 
   it('is not checked again when its digest is the build\'s, and is checked when it differs', async () => {
     const dir = twoVersions();
     const built = await resolveFunction(dir, { replicas: 2 }, file(dir), config);
-    expect(built.checkedDigest).toBe(declarationSnapshot({ replicas: 2 })!.digest);
+    // What is digested: the declaration and what each version's model documents (iris: nothing).
+    const digestOf = (declaration: object) => declarationSnapshot({ declaration, versionDocs: [{}, {}] })!.digest;
+    expect(built.checkedDigest).toBe(digestOf({ replicas: 2 }));
     expect((await resolveFunction(dir, { replicas: 2 }, file(dir), config, { checked: built.checkedDigest })).replicas).toBe(2);
     await expect(resolveFunction(dir, { replicas: 0 }, file(dir), config, { checked: built.checkedDigest })).rejects.toThrow(/function\.ts: replicas: too small/);
     // The skip is real: a digest that matches is trusted (a build records only the digests of declarations it checked).
-    const trusted = await resolveFunction(dir, { replicas: 0 }, file(dir), config, { checked: declarationSnapshot({ replicas: 0 })!.digest });
+    const trusted = await resolveFunction(dir, { replicas: 0 }, file(dir), config, { checked: digestOf({ replicas: 0 }) });
     expect(trusted.replicas).toBe(0);
+  });
+
+  it("checks what a version folder's model documents itself, naming the model file", async () => {
+    const dir = twoVersions();
+    writeFileSync(join(dir, '2/model.onnx'), withMetadata(IRIS, 'modelfn.example', JSON.stringify({ inputs: [] })));
+    expect(await problem(dir)).toBe("flowers/2/model.onnx: metadata_props 'modelfn.example': inputs: too small: expected array to have >=1 items");
+    writeFileSync(join(dir, '2/model.onnx'), withMetadata(IRIS, 'modelfn.example', JSON.stringify({ inputs: [{ name: 'input', datatype: 'FP32', shape: [1, 4], data: [1, 2, 3, 4] }] })));
+    expect((await resolve(dir)).versions[1].example).toEqual({ inputs: [{ name: 'input', datatype: 'FP32', shape: [1, 4], data: [1, 2, 3, 4] }] });
   });
 
   it('digests what the model documents itself with the declaration', async () => {
