@@ -40,9 +40,7 @@ export interface BundleInfo {
 export async function runBundled(declaration: unknown, info: BundleInfo): Promise<void> {
   if (process.argv.includes(PRIME_COMPILE_CACHE)) return primeCompileCache(declaration, info);
   try {
-    const config = readConfig();
-    const logger = createLogger(config.logLevel);
-    const fn = await resolveFunction(info.dir, declaration, info.declarationFile, config, { folderName: info.folder, checked: CHECKED_DIGEST });
+    const { config, logger, fn } = await prepare(declaration, info);
     await serveWithWorkers(config.workers, async () => {
       const running = await startFunction(fn, config, logger);
       // With several workers each would hold its own state: the activator needs one process.
@@ -59,6 +57,14 @@ export async function runBundled(declaration: unknown, info: BundleInfo): Promis
   }
 }
 
+/** The bundle's settings, logger and function, its declaration checked only if its build did not check it. */
+async function prepare(declaration: unknown, info: BundleInfo) {
+  const config = readConfig();
+  const logger = createLogger(config.logLevel);
+  const fn = await resolveFunction(info.dir, declaration, info.declarationFile, config, { folderName: info.folder, checked: CHECKED_DIGEST });
+  return { config, logger, fn };
+}
+
 /**
  * The image build's start (PRIME_COMPILE_CACHE). Only an optimisation: a function that does not
  * start (or not within a minute) leaves the image without the cache, and says why; the image
@@ -73,9 +79,7 @@ async function primeCompileCache(declaration: unknown, info: BundleInfo): Promis
   };
   setTimeout(() => void skip('the function did not start within 60 s'), 60_000).unref();
   try {
-    const config = readConfig();
-    const logger = createLogger(config.logLevel);
-    const fn = await resolveFunction(info.dir, declaration, info.declarationFile, config, { folderName: info.folder, checked: CHECKED_DIGEST });
+    const { config, logger, fn } = await prepare(declaration, info);
     const running = await startFunction(fn, { ...config, host: '127.0.0.1', port: 0, workers: 1 }, logger);
     const res = await fetch(`${running.url}/v2/health/ready`);
     await res.arrayBuffer();
