@@ -218,7 +218,9 @@ describe.runIf(available)('the stack on a single-node Docker Swarm', () => {
       const started = performance.now();
       const answers = await Promise.all(Array.from({ length: 16 }, () => fetch(`${url}/${name}/predict`, postJson(IRIS))));
       const ms = performance.now() - started;
-      expect(answers.map((a) => a.status)).toEqual(new Array(16).fill(200));
+      // Any refusal is shown with its Retry-After and body: the server's shedder and the model's queue word theirs apart.
+      const refusals = await Promise.all(answers.filter((a) => a.status !== 200).map(async (a) => `${a.status} Retry-After ${a.headers.get('retry-after')}: ${await a.text()}`));
+      expect(answers.map((a) => a.status), refusals.join('\n')).toEqual(new Array(16).fill(200));
       for (const a of answers) expect(((await a.json()) as { predictions: { label: number }[] }).predictions[0].label).toBe(0);
       log(`[figures] ${name}: 16 concurrent requests while ${name === 'sleepy' ? 'scaled to 0' : 'frozen'}, all answered in ${Math.round(ms)} ms`);
       expect(taskStates(name)).toEqual(['running']);
