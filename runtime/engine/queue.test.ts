@@ -345,6 +345,22 @@ describe('ModelQueue, admission and deadlines', () => {
     await queue.run(rowsOf([[1, 1]]));
   });
 
+  it('counts queued rows of a model that batches by the batches they form, not by past runs of one row', async () => {
+    // Taught by one 200 ms run of one row; 16 lone rows then queue behind a busy run. They join
+    // into batches of 8: two runs (about 400 ms) under the 550 ms bound, all admitted. Counted as
+    // past runs of one row each, they were 16 runs and all but the first two were refused.
+    const { gate, queue } = await taught({ batching: true, maxBatchSize: 8, maxDelayMs: 5, maxQueue: 100, maxQueueMs: 550 }, 200);
+    const busy = queue.run(rowsOf([[1, 1]]));
+    const burst = Array.from({ length: 16 }, () => queue.run(rowsOf([[1, 1]])));
+    expect(queue.depth).toBe(16);
+    expect(() => queue.checkAdmission()).not.toThrow();
+    // A 17th row makes a third batch (about 600 ms): the request after it is refused.
+    burst.push(queue.run(rowsOf([[1, 1]])));
+    await expect(queue.run(rowsOf([[1, 1]]))).rejects.toMatchObject({ kind: 'overloaded' });
+    gate.open();
+    await Promise.all([busy, ...burst]);
+  });
+
   it('admits a couple of runs of a slow model whatever maxQueueMs says', async () => {
     const { gate, queue } = await taught({ ...solo, maxQueue: 100, maxQueueMs: 10 });
     // One run (50 ms) is over the 10 ms bound, but a slow model still queues one behind another.

@@ -272,7 +272,7 @@ export class ModelQueue {
     if (before ? this.queuedRows >= this.options.maxQueue : this.queuedRows + rows > this.options.maxQueue) return overloaded(this.queuedRows);
     const bound = this.options.maxQueueMs;
     if (bound === undefined || !this.runMs) return undefined;
-    const runsAhead = Math.ceil(this.queuedRows / Math.max(1, this.rowsPerRun));
+    const runsAhead = this.runsAhead();
     const wait = this.expectedWaitMs();
     if (runsAhead < 2 || wait <= bound) return undefined;
     return new ModelfnError('overloaded', `the model is overloaded: about ${Math.round(wait)} ms of work is queued; retry shortly`, { retryAfterSeconds: Math.max(1, Math.ceil(wait / 1000)) });
@@ -431,7 +431,17 @@ export class ModelQueue {
    */
   private expectedWaitMs(): number {
     if (!this.queuedRows || !this.runMs) return 0;
-    return (Math.ceil(this.queuedRows / Math.max(1, this.rowsPerRun)) * this.runMs) / this.maxInFlight;
+    return (this.runsAhead() * this.runMs) / this.maxInFlight;
+  }
+
+  /**
+   * The runs the queued rows take: as many rows a run as recent runs had, and for a model that
+   * batches at least as many as are queued, up to maxBatchSize (they join). Recent runs alone
+   * would count a burst of lone requests after single ones (a function just woken) as one run each.
+   */
+  private runsAhead(): number {
+    const joined = this.options.batching ? Math.min(this.options.maxBatchSize, this.queuedRows) : 1;
+    return Math.ceil(this.queuedRows / Math.max(1, this.rowsPerRun, joined));
   }
 
   private async execute(batch: Pending[], rows: number): Promise<void> {
