@@ -41,8 +41,8 @@ export interface RuntimeConfig {
   ortSpinning: boolean;
   /** Server processes per function (one container). */
   workers: number;
-  /** Run inference on a thread of its own. */
-  inferenceThread: boolean;
+  /** Run inference on a thread of its own; 'auto': small models on the main thread (see runtime/engine/placement.ts). */
+  inferenceThread: boolean | 'auto';
   /** `host:port` resolving to every replica of this function, for `GET /stats` to add them up ('' = this replica alone). */
   peers: string;
   /** One inference with the function's example before turning ready. */
@@ -76,7 +76,7 @@ export const SETTINGS: readonly Setting[] = [
   { env: 'MODELFN_INTRA_OP_THREADS', default: '0', description: "onnxruntime intra-op threads; 0 lets onnxruntime use every core" },
   { env: 'MODELFN_INTER_OP_THREADS', default: '0', description: 'onnxruntime inter-op threads; 0 lets onnxruntime choose' },
   { env: 'MODELFN_WORKERS', default: '1', description: 'server processes per function, sharing its port; auto = one per core' },
-  { env: 'MODELFN_INFERENCE_THREAD', default: 'true', description: 'run inference on its own thread, so a long run never stalls the server' },
+  { env: 'MODELFN_INFERENCE_THREAD', default: 'auto', description: 'run inference on its own thread, so a long run never stalls the server (true); auto: a model whose run costs less than the hop to a thread runs on the main thread, its large requests still on a thread' },
   { env: 'MODELFN_ORT_SPINNING', default: 'false', description: "let onnxruntime's threads spin while idle (lower latency, busier cores)" },
   { env: 'MODELFN_PEERS', default: 'none', description: "host:port (or a comma-separated list) reaching every replica of the function, each name resolved to all its addresses: GET /stats adds up all replicas" },
   { env: 'MODELFN_WARMUP', default: 'true', description: "one inference with the function's example before the server listens, so the first request is not the slow one" },
@@ -128,11 +128,11 @@ function integer(env: NodeJS.ProcessEnv, name: string, min: number, max = Number
   return value;
 }
 
-function boolean(env: NodeJS.ProcessEnv, name: string): boolean {
+function boolean(env: NodeJS.ProcessEnv, name: string, expected = 'true or false'): boolean {
   const text = raw(env, name).toLowerCase();
   if (['1', 'true', 'yes', 'on'].includes(text)) return true;
   if (['0', 'false', 'no', 'off'].includes(text)) return false;
-  throw new ConfigError(`${name}=${JSON.stringify(text)}: expected true or false`);
+  throw new ConfigError(`${name}=${JSON.stringify(text)}: expected ${expected}`);
 }
 
 /**
@@ -165,7 +165,7 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env): RuntimeConfig 
     intraOpThreads: integer(env, 'MODELFN_INTRA_OP_THREADS', 0, cores * 4),
     interOpThreads: integer(env, 'MODELFN_INTER_OP_THREADS', 0, cores * 4),
     ortSpinning: boolean(env, 'MODELFN_ORT_SPINNING'),
-    inferenceThread: boolean(env, 'MODELFN_INFERENCE_THREAD'),
+    inferenceThread: raw(env, 'MODELFN_INFERENCE_THREAD').toLowerCase() === 'auto' ? 'auto' : boolean(env, 'MODELFN_INFERENCE_THREAD', 'true, false or auto'),
     workers: raw(env, 'MODELFN_WORKERS') === 'auto' ? cores : integer(env, 'MODELFN_WORKERS', 1, cores * 4),
     peers: raw(env, 'MODELFN_PEERS').trim() === 'none' ? '' : raw(env, 'MODELFN_PEERS').trim(),
     warmUp: boolean(env, 'MODELFN_WARMUP'),

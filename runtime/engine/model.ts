@@ -1,13 +1,16 @@
 /**
  * Loading an ONNX model with onnxruntime and describing its inputs and outputs; running it on its
- * inference thread, restarting that thread if it dies.
+ * inference thread, restarting that thread if it dies, or (a small model) on the main thread.
  */
 import { open } from 'node:fs/promises';
 import type * as ort from 'onnxruntime-common';
+import type * as OrtNode from 'onnxruntime-node';
 import { ModelQueue, canBatch, deadlineExceeded, type Deadline, type QueueObserver } from './queue.ts';
 import { datatypeOfOrtType } from '../tensor/datatypes.ts';
 import type { Feeds, Fetches, TensorSpec } from '../tensor/types.ts';
 import { ModelfnError } from '../core/errors.ts';
+import { CALIBRATION_ROWS, MAIN_THREAD_BUDGET_MS, MAIN_THREAD_RUN_LIMIT_MS, MAIN_THREAD_RUN_MAX_MS, calibrationFeeds, elementsOf, estimateMs, fitCost, hasDynamicDimension, MAX_NODES_READ, sizeBoundOperators, type RunCost } from './placement.ts';
+import { readOnnxOperators } from './onnx-file.ts';
 import { InferenceThreadExit, SessionCreateError, ThreadRunError, createSession, sessionOptionsFor, startInferenceThread, type ThreadSession } from './inference-thread.ts';
 
 /** A loaded model: what functions and the protocol routes run inference with. */
@@ -36,12 +39,25 @@ export interface Model {
   checkAdmission(): void;
   /** Frees the session (and its thread). */
   release(): Promise<void>;
-  /** The inference thread, when inference runs on one. */
+  /**
+   * Where the model's runs take place now: on its inference thread, or on the main thread (a
+   * model small enough that the hop to a thread would cost more than the run, with `thread: 'auto'`;
+   * its larger requests still go to a thread).
+   */
+  readonly placement: Placement;
+  /** Settles once the model has chosen its placement (at once unless `thread: 'auto'`). */
+  readonly placed: Promise<Placement>;
+  /** The inference thread, when inference runs on one (or may, with `thread: 'auto'`). */
   readonly thread?: {
     /** Ends the thread abruptly, as a crash would (the model reports it and starts a new one). */
     end(): Promise<void>;
+    /** Whether a thread is there now (with the model on the main thread, only while large requests need one). */
+    readonly running: boolean;
   };
 }
+
+/** Where a model's runs take place. */
+export type Placement = 'thread' | 'main';
 
 export interface RunOptions extends Deadline {
   /** The caller gives the feeds up: their buffers may move to the inference thread. */
@@ -60,8 +76,19 @@ export interface LoadModelOptions {
   interOpThreads?: number;
   /** Let onnxruntime's threads spin while waiting for work (lower latency, busier cores). */
   spinning?: boolean;
-  /** Run inference on a thread of its own, keeping the event loop free (default true). */
-  thread?: boolean;
+  /**
+   * Run inference on a thread of its own, keeping the event loop free (default true). With
+   * 'auto', the model starts on its thread; then, when a run of it on the main thread costs less
+   * than the hop to the thread, requests it can run quickly move to the main thread, and the
+   * thread is ended until a larger request needs it (see choosePlacement).
+   */
+  thread?: boolean | 'auto';
+  /** With `thread: 'auto'`: how long after the load the placement is chosen, ms (default 1000). */
+  placementDelayMs?: number;
+  /** With `thread: 'auto'`: how long a thread started for a large request outlives its last run, ms (default 30 s). */
+  threadIdleMs?: number;
+  /** With `thread: 'auto'`: a run on the main thread longer than this sends the model back to its thread, ms (default MAIN_THREAD_RUN_LIMIT_MS). */
+  mainThreadRunLimitMs?: number;
   /** Called with the seconds each run took. */
   observeInference?: (seconds: number) => void;
   /** Dynamic batching, when enabled and the model has a batch dimension. */
@@ -77,6 +104,8 @@ export interface LoadModelOptions {
   onUnavailable?(reason: string): void;
   /** A new inference thread serves again. */
   onAvailable?(): void;
+  /** With `thread: 'auto'`: the model's runs moved to the main thread, or back to the thread, and why. */
+  onPlacement?(placement: Placement, why: string): void;
 }
 
 /**
@@ -147,7 +176,8 @@ async function checkReadable(path: string): Promise<void> {
  */
 export async function loadModel(path: string, options: LoadModelOptions = {}): Promise<Model> {
   const started = performance.now();
-  const useThread = options.thread ?? true;
+  const useThread = (options.thread ?? true) !== false;
+  const auto = options.thread === 'auto';
   // onnxruntime reads the file itself (on the inference thread, where there is one): the runtime
   // only checks that it can be read, and never holds the model's bytes.
   try {
@@ -157,14 +187,25 @@ export async function loadModel(path: string, options: LoadModelOptions = {}): P
     throw new ModelLoadError(code === 'ENOENT' ? `${path}: model file not found` : `${path}: cannot read the model (${code ?? String(err)})`);
   }
   type Session = Pick<ThreadSession, 'inputMetadata' | 'outputMetadata' | 'release' | 'run'> & Partial<Pick<ThreadSession, 'terminate'>>;
-  let session: Session;
+  // The inference thread's session (or, without a thread, the main thread's). With `thread: 'auto'`
+  // and the model moved to the main thread, it is there only while a large request needs it.
+  let session: Session | undefined;
   // Set while the inference thread is dead and being restarted: why the model cannot run.
   let unavailable: string | undefined;
   let released = false;
+  let placement: Placement = useThread ? 'thread' : 'main';
+  // With the model moved to the main thread (`thread: 'auto'`): its session there, and what its runs cost.
+  let main: { session: OrtNode.InferenceSession; cost: RunCost } | undefined;
   // Failed runs are reported by the runtime (runFailure); onnxruntime's own error lines would only duplicate them.
   const sessionOptions = sessionOptionsFor(options);
   // A restart reads the file again (on its new thread).
-  const startThread = (): Promise<ThreadSession> => startInferenceThread(path, sessionOptions, { onExit: (reason) => void restart(reason) });
+  const startThread = (): Promise<ThreadSession> => startInferenceThread(path, sessionOptions, { onExit: (reason) => onThreadExit(reason) });
+  const onThreadExit = (reason: string) => {
+    // On the main thread, the model serves on: the thread was only for large requests, and the
+    // next one starts another (the runs it held failed as unavailable).
+    if (main) session = undefined;
+    else void restart(reason);
+  };
   // A dead thread: report the model unavailable at once, then start a new thread (with backoff
   // while starting fails); the model serves again once one is ready.
   const restart = async (reason: string) => {
@@ -198,14 +239,7 @@ export async function loadModel(path: string, options: LoadModelOptions = {}): P
         inputMetadata: direct.inputMetadata,
         outputMetadata: direct.outputMetadata,
         release: () => direct.release(),
-        run: async (feeds, names, _transfer, deadline) => {
-          if (deadline !== undefined && deadline <= Date.now()) throw deadlineExceeded();
-          try {
-            return await (names ? direct.run(feeds, names as string[]) : direct.run(feeds));
-          } catch (err) {
-            throw new ThreadRunError(String((err as Error)?.message ?? err));
-          }
-        },
+        run: (feeds, names, _transfer, deadline) => runDirect(direct, feeds, names, deadline).then((r) => r.result),
       };
     }
   } catch (err) {
@@ -220,17 +254,117 @@ export async function loadModel(path: string, options: LoadModelOptions = {}): P
   const loadMs = performance.now() - started;
   const loadedEarly = 'early' in session && session.early === true;
   const observe = options.observeInference;
-  const runSession = async (feeds: Feeds, outputNames: readonly string[] | undefined, transfer: boolean, deadline: number): Promise<Fetches> => {
+
+  // A thread started for large requests, while it starts; its runs under way; when it is ended.
+  let starting: Promise<Session> | undefined;
+  let threadRuns = 0;
+  let idleTimer: NodeJS.Timeout | undefined;
+  const threadIdleMs = options.threadIdleMs ?? 30_000;
+  const endIdleThread = () => {
+    idleTimer = undefined;
+    const idle = session;
+    if (!main || threadRuns > 0 || !idle) return;
+    session = undefined;
+    void idle.release();
+  };
+  const threadSession = async (): Promise<Session> => {
+    if (session) return session;
+    // Without a thread, the main thread's session is the only one, and it is gone: released.
+    if (!useThread) throw new ModelfnError('unavailable', 'the model was released', { retryAfterSeconds: 1 });
+    starting ??= startThread().finally(() => (starting = undefined));
+    try {
+      const started = await starting;
+      if (released) {
+        // Released while this thread started: nobody else will end it.
+        if (session !== started) void started.release();
+        throw new Error('the model was released');
+      }
+      session ??= started;
+      return session;
+    } catch (err) {
+      throw new ModelfnError('unavailable', 'the model could not start an inference thread for this request; retry shortly', { retryAfterSeconds: 1, detail: String((err as Error)?.message ?? err), cause: err });
+    }
+  };
+  const onThread = async (feeds: Feeds, outputNames: readonly string[] | undefined, transfer: boolean, deadline: number): Promise<Fetches> => {
     if (unavailable) throw new ModelfnError('unavailable', `the model is unavailable: ${unavailable}`, { retryAfterSeconds: 1 });
+    // A thread that is there takes the job at once (in the caller's turn), as it always did.
+    const thread = session ?? await threadSession();
+    threadRuns++;
+    try {
+      return await thread.run(feeds, outputNames, transfer, deadline);
+    } finally {
+      threadRuns--;
+      if (main && threadRuns === 0) {
+        clearTimeout(idleTimer);
+        idleTimer = setTimeout(endIdleThread, threadIdleMs).unref();
+      }
+    }
+  };
+  const runSession = async (feeds: Feeds, outputNames: readonly string[] | undefined, transfer: boolean, deadline: number): Promise<Fetches> => {
     const t0 = performance.now();
     let result: Fetches;
     try {
-      result = await session.run(feeds, outputNames, transfer, deadline);
+      if (main && estimateMs(main.cost, elementsOf(feeds)) <= MAIN_THREAD_BUDGET_MS) {
+        const run = await runDirect(main.session, feeds, outputNames, deadline);
+        // A run far slower than its estimate (a model whose cost its input's size does not tell):
+        // the model goes back to its thread, where no run can hold up the server.
+        if (run.ms > (options.mainThreadRunLimitMs ?? MAIN_THREAD_RUN_LIMIT_MS)) leaveMainThread(`a run took ${run.ms.toFixed(1)} ms`);
+        result = run.result;
+      } else {
+        result = await onThread(feeds, outputNames, transfer, deadline);
+      }
     } catch (err) {
       throw runFailure(err, feeds);
     }
     observe?.((performance.now() - t0) / 1000);
     return result;
+  };
+  const leaveMainThread = (why: string) => {
+    if (placement !== 'main' || !main) return;
+    const left = main.session;
+    main = undefined;
+    placement = 'thread';
+    clearTimeout(idleTimer);
+    options.onPlacement?.('thread', why);
+    // Runs under way on it finish first: onnxruntime frees it once they are done.
+    setImmediate(() => void left.release());
+  };
+  // With `thread: 'auto'`: a small graph whose operators' work follows the size of their inputs is
+  // timed on the main thread (one row, then more when it has a dynamic dimension), and moves there
+  // when a run costs less than the hop to its thread.
+  const choosePlacement = async (): Promise<Placement> => {
+    if (released || !auto) return placement;
+    const operators = readOnnxOperators(path, MAX_NODES_READ);
+    if (!operators || !sizeBoundOperators(operators)) return placement;
+    const { InferenceSession, Tensor } = await import('onnxruntime-node');
+    const small = calibrationFeeds(Tensor, inputs, outputs, 1);
+    if (!small) return placement;
+    let direct: OrtNode.InferenceSession | undefined;
+    try {
+      direct = await createSession(InferenceSession, path, sessionOptions);
+      const time = async (feeds: Feeds) => {
+        let best = Infinity;
+        for (let i = 0; i < 10; i++) best = Math.min(best, (await runDirect(direct!, feeds, undefined, Infinity)).ms);
+        return { elements: elementsOf(feeds), ms: best };
+      };
+      const one = await time(small);
+      const many = hasDynamicDimension(inputs) ? await time(calibrationFeeds(Tensor, inputs, outputs, CALIBRATION_ROWS)!) : undefined;
+      if (released || one.ms > MAIN_THREAD_RUN_MAX_MS || unavailable) {
+        await direct.release();
+        return placement;
+      }
+      main = { session: direct, cost: fitCost(one, many) };
+    } catch {
+      // A model that cannot run on zeros (or whose session cannot be made twice) stays on its thread.
+      await direct?.release().catch(() => {});
+      return placement;
+    }
+    placement = 'main';
+    options.onPlacement?.('main', `a run of one row takes ${main.cost.fixedMs.toFixed(3)} ms`);
+    // The thread ends once no run is left on it; a large request starts another.
+    clearTimeout(idleTimer);
+    idleTimer = setTimeout(endIdleThread, 0).unref();
+    return placement;
   };
   const outputNames = outputs.map((o) => o.name);
   const batching = (options.batching?.enabled ?? false) && canBatch(inputs, outputs);
@@ -242,18 +376,46 @@ export async function loadModel(path: string, options: LoadModelOptions = {}): P
     maxQueueMs: options.maxQueueMs,
     maxInFlight: options.maxInFlight,
   }, options.queueObserver);
+  const placed = auto
+    ? new Promise<void>((done) => setTimeout(done, options.placementDelayMs ?? 1000).unref()).then(choosePlacement)
+    : Promise.resolve(placement);
+  placed.catch(() => {});
   return {
-    release: () => {
+    release: async () => {
       released = true;
-      return session.release();
+      clearTimeout(idleTimer);
+      const left = main?.session;
+      main = undefined;
+      await Promise.all([session?.release(), left?.release()]);
     },
     inputs,
     outputs,
     loadMs,
     loadedEarly,
     batching,
+    get placement() {
+      return placement;
+    },
+    placed,
     run: (feeds, names, runOptions) => queue.run(feeds, names, runOptions?.transfer, runOptions),
     checkAdmission: () => queue.checkAdmission(),
-    ...(useThread ? { thread: { end: async () => session.terminate?.() } } : {}),
+    ...(useThread ? { thread: { end: async () => session?.terminate?.(), get running() { return session !== undefined; } } } : {}),
   };
+}
+
+/**
+ * One run on the main thread, and how long onnxruntime took over it (not counting the turn of
+ * the event loop its binding waits for before running: the run starts in a setImmediate queued
+ * after the one that marks its start).
+ */
+async function runDirect(session: OrtNode.InferenceSession, feeds: Feeds, outputNames: readonly string[] | undefined, deadline = Infinity): Promise<{ result: Fetches; ms: number }> {
+  if (deadline <= Date.now()) throw deadlineExceeded();
+  let begun = performance.now();
+  setImmediate(() => (begun = performance.now()));
+  try {
+    const result = await (outputNames ? session.run(feeds, outputNames as string[]) : session.run(feeds));
+    return { result, ms: performance.now() - begun };
+  } catch (err) {
+    throw new ThreadRunError(String((err as Error)?.message ?? err));
+  }
 }

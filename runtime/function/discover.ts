@@ -6,7 +6,7 @@ import { basename, join, relative, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { RuntimeConfig } from '../core/config.ts';
 import { completeDeclaration, declarationSnapshot, DeclarationError, type FunctionDeclaration, type ResolvedFunction } from './define.ts';
-import { readOnnxMetadata } from './onnx-metadata.ts';
+import { readOnnxMetadata } from '../engine/onnx-file.ts';
 import { apiBreak, versionFolderNames, type VersionFolder } from './version.ts';
 
 /** File names a declaration may have, in the order they are looked for. */
@@ -28,7 +28,7 @@ export function displayPath(path: string): string {
 }
 
 /**
- * The declaration with what the model documents itself (runtime/onnx-metadata.ts) filling its
+ * The declaration with what the model documents itself (runtime/engine/onnx-file.ts) filling its
  * gaps: the description from the ONNX doc_string, the example from `modelfn.example`.
  */
 function withModelDocs(dir: string, declaration: unknown): unknown {

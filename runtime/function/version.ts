@@ -8,7 +8,7 @@
  */
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { readOnnxInputs, type OnnxInput } from './onnx-metadata.ts';
+import { readOnnxInputs, type OnnxInput } from '../engine/onnx-file.ts';
 import type { Split } from './traffic.ts';
 
 /** An inference request in the protocol's JSON form. */

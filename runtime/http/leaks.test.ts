@@ -77,7 +77,7 @@ describe('nothing internal in a public answer', () => {
 
   it('keeps a dead inference thread\'s reason out of the answer', async () => {
     const logger = memoryLogger();
-    const { app, model } = await openDeclared(FIXTURES, { name: 'slow', model: 'slow.onnx' }, {}, logger);
+    const { app, model } = await openDeclared(FIXTURES, { name: 'slow', model: 'slow.onnx' }, { MODELFN_INFERENCE_THREAD: 'true' }, logger);
     const run = (iterations: number) => app.request('/v2/models/slow/infer', postJson({ inputs: [
       { name: 'x', datatype: 'FP32', shape: [1, 256], data: new Array(256).fill(0.1) },
       { name: 'iterations', datatype: 'INT64', shape: [1], data: [iterations] },

@@ -5,7 +5,7 @@
  */
 import * as ort from 'onnxruntime-common';
 import { basename } from 'node:path';
-import { readOnnxMetadata } from '../function/onnx-metadata.ts';
+import { readOnnxMetadata } from '../engine/onnx-file.ts';
 
 export interface ModelFacts {
   file: string;

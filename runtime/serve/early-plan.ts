@@ -39,7 +39,7 @@ export function wantsInferenceThread(env: NodeJS.ProcessEnv, isPrimary = cluster
   if (argv.includes(PRIME_COMPILE_CACHE) && env[PRIME_SWITCH] === 'false') return false;
   try {
     const config = readConfig(env);
-    return config.inferenceThread && (config.workers <= 1 || !isPrimary);
+    return config.inferenceThread !== false && (config.workers <= 1 || !isPrimary);
   } catch {
     return false;
   }

@@ -74,6 +74,9 @@ export async function loadFunctionModel(host: FunctionHost, config: RuntimeConfi
       host.setAvailable();
       logger?.log('info', 'model available again', { fn: fn.name });
     },
+    onPlacement(placement, why) {
+      logger?.log('info', placement === 'main' ? 'model runs on the main thread' : 'model runs on its inference thread', { fn: fn.name, reason: why });
+    },
     ...sessionSettingsOf(config),
     thread: config.inferenceThread,
     batching: fn.batching,

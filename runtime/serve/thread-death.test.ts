@@ -5,11 +5,13 @@ import ort from 'onnxruntime-node';
 import { FIXTURES, errorOf, openDeclared, openFunctionDir, postJson } from '../testing/index.ts';
 import { until } from '../testing/helpers.ts';
 
+// On its thread for good: with the default (auto), a small model moves to the main thread.
+const ON_THREAD = { MODELFN_INFERENCE_THREAD: 'true' };
 const iris = postJson({ instances: [[5.1, 3.5, 1.4, 0.2]] });
 
 describe('a dead inference thread', () => {
   it('makes the function not ready with the reason, then serves again once a new thread runs', async () => {
-    const { app, model } = await openFunctionDir('functions/iris');
+    const { app, model } = await openFunctionDir('functions/iris', ON_THREAD);
     expect((await app.request('/predict', iris)).status).toBe(200);
     await model.thread!.end();
 
@@ -32,7 +34,7 @@ describe('a dead inference thread', () => {
   });
 
   it('answers a request the death caught waiting with 503 JSON, not a 400 blaming the input', async () => {
-    const { app, model } = await openDeclared(FIXTURES, { name: 'slow', model: 'slow.onnx' });
+    const { app, model } = await openDeclared(FIXTURES, { name: 'slow', model: 'slow.onnx' }, ON_THREAD);
     const request = (iterations: number) => app.request('/v2/models/slow/infer', postJson({
       inputs: [
         { name: 'x', datatype: 'FP32', shape: [1, 256], data: new Array(256).fill(0.1) },

@@ -152,22 +152,19 @@ export interface OnnxInput {
 }
 
 /**
- * The graph's declared inputs (GraphProto field 11), read with small reads: the graph's other
- * fields (nodes, weights) are skipped by their length. Used by the build to compare the versions
- * of a function without loading onnxruntime. Undefined when the file cannot be walked.
- *
- * @example readOnnxInputs('functions/iris/model.onnx') // [{ name: 'input', elemType: 1, shape: [-1, 4] }]
+ * Walks the top-level fields of the file's graph (ModelProto field 7) with small reads, calling
+ * `visit` with each length-delimited field's number and place, and `walk` to go inside one. False
+ * when the file cannot be walked or has no graph.
  */
-export function readOnnxInputs(path: string): OnnxInput[] | undefined {
+function walkGraph(path: string, visit: (field: number, start: number, length: number, file: GraphFile) => void): boolean {
   let fd: number;
   try {
     fd = openSync(path, 'r');
   } catch {
-    return undefined;
+    return false;
   }
   const head = Buffer.alloc(20);
-  /** Walks the length-delimited fields in [from, to), calling `visit` with each one's place. */
-  const walk = (from: number, to: number, visit: (field: number, start: number, length: number) => void) => {
+  const walk = (from: number, to: number, inner: (field: number, start: number, length: number) => void) => {
     let pos = from;
     while (pos < to) {
       const got = readSync(fd, head, 0, Math.min(head.length, to - pos), pos);
@@ -179,33 +176,86 @@ export function readOnnxInputs(path: string): OnnxInput[] | undefined {
       else if (wire === 5) pos += afterKey + 4;
       else if (wire === 2) {
         const [length, start] = varint(view, afterKey);
-        visit(key >>> 3, pos + start, length);
+        inner(key >>> 3, pos + start, length);
         pos += start + length;
       } else throw new Error(`unsupported wire type ${wire}`);
     }
   };
+  const file: GraphFile = {
+    walk,
+    read(start, length) {
+      const body = Buffer.alloc(length);
+      readSync(fd, body, 0, length, start);
+      return body;
+    },
+  };
   try {
-    const inputs: OnnxInput[] = [];
     let graphs = 0;
     walk(0, fstatSync(fd).size, (field, start, length) => {
       if (field !== GRAPH) return;
       graphs++;
-      walk(start, start + length, (graphField, inputStart, inputLength) => {
-        if (graphField !== GRAPH_INPUT || inputLength > MAX_TEXT) return;
-        const body = Buffer.alloc(inputLength);
-        readSync(fd, body, 0, inputLength, inputStart);
-        const info = Object.fromEntries(fields(body));
-        // ValueInfoProto: name (1), type (2: TypeProto, whose field 1 is a tensor type whose varint field 1 is the element type).
-        const tensorType = info[2] && Object.fromEntries(fields(info[2]))[1];
-        inputs.push({ name: new TextDecoder().decode(info[1] ?? new Uint8Array()), ...(tensorType ? tensorTypeOf(tensorType) : {}) });
-      });
+      walk(start, start + length, (graphField, fieldStart, fieldLength) => visit(graphField, fieldStart, fieldLength, file));
     });
-    return graphs ? inputs : undefined;
+    return graphs > 0;
   } catch {
-    return undefined;
+    return false;
   } finally {
     closeSync(fd);
   }
+}
+
+interface GraphFile {
+  walk(from: number, to: number, inner: (field: number, start: number, length: number) => void): void;
+  read(start: number, length: number): Buffer;
+}
+
+/**
+ * The graph's declared inputs (GraphProto field 11), read with small reads: the graph's other
+ * fields (nodes, weights) are skipped by their length. Used by the build to compare the versions
+ * of a function without loading onnxruntime. Undefined when the file cannot be walked.
+ *
+ * @example readOnnxInputs('functions/iris/model.onnx') // [{ name: 'input', elemType: 1, shape: [-1, 4] }]
+ */
+export function readOnnxInputs(path: string): OnnxInput[] | undefined {
+  const inputs: OnnxInput[] = [];
+  const walked = walkGraph(path, (field, start, length, file) => {
+    if (field !== GRAPH_INPUT || length > MAX_TEXT) return;
+    const info = Object.fromEntries(fields(file.read(start, length)));
+    // ValueInfoProto: name (1), type (2: TypeProto, whose field 1 is a tensor type whose varint field 1 is the element type).
+    const tensorType = info[2] && Object.fromEntries(fields(info[2]))[1];
+    inputs.push({ name: new TextDecoder().decode(info[1] ?? new Uint8Array()), ...(tensorType ? tensorTypeOf(tensorType) : {}) });
+  });
+  return walked ? inputs : undefined;
+}
+
+const GRAPH_NODE = 1;
+const NODE_OP_TYPE = 4;
+const NODE_DOMAIN = 7;
+
+/**
+ * The operators of the graph's top-level nodes (GraphProto field 1), each as `op_type`, or
+ * `domain:op_type` outside the default domain; the nodes' attributes (which may hold tensors) are
+ * skipped by their length. Undefined when the file cannot be walked, or has more than `maxNodes`
+ * nodes.
+ *
+ * @example readOnnxOperators('functions/iris/model.onnx') // ['ai.onnx.ml:LinearClassifier', ...]
+ */
+export function readOnnxOperators(path: string, maxNodes = Infinity): string[] | undefined {
+  const operators = new Set<string>();
+  const decoder = new TextDecoder();
+  let nodes = 0;
+  const walked = walkGraph(path, (field, start, length, file) => {
+    if (field !== GRAPH_NODE) return;
+    if (++nodes > maxNodes) throw new Error('too many nodes');
+    let op = '';
+    let domain = '';
+    file.walk(start, start + length, (nodeField, fieldStart, fieldLength) => {
+      if (nodeField === NODE_OP_TYPE && fieldLength <= 256) op = decoder.decode(file.read(fieldStart, fieldLength));
+      else if (nodeField === NODE_DOMAIN && fieldLength <= 256) domain = decoder.decode(file.read(fieldStart, fieldLength));
+    });
+    operators.add(domain && domain !== 'ai.onnx' ? `${domain}:${op}` : op);
+  });
+  return walked ? [...operators] : undefined;
 }
 
 /** A TypeProto.Tensor's element type (varint field 1) and shape (field 2: dims, each a dim_value or a named dim_param). */
