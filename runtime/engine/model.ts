@@ -2,14 +2,14 @@
  * Loading an ONNX model with onnxruntime and describing its inputs and outputs; running it on its
  * inference thread, restarting that thread if it dies, or (a small model) on the main thread.
  */
-import { open } from 'node:fs/promises';
-import type * as ort from 'onnxruntime-common';
+import { open, stat } from 'node:fs/promises';
+import * as ort from 'onnxruntime-common';
 import type * as OrtNode from 'onnxruntime-node';
 import { ModelQueue, canBatch, deadlineExceeded, type Deadline, type QueueObserver } from './queue.ts';
 import { datatypeOfOrtType } from '../tensor/datatypes.ts';
 import type { Feeds, Fetches, TensorSpec } from '../tensor/types.ts';
 import { ModelfnError } from '../core/errors.ts';
-import { CALIBRATION_ROWS, MAIN_THREAD_BUDGET_MS, MAIN_THREAD_RUN_LIMIT_MS, MAIN_THREAD_RUN_MAX_MS, calibrationFeeds, elementsOf, estimateMs, fitCost, hasDynamicDimension, MAX_NODES_READ, sizeBoundOperators, type RunCost } from './placement.ts';
+import { CALIBRATION_ROWS, MAIN_THREAD_BUDGET_MS, MAIN_THREAD_RUN_LIMIT_MS, MAIN_THREAD_RUN_MAX_MS, calibrationFeeds, elementsOf, estimateMs, fitCost, hasDynamicDimension, MAX_MODEL_BYTES, MAX_NODES_READ, THREAD_PROBE_MAX_MS, sizeBoundOperators, type RunCost } from './placement.ts';
 import { readOnnxOperators } from './onnx-file.ts';
 import { InferenceThreadExit, SessionCreateError, ThreadRunError, createSession, sessionOptionsFor, startInferenceThread, type ThreadSession } from './inference-thread.ts';
 
@@ -274,15 +274,19 @@ export async function loadModel(path: string, options: LoadModelOptions = {}): P
     starting ??= startThread().finally(() => (starting = undefined));
     try {
       const started = await starting;
-      if (released) {
-        // Released while this thread started: nobody else will end it.
-        if (session !== started) void started.release();
-        throw new Error('the model was released');
+      if (released || (session && session !== started)) {
+        // Released while this thread started, or another is there: nobody else will end this one.
+        void started.release();
+        if (released) throw new Error('the model was released');
       }
       session ??= started;
       return session;
     } catch (err) {
-      throw new ModelfnError('unavailable', 'the model could not start an inference thread for this request; retry shortly', { retryAfterSeconds: 1, detail: String((err as Error)?.message ?? err), cause: err });
+      const reason = String((err as Error)?.message ?? err).split('\n')[0];
+      // Back on its thread for good, the model cannot serve without one: not ready, and started
+      // again with backoff, as after a crash. On the main thread only this large request fails.
+      if (!main && !released && !unavailable) void restart(`could not be started: ${reason}`);
+      throw new ModelfnError('unavailable', 'the model could not start an inference thread for this request; retry shortly', { retryAfterSeconds: 1, detail: reason, cause: err });
     }
   };
   const onThread = async (feeds: Feeds, outputNames: readonly string[] | undefined, transfer: boolean, deadline: number): Promise<Fetches> => {
@@ -290,8 +294,12 @@ export async function loadModel(path: string, options: LoadModelOptions = {}): P
     // A thread that is there takes the job at once (in the caller's turn), as it always did.
     const thread = session ?? await threadSession();
     threadRuns++;
+    // Timed from here: a thread's start is not the model's run.
+    const t0 = performance.now();
     try {
-      return await thread.run(feeds, outputNames, transfer, deadline);
+      const result = await thread.run(feeds, outputNames, transfer, deadline);
+      observe?.((performance.now() - t0) / 1000);
+      return result;
     } finally {
       threadRuns--;
       if (main && threadRuns === 0) {
@@ -301,23 +309,23 @@ export async function loadModel(path: string, options: LoadModelOptions = {}): P
     }
   };
   const runSession = async (feeds: Feeds, outputNames: readonly string[] | undefined, transfer: boolean, deadline: number): Promise<Fetches> => {
-    const t0 = performance.now();
-    let result: Fetches;
+    // Requests still queued when the model was released (a reload, a shutdown past its drain)
+    // start nothing new.
+    if (released) throw new ModelfnError('unavailable', 'the model was released (the function is reloading or stopping); retry shortly', { retryAfterSeconds: 1 });
     try {
       if (main && estimateMs(main.cost, elementsOf(feeds)) <= MAIN_THREAD_BUDGET_MS) {
+        const t0 = performance.now();
         const run = await runDirect(main.session, feeds, outputNames, deadline);
+        observe?.((performance.now() - t0) / 1000);
         // A run far slower than its estimate (a model whose cost its input's size does not tell):
         // the model goes back to its thread, where no run can hold up the server.
         if (run.ms > (options.mainThreadRunLimitMs ?? MAIN_THREAD_RUN_LIMIT_MS)) leaveMainThread(`a run took ${run.ms.toFixed(1)} ms`);
-        result = run.result;
-      } else {
-        result = await onThread(feeds, outputNames, transfer, deadline);
+        return run.result;
       }
+      return await onThread(feeds, outputNames, transfer, deadline);
     } catch (err) {
       throw runFailure(err, feeds);
     }
-    observe?.((performance.now() - t0) / 1000);
-    return result;
   };
   const leaveMainThread = (why: string) => {
     if (placement !== 'main' || !main) return;
@@ -334,21 +342,32 @@ export async function loadModel(path: string, options: LoadModelOptions = {}): P
   // when a run costs less than the hop to its thread.
   const choosePlacement = async (): Promise<Placement> => {
     if (released || !auto) return placement;
+    // Only a small file with a small graph is looked at; making its session on the main thread
+    // then blocks it for a few ms.
+    if (((await stat(path).catch(() => undefined))?.size ?? Infinity) > MAX_MODEL_BYTES) return placement;
     const operators = readOnnxOperators(path, MAX_NODES_READ);
     if (!operators || !sizeBoundOperators(operators)) return placement;
-    const { InferenceSession, Tensor } = await import('onnxruntime-node');
-    const small = calibrationFeeds(Tensor, inputs, outputs, 1);
-    if (!small) return placement;
+    const small = calibrationFeeds(ort.Tensor, inputs, outputs, 1);
+    if (!small || released || !session) return placement;
+    // A run of one row, on the thread first: a model that takes long there is never run here.
+    const t0 = performance.now();
+    try {
+      await session.run(small, undefined, true, Infinity);
+    } catch {
+      return placement;
+    }
+    if (performance.now() - t0 > THREAD_PROBE_MAX_MS) return placement;
     let direct: OrtNode.InferenceSession | undefined;
     try {
+      const { InferenceSession } = await import('onnxruntime-node');
       direct = await createSession(InferenceSession, path, sessionOptions);
       const time = async (feeds: Feeds) => {
         let best = Infinity;
         for (let i = 0; i < 10; i++) best = Math.min(best, (await runDirect(direct!, feeds, undefined, Infinity)).ms);
         return { elements: elementsOf(feeds), ms: best };
       };
-      const one = await time(small);
-      const many = hasDynamicDimension(inputs) ? await time(calibrationFeeds(Tensor, inputs, outputs, CALIBRATION_ROWS)!) : undefined;
+      const one = await time(calibrationFeeds(ort.Tensor, inputs, outputs, 1)!);
+      const many = one.ms <= MAIN_THREAD_RUN_MAX_MS && hasDynamicDimension(inputs) ? await time(calibrationFeeds(ort.Tensor, inputs, outputs, CALIBRATION_ROWS)!) : undefined;
       if (released || one.ms > MAIN_THREAD_RUN_MAX_MS || unavailable) {
         await direct.release();
         return placement;
@@ -386,7 +405,9 @@ export async function loadModel(path: string, options: LoadModelOptions = {}): P
       clearTimeout(idleTimer);
       const left = main?.session;
       main = undefined;
-      await Promise.all([session?.release(), left?.release()]);
+      // A run on the main thread already handed to onnxruntime (its setImmediate queued) finishes first.
+      const freed = left ? new Promise<void>((done) => setImmediate(() => void left.release().then(done, done))) : undefined;
+      await Promise.all([session?.release(), freed]);
     },
     inputs,
     outputs,

@@ -17,6 +17,10 @@ export const MAIN_THREAD_RUN_LIMIT_MS = 5;
 /** Rows in the second calibration run (the first has one), when the model has a dynamic dimension. */
 export const CALIBRATION_ROWS = 64;
 
+/** A model file larger than this stays on its thread (a second session of it would block the main thread while it loads). */
+export const MAX_MODEL_BYTES = 16 * 1024 * 1024;
+/** A run of one row on the thread, hop included, must take at most this before the model is timed on the main thread, ms. */
+export const THREAD_PROBE_MAX_MS = 2;
 /** A model with more top-level nodes than this is not read for its operators, and stays on its thread. */
 export const MAX_NODES_READ = 256;
 
@@ -25,7 +29,10 @@ export const MAX_NODES_READ = 256;
  * and operators that make tensors of a size read from an input. A model using one can take any
  * time on a small request, so its runs stay on its thread.
  */
-const VALUE_SIZED = new Set(['Loop', 'Scan', 'If', 'Range', 'ConstantOfShape', 'Expand', 'Tile', 'Resize', 'Upsample', 'Pad', 'OneHot', 'TopK', 'NonMaxSuppression', 'RoiAlign', 'MaxRoiPool']);
+const VALUE_SIZED = new Set([
+  'Loop', 'Scan', 'If', 'Range', 'ConstantOfShape', 'Expand', 'Tile', 'Resize', 'Upsample', 'Pad', 'CenterCropPad', 'OneHot', 'TopK',
+  'NonMaxSuppression', 'RoiAlign', 'MaxRoiPool', 'MaxUnpool', 'Col2Im', 'DFT', 'STFT', 'HannWindow', 'HammingWindow', 'BlackmanWindow', 'MelWeightMatrix',
+]);
 
 /**
  * Whether a model's operators let its run's cost follow its inputs' size: none of VALUE_SIZED, and
@@ -74,12 +81,13 @@ export function fitCost(small: { elements: number; ms: number }, large?: { eleme
 }
 
 /**
- * Inputs to time the model with: zeros (empty strings), every dynamic dimension 1, except the
- * first dynamic dimension of each input, which is `rows`. Undefined when the model cannot move
- * (an FP16 tensor: the main thread's Float16Array is not what onnxruntime's binding reads).
+ * Inputs to time the model with: zeros, every dynamic dimension 1, except the first dynamic
+ * dimension of each input, which is `rows`. Undefined when the model cannot move: an FP16 tensor
+ * (the main thread's Float16Array is not what onnxruntime's binding reads), or a string input
+ * (its cost is its strings' length, which counting elements cannot tell).
  */
 export function calibrationFeeds(Tensor: typeof ort.Tensor, inputs: readonly TensorSpec[], outputs: readonly TensorSpec[], rows: number): Feeds | undefined {
-  if ([...inputs, ...outputs].some((t) => t.datatype === 'FP16')) return undefined;
+  if ([...inputs, ...outputs].some((t) => t.datatype === 'FP16') || inputs.some((t) => t.datatype === 'BYTES')) return undefined;
   const feeds: Feeds = {};
   for (const spec of inputs) {
     let first = true;
@@ -90,8 +98,7 @@ export function calibrationFeeds(Tensor: typeof ort.Tensor, inputs: readonly Ten
       return size;
     });
     const n = dims.reduce((a, b) => a * b, 1);
-    if (spec.datatype === 'BYTES') feeds[spec.name] = new Tensor('string', new Array<string>(n).fill(''), dims);
-    else feeds[spec.name] = new Tensor(spec.info.ortType as 'float32', new spec.info.array!(n) as Float32Array, dims);
+    feeds[spec.name] = new Tensor(spec.info.ortType as 'float32', new spec.info.array!(n) as Float32Array, dims);
   }
   return feeds;
 }
