@@ -28,6 +28,9 @@ describe('startInferenceThread', () => {
     const session = await start();
     expect(session.inputMetadata.map((m) => m.name)).toEqual(['input']);
     const out = await session.run(feeds(), ['label', 'probabilities']);
+    // Timed on the thread itself: a run of iris takes well under a second.
+    expect(session.lastRunMs).toBeGreaterThan(0);
+    expect(session.lastRunMs).toBeLessThan(1000);
     expect([...(out.label.data as BigInt64Array)].map(Number)).toEqual([0, 2]);
     expect(out.probabilities.dims).toEqual([2, 3]);
   });

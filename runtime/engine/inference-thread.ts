@@ -121,7 +121,7 @@ interface Job {
 type Reply =
   | { kind: 'ready'; inputs: ort.InferenceSession.ValueMetadata[]; outputs: ort.InferenceSession.ValueMetadata[]; early: boolean }
   | { kind: 'failed'; message: string }
-  | { kind: 'result'; id: number; outputs: WireTensor[] }
+  | { kind: 'result'; id: number; outputs: WireTensor[]; ms: number }
   | { kind: 'error'; id: number; message: string }
   | { kind: 'expired'; id: number };
 
@@ -249,9 +249,11 @@ export async function serveInferenceThread(): Promise<void> {
     try {
       const feeds: Feeds = {};
       for (const t of job.feeds) feeds[t.name] = fromWire(t);
+      const started = performance.now();
       const result = job.outputs ? await session.run(feeds, job.outputs as string[]) : await session.run(feeds);
+      const ms = performance.now() - started;
       const outputs = Object.entries(result).map(([name, tensor]) => toWire(name, tensor));
-      port.postMessage({ kind: 'result', id: job.id, outputs } satisfies Reply, transferables(outputs));
+      port.postMessage({ kind: 'result', id: job.id, outputs, ms } satisfies Reply, transferables(outputs));
     } catch (err) {
       port.postMessage({ kind: 'error', id: job.id, message: String((err as Error)?.message ?? err) } satisfies Reply);
     } finally {
@@ -286,6 +288,8 @@ export interface ThreadSession {
   run(feeds: Feeds, outputNames?: readonly string[], transfer?: boolean, deadline?: number): Promise<Fetches>;
   /** The session was the one an early thread created from its guess while the main thread loaded. */
   early: boolean;
+  /** How long the last run took on the thread itself, ms (no hop, no wait for the main thread's loop). */
+  readonly lastRunMs: number;
   /** Frees the session and ends the thread, as planned. */
   release(): Promise<void>;
   /**
@@ -324,6 +328,7 @@ export function startInferenceThread(model: Uint8Array | string, options: ort.In
   let dead: Error | undefined;
   let ready = false;
   let releasing = false;
+  let lastRunMs = NaN;
   const failAll = (reason: string) => {
     if (dead) return;
     dead = new InferenceThreadExit(`the inference thread ${reason}`);
@@ -345,6 +350,9 @@ export function startInferenceThread(model: Uint8Array | string, options: ort.In
         case 'ready':
           ready = true;
           resolve({
+            get lastRunMs() {
+              return lastRunMs;
+            },
             inputMetadata: reply.inputs,
             outputMetadata: reply.outputs,
             early: reply.early,
@@ -383,6 +391,7 @@ export function startInferenceThread(model: Uint8Array | string, options: ort.In
         case 'result': {
           const job = pending.get(reply.id);
           pending.delete(reply.id);
+          lastRunMs = reply.ms;
           const fetches: Fetches = {};
           for (const t of reply.outputs) fetches[t.name] = fromWire(t);
           job?.resolve(fetches);

@@ -8,8 +8,8 @@
 import type * as ort from 'onnxruntime-common';
 import type { Feeds, TensorSpec } from '../tensor/types.ts';
 
-/** A model moves to the main thread only when a run of one row takes at most this, ms. */
-export const MAIN_THREAD_RUN_MAX_MS = 0.15;
+/** A model moves to the main thread only when a run of one row there (one onnxruntime thread) takes at most this, ms. */
+export const MAIN_THREAD_RUN_MAX_MS = 0.1;
 /** A request runs on the main thread when its run is estimated to take at most this, ms. */
 export const MAIN_THREAD_BUDGET_MS = 1;
 /** A run on the main thread that took longer than this sends the model back to its thread, ms. */
