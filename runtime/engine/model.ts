@@ -87,6 +87,8 @@ export interface LoadModelOptions {
   placementDelayMs?: number;
   /** With `thread: 'auto'`: how long a thread started for a large request outlives its last run, ms (default 30 s). */
   threadIdleMs?: number;
+  /** With `thread: 'auto'`: a model moves to the main thread only when a run of one row there takes at most this, ms (default MAIN_THREAD_RUN_MAX_MS). */
+  mainThreadRunMaxMs?: number;
   /** With `thread: 'auto'`: a run on the main thread longer than this sends the model back to its thread, ms (default MAIN_THREAD_RUN_LIMIT_MS). */
   mainThreadRunLimitMs?: number;
   /** Called with the seconds each run took. */
@@ -342,6 +344,7 @@ export async function loadModel(path: string, options: LoadModelOptions = {}): P
   // timed on the main thread (one row, then more when it has a dynamic dimension), and moves there
   // when a run costs less than the hop to its thread.
   const placementRetries = [10_000, 60_000];
+  const runMaxMs = options.mainThreadRunMaxMs ?? MAIN_THREAD_RUN_MAX_MS;
   // Sent back to its thread by a slow run: it stays there.
   let leftForGood = false;
   const choosePlacement = async (): Promise<Placement> => {
@@ -379,11 +382,11 @@ export async function loadModel(path: string, options: LoadModelOptions = {}): P
         return { elements: elementsOf(feeds), ms: best };
       };
       const one = await time(calibrationFeeds(ort.Tensor, inputs, outputs, 1)!);
-      const many = one.ms <= MAIN_THREAD_RUN_MAX_MS && hasDynamicDimension(inputs) ? await time(calibrationFeeds(ort.Tensor, inputs, outputs, CALIBRATION_ROWS)!) : undefined;
-      if (released || one.ms > MAIN_THREAD_RUN_MAX_MS || unavailable) {
+      const many = one.ms <= runMaxMs && hasDynamicDimension(inputs) ? await time(calibrationFeeds(ort.Tensor, inputs, outputs, CALIBRATION_ROWS)!) : undefined;
+      if (released || one.ms > runMaxMs || unavailable) {
         await direct.release();
         // Timed on a busy host, a small model can look slow: it is timed again later, twice.
-        if (!released && !unavailable && one.ms <= MAIN_THREAD_RUN_MAX_MS * 10 && placementRetries.length) {
+        if (!released && !unavailable && one.ms <= runMaxMs * 10 && placementRetries.length) {
           setTimeout(() => void choosePlacement().catch(() => {}), placementRetries.shift()).unref();
         }
         return placement;
