@@ -195,9 +195,10 @@ export async function loadModel(path: string, options: LoadModelOptions = {}): P
   // Set while the inference thread is dead and being restarted: why the model cannot run.
   let unavailable: string | undefined;
   let released = false;
-  let placement: Placement = useThread ? 'thread' : 'main';
   // With the model moved to the main thread (`thread: 'auto'`): its session there, and what its runs cost.
   let main: { session: OrtNode.InferenceSession; cost: RunCost } | undefined;
+  // Where runs take place follows from that: no thread at all, or a session on the main thread.
+  const placement = (): Placement => (!useThread || main ? 'main' : 'thread');
   // Failed runs are reported by the runtime (runFailure); onnxruntime's own error lines would only duplicate them.
   const sessionOptions = sessionOptionsFor(options);
   // A restart reads the file again (on its new thread).
@@ -330,11 +331,10 @@ export async function loadModel(path: string, options: LoadModelOptions = {}): P
     }
   };
   const leaveMainThread = (why: string) => {
-    if (placement !== 'main' || !main) return;
+    if (!main) return;
     leftForGood = true;
     const left = main.session;
     main = undefined;
-    placement = 'thread';
     clearTimeout(idleTimer);
     options.onPlacement?.('thread', why);
     // Runs under way on it finish first: onnxruntime frees it once they are done.
@@ -348,23 +348,23 @@ export async function loadModel(path: string, options: LoadModelOptions = {}): P
   // Sent back to its thread by a slow run: it stays there.
   let leftForGood = false;
   const choosePlacement = async (): Promise<Placement> => {
-    if (released || !auto || main || leftForGood) return placement;
+    if (released || !auto || main || leftForGood) return placement();
     // Only a small file with a small graph is looked at; making its session on the main thread
     // then blocks it for a few ms.
-    if (((await stat(path).catch(() => undefined))?.size ?? Infinity) > MAX_MODEL_BYTES) return placement;
+    if (((await stat(path).catch(() => undefined))?.size ?? Infinity) > MAX_MODEL_BYTES) return placement();
     const operators = readOnnxOperators(path, MAX_NODES_READ);
-    if (!operators || !sizeBoundOperators(operators)) return placement;
+    if (!operators || !sizeBoundOperators(operators)) return placement();
     const small = calibrationFeeds(ort.Tensor, inputs, outputs, 1);
-    if (!small || released || !session) return placement;
+    if (!small || released || !session) return placement();
     // A run of one row, on the thread first (timed there, so a busy main thread does not count):
     // a model that takes long there is never run here.
     const thread = session as Partial<ThreadSession>;
     try {
       await session.run(small, undefined, true, Infinity);
     } catch {
-      return placement;
+      return placement();
     }
-    if (!(thread.lastRunMs! <= THREAD_PROBE_MAX_MS)) return placement;
+    if (!(thread.lastRunMs! <= THREAD_PROBE_MAX_MS)) return placement();
     let direct: OrtNode.InferenceSession | undefined;
     try {
       const { InferenceSession } = await import('onnxruntime-node');
@@ -389,20 +389,19 @@ export async function loadModel(path: string, options: LoadModelOptions = {}): P
         if (!released && !unavailable && one.ms <= runMaxMs * 10 && placementRetries.length) {
           setTimeout(() => void choosePlacement().catch(() => {}), placementRetries.shift()).unref();
         }
-        return placement;
+        return placement();
       }
       main = { session: direct, cost: fitCost(one, many) };
     } catch {
       // A model that cannot run on zeros (or whose session cannot be made twice) stays on its thread.
       await direct?.release().catch(() => {});
-      return placement;
+      return placement();
     }
-    placement = 'main';
     options.onPlacement?.('main', `a run of one row takes ${main.cost.fixedMs.toFixed(3)} ms`);
     // The thread ends once no run is left on it; a large request starts another.
     clearTimeout(idleTimer);
     idleTimer = setTimeout(endIdleThread, 0).unref();
-    return placement;
+    return placement();
   };
   const outputNames = outputs.map((o) => o.name);
   const batching = (options.batching?.enabled ?? false) && canBatch(inputs, outputs);
@@ -416,7 +415,7 @@ export async function loadModel(path: string, options: LoadModelOptions = {}): P
   }, options.queueObserver);
   const placed = auto
     ? new Promise<void>((done) => setTimeout(done, options.placementDelayMs ?? 1000).unref()).then(choosePlacement)
-    : Promise.resolve(placement);
+    : Promise.resolve(placement());
   placed.catch(() => {});
   return {
     release: async () => {
@@ -434,7 +433,7 @@ export async function loadModel(path: string, options: LoadModelOptions = {}): P
     loadedEarly,
     batching,
     get placement() {
-      return placement;
+      return placement();
     },
     placed,
     run: (feeds, names, runOptions) => queue.run(feeds, names, runOptions?.transfer, runOptions),
